@@ -1,0 +1,164 @@
+"""One stable-baselines3 VecEnv over either simulator: distractors, frame stacks, SB3 semantics.
+
+SB3 conventions, exactly as its own DummyVecEnv: ``done = terminated or truncated``; every info
+has ``TimeLimit.truncated = truncated and not terminated`` (DMC episodes end by truncation, and
+PPO must bootstrap through them); a done env's last observation goes to
+``info["terminal_observation"]`` and the returned observation is the first of the next episode.
+EnvPool would auto-reset a done env on the *next* step (reward 0, action discarded); we reset all
+done envs at once, in the same step, with one batched ``reset(ids)`` call instead.
+
+Pixel observations are ``(3 * frame_stack, H, W)`` uint8, oldest frame first. The stack is built
+here, after the distractors, so each frame is distracted once, by the state of its own step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from envs.distractors import Distractors
+from envs.simulators import Batch, state_space_from
+from rl_laof.config import EnvConfig
+
+
+class DistractedVecEnv(VecEnv):
+    def __init__(self, sim, cfg: EnvConfig):
+        self.sim = sim
+        self.cfg = cfg
+        self.pixels = cfg.obs == "pixels"
+        n, size, k = cfg.num_envs, cfg.image_size, cfg.frame_stack
+        if self.pixels:
+            space: gym.Space = gym.spaces.Box(0, 255, shape=(3 * k, size, size), dtype=np.uint8)
+            self.distractors = Distractors(cfg.distractors, n, size, cfg.seed)
+            self._stack = np.zeros((n, k, 3, size, size), np.uint8)
+        elif cfg.state_as_dict:
+            space = gym.spaces.Dict({
+                key: gym.spaces.Box(-np.inf, np.inf, shape=s, dtype=np.float32)
+                for key, s in sim.state_shapes.items()
+            })
+        else:
+            dim = int(sum(np.prod(s, dtype=int) for s in sim.state_shapes.values()))
+            space = gym.spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        self.state_space = state_space_from(sim.state_shapes)
+        super().__init__(n, space, sim.action_space)
+        self._actions: np.ndarray | None = None
+        self._last_frames: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ observations
+    def _state_obs(self, state: dict[str, np.ndarray]):
+        if self.cfg.state_as_dict:
+            return {k: v.astype(np.float32) for k, v in state.items()}
+        n = len(next(iter(state.values())))
+        return np.concatenate([state[k].reshape(n, -1) for k in self.sim.state_shapes], axis=1).astype(np.float32)
+
+    def _observe(self, batch: Batch, new_episode: bool):
+        """Observations and per-env frame infos for ``batch.ids``."""
+        ids = batch.ids
+        infos: list[dict] = [{} for _ in ids]
+        if not self.pixels:
+            return self._state_obs(batch.state), infos
+        frames, masks = batch.frames, None
+        raw_masks = None
+        if batch.extras is not None:
+            raw_masks = np.stack([e["agent_mask_raw"] for e in batch.extras])
+        # always composited: without distractors the kernel puts the clean sky behind the scene
+        frames, masks = self.distractors.apply(frames, ids, raw_masks)
+        if batch.extras is not None:
+            for j, (e, i) in enumerate(zip(batch.extras, ids)):
+                infos[j] = dict(e, agent_mask=masks[j], shake_affine=self.distractors.affine(int(i)),
+                                frame=frames[j])
+        if new_episode:
+            self._stack[ids] = frames[:, None]
+        else:
+            self._stack[ids, :-1] = self._stack[ids, 1:]
+            self._stack[ids, -1] = frames
+        if self._last_frames is None:
+            self._last_frames = np.zeros((self.num_envs, *frames.shape[1:]), np.uint8)
+        self._last_frames[ids] = frames
+        return self._stack[ids].reshape(len(ids), *self.observation_space.shape).copy(), infos
+
+    @staticmethod
+    def _put(obs, ids, values):
+        if isinstance(obs, dict):
+            for k in obs:
+                obs[k][ids] = values[k]
+        else:
+            obs[ids] = values
+
+    @staticmethod
+    def _take(obs, i):
+        if isinstance(obs, dict):
+            return {k: v[i].copy() for k, v in obs.items()}
+        return obs[i].copy()
+
+    # ------------------------------------------------------------------ VecEnv API
+    def reset(self):
+        if any(s is not None for s in self._seeds):
+            self.sim.reseed(self._seeds[0])
+            if self.pixels:
+                self.distractors = Distractors(self.cfg.distractors, self.num_envs, self.cfg.image_size,
+                                               self._seeds[0])
+        self._reset_seeds()
+        ids = np.arange(self.num_envs)
+        batch = self.sim.reset(ids)
+        if self.pixels:
+            self.distractors.reset(ids)
+        obs, infos = self._observe(batch, new_episode=True)
+        self.reset_infos = infos
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions, np.float32).reshape(self.num_envs, *self.action_space.shape)
+        if not np.all(np.isfinite(actions)):
+            raise ValueError("actions contain NaN or inf")
+        self._actions = np.clip(actions, self.action_space.low, self.action_space.high)
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("step_wait() without step_async(): call step(actions).")
+        batch, rew, term, trunc = self.sim.step(self._actions)
+        self._actions = None
+        if self.pixels:
+            self.distractors.step()
+        obs, infos = self._observe(batch, new_episode=False)
+        dones = np.asarray(term | trunc)
+        for i in range(self.num_envs):
+            infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
+        done_ids = np.flatnonzero(dones)
+        if len(done_ids):
+            for i in done_ids:
+                infos[i]["terminal_observation"] = self._take(obs, i)
+            reset_batch = self.sim.reset(done_ids)
+            if self.pixels:
+                self.distractors.reset(done_ids)
+            new_obs, reset_infos = self._observe(reset_batch, new_episode=True)
+            self._put(obs, done_ids, new_obs)
+            for j, i in enumerate(done_ids):
+                self.reset_infos[i] = reset_infos[j]
+                if reset_infos[j]:
+                    infos[i]["reset_frame_info"] = reset_infos[j]
+        return obs, rew.astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        self.sim.close()
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        if self._last_frames is None:
+            return [None] * self.num_envs
+        return list(self._last_frames.transpose(0, 2, 3, 1))
+
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        return [getattr(self, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        setattr(self, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        raise NotImplementedError(f"{type(self).__name__} runs its envs in one simulator: no per-env methods")
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))

@@ -1,0 +1,45 @@
+import os
+
+import numpy as np
+import pytest
+
+
+def _gl_problem() -> str | None:
+    from envs.gl import GLUnavailableError, ensure_gl
+
+    try:
+        ensure_gl()
+    except GLUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def gl():
+    """Headless GL for rendering tests. Missing GL skips locally, but fails in CI (which installs it)."""
+    problem = _gl_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install headless GL: {problem}")
+        pytest.skip(problem)
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:  # torch missing or broken: no GPU tests either way
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA device (none found)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+def key_mask(frames: np.ndarray) -> np.ndarray:
+    """(n,3,H,W) uint8 -> (n,H,W) bool: pixels in the exact sky key colour."""
+    from envs.assets import KEY_COLOR
+
+    return np.all(frames == np.array(KEY_COLOR, np.uint8)[None, :, None, None], axis=1)

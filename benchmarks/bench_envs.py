@@ -125,7 +125,8 @@ def bench_dmc_vector(distractors: str, seconds: float) -> float:
     def thunk(i):
         return lambda: gym.wrappers.FrameStackObservation(DMCPixelEnv(i, distractors), STACK)
 
-    venv = gym.vector.AsyncVectorEnv([thunk(i) for i in range(NUM_ENVS)], shared_memory=True)
+    # "spawn": forking a process that already holds EnvPool's threads and GL contexts deadlocks
+    venv = gym.vector.AsyncVectorEnv([thunk(i) for i in range(NUM_ENVS)], shared_memory=True, context="spawn")
     rng = np.random.default_rng(0)
     shape = (NUM_ENVS, *venv.single_action_space.shape)
     fps = measure(lambda: venv.step(rng.uniform(-1, 1, shape).astype(np.float32)), venv.reset,

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 KEY_COLOR = (255, 0, 255)
@@ -72,7 +72,7 @@ def _edit_xml(path: Path) -> bool:
     return changed
 
 
-@lru_cache(maxsize=None)
+@cache
 def render_asset_root() -> Path:
     """Path to pass as EnvPool's ``base_path``: the edited copy, built once and cached on disk.
 

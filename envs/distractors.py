@@ -129,9 +129,7 @@ class Distractors:
         self.dynamic = cfg.dynamic
         self.rngs = [np.random.default_rng([seed, i, 0xD15]) for i in range(num_envs)]
         if self.use_bg:
-            self.bank: BackgroundBank | None = make_background_bank(
-                cfg.background_source, cfg.background_split, size, cfg.resolved_num_videos
-            )
+            self.bank: BackgroundBank | None = self._load_bank(cfg, size)
             self.bank_frames = self.bank.frames
         else:
             self.bank = None
@@ -149,6 +147,17 @@ class Distractors:
         # camera bounds (DCS): roll +-pi/2*s, distance factor in [1-0.5s, 1+1.5s]
         self.cam_lo = np.array([-math.pi / 2 * self.s, -0.5 * self.s])
         self.cam_hi = np.array([math.pi / 2 * self.s, 1.5 * self.s])
+
+    @staticmethod
+    def _load_bank(cfg: DistractorConfig, size: int) -> BackgroundBank:
+        """The difficulty's DCS video count, or all a user's folder has if it holds fewer."""
+        want = cfg.resolved_num_videos
+        try:
+            return make_background_bank(cfg.background_source, cfg.background_split, size, want)
+        except ValueError:
+            if cfg.num_videos != -1 or want is None or cfg.background_source == "procedural":
+                raise
+            return make_background_bank(cfg.background_source, cfg.background_split, size, None)
 
     @property
     def active(self) -> bool:

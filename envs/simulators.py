@@ -248,10 +248,10 @@ class DMControlSimulator:
         batch.state = {k: np.stack([np.asarray(o[k], np.float64) for o in observations])
                        for k in self.state_shapes}
         if self.pixels:
-            frames, extras = zip(*(self._render(i) for i in ids))
+            frames, extras = zip(*(self._render(i) for i in ids), strict=False)
             batch.frames = np.ascontiguousarray(np.stack(frames).transpose(0, 3, 1, 2))
             if self.want_extras:
-                for e, i, o in zip(extras, ids, observations):
+                for e, i, o in zip(extras, ids, observations, strict=False):
                     e["state"] = np.concatenate([np.ravel(o[k]) for k in self.state_shapes]).astype(np.float32)
                     e["physics_state"] = self.envs[i].physics.get_state().copy()
                 batch.extras = list(extras)

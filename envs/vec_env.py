@@ -26,6 +26,8 @@ from rl_laof.config import EnvConfig
 
 
 class DistractedVecEnv(VecEnv):
+    render_mode = "rgb_array"  # VecEnv.render() tiles get_images()
+
     def __init__(self, sim, cfg: EnvConfig):
         self.sim = sim
         self.cfg = cfg
@@ -68,7 +70,7 @@ class DistractedVecEnv(VecEnv):
         # always composited: without distractors the kernel puts the clean sky behind the scene
         frames, masks = self.distractors.apply(frames, ids, raw_masks)
         if batch.extras is not None:
-            for j, (e, i) in enumerate(zip(batch.extras, ids)):
+            for j, (e, i) in enumerate(zip(batch.extras, ids, strict=False)):
                 infos[j] = dict(e, agent_mask=masks[j], shake_affine=self.distractors.affine(int(i)),
                                 frame=frames[j])
         if new_episode:

@@ -175,3 +175,19 @@ def test_parse_accepts_names_kinds_and_dicts():
     assert DistractorConfig.parse("medium:background,camera").kinds == ("background", "camera")
     assert DistractorConfig.parse(None).active_kinds == ()
     assert DistractorConfig.parse({"difficulty": "easy", "scale": 0.25}).resolved_scale == 0.25
+
+
+def test_user_background_folder_fills_the_sky(tmp_path):
+    import imageio.v3 as iio
+
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200)]
+    for i, c in enumerate(colours):
+        iio.imwrite(tmp_path / f"bg{i}.png", np.full((40, 50, 3), c, np.uint8))
+    frames = synthetic_frames(n=2)
+    # "easy" asks for 4 videos; a folder with fewer train files uses all it has
+    d = make(("background",), difficulty="easy", n=2, background_source=str(tmp_path))
+    out, _ = d.apply(frames, np.arange(2))
+    sky = key_mask(frames)
+    for i in range(2):
+        got = {tuple(p) for p in out[i].transpose(1, 2, 0)[sky[i]]}
+        assert len(got) == 1 and got.pop() in colours

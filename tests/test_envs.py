@@ -237,7 +237,7 @@ def test_backends_frame_the_scene_alike():
         f = raw.astype(int)
         agent = (f[:, 0] > f[:, 2] + 20) & ~sky  # cheetah is orange
         floor = ~agent & ~sky
-        ys, xs = zip(*(np.argwhere(a).mean(0) for a in agent))
+        ys, xs = zip(*(np.argwhere(a).mean(0) for a in agent), strict=False)
         floor_rows = np.flatnonzero(floor.mean(axis=(0, 2)) > 0.5)
         stats[backend] = dict(
             y=np.mean(ys), x=np.mean(xs), area=agent.sum((1, 2)).mean(),

@@ -162,7 +162,7 @@ class EnvConfig:
         if self.frame_stack < 1:
             raise ValueError(f"frame_stack={self.frame_stack}: need at least 1.")
         if self.action_repeat is not None and not (1 <= self.action_repeat <= 1000):
-            raise ValueError(f"action_repeat={self.action_repeat}: use 1..1000 (or None for the task default).")
+            raise ValueError(f"action_repeat={self.action_repeat}: use 1..1000 (None means 1).")
         if self.obs == "state" and self.distractors.active_kinds:
             raise ValueError(
                 "Visual distractors only apply to pixel observations: use obs='pixels' or distractors='none'."

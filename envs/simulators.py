@@ -9,6 +9,7 @@ once, for both backends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass, field
 from unittest import mock
@@ -54,14 +55,14 @@ class EnvpoolSimulator:
         self.task, self.num_envs, self.pixels, self.size = task, num_envs, pixels, size
         self.action_repeat = action_repeat
         self.max_steps = episode_steps(action_repeat)
-        # EnvPool's frame_skip computes the reward once, after the last substep; action repeat
-        # (DrQ, PlaNet, dm_control wrappers) sums it over the substeps. We step the pool
-        # ``action_repeat`` times and sum, so both backends return the same rewards.
+        # EnvPool's DMC ``frame_skip`` is dm_control's ``n_sub_steps`` (physics steps per control step:
+        # cheetah 1, walker 10, hopper 4...): its default is the task's own, and overriding it changes
+        # the MDP. Action repeat (DrQ, PlaNet) repeats *control* steps and sums their rewards, so we
+        # step the pool ``action_repeat`` times and sum, as the dm_control backend does.
         self._kwargs = dict(
             num_envs=num_envs,
             batch_size=num_envs,
             num_threads=num_threads or min(num_envs, os.cpu_count() or 1),
-            frame_skip=1,
             max_episode_steps=self.max_steps * action_repeat,
         )
         if pixels:
@@ -72,7 +73,10 @@ class EnvpoolSimulator:
         self._envpool = envpool
         self._make(seed)
         state_env = envpool.make_spec(task.envpool_id)
-        self.state_shapes = {k: tuple(v.shape) for k, v in state_env.observation_space.spaces.items()}
+        # EnvPool returns the union of its domain's observation keys (finger-spin gets finger-turn's
+        # target, quadruped-run the ball...); keep exactly dm_control's keys, in dm_control's order
+        spaces = state_env.observation_space.spaces
+        self.state_shapes = {k: tuple(spaces[k].shape) for k in dm_control_state_keys(task.domain, task.task)}
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=self.env.action_space.shape, dtype=np.float32)
 
     def _make(self, seed: int) -> None:
@@ -87,7 +91,7 @@ class EnvpoolSimulator:
         order = np.argsort(ids, kind="stable")
         if self.pixels:
             return Batch(ids=ids[order], frames=obs[order])
-        return Batch(ids=ids[order], state={k: np.asarray(v)[order] for k, v in obs.items()})
+        return Batch(ids=ids[order], state={k: np.asarray(obs[k])[order] for k in self.state_shapes})
 
     def reset(self, ids: np.ndarray) -> Batch:
         ids = np.asarray(ids, np.int32)
@@ -145,6 +149,18 @@ def _quiet_absl():
         yield
     finally:
         absl_logging.set_verbosity(level)
+
+
+@functools.cache
+def dm_control_state_keys(domain: str, task: str) -> tuple[str, ...]:
+    """The task's state observation keys, in dm_control's order (the reference for both backends)."""
+    from dm_control import suite
+
+    with _quiet_absl():
+        env = suite.load(domain, task)
+    keys = tuple(env.observation_spec())
+    env.close()
+    return keys
 
 
 def agent_geoms(model) -> np.ndarray:
@@ -212,26 +228,35 @@ class DMControlSimulator:
                     task_kwargs={"random": int(seed) + i, "time_limit": float("inf")},
                 ))
         self.steps = np.zeros(self.num_envs, np.int64)
+        self._cameras: list = [None] * self.num_envs
 
     def reseed(self, seed: int) -> None:
         self.close()
         self._make(seed)
 
+    def _camera(self, i: int):
+        """One dm_control Camera per env, kept: ``physics.render`` builds a new one (and its MjvScene)
+        on every call, which cost a third of a frame with three passes per frame."""
+        from dm_control.mujoco.engine import Camera
+
+        if self._cameras[i] is None:
+            self._cameras[i] = Camera(self.envs[i].physics, self.size, self.size, self.task.camera_id)
+        return self._cameras[i]
+
     def _render(self, i: int):
         physics = self.envs[i].physics
         cam = self.task.camera_id
-        rgb = physics.render(self.size, self.size, camera_id=cam)
+        camera = self._camera(i)
+        rgb = camera.render().copy()  # a view of the camera's buffer, which the next pass overwrites
         if not self.want_extras:
             return rgb, None
-        depth = physics.render(self.size, self.size, camera_id=cam, depth=True)
-        seg = physics.render(self.size, self.size, camera_id=cam, segmentation=True)
+        depth = camera.render(depth=True).copy()
+        seg = camera.render(segmentation=True)
         geom = np.where(seg[..., 1] == 5, seg[..., 0], -1)  # mjOBJ_GEOM == 5
-        mask = np.zeros(geom.shape, np.uint8)
-        valid = geom >= 0
-        mask[valid] = self._agent[geom[valid]]
+        mask = self._agent[np.maximum(geom, 0)] & (geom >= 0)
         d = physics.data
         extras = {
-            "agent_mask_raw": mask,
+            "agent_mask_raw": mask.astype(np.uint8),
             "geom_id": geom.astype(np.int16),
             "depth": depth.astype(np.float32),
             "camera_pos": d.cam_xpos[cam].copy(),
@@ -283,5 +308,6 @@ class DMControlSimulator:
         return self._collect(np.arange(n), obs), rew, term, trunc
 
     def close(self) -> None:
+        self._cameras = [None] * self.num_envs  # scenes go before the physics they point at
         for e in getattr(self, "envs", []):
             e.close()

@@ -170,3 +170,212 @@ class EnvConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- presets
+
+PRESET_NAMES = ("quick", "paper")
+
+
+def from_preset(cls, presets: dict[str, dict[str, Any]], preset: str, **overrides: Any):
+    """``cls(**presets[preset], **overrides)``; ``None`` overrides are ignored (unset CLI flags)."""
+    if preset not in presets:
+        raise ValueError(f"Unknown preset {preset!r} for {cls.__name__}; valid: {', '.join(presets)}.")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(overrides) - fields)
+    if bad:
+        raise TypeError(f"{cls.__name__} has no field(s) {bad}; fields: {', '.join(sorted(fields))}.")
+    values = dict(presets[preset])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.setdefault("preset", preset)
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------- experts
+
+ON_POLICY_ALGOS = ("ppo", "a2c", "trpo", "recurrentppo")
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """An expert trained on state observations (EnvPool backend) with stable-baselines3.
+
+    ``algo`` names any SB3 / sb3-contrib algorithm for continuous actions (ppo, sac, td3, tqc,
+    trpo, a2c, ddpg, crossq...); ``algo_kwargs`` override its constructor arguments. On-policy
+    algorithms normalise observations and rewards (VecNormalize, as CleanRL's PPO); off-policy ones
+    normalise observations only (their critics learn the reward's scale themselves).
+    """
+
+    task: str = "cheetah-run"
+    algo: str = "ppo"
+    preset: str = "quick"
+    total_steps: int = 3_000_000  # environment (agent) steps over all envs
+    num_envs: int | None = None  # None: 64 for on-policy algorithms, 4 for off-policy ones
+    seed: int = 0
+    action_repeat: int = 1
+    net_arch: tuple[int, ...] = (64, 64)  # CleanRL's PPO; also the fastest on CPU
+    normalize_obs: bool = True
+    normalize_reward: bool | None = None  # None: on for on-policy algorithms, off for off-policy
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_every: int = 500_000  # agent steps between evaluations
+    eval_episodes: int = 8
+    final_eval_episodes: int = 32  # per backend, for the report
+    checkpoint_every: int = 500_000
+    torch_threads: int = 0  # 0: all cores
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algo", self.algo.lower())
+        object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
+        if self.num_envs is None:
+            object.__setattr__(self, "num_envs", 64 if self.on_policy else 4)
+        for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "final_eval_episodes",
+                     "checkpoint_every", "action_repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ExpertConfig.{name}={getattr(self, name)}: must be >= 1.")
+
+    @property
+    def on_policy(self) -> bool:
+        return self.algo in ON_POLICY_ALGOS
+
+    @property
+    def resolved_normalize_reward(self) -> bool:
+        return self.on_policy if self.normalize_reward is None else bool(self.normalize_reward)
+
+    def resolved_algo_kwargs(self) -> dict[str, Any]:
+        """The algorithm's constructor arguments: our defaults for it, then ``algo_kwargs``."""
+        if self.on_policy:
+            base: dict[str, Any] = dict(n_steps=128, learning_rate=3e-4, gamma=0.99)
+            if self.algo in ("ppo", "recurrentppo", "trpo"):
+                base.update(batch_size=1024, gae_lambda=0.95)
+            if self.algo in ("ppo", "recurrentppo"):
+                base.update(n_epochs=10, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
+        else:
+            base = dict(learning_rate=3e-4, buffer_size=min(1_000_000, self.total_steps), batch_size=256,
+                        gamma=0.99, learning_starts=min(5_000, self.total_steps // 10), train_freq=1,
+                        gradient_steps=-1)
+        base.update(self.algo_kwargs)
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["resolved_algo_kwargs"] = self.resolved_algo_kwargs()
+        return d
+
+
+# The dataclass defaults are the quick preset; other presets override them.
+EXPERT_PRESETS: dict[str, dict[str, Any]] = {
+    # ~6 min (cheetah-run, 1 physics step per control step) to ~13 min (walker-walk, 10) on 2 CPU cores
+    "quick": {},
+    # CleanRL's budget for its dm_control PPO references (8M steps)
+    "paper": dict(total_steps=8_000_000, eval_every=250_000, checkpoint_every=250_000,
+                  final_eval_episodes=100),
+}
+
+
+# --------------------------------------------------------------------------- datasets
+
+SPLITS = ("train", "eval", "heldout_bg")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """A video dataset rolled out by an expert on the dm_control backend (``rl_laof.collect``).
+
+    Three splits of whole episodes, each from its own seeds: ``train`` (what methods learn from),
+    ``eval`` (held-out episodes, same distractor distribution) and ``heldout_bg`` (held-out episodes
+    with the *eval* background videos: a generalisation split). Label splits over the train
+    transitions are nested (every larger budget contains the smaller ones).
+    """
+
+    task: str = "cheetah-run"
+    preset: str = "quick"
+    distractors: DistractorConfig = field(default_factory=lambda: DistractorConfig(difficulty="hard"))
+    image_size: int = 64
+    action_repeat: int = 1
+    episodes: int = 16  # train episodes
+    eval_episodes: int = 4
+    heldout_bg_episodes: int = 2
+    episode_steps: int | None = 500  # None: the full episode (1000 // action_repeat agent steps)
+    expert: str = "auto"  # "auto": the expert of ``expert_preset`` (trained if missing); a run dir; "random"
+    expert_preset: str = "quick"
+    expert_which: str = "best"
+    action_noise: float = 0.1  # std of Gaussian noise added to the expert's actions (then clipped)
+    seed: int = 0
+    workers: int = 2
+    exact_flow_inputs: bool = True  # depth, geom ids, camera and geom poses per frame
+    compression: str | None = "lzf"
+    label_fractions: tuple[float, ...] = (0.0, 0.01, 0.05, 0.1)
+    label_trajectories: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "distractors", DistractorConfig.parse(self.distractors))
+        object.__setattr__(self, "label_fractions", tuple(float(f) for f in self.label_fractions))
+        object.__setattr__(self, "label_trajectories", tuple(int(n) for n in self.label_trajectories))
+        if self.episodes < 1:
+            raise ValueError(f"episodes={self.episodes}: need at least one training episode.")
+        for name in ("eval_episodes", "heldout_bg_episodes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0.")
+        if self.episode_steps is not None and self.episode_steps < 2:
+            raise ValueError(f"episode_steps={self.episode_steps}: need at least 2 steps per episode.")
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers}: need at least 1.")
+        if self.action_noise < 0:
+            raise ValueError(f"action_noise={self.action_noise}: must be >= 0.")
+        if any(not (0.0 <= f <= 1.0) for f in self.label_fractions):
+            raise ValueError(f"label_fractions {self.label_fractions}: each must be in [0, 1].")
+        if any(n < 1 for n in self.label_trajectories):
+            raise ValueError(f"label_trajectories {self.label_trajectories}: each must be >= 1.")
+        if self.compression not in (None, "lzf", "gzip"):
+            raise ValueError(f"compression={self.compression!r}: use 'lzf', 'gzip' or None.")
+        if self.expert_which not in ("best", "final"):
+            raise ValueError(f"expert_which={self.expert_which!r}: use 'best' or 'final'.")
+
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": self.episodes, "eval": self.eval_episodes, "heldout_bg": self.heldout_bg_episodes}
+
+    def env_config(self, split: str, seed: int) -> EnvConfig:
+        """The one-env dm_control config an episode of ``split`` is rolled out in."""
+        dist = self.distractors
+        if split == "heldout_bg":
+            dist = dataclasses.replace(dist, background_split="eval")
+        # the frame infos (agent mask, state) are needed whether or not the flow inputs are stored
+        return EnvConfig(task=self.task, num_envs=1, obs="pixels", distractors=dist, image_size=self.image_size,
+                         frame_stack=1, action_repeat=self.action_repeat, seed=seed, backend="dm_control",
+                         exact_flow_info=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The dataclass defaults are the quick preset: 16 + 4 + 2 episodes of 500 steps.
+COLLECT_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    # LAOM's scale per task is 5000 x 1000 steps; this is a tenth of it
+    "paper": dict(episodes=500, eval_episodes=50, heldout_bg_episodes=50, episode_steps=None, workers=16,
+                  expert_preset="paper"),
+}
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """What one training sample holds (``rl_laof.data.WindowDataset``).
+
+    A window at transition t of an episode: o_{t-s+1..t} (frame stack s, padded with the episode's
+    first frame as the env pads at reset), o_{t+1}, o_{t+k} with k ~ U{1..min(max_offset, T-t)}
+    (LAOM's IDM offset), a_t where labelled, and the agent masks / flow target of (t, t+1).
+    Windows never cross an episode boundary.
+    """
+
+    frame_stack: int = 3
+    max_offset: int = 1  # LAOM: 10
+    label_split: str = "frac-0.01"  # a label split of the dataset, or "all" / "none"
+    with_masks: bool = True
+    with_states: bool = False
+    with_flow: bool = True  # when the dataset holds flow targets
+
+    def __post_init__(self) -> None:
+        if self.frame_stack < 1:
+            raise ValueError(f"frame_stack={self.frame_stack}: need at least 1.")
+        if self.max_offset < 1:
+            raise ValueError(f"max_offset={self.max_offset}: need at least 1 (k=1 is the next frame).")

@@ -1,0 +1,68 @@
+"""Where every stage writes, and how a later stage finds what an earlier one made.
+
+Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./runs``):
+
+    runs/experts/<task>/<algo>-<preset>-s<seed>/    expert checkpoints, eval history, report.json
+    runs/datasets/<task>/<name>/dataset.h5          video datasets (rl_laof.collect)
+
+Every file is written atomically (:func:`atomic_path`): a killed run leaves the previous version or
+nothing, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("RL_LAOF_RUNS", "runs"))
+
+
+def expert_dir(task: str, algo: str = "ppo", preset: str = "quick", seed: int = 0) -> Path:
+    return runs_root() / "experts" / task / f"{algo.lower()}-{preset}-s{seed}"
+
+
+def dataset_dir(task: str, name: str) -> Path:
+    return runs_root() / "datasets" / task / name
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write to; rename it onto ``path`` on success.
+
+    The temporary name keeps the suffix (some writers, e.g. SB3's ``save``, add one otherwise)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,176 @@
+"""Opening a dataset: metadata, splits, label masks, and whole splits loaded into RAM.
+
+    ds = VideoDataset("runs/datasets/cheetah-run/hard-quick-s0/dataset.h5")   # structural check
+    train = ds.load_split("train", keys=("obs", "actions", "agent_mask"))      # checksummed read
+
+Opening checks the structure of every episode (all arrays present, lengths consistent);
+``verify="full"`` also reads every chunk so that a corrupted byte anywhere is found now rather
+than mid-training. Loading a split always reads (and so checksums) what it loads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl_laof.data import format as fmt
+
+
+@dataclass
+class EpisodeInfo:
+    split: str
+    index: int
+    length: int  # transitions T (T + 1 frames)
+    ret: float
+    seed: int
+
+
+@dataclass
+class SplitArrays:
+    """One split, concatenated: frame arrays have ``sum(T+1)`` rows, transition arrays ``sum(T)``."""
+
+    split: str
+    lengths: np.ndarray  # (E,) transitions per episode
+    frame_start: np.ndarray  # (E,) first frame row of each episode
+    trans_start: np.ndarray  # (E,) first transition row of each episode
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def num_transitions(self) -> int:
+        return int(self.lengths.sum())
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.arrays
+
+
+class VideoDataset:
+    def __init__(self, path: str | Path, verify: str = "structure"):
+        path = Path(path)
+        if path.is_dir():
+            path = path / "dataset.h5"
+        self.path = path
+        if verify not in ("structure", "full"):
+            raise ValueError(f"verify={verify!r}: use 'structure' or 'full'.")
+        with fmt.open_h5(path) as f:
+            self.attrs = fmt.root_attrs(f)
+            if self.attrs["format"] != fmt.FORMAT:
+                raise fmt.DatasetError(f"{path}: not an rl_laof video dataset (format={self.attrs['format']!r}).")
+            if self.attrs["version"] != fmt.VERSION:
+                raise fmt.DatasetError(f"{path}: dataset format version {self.attrs['version']}, this code reads "
+                                       f"{fmt.VERSION}: re-collect it.")
+            if not self.attrs["complete"]:
+                raise fmt.DatasetError(f"{path}: the dataset was never finished (no 'complete' mark): re-run collect.")
+            self.episodes: dict[str, list[EpisodeInfo]] = {}
+            for split in fmt.SPLITS:
+                infos = []
+                for index, group, where in fmt.iter_episodes(f, path, split):
+                    length = fmt.check_episode(group, where)
+                    if verify == "full":
+                        fmt.read_arrays(group, where)
+                    infos.append(EpisodeInfo(split, index, length, float(group.attrs["return"]),
+                                             int(group.attrs["seed"])))
+                self.episodes[split] = infos
+            if not self.episodes["train"]:
+                raise fmt.DatasetError(f"{path}: has no train episodes.")
+            self.labels: dict[str, np.ndarray] = {}
+            self.label_meta: dict[str, Any] = {}
+            if "labels" in f:
+                self.label_meta = json.loads(f["labels"].attrs.get("meta", "{}"))
+                for name in f["labels"]:
+                    self.labels[name] = fmt.read_arrays(f["labels"], f"{path}: label split", (name,))[name]
+            n_train = sum(e.length for e in self.episodes["train"])
+            for name, mask in self.labels.items():
+                if len(mask) != n_train:
+                    raise fmt.DatasetError(f"{path}: label split {name} covers {len(mask)} transitions, "
+                                           f"the train split has {n_train}.")
+            first = f[f"episodes/train/{fmt.episode_name(self.episodes['train'][0].index)}"]
+            self.keys = tuple(sorted(first))
+            self.image_shape = tuple(first["obs"].shape[1:])
+            self.action_dim = int(first["actions"].shape[1])
+            self.state_dim = int(first["states"].shape[1])
+            self.camera_fovy = float(first.attrs.get("camera_fovy", np.nan))
+            self.agent_geoms = f["agent_geoms"][()] if "agent_geoms" in f else None
+
+    # ------------------------------------------------------------------ metadata
+    @property
+    def config(self) -> dict:
+        return self.attrs["config"]
+
+    @property
+    def task(self) -> str:
+        return self.attrs["task"]
+
+    def label_mask(self, split: str, name: str) -> np.ndarray:
+        """Which transitions of ``split`` keep their action: a label split of the train split; held-out
+        splits are for evaluation and keep all actions. ``all`` / ``none`` are always available."""
+        n = sum(e.length for e in self.episodes[split])
+        if name == "all" or split != "train":
+            return np.ones(n, bool)
+        if name == "none":
+            return np.zeros(n, bool)
+        if name not in self.labels:
+            raise KeyError(f"{self.path}: no label split {name!r}; available: all, none, {', '.join(self.labels)}")
+        return self.labels[name]
+
+    def summary(self, brief: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = dict(task=self.task, image_shape=list(self.image_shape), action_dim=self.action_dim)
+        for split, eps in self.episodes.items():
+            rets = np.array([e.ret for e in eps]) if eps else np.zeros(0)
+            out[split] = dict(episodes=len(eps), transitions=int(sum(e.length for e in eps)),
+                              frames=int(sum(e.length + 1 for e in eps)),
+                              return_mean=round(float(rets.mean()), 2) if len(rets) else None,
+                              return_std=round(float(rets.std()), 2) if len(rets) else None)
+        out["labels"] = {name: int(mask.sum()) for name, mask in self.labels.items()}
+        if not brief:
+            out["keys"] = list(self.keys)
+            out["distractors"] = self.config.get("distractors")
+            out["expert"] = self.attrs["expert"]
+            out["versions"] = self.attrs["versions"]
+        return out
+
+    # ------------------------------------------------------------------ data
+    def episode(self, split: str, index: int, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+        with fmt.open_h5(self.path) as f:
+            name = f"episodes/{split}/{fmt.episode_name(index)}"
+            if name not in f:
+                raise KeyError(f"{self.path}: no episode {split}/{index}")
+            return fmt.read_arrays(f[name], f"{self.path}: episode {split}/{fmt.episode_name(index)}", keys)
+
+    def load_split(self, split: str, keys: tuple[str, ...] = ("obs", "actions"),
+                   episodes: int | None = None) -> SplitArrays:
+        """Concatenate ``keys`` of the first ``episodes`` episodes of ``split`` (all by default) in RAM."""
+        if split not in self.episodes:
+            raise KeyError(f"no split {split!r}; splits: {', '.join(self.episodes)}")
+        eps = self.episodes[split][:episodes]
+        if not eps:
+            raise fmt.DatasetError(f"{self.path}: split {split!r} has no episodes.")
+        missing = [k for k in keys if k not in self.keys]
+        if missing:
+            raise KeyError(f"{self.path}: no {missing} arrays (dataset holds {', '.join(self.keys)})")
+        lengths = np.array([e.length for e in eps], np.int64)
+        frame_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+        trans_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        out = SplitArrays(split, lengths, frame_start, trans_start)
+        with fmt.open_h5(self.path) as f:
+            for key in keys:
+                per_frame = key in fmt.PER_FRAME
+                rows = int((lengths + 1).sum() if per_frame else lengths.sum())
+                first = f[f"episodes/{split}/{fmt.episode_name(eps[0].index)}/{key}"]
+                buf = np.empty((rows, *first.shape[1:]), first.dtype)
+                starts = frame_start if per_frame else trans_start
+                for e, s in zip(eps, starts, strict=True):
+                    where = f"{self.path}: episode {split}/{fmt.episode_name(e.index)}"
+                    dset = f[f"episodes/{split}/{fmt.episode_name(e.index)}/{key}"]
+                    try:
+                        dset.read_direct(buf, dest_sel=np.s_[s:s + dset.shape[0]])
+                    except OSError as exc:
+                        raise fmt.DatasetError(f"{where}: array {key!r} is corrupt ({exc}). Re-collect it.") from exc
+                out.arrays[key] = buf
+        return out

@@ -1,0 +1,143 @@
+"""The HDF5 layout of an rl_laof video dataset, and how it is written and opened safely.
+
+One file, ``dataset.h5``::
+
+    /                       attrs: format, version, task, seed, config (JSON), versions (JSON),
+                                   expert (JSON), complete
+    /agent_geoms            (G,) bool: which geoms are the agent (exact-flow datasets)
+    /episodes/<split>/<i>   one group per episode (split: train, eval, heldout_bg; i: 00000...),
+                            attrs: index, seed, length T, return
+        obs                 (T+1, 3, H, W) uint8    distracted frames, as the agent sees them
+        actions             (T, A)        float32  a_t, applied between obs[t] and obs[t+1]
+        rewards             (T,)          float32
+        states              (T+1, S)      float32  proprioceptive state (the expert's input)
+        physics_states      (T+1, P)      float64  full MuJoCo state: re-render or re-simulate
+        agent_mask          (T+1, H, W)   bool     the agent's pixels, after camera shake and occluders
+      exact-flow inputs (collect.exact_flow_inputs), all in the *raw* render, before camera shake:
+        depth               (T+1, H, W)   float32  metres along the view axis
+        geom_id             (T+1, H, W)   int16    the geom each pixel shows, -1 for the sky
+        camera_pos, camera_mat, geom_xpos, geom_xmat   (T+1, 3), (T+1, 3, 3), (T+1, G, 3), (T+1, G, 3, 3)
+        shake_affine        (T+1, 2, 3)   float32  raw pixel -> displayed pixel (camera-shake distractor)
+        attrs: camera_fovy
+      optional: flow        (T, 2, H, W)  float32  the flow target of (t, t+1), when computed
+    /labels/<name>          (N,) bool over the train split's transitions in episode order
+                            (``frac-0.01``, ``traj-8``...); attrs kind, value, count, seed
+
+Every dataset carries HDF5's fletcher32 checksum, so a corrupted chunk fails loudly when read;
+:class:`DatasetError` names the file and the episode. Files are written to a temporary name and
+renamed, so an interrupted writer never leaves a partial ``dataset.h5``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "rl_laof-video"
+VERSION = 1
+SPLITS = ("train", "eval", "heldout_bg")
+PER_FRAME = ("obs", "states", "physics_states", "agent_mask", "depth", "geom_id", "camera_pos", "camera_mat",
+             "geom_xpos", "geom_xmat", "shake_affine")
+PER_TRANSITION = ("actions", "rewards", "flow")
+REQUIRED = ("obs", "actions", "rewards", "states", "agent_mask")
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing, truncated, corrupt or not an rl_laof dataset."""
+
+
+def episode_name(index: int) -> str:
+    return f"{index:05d}"
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (min(shape[0], 32), *shape[1:]) if len(shape) else ()
+
+
+def write_episode(group, arrays: dict[str, np.ndarray], attrs: dict[str, Any], compression: str | None) -> None:
+    """Write one episode's arrays into an (empty) h5py group, with checksums."""
+    for key, value in arrays.items():
+        value = np.asarray(value)
+        kwargs: dict[str, Any] = {}
+        if value.ndim:
+            kwargs = dict(chunks=_chunks(value.shape), fletcher32=True, compression=compression)
+        group.create_dataset(key, data=value, **kwargs)
+    for key, value in attrs.items():
+        group.attrs[key] = value
+
+
+def check_episode(group, where: str) -> int:
+    """Structural check of one episode group; returns its length T. Raises :class:`DatasetError`."""
+    missing = [k for k in REQUIRED if k not in group]
+    if missing:
+        raise DatasetError(f"{where}: missing arrays {missing}")
+    length = int(group.attrs.get("length", -1))
+    for key in group:
+        want = length + 1 if key in PER_FRAME else length if key in PER_TRANSITION else None
+        if want is not None and group[key].shape[0] != want:
+            raise DatasetError(f"{where}: {key} has {group[key].shape[0]} entries, expected {want} "
+                               f"for an episode of {length} steps (truncated episode?)")
+    return length
+
+
+def open_h5(path: str | os.PathLike, mode: str = "r"):
+    """h5py.File with errors that name the file and say what to do."""
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: no such dataset; make one with `python -m rl_laof.collect --out {path.parent}`")
+    try:
+        return h5py.File(path, mode)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be opened as HDF5 ({exc}); the file is truncated or corrupt — "
+                           "delete it and collect again (collection resumes from its episode parts).") from exc
+
+
+def read_arrays(group, where: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Read (and so checksum) an episode's arrays; a corrupt chunk raises :class:`DatasetError`."""
+    out = {}
+    for key in keys or tuple(group):
+        if key not in group:
+            raise DatasetError(f"{where}: has no {key!r} array (present: {sorted(group)})")
+        try:
+            out[key] = group[key][()]
+        except OSError as exc:  # fletcher32 mismatch, bad compressed data, short read
+            raise DatasetError(f"{where}: array {key!r} is corrupt ({exc}). Re-collect this dataset.") from exc
+    return out
+
+
+def iter_episodes(f, path: Path, split: str) -> Iterator[tuple[int, Any, str]]:
+    if f"episodes/{split}" not in f:
+        return
+    for name in sorted(f[f"episodes/{split}"]):
+        yield int(name), f[f"episodes/{split}/{name}"], f"{path}: episode {split}/{name}"
+
+
+def root_attrs(f) -> dict[str, Any]:
+    a = f.attrs
+    return dict(
+        format=str(a.get("format", "")), version=int(a.get("version", -1)), task=str(a.get("task", "")),
+        seed=int(a.get("seed", -1)), complete=bool(a.get("complete", False)),
+        config=json.loads(a.get("config", "{}")), versions=json.loads(a.get("versions", "{}")),
+        expert=json.loads(a.get("expert", "{}")), created=str(a.get("created", "")),
+    )
+
+
+def library_versions() -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("numpy", "torch", "mujoco", "dm-control", "envpool", "h5py", "stable-baselines3", "gymnasium",
+                "numba"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "missing"
+    return out

@@ -1,0 +1,96 @@
+"""``python -m rl_laof.data.inspect DIR``: what a dataset holds, and a contact sheet to look at.
+
+Prints a JSON summary (episodes, frames, label counts, returns per split, provenance) after a
+full integrity check, and writes ``DIR/contact_sheet.png``: sample frames of each split, the
+agent mask over each, and the flow target where the dataset has one (LAOF's HSV encoding:
+hue = direction, brightness = speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rl_laof.artifacts import atomic_path
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.data.format import DatasetError
+
+
+def flow_to_rgb(flow: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """(2, H, W) flow -> (H, W, 3) uint8: hue = direction, saturation = value = |f| / scale (no motion = black)."""
+    import matplotlib.colors as mcolors
+
+    u, v = flow[0], flow[1]
+    mag = np.hypot(u, v)
+    scale = scale or max(float(np.percentile(mag, 99)), 1e-6)
+    hue = (np.arctan2(v, u) / (2 * np.pi)) % 1.0
+    sv = np.clip(mag / scale, 0, 1)
+    return (mcolors.hsv_to_rgb(np.stack([hue, sv, sv], -1)) * 255).astype(np.uint8)
+
+
+def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 0) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    splits = [s for s, eps in ds.episodes.items() if eps]
+    has_flow = "flow" in ds.keys
+    rows_per = 3 if has_flow else 2
+    fig, axes = plt.subplots(rows_per * len(splits), per_split, figsize=(1.6 * per_split, 1.7 * rows_per * len(splits)),
+                             squeeze=False)
+    for si, split in enumerate(splits):
+        eps = ds.episodes[split]
+        for j in range(per_split):
+            e = eps[rng.integers(len(eps))]
+            t = int(rng.integers(e.length))
+            keys = ("obs", "agent_mask", "flow") if has_flow else ("obs", "agent_mask")
+            arr = ds.episode(split, e.index, keys)
+            frame = arr["obs"][t].transpose(1, 2, 0)
+            mask = arr["agent_mask"][t]
+            overlay = frame.copy()
+            overlay[mask] = (0.4 * overlay[mask] + 0.6 * np.array([0, 255, 0])).astype(np.uint8)
+            ax = axes[rows_per * si, j]
+            ax.imshow(frame)
+            ax.set_title(f"{split} {e.index} t={t}", fontsize=6)
+            axes[rows_per * si + 1, j].imshow(overlay)
+            axes[rows_per * si + 1, j].set_title("agent mask", fontsize=6)
+            if has_flow:
+                axes[rows_per * si + 2, j].imshow(flow_to_rgb(arr["flow"][t]))
+                axes[rows_per * si + 2, j].set_title("flow", fontsize=6)
+    for ax in axes.ravel():
+        ax.axis("off")
+    fig.suptitle(f"{ds.task}: {ds.path}", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m rl_laof.data.inspect", description=__doc__.split("\n\n")[0])
+    p.add_argument("dir", type=Path, help="dataset folder (or its dataset.h5)")
+    p.add_argument("--samples", type=int, default=6, help="frames per split in the contact sheet")
+    p.add_argument("--out", type=Path, default=None, help="PNG path (default DIR/contact_sheet.png)")
+    p.add_argument("--quick", action="store_true", help="structural check only (skip reading every chunk)")
+    args = p.parse_args(argv)
+    try:
+        ds = VideoDataset(args.dir, verify="structure" if args.quick else "full")
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    out = args.out or ds.path.parent / "contact_sheet.png"
+    summary = ds.summary()
+    summary["contact_sheet"] = str(contact_sheet(ds, out, args.samples))
+    print(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

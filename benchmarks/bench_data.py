@@ -8,8 +8,9 @@ Measured one after the other in one run, on this machine:
                            distractors, exact-flow inputs, 2 worker processes, random policy: expert
                            inference is ~0.1 ms a step against ~15 ms of rendering), end to end
                            including process start-up, HDF5 writing and the final merge;
-  plain_render_fps         its peer: one process rendering RGB only with dm_control (no extras, no
-                           distractors, no writing) -> ``collect_vs_plain_render``;
+  plain_render_fps         its peer: dm_control as a user runs it, one process, ``physics.render`` of
+                           RGB only (default assets, no extras, no distractors, no writing)
+                           -> ``collect_vs_plain_render`` (2 workers, 3 render passes a frame);
   loader_samples_per_s     windows per second from ``WindowDataset.batches`` (3 stacked frames,
                            LAOM offsets k <= 10, masks; batch 256), one process;
   lam_train_samples_per_s  samples per second one training step of a quick-sized latent action model
@@ -52,16 +53,18 @@ def bench_collect(out: Path, episodes: int, steps: int) -> tuple[float, Path]:
 
 
 def bench_plain_render(frames: int) -> float:
-    from envs.simulators import DMControlSimulator
+    """The peer: dm_control as a user would run it, one process, ``physics.render`` of RGB only."""
+    from dm_control import suite
 
-    sim = DMControlSimulator(envs.get_task(TASK), 1, True, SIZE, 1, 0, extras=False)
-    sim.reset(np.arange(1))
+    env = suite.load("cheetah", "run", task_kwargs={"random": 0})
+    env.reset()
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
     for _ in range(frames):
-        sim.step(rng.uniform(-1, 1, (1, 6)))
+        env.step(rng.uniform(-1, 1, 6))
+        env.physics.render(SIZE, SIZE, camera_id=0)
     fps = frames / (time.perf_counter() - t0)
-    sim.close()
+    env.close()
     return fps
 
 

@@ -151,31 +151,6 @@ def part_path(out: Path, split: str, index: int) -> Path:
     return out / "parts" / f"{split}-{fmt.episode_name(index)}.h5"
 
 
-def write_part(path: Path, arrays: dict, attrs: dict, compression: str | None) -> None:
-    import h5py
-
-    attrs = dict(attrs)
-    agent_geoms = attrs.pop("agent_geoms")
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            fmt.write_episode(f.create_group("episode"), arrays, attrs, compression)
-            f.create_dataset("agent_geoms", data=agent_geoms)
-            f.attrs["complete"] = True
-
-
-def part_is_complete(path: Path) -> bool:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if not f.attrs.get("complete", False):
-                return False
-            fmt.check_episode(f["episode"], str(path))
-            return True
-    except (OSError, KeyError, fmt.DatasetError):
-        return False
-
-
 # --------------------------------------------------------------------------- workers
 
 _WORKER: dict[str, Any] = {}
@@ -199,7 +174,9 @@ def _worker_job(job: tuple[str, int, str]) -> tuple[str, int, int]:
     split, index, path = job
     cfg = _WORKER["cfg"]
     arrays, attrs = rollout_episode(cfg, _WORKER["policy"], split, index)
-    write_part(Path(path), arrays, attrs, cfg.compression)
+    attrs = dict(attrs)
+    agent_geoms = attrs.pop("agent_geoms")
+    fmt.write_part(Path(path), arrays, attrs, cfg.compression, extra={"agent_geoms": agent_geoms})
     return split, index, int(attrs["length"]) + 1
 
 
@@ -233,7 +210,7 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
         stale.unlink(missing_ok=True)
 
     jobs = [(split, i, str(part_path(out, split, i))) for split, n in cfg.split_sizes().items() for i in range(n)]
-    todo = [j for j in jobs if not part_is_complete(Path(j[2]))]
+    todo = [j for j in jobs if not fmt.part_is_complete(Path(j[2]))]
     action_dim = _action_dim(cfg.task)
     t0 = time.time()
     frames = 0

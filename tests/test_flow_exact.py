@@ -115,3 +115,37 @@ def test_occluded_pixels_are_invalid(shaken):
     keep = valid[0] & ~lands
     np.testing.assert_array_equal(valid2[0][keep], True)
     np.testing.assert_array_equal(flow2[0][:, keep], flow[0][:, keep])
+
+
+def test_flow_targets_for_a_dataset(tmp_path):
+    from rl_laof.collect import collect
+    from rl_laof.config import CollectConfig, WindowConfig
+    from rl_laof.data import DatasetError, VideoDataset, WindowDataset
+    from rl_laof.flow.targets import fill_flow
+
+    cfg = CollectConfig(expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=0, episode_steps=8,
+                        image_size=32, workers=1, distractors="hard")
+    path = collect(cfg, tmp_path / "ds", progress=False)
+    assert VideoDataset(path).flow_path is None
+    out = fill_flow(path.parent, "exact", batch=3, progress=False)  # batches that split episodes
+    assert out.name == "flow-exact.h5" and not (out.parent / "flow-exact-parts").exists()
+    ds = VideoDataset(path)
+    assert ds.flow_path == out and "flow" in ds.keys
+    w = WindowDataset(ds, "train", WindowConfig(label_split="all"))
+    b = w.__getitems__(np.arange(len(w)))
+    assert b["flow"].shape == (16, 2, 32, 32) and b["flow_valid"].shape == (16, 32, 32)
+    ep = ds.episode("train", 1)
+    want, valid = exact_flow_numba(FlowInputs.from_episode(ep, ds.camera_fovy))
+    rows = np.flatnonzero(b["episode"].numpy() == 1)
+    np.testing.assert_allclose(b["flow"].numpy()[rows], want[b["t"].numpy()[rows]], atol=2e-3)  # float16
+    np.testing.assert_array_equal(b["flow_valid"].numpy()[rows], valid[b["t"].numpy()[rows]])
+    assert fill_flow(path.parent, "exact", progress=False) == out  # finished: found, not recomputed
+    with pytest.raises(NotImplementedError, match="use --method exact"):
+        fill_flow(path.parent, "estimate", progress=False)
+    with pytest.raises(DatasetError, match="no estimate flow targets"):
+        VideoDataset(path, flow="estimate")
+    bare = collect(CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0,
+                                 episode_steps=4, image_size=32, workers=1, exact_flow_inputs=False),
+                   tmp_path / "bare", progress=False)
+    with pytest.raises(DatasetError, match="no-exact-flow-inputs"):
+        fill_flow(bare.parent, "exact", progress=False)

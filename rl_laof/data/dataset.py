@@ -51,7 +51,9 @@ class SplitArrays:
 
 
 class VideoDataset:
-    def __init__(self, path: str | Path, verify: str = "structure"):
+    def __init__(self, path: str | Path, verify: str = "structure", flow: str | None = "auto"):
+        """``flow``: which flow targets to attach (``flow-<method>.h5`` beside the dataset, written by
+        ``python -m rl_laof.flow``): "auto" = exact if present, else estimate, else none; None = none."""
         path = Path(path)
         if path.is_dir():
             path = path / "dataset.h5"
@@ -97,6 +99,38 @@ class VideoDataset:
             self.state_dim = int(first["states"].shape[1])
             self.camera_fovy = float(first.attrs.get("camera_fovy", np.nan))
             self.agent_geoms = f["agent_geoms"][()] if "agent_geoms" in f else None
+        self.flow_path = self._attach_flow(flow)
+        if self.flow_path is not None:
+            self.keys = tuple(sorted({*self.keys, *fmt.FLOW_KEYS}))
+
+    def _attach_flow(self, flow: str | None) -> Path | None:
+        if flow is None:
+            return None
+        methods = fmt.FLOW_METHODS if flow == "auto" else (flow,)
+        for method in methods:
+            path = fmt.flow_path(self.path, method)
+            if not path.exists():
+                continue
+            with fmt.open_h5(path) as f:
+                if not f.attrs.get("complete", False):
+                    raise fmt.DatasetError(f"{path}: unfinished flow targets: rerun `python -m rl_laof.flow`.")
+                for split, eps in self.episodes.items():
+                    for e in eps:
+                        name = f"episodes/{split}/{fmt.episode_name(e.index)}"
+                        where = f"{path}: episode {split}/{fmt.episode_name(e.index)}"
+                        if name not in f:
+                            raise fmt.DatasetError(f"{where}: missing; rerun `python -m rl_laof.flow`.")
+                        if fmt.check_episode(f[name], where, fmt.FLOW_KEYS) != e.length:
+                            raise fmt.DatasetError(f"{where}: flow of another episode length (stale flow file).")
+            return path
+        if flow != "auto":
+            raise fmt.DatasetError(f"{self.path}: no {flow} flow targets ({fmt.flow_path(self.path, flow).name}); "
+                                   f"make them with `python -m rl_laof.flow --dataset {self.path.parent} "
+                                   f"--method {flow}`.")
+        return None
+
+    def _file_for(self, key: str) -> Path:
+        return self.flow_path if key in fmt.FLOW_KEYS and self.flow_path is not None else self.path
 
     # ------------------------------------------------------------------ metadata
     @property
@@ -137,11 +171,16 @@ class VideoDataset:
 
     # ------------------------------------------------------------------ data
     def episode(self, split: str, index: int, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-        with fmt.open_h5(self.path) as f:
-            name = f"episodes/{split}/{fmt.episode_name(index)}"
-            if name not in f:
-                raise KeyError(f"{self.path}: no episode {split}/{index}")
-            return fmt.read_arrays(f[name], f"{self.path}: episode {split}/{fmt.episode_name(index)}", keys)
+        keys = tuple(keys or self.keys)
+        out: dict[str, np.ndarray] = {}
+        for path in dict.fromkeys(self._file_for(k) for k in keys):
+            with fmt.open_h5(path) as f:
+                name = f"episodes/{split}/{fmt.episode_name(index)}"
+                if name not in f:
+                    raise KeyError(f"{path}: no episode {split}/{index}")
+                mine = tuple(k for k in keys if self._file_for(k) == path)
+                out.update(fmt.read_arrays(f[name], f"{path}: episode {split}/{fmt.episode_name(index)}", mine))
+        return out
 
     def load_split(self, split: str, keys: tuple[str, ...] = ("obs", "actions"),
                    episodes: int | None = None) -> SplitArrays:
@@ -158,15 +197,15 @@ class VideoDataset:
         frame_start = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
         trans_start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         out = SplitArrays(split, lengths, frame_start, trans_start)
-        with fmt.open_h5(self.path) as f:
-            for key in keys:
+        for key in keys:
+            with fmt.open_h5(self._file_for(key)) as f:
                 per_frame = key in fmt.PER_FRAME
                 rows = int((lengths + 1).sum() if per_frame else lengths.sum())
                 first = f[f"episodes/{split}/{fmt.episode_name(eps[0].index)}/{key}"]
                 buf = np.empty((rows, *first.shape[1:]), first.dtype)
                 starts = frame_start if per_frame else trans_start
                 for e, s in zip(eps, starts, strict=True):
-                    where = f"{self.path}: episode {split}/{fmt.episode_name(e.index)}"
+                    where = f"{self._file_for(key)}: episode {split}/{fmt.episode_name(e.index)}"
                     dset = f[f"episodes/{split}/{fmt.episode_name(e.index)}/{key}"]
                     try:
                         dset.read_direct(buf, dest_sel=np.s_[s:s + dset.shape[0]])

@@ -19,7 +19,9 @@ One file, ``dataset.h5``::
         camera_pos, camera_mat, geom_xpos, geom_xmat   (T+1, 3), (T+1, 3, 3), (T+1, G, 3), (T+1, G, 3, 3)
         shake_affine        (T+1, 2, 3)   float32  raw pixel -> displayed pixel (camera-shake distractor)
         attrs: camera_fovy
-      optional: flow        (T, 2, H, W)  float32  the flow target of (t, t+1), when computed
+    flow-<method>.h5 beside it (``python -m rl_laof.flow``), same episode groups:
+        flow                (T, 2, H, W)  float16  flow of (t, t+1) in displayed pixels (dx, dy)
+        flow_valid          (T, H, W)     bool     visible in both frames
     /labels/<name>          (N,) bool over the train split's transitions in episode order
                             (``frac-0.01``, ``traj-8``...); attrs kind, value, count, seed
 
@@ -43,8 +45,15 @@ VERSION = 1
 SPLITS = ("train", "eval", "heldout_bg")
 PER_FRAME = ("obs", "states", "physics_states", "agent_mask", "depth", "geom_id", "camera_pos", "camera_mat",
              "geom_xpos", "geom_xmat", "shake_affine")
-PER_TRANSITION = ("actions", "rewards", "flow")
+PER_TRANSITION = ("actions", "rewards", "flow", "flow_valid")
 REQUIRED = ("obs", "actions", "rewards", "states", "agent_mask")
+FLOW_KEYS = ("flow", "flow_valid")
+FLOW_METHODS = ("exact", "estimate")
+
+
+def flow_path(dataset: Path, method: str) -> Path:
+    """Flow targets live beside the dataset (``flow-<method>.h5``): the dataset itself is never rewritten."""
+    return Path(dataset).parent / f"flow-{method}.h5"
 
 
 class DatasetError(RuntimeError):
@@ -71,9 +80,9 @@ def write_episode(group, arrays: dict[str, np.ndarray], attrs: dict[str, Any], c
         group.attrs[key] = value
 
 
-def check_episode(group, where: str) -> int:
+def check_episode(group, where: str, required: tuple[str, ...] = REQUIRED) -> int:
     """Structural check of one episode group; returns its length T. Raises :class:`DatasetError`."""
-    missing = [k for k in REQUIRED if k not in group]
+    missing = [k for k in required if k not in group]
     if missing:
         raise DatasetError(f"{where}: missing arrays {missing}")
     length = int(group.attrs.get("length", -1))
@@ -83,6 +92,35 @@ def check_episode(group, where: str) -> int:
             raise DatasetError(f"{where}: {key} has {group[key].shape[0]} entries, expected {want} "
                                f"for an episode of {length} steps (truncated episode?)")
     return length
+
+
+def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any], compression: str | None,
+               extra: dict[str, np.ndarray] | None = None) -> None:
+    """One episode in its own file (group ``episode``, plus ``extra`` datasets at the root), written
+    atomically and marked ``complete`` last: what resumable stages write before merging."""
+    import h5py
+
+    from rl_laof.artifacts import atomic_path
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            write_episode(f.create_group("episode"), arrays, attrs, compression)
+            for key, value in (extra or {}).items():
+                f.create_dataset(key, data=value)
+            f.attrs["complete"] = True
+
+
+def part_is_complete(path: Path, required: tuple[str, ...] = REQUIRED) -> bool:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            if not f.attrs.get("complete", False):
+                return False
+            check_episode(f["episode"], str(path), required)
+            return True
+    except (OSError, KeyError, DatasetError):
+        return False
 
 
 def open_h5(path: str | os.PathLike, mode: str = "r"):

@@ -18,18 +18,7 @@ import numpy as np
 from rl_laof.artifacts import atomic_path
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.format import DatasetError
-
-
-def flow_to_rgb(flow: np.ndarray, scale: float | None = None) -> np.ndarray:
-    """(2, H, W) flow -> (H, W, 3) uint8: hue = direction, saturation = value = |f| / scale (no motion = black)."""
-    import matplotlib.colors as mcolors
-
-    u, v = flow[0], flow[1]
-    mag = np.hypot(u, v)
-    scale = scale or max(float(np.percentile(mag, 99)), 1e-6)
-    hue = (np.arctan2(v, u) / (2 * np.pi)) % 1.0
-    sv = np.clip(mag / scale, 0, 1)
-    return (mcolors.hsv_to_rgb(np.stack([hue, sv, sv], -1)) * 255).astype(np.uint8)
+from rl_laof.flow.encoding import flow_to_uint8
 
 
 def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 0) -> Path:
@@ -61,7 +50,7 @@ def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 
             axes[rows_per * si + 1, j].imshow(overlay)
             axes[rows_per * si + 1, j].set_title("agent mask", fontsize=6)
             if has_flow:
-                axes[rows_per * si + 2, j].imshow(flow_to_rgb(arr["flow"][t]))
+                axes[rows_per * si + 2, j].imshow(flow_to_uint8(arr["flow"][t]))
                 axes[rows_per * si + 2, j].set_title("flow", fontsize=6)
     for ax in axes.ravel():
         ax.axis("off")

@@ -10,7 +10,9 @@ A window at transition t of an episode of length T (``rl_laof.config.WindowConfi
     action      (A,)           float32            a_t, zeros where unlabelled
     labelled    ()             bool
     agent_mask  (2, H, W)      bool               agent pixels of o_t and o_{t+1}
-    flow        (2, H, W)      float32            flow target of (t, t+1), when the dataset has it
+    flow        (2, H, W)      float32            flow of (t, t+1) in displayed pixels, when the dataset has
+    flow_valid  (H, W)         bool               flow targets (``python -m rl_laof.flow``); LAOF's target
+                                                  is flow x agent_mask[:, 0] x flow_valid
     state, next_state          float32            proprioceptive state (``with_states``)
 
 Every index of a window lies inside one episode: windows never cross an episode boundary.
@@ -44,7 +46,7 @@ class WindowDataset(torch.utils.data.Dataset):
             keys.append("states")
         self.has_flow = cfg.with_flow and "flow" in dataset.keys
         if self.has_flow:
-            keys.append("flow")
+            keys += ["flow", "flow_valid"]
         self.data = arrays if arrays is not None else dataset.load_split(split, tuple(keys), episodes)
         d = self.data
         n_eps = len(d.lengths)
@@ -102,7 +104,8 @@ class WindowDataset(torch.utils.data.Dataset):
             out["state"] = torch.from_numpy(self.data["states"][frame_rows])
             out["next_state"] = torch.from_numpy(self.data["states"][frame_rows + 1])
         if self.has_flow:
-            out["flow"] = torch.from_numpy(self.data["flow"][rows])
+            out["flow"] = torch.from_numpy(self.data["flow"][rows].astype(np.float32))
+            out["flow_valid"] = torch.from_numpy(self.data["flow_valid"][rows])
         return out
 
     def __getitems__(self, indices) -> dict[str, torch.Tensor]:

@@ -1,0 +1,3 @@
+from rl_laof.flow.targets import main
+
+main()

@@ -1,0 +1,106 @@
+"""Flow targets for a whole dataset: ``python -m rl_laof.flow --dataset DIR --method exact``.
+
+Writes ``DIR/flow-<method>.h5`` beside the dataset (which is never rewritten): per episode the raw
+flow of every transition, (T, 2, H, W) float16 in displayed pixels, and its validity (T, H, W).
+Episodes are computed in batches of pairs, each written atomically to ``DIR/flow-<method>-parts/``;
+a rerun skips finished episodes, then everything is merged into one file (temporary name, renamed,
+``complete`` set last). :class:`rl_laof.data.VideoDataset` attaches the file and the window loader
+returns ``flow`` / ``flow_valid``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rl_laof.artifacts import atomic_path
+from rl_laof.data import format as fmt
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.flow.exact import FlowInputs, exact_flow_numba
+
+EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
+BACKENDS = ("auto", "numba", "cupy")
+
+
+def resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown flow backend {backend!r}; valid: {', '.join(BACKENDS)}.")
+    if backend == "cupy":
+        raise RuntimeError("The CuPy flow kernels are not in this build yet: use --backend numba (or auto).")
+    return "numba"
+
+
+def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto", batch: int = 256,
+              progress: bool = True) -> Path:
+    """Compute (or resume, or find) the ``method`` flow targets of a dataset; returns the flow file."""
+    from tqdm import tqdm
+
+    if method not in fmt.FLOW_METHODS:
+        raise ValueError(f"Unknown flow method {method!r}; valid: {', '.join(fmt.FLOW_METHODS)}.")
+    if method == "estimate":
+        raise NotImplementedError("The RGB flow estimator is not in this build yet: use --method exact.")
+    backend = resolve_backend(backend)
+    ds = VideoDataset(dataset, flow=None)
+    out = fmt.flow_path(ds.path, method)
+    if out.exists():
+        with fmt.open_h5(out) as f:
+            if f.attrs.get("complete", False):
+                return out
+    missing = [k for k in EXACT_KEYS if k not in ds.keys]
+    if missing:
+        raise fmt.DatasetError(f"{ds.path}: has no {missing}: it was collected with --no-exact-flow-inputs, so "
+                               "exact flow cannot be computed (use --method estimate, or collect again).")
+    parts = out.parent / f"flow-{method}-parts"
+    jobs = [(split, e) for split, eps in ds.episodes.items() for e in eps]
+    t0 = time.perf_counter()
+    pairs = 0
+    for split, e in tqdm(jobs, unit="episode", desc=f"flow {method}", disable=not progress, dynamic_ncols=True):
+        part = parts / f"{split}-{fmt.episode_name(e.index)}.h5"
+        if fmt.part_is_complete(part, fmt.FLOW_KEYS):
+            continue
+        arrays = ds.episode(split, e.index, EXACT_KEYS)
+        flows, valids = [], []
+        for s in range(0, e.length, batch):
+            x = FlowInputs.from_episode(arrays, ds.camera_fovy, np.arange(s, min(e.length, s + batch)))
+            f, v = exact_flow_numba(x)
+            flows.append(f)
+            valids.append(v)
+        pairs += e.length
+        # float16: ~5e-4 px resolution at 1 px, half the size of float32
+        fmt.write_part(part, {"flow": np.concatenate(flows).astype(np.float16), "flow_valid": np.concatenate(valids)},
+                       {"index": e.index, "split": split, "length": e.length}, "lzf")
+    seconds = time.perf_counter() - t0
+    import h5py
+
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(format="rl_laof-flow", method=method, backend=backend, dataset=str(ds.path.name),
+                       complete=False, units="displayed pixels, (dx, dy)")
+        for split, e in jobs:
+            with h5py.File(parts / f"{split}-{fmt.episode_name(e.index)}.h5", "r") as p:
+                p.copy(p["episode"], f.require_group(f"episodes/{split}"), name=fmt.episode_name(e.index))
+        f.attrs["pairs_per_s"] = pairs / seconds if pairs else np.nan
+        f.attrs["complete"] = True
+    shutil.rmtree(parts, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    p = argparse.ArgumentParser(prog="python -m rl_laof.flow", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", type=Path, required=True, help="dataset folder (or its dataset.h5)")
+    p.add_argument("--method", default="exact", choices=list(fmt.FLOW_METHODS),
+                   help="exact: reprojection from the recorded depth and poses; estimate: from RGB only")
+    p.add_argument("--backend", default="auto", choices=list(BACKENDS), help="kernel backend")
+    p.add_argument("--batch", type=int, default=256, help="frame pairs per kernel call")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    path = fill_flow(args.dataset, args.method, args.backend, args.batch, progress=not args.no_progress)
+    with fmt.open_h5(path) as f:
+        print(json.dumps(dict(flow_file=str(path), method=str(f.attrs["method"]),
+                              pairs_per_s=round(float(f.attrs["pairs_per_s"]), 1))))
+    return path

@@ -21,18 +21,10 @@ import numpy as np
 from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
-from rl_laof.flow.exact import FlowInputs, exact_flow_numba
+from rl_laof.flow.backends import BACKENDS, exact_flow, resolve_backend
+from rl_laof.flow.exact import FlowInputs
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
-BACKENDS = ("auto", "numba", "cupy")
-
-
-def resolve_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"Unknown flow backend {backend!r}; valid: {', '.join(BACKENDS)}.")
-    if backend == "cupy":
-        raise RuntimeError("The CuPy flow kernels are not in this build yet: use --backend numba (or auto).")
-    return "numba"
 
 
 def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto", batch: int = 256,
@@ -67,7 +59,7 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         flows, valids = [], []
         for s in range(0, e.length, batch):
             x = FlowInputs.from_episode(arrays, ds.camera_fovy, np.arange(s, min(e.length, s + batch)))
-            f, v = exact_flow_numba(x)
+            f, v = exact_flow(x, backend)
             flows.append(f)
             valids.append(v)
         pairs += e.length

@@ -140,12 +140,21 @@ def test_flow_targets_for_a_dataset(tmp_path):
     np.testing.assert_allclose(b["flow"].numpy()[rows], want[b["t"].numpy()[rows]], atol=2e-3)  # float16
     np.testing.assert_array_equal(b["flow_valid"].numpy()[rows], valid[b["t"].numpy()[rows]])
     assert fill_flow(path.parent, "exact", progress=False) == out  # finished: found, not recomputed
-    with pytest.raises(NotImplementedError, match="use --method exact"):
-        fill_flow(path.parent, "estimate", progress=False)
     with pytest.raises(DatasetError, match="no estimate flow targets"):
         VideoDataset(path, flow="estimate")
+    est = fill_flow(path.parent, "estimate", batch=5, progress=False)  # from RGB alone
+    ds_est = VideoDataset(path, flow="estimate")
+    assert ds_est.flow_path == est and VideoDataset(path).flow_path == out  # auto prefers exact
+    f_est = ds_est.episode("train", 1, ("flow",))["flow"].astype(np.float32)
+    m = valid & ep["agent_mask"][:-1].astype(bool)
+    epe_est = np.hypot(*(f_est - want).transpose(1, 0, 2, 3))[m].mean()
+    epe_zero = np.hypot(*want.transpose(1, 0, 2, 3))[m].mean()
+    assert epe_est < epe_zero, (epe_est, epe_zero)
     bare = collect(CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0,
                                  episode_steps=4, image_size=32, workers=1, exact_flow_inputs=False),
                    tmp_path / "bare", progress=False)
     with pytest.raises(DatasetError, match="no-exact-flow-inputs"):
         fill_flow(bare.parent, "exact", progress=False)
+    assert VideoDataset(fill_flow(bare.parent, "estimate", progress=False).parent / "dataset.h5").flow_path
+    with pytest.raises(ValueError, match="Unknown flow method"):
+        fill_flow(bare.parent, "raft", progress=False)

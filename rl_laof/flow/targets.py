@@ -22,6 +22,7 @@ from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.backends import BACKENDS, exact_flow, resolve_backend
+from rl_laof.flow.estimate import estimate_flow_numba
 from rl_laof.flow.exact import FlowInputs
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
@@ -34,9 +35,9 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
 
     if method not in fmt.FLOW_METHODS:
         raise ValueError(f"Unknown flow method {method!r}; valid: {', '.join(fmt.FLOW_METHODS)}.")
-    if method == "estimate":
-        raise NotImplementedError("The RGB flow estimator is not in this build yet: use --method exact.")
     backend = resolve_backend(backend)
+    if method == "estimate" and backend == "cupy":
+        raise RuntimeError("The CUDA TV-L1 estimator is not in this build yet: use --backend numba.")
     ds = VideoDataset(dataset, flow=None)
     out = fmt.flow_path(ds.path, method)
     if out.exists():
@@ -44,7 +45,7 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
             if f.attrs.get("complete", False):
                 return out
     missing = [k for k in EXACT_KEYS if k not in ds.keys]
-    if missing:
+    if method == "exact" and missing:
         raise fmt.DatasetError(f"{ds.path}: has no {missing}: it was collected with --no-exact-flow-inputs, so "
                                "exact flow cannot be computed (use --method estimate, or collect again).")
     parts = out.parent / f"flow-{method}-parts"
@@ -55,11 +56,15 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         part = parts / f"{split}-{fmt.episode_name(e.index)}.h5"
         if fmt.part_is_complete(part, fmt.FLOW_KEYS):
             continue
-        arrays = ds.episode(split, e.index, EXACT_KEYS)
+        arrays = ds.episode(split, e.index, EXACT_KEYS if method == "exact" else ("obs",))
         flows, valids = [], []
         for s in range(0, e.length, batch):
-            x = FlowInputs.from_episode(arrays, ds.camera_fovy, np.arange(s, min(e.length, s + batch)))
-            f, v = exact_flow(x, backend)
+            t = np.arange(s, min(e.length, s + batch))
+            if method == "exact":
+                f, v = exact_flow(FlowInputs.from_episode(arrays, ds.camera_fovy, t), backend)
+            else:  # from RGB only: every pixel gets a flow (no occlusion reasoning)
+                f = estimate_flow_numba(arrays["obs"][t], arrays["obs"][t + 1])
+                v = np.ones((len(t), *f.shape[-2:]), bool)
             flows.append(f)
             valids.append(v)
         pairs += e.length

@@ -29,26 +29,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import envs  # noqa: E402  (loads EGL first)
+import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from rl_laof.collect import random_episode  # noqa: E402
 from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy  # noqa: E402
 from rl_laof.flow.estimate import estimate_flow_numba, to_gray  # noqa: E402
 
 TASKS = {"cheetah-run": 4, "walker-walk": 2}
-KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
-
-
-def record(task: str, repeat: int, pairs: int, seed: int = 0):
-    venv = envs.make(task, num_envs=1, backend="dm_control", distractors="hard", image_size=64, frame_stack=1,
-                     action_repeat=repeat, seed=seed, monitor=False)
-    venv.reset()
-    infos = [venv.reset_infos[0]]
-    rng = np.random.default_rng(seed)
-    for _ in range(pairs):
-        _, _, done, info = venv.step(rng.uniform(-1, 1, (1, *venv.action_space.shape)))
-        infos.append(info[0])
-    venv.close()
-    ep = {k: np.stack([i[k] for i in infos]) for k in (*KEYS, "frame", "agent_mask")}
-    return ep, float(infos[0]["camera_fovy"])
 
 
 def timed(fn, *args):
@@ -91,18 +77,18 @@ def main() -> dict:
     secs: dict[str, float] = {k: 0.0 for k in ("ours", "dis", "farneback", "tvl1", "exact_numba", "exact_numpy")}
     n_pairs = 0
     for task, repeat in TASKS.items():
-        ep, fovy = record(task, repeat, pairs)
-        x = FlowInputs.from_episode(ep, fovy)
+        ep, attrs = random_episode(task, "hard", pairs, repeat)
+        x = FlowInputs.from_episode(ep, attrs["camera_fovy"])
         exact_flow_numba(x)  # compile / warm
         (gt, valid), dt = timed(exact_flow_numba, x)
         secs["exact_numba"] += dt
         _, dt = timed(exact_flow_numpy, x)
         secs["exact_numpy"] += dt
         mask = valid & ep["agent_mask"][:-1].astype(bool)
-        g = np.clip(to_gray(ep["frame"]) + 0.5, 0, 255).astype(np.uint8)
+        g = np.clip(to_gray(ep["obs"]) + 0.5, 0, 255).astype(np.uint8)
         g0, g1 = g[:-1], g[1:]
         preds = {"zero": np.zeros_like(gt)}
-        preds["ours"], dt = timed(estimate_flow_numba, ep["frame"][:-1], ep["frame"][1:])
+        preds["ours"], dt = timed(estimate_flow_numba, ep["obs"][:-1], ep["obs"][1:])
         secs["ours"] += dt
         for m in ("dis", "farneback", "tvl1"):
             preds[m], dt = timed(run_cv, m, g0, g1)

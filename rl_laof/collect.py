@@ -147,6 +147,15 @@ def rollout_episode(cfg: CollectConfig, policy, split: str, index: int) -> tuple
     return arrays, dict(attrs, agent_geoms=np.asarray(agent_geoms, bool))
 
 
+def random_episode(task: str, distractors: str | DistractorConfig | None, steps: int, action_repeat: int = 1,
+                   image_size: int = 64, seed: int = 0) -> tuple[dict, dict]:
+    """One episode of uniform random actions, in the dataset layout (frames, masks, exact-flow inputs),
+    without writing anything: for tests and benchmarks that need real frames and their exact flow."""
+    cfg = CollectConfig(task=task, distractors=DistractorConfig.parse(distractors), image_size=image_size,
+                        action_repeat=action_repeat, episode_steps=steps, expert="random", seed=seed)
+    return rollout_episode(cfg, RandomPolicy(_action_dim(task)), "train", 0)
+
+
 def part_path(out: Path, split: str, index: int) -> Path:
     return out / "parts" / f"{split}-{fmt.episode_name(index)}.h5"
 

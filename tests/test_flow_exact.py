@@ -8,24 +8,14 @@ import pytest
 from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy
 
 pytestmark = pytest.mark.usefixtures("gl")
-KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
 
 
 def record(distractors: str, steps: int, action_repeat: int = 2, task: str = "cheetah-run", size: int = 64):
     """An episode's frames and exact-flow inputs from the dm_control backend, in the dataset layout."""
-    import envs
+    from rl_laof.collect import random_episode
 
-    venv = envs.make(task, num_envs=1, backend="dm_control", distractors=distractors, image_size=size,
-                     frame_stack=1, action_repeat=action_repeat, seed=5, monitor=False)
-    venv.reset()
-    infos = [venv.reset_infos[0]]
-    rng = np.random.default_rng(0)
-    for _ in range(steps):
-        _, _, _, info = venv.step(rng.uniform(-1, 1, (1, *venv.action_space.shape)))
-        infos.append(info[0])
-    venv.close()
-    ep = {k: np.stack([i[k] for i in infos]) for k in (*KEYS, "frame", "agent_mask")}
-    return ep, float(infos[0]["camera_fovy"])
+    ep, attrs = random_episode(task, distractors, steps, action_repeat, size, seed=5)
+    return ep, attrs["camera_fovy"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +55,7 @@ def test_warping_by_exact_flow_beats_zero_flow_on_agent_pixels(distractors):
     err_exact, err_zero = [], []
     for t in range(len(flow)):
         m = valid[t] & ep["agent_mask"][t].astype(bool)
-        f0, f1 = ep["frame"][t].astype(np.float64), ep["frame"][t + 1]
+        f0, f1 = ep["obs"][t].astype(np.float64), ep["obs"][t + 1]
         err_exact.append(np.abs(warp_back(f1, flow[t]) - f0)[:, m].mean())
         err_zero.append(np.abs(f1.astype(np.float64) - f0)[:, m].mean())
     assert np.mean(err_exact) < 0.6 * np.mean(err_zero), (np.mean(err_exact), np.mean(err_zero))

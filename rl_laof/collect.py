@@ -18,7 +18,6 @@ import dataclasses
 import json
 import multiprocessing as mp
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -368,4 +367,6 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    from rl_laof.cli import run
+
+    run(main)

@@ -422,4 +422,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from rl_laof.cli import run
+
+    run(main)

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from rl_laof.artifacts import atomic_path
 from rl_laof.data.dataset import VideoDataset
-from rl_laof.data.format import DatasetError
 from rl_laof.flow.encoding import flow_to_uint8
 
 
@@ -69,11 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=None, help="PNG path (default DIR/contact_sheet.png)")
     p.add_argument("--quick", action="store_true", help="structural check only (skip reading every chunk)")
     args = p.parse_args(argv)
-    try:
-        ds = VideoDataset(args.dir, verify="structure" if args.quick else "full")
-    except DatasetError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from exc
+    ds = VideoDataset(args.dir, verify="structure" if args.quick else "full")
     out = args.out or ds.path.parent / "contact_sheet.png"
     summary = ds.summary()
     summary["contact_sheet"] = str(contact_sheet(ds, out, args.samples))
@@ -82,4 +76,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from rl_laof.cli import run
+
+    run(main)

@@ -1,3 +1,4 @@
+from rl_laof.cli import run
 from rl_laof.flow.targets import main
 
-main()
+run(main)

@@ -13,6 +13,8 @@ averaged over both tasks. Measured one after the other in one run:
   farneback    OpenCV Farneback (pyramid 0.5, 3 levels, window 15)
   tvl1         OpenCV dual TV-L1 (opencv-contrib ``cv2.optflow``), default parameters
   exact_numba  / exact_numpy: our exact-flow kernel against the NumPy reference (pairs per second)
+  ours_cupy, exact_cupy: the CUDA kernels of both (only where a CUDA device is usable; timed with the
+               host-device copies, after a warm-up call that compiles them), and their ratio to Numba
 
 pps = pairs per second of wall time on this machine (all cores). The last line is one JSON object.
 """
@@ -32,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof.collect import random_episode  # noqa: E402
 from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy  # noqa: E402
+from rl_laof.flow.backends import cuda_problem, estimate_flow_cupy, exact_flow_cupy  # noqa: E402
 from rl_laof.flow.estimate import estimate_flow_numba, to_gray  # noqa: E402
 
 TASKS = {"cheetah-run": 4, "walker-walk": 2}
@@ -66,6 +69,14 @@ def opencv_methods():
     return run
 
 
+def gpu_name() -> str | None:
+    if cuda_problem():
+        return None
+    import cupy
+
+    return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+
+
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer pairs (about a minute)")
@@ -73,8 +84,11 @@ def main() -> dict:
     pairs = 12 if args.quick else 60
     run_cv = opencv_methods()
     estimate_flow_numba(np.zeros((1, 16, 16), np.float32), np.zeros((1, 16, 16), np.float32))  # compile
-    epe: dict[str, list] = {k: [] for k in ("zero", "ours", "dis", "farneback", "tvl1")}
-    secs: dict[str, float] = {k: 0.0 for k in ("ours", "dis", "farneback", "tvl1", "exact_numba", "exact_numpy")}
+    gpu = cuda_problem() is None
+    methods = ["zero", "ours", "dis", "farneback", "tvl1"] + (["ours_cupy"] if gpu else [])
+    epe: dict[str, list] = {k: [] for k in methods}
+    timed_methods = methods[1:] + ["exact_numba", "exact_numpy"] + (["exact_cupy"] if gpu else [])
+    secs: dict[str, float] = {k: 0.0 for k in timed_methods}
     n_pairs = 0
     for task, repeat in TASKS.items():
         ep, attrs = random_episode(task, "hard", pairs, repeat)
@@ -93,10 +107,17 @@ def main() -> dict:
         for m in ("dis", "farneback", "tvl1"):
             preds[m], dt = timed(run_cv, m, g0, g1)
             secs[m] += dt
+        if gpu:
+            estimate_flow_cupy(ep["obs"][:2], ep["obs"][1:3])  # compile / warm
+            exact_flow_cupy(x)
+            preds["ours_cupy"], dt = timed(estimate_flow_cupy, ep["obs"][:-1], ep["obs"][1:])
+            secs["ours_cupy"] += dt
+            _, dt = timed(exact_flow_cupy, x)
+            secs["exact_cupy"] += dt
         for m, f in preds.items():
             epe[m].append(np.hypot(f[:, 0] - gt[:, 0], f[:, 1] - gt[:, 1])[mask])
         n_pairs += len(gt)
-    result: dict = dict(tasks=TASKS, pairs=n_pairs, quick=args.quick, cpu_cores=os.cpu_count())
+    result: dict = dict(tasks=TASKS, pairs=n_pairs, quick=args.quick, cpu_cores=os.cpu_count(), gpu=gpu_name())
     for m, errs in epe.items():
         result[f"epe_{m}"] = round(float(np.concatenate(errs).mean()), 4)
     for m, s in secs.items():
@@ -104,6 +125,9 @@ def main() -> dict:
     result["ours_vs_tvl1_speed"] = round(result["pps_ours"] / result["pps_tvl1"], 2)
     result["ours_vs_tvl1_epe"] = round(result["epe_ours"] / result["epe_tvl1"], 3)
     result["exact_numba_vs_numpy"] = round(result["pps_exact_numba"] / result["pps_exact_numpy"], 1)
+    if gpu:
+        result["cupy_vs_numba_estimate"] = round(result["pps_ours_cupy"] / result["pps_ours"], 2)
+        result["cupy_vs_numba_exact"] = round(result["pps_exact_cupy"] / result["pps_exact_numba"], 2)
     print(json.dumps(result))
     return result
 

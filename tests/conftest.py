@@ -24,13 +24,22 @@ def gl():
         pytest.skip(problem)
 
 
-def pytest_collection_modifyitems(config, items):
+def _has_cuda() -> bool:
+    """A CUDA device usable from torch or from CuPy (the flow kernels need only CuPy)."""
     try:
         import torch
 
-        has_cuda = torch.cuda.is_available()
-    except Exception:  # torch missing or broken: no GPU tests either way
-        has_cuda = False
+        if torch.cuda.is_available():
+            return True
+    except Exception:  # torch missing or broken
+        pass
+    from rl_laof.flow.backends import cuda_problem
+
+    return cuda_problem() is None
+
+
+def pytest_collection_modifyitems(config, items):
+    has_cuda = _has_cuda()
     if not has_cuda:
         skip = pytest.mark.skip(reason="needs a CUDA device (none found)")
         for item in items:

@@ -190,14 +190,20 @@ def _tvl1_batch(I0, I1, out, lam, theta, tau, scales, warps, iters, median):
         out[b] = _tvl1_pair(I0[b], I1[b], lam, theta, tau, scales, warps, iters, median)
 
 
-def estimate_flow_numba(frames0: np.ndarray, frames1: np.ndarray, params: TVL1Params | None = None) -> np.ndarray:
-    """Flow from I0 to I1: (B, H, W) grey or (B, 3, H, W) uint8 RGB pairs -> (B, 2, H, W) float32."""
-    params = params or TVL1Params()
+def gray_pairs(frames0: np.ndarray, frames1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 3, H, W) uint8 RGB or (B, H, W) grey pairs -> two contiguous (B, H, W) float32 grey batches."""
     g0 = to_gray(frames0) if frames0.ndim == 4 else np.asarray(frames0, np.float32)
     g1 = to_gray(frames1) if frames1.ndim == 4 else np.asarray(frames1, np.float32)
     if g0.shape != g1.shape or g0.ndim != 3:
         raise ValueError(f"frame batches must match and be (B, H, W) or (B, 3, H, W): {frames0.shape}, {frames1.shape}")
+    return np.ascontiguousarray(g0, np.float32), np.ascontiguousarray(g1, np.float32)
+
+
+def estimate_flow_numba(frames0: np.ndarray, frames1: np.ndarray, params: TVL1Params | None = None) -> np.ndarray:
+    """Flow from I0 to I1: (B, H, W) grey or (B, 3, H, W) uint8 RGB pairs -> (B, 2, H, W) float32."""
+    params = params or TVL1Params()
+    g0, g1 = gray_pairs(frames0, frames1)
     out = np.empty((g0.shape[0], 2, *g0.shape[1:]), np.float32)
-    _tvl1_batch(np.ascontiguousarray(g0), np.ascontiguousarray(g1), out, params.lam, params.theta, params.tau,
-                params.scales, params.warps, params.iters, params.median)
+    _tvl1_batch(g0, g1, out, params.lam, params.theta, params.tau, params.scales, params.warps, params.iters,
+                params.median)
     return out

@@ -21,8 +21,7 @@ import numpy as np
 from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
-from rl_laof.flow.backends import BACKENDS, exact_flow, resolve_backend
-from rl_laof.flow.estimate import estimate_flow_numba
+from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_backend
 from rl_laof.flow.exact import FlowInputs
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
@@ -36,8 +35,6 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
     if method not in fmt.FLOW_METHODS:
         raise ValueError(f"Unknown flow method {method!r}; valid: {', '.join(fmt.FLOW_METHODS)}.")
     backend = resolve_backend(backend)
-    if method == "estimate" and backend == "cupy":
-        raise RuntimeError("The CUDA TV-L1 estimator is not in this build yet: use --backend numba.")
     ds = VideoDataset(dataset, flow=None)
     out = fmt.flow_path(ds.path, method)
     if out.exists():
@@ -63,7 +60,7 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
             if method == "exact":
                 f, v = exact_flow(FlowInputs.from_episode(arrays, ds.camera_fovy, t), backend)
             else:  # from RGB only: every pixel gets a flow (no occlusion reasoning)
-                f = estimate_flow_numba(arrays["obs"][t], arrays["obs"][t + 1])
+                f = estimate_flow(arrays["obs"][t], arrays["obs"][t + 1], backend)
                 v = np.ones((len(t), *f.shape[-2:]), bool)
             flows.append(f)
             valids.append(v)

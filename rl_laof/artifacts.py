@@ -2,8 +2,9 @@
 
 Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./runs``):
 
-    runs/experts/<task>/<algo>-<preset>-s<seed>/    expert checkpoints, eval history, report.json
+    runs/experts/<task>/<algo>[-ar<k>]-<preset>-s<seed>/  expert checkpoints, eval history, report.json
     runs/datasets/<task>/<name>/dataset.h5          video datasets (rl_laof.collect)
+    runs/lam/<task>/<dataset>/<run>/                latent action models (rl_laof.pretrain)
 
 Every file is written atomically (:func:`atomic_path`): a killed run leaves the previous version or
 nothing, never half a file.
@@ -23,12 +24,18 @@ def runs_root() -> Path:
     return Path(os.environ.get("RL_LAOF_RUNS", "runs"))
 
 
-def expert_dir(task: str, algo: str = "ppo", preset: str = "quick", seed: int = 0) -> Path:
-    return runs_root() / "experts" / task / f"{algo.lower()}-{preset}-s{seed}"
+def expert_dir(task: str, algo: str = "ppo", preset: str = "quick", seed: int = 0, action_repeat: int = 1) -> Path:
+    """``<algo>-<preset>-s<seed>``, with ``-ar<k>`` after the algorithm when the expert acts every k > 1 steps."""
+    ar = f"-ar{action_repeat}" if action_repeat != 1 else ""
+    return runs_root() / "experts" / task / f"{algo.lower()}{ar}-{preset}-s{seed}"
 
 
 def dataset_dir(task: str, name: str) -> Path:
     return runs_root() / "datasets" / task / name
+
+
+def lam_dir(task: str, dataset: str, run: str) -> Path:
+    return runs_root() / "lam" / task / dataset / run
 
 
 @contextlib.contextmanager

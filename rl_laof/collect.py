@@ -71,7 +71,8 @@ def resolve_expert(cfg: CollectConfig, progress: bool = True) -> str:
     if cfg.expert == "auto":
         from rl_laof.expert import find_or_train_expert
 
-        return str(find_or_train_expert(cfg.task, cfg.expert_preset, progress=progress))
+        return str(find_or_train_expert(cfg.task, cfg.expert_preset, progress=progress,
+                                        action_repeat=cfg.action_repeat))
     path = Path(cfg.expert)
     if not (path / cfg.expert_which / "model.zip").exists():
         raise FileNotFoundError(f"--expert {path}: not an expert run directory (no {cfg.expert_which}/model.zip). "
@@ -213,6 +214,9 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
             if fmt.root_attrs(f)["complete"]:
                 return final
     expert = resolve_expert(cfg, progress)
+    # check the expert fits here, in the parent: a Pool worker whose initializer raises is respawned
+    # forever, and the collection would hang instead of failing
+    load_policy(expert, cfg, _action_dim(cfg.task))
     write_json(cfg_file, dict(config=config, expert=expert))
     for stale in [*out.glob(".*.tmp-*"), *out.glob("parts/.*.tmp-*")]:  # left by a killed writer
         stale.unlink(missing_ok=True)

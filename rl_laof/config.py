@@ -379,3 +379,145 @@ class WindowConfig:
             raise ValueError(f"frame_stack={self.frame_stack}: need at least 1.")
         if self.max_offset < 1:
             raise ValueError(f"max_offset={self.max_offset}: need at least 1 (k=1 is the next frame).")
+
+
+# --------------------------------------------------------------------------- latent action models
+
+LAM_METHODS = ("lapo", "laom", "laof", "lapo-action", "laom-action", "laof-action")
+#: sigma of LAOF's flow encoding (saturation at sigma x image diagonal), per task. At 64 px the
+#: diagonal is 90.5 px, so 0.03 saturates at 2.7 px: about the 95th percentile of cheetah-run's
+#: agent flow at action repeat 1 (median 0.87 px, 99th percentile 3.4 px in the quick dataset).
+FLOW_SIGMA = {"cheetah-run": 0.03, "walker-walk": 0.03}
+DEFAULT_FLOW_SIGMA = 0.03
+
+
+@dataclass(frozen=True)
+class LAMConfig:
+    """A latent action model and its training (``python -m rl_laof.pretrain``).
+
+    Fields left ``None`` take the method's published setting (:meth:`resolved`):
+
+    ============  =======  =======  ==========  ===========================================
+    method        latent   FDM      IDM offset  losses
+    ============  =======  =======  ==========  ===========================================
+    lapo          vq       pixel    1           FDM + VQ
+    laof          vq       pixel    1           FDM + VQ + flow (z-only flow decoder)
+    laom          cont.    latent   U{1..10}    latent FDM vs EMA target encoder, augmented
+    ``*-action``  same + an action head on labelled batches: weight lambda = labelled share of the
+                  samples in a step (lapo / laof; laof's flow weight becomes 1 - lambda), 0.001 (laom)
+    ============  =======  =======  ==========  ===========================================
+    """
+
+    method: str = "laof"
+    preset: str = "quick"
+    seed: int = 0
+    # ---- data
+    frame_stack: int = 3
+    max_offset: int | None = None  # IDM sees (o_t, o_{t+k}), k ~ U{1..max_offset}; None: 10 for laom*, else 1
+    labels: float | None = None  # fraction of labelled transitions (label split frac-<f>) for *-action
+    labelled_trajectories: int | None = None  # or N whole labelled episodes (split traj-<N>)
+    # ---- model
+    latent: str | None = None  # "vq" | "continuous"; None: vq for lapo* / laof*, continuous for laom*
+    latent_dim: int = 128
+    vq_codebooks: int = 2  # LAPO: 128-d latent = 2 codebooks x 4 positions x 16-d, 64 codes each
+    vq_positions: int = 4
+    vq_codes: int = 64
+    vq_decay: float = 0.999
+    vq_commitment: float = 0.05
+    fdm: str | None = None  # "pixel" (U-Net on o_t, z at input and bottleneck) | "latent"; None: by method
+    width: int = 16  # base channel count of every conv net
+    ema_tau: float = 0.001  # LAOM's target encoder
+    augment: bool | None = None  # LAOM's shift / rotate / perspective augmentation; None: laom* only
+    action_head: str = "linear"  # "linear" | "mlp"
+    flow_sigma: float | None = None  # None: FLOW_SIGMA[task]
+    # ---- loss weights (the sweeps tune these)
+    fdm_weight: float = 1.0
+    vq_weight: float = 1.0
+    flow_weight: float | None = None  # None: 1 for laof, 1 - lambda for laof-action, 0 otherwise
+    action_weight: float | None = None  # None: lambda for lapo/laof-action, 0.001 for laom-action, else 0
+    # ---- optimisation
+    steps: int = 1000
+    batch_size: int = 64
+    labelled_batch_size: int = 32  # a second batch from the labelled windows (*-action)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 2.0
+    threads: int | None = None  # torch CPU threads per process (None: torch's default)
+    # ---- evaluation
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    eval_windows: int = 1024  # held-out windows for the periodic loss + linear probe
+    probe_train_windows: int | None = None  # training windows the final probes are fit on (None: all)
+    mlp_probe_steps: int = 1500
+
+    def __post_init__(self) -> None:
+        if self.method not in LAM_METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; valid: {', '.join(LAM_METHODS)}.")
+        if self.latent not in (None, "vq", "continuous"):
+            raise ValueError(f"latent={self.latent!r}: use 'vq' or 'continuous'.")
+        if self.fdm not in (None, "pixel", "latent"):
+            raise ValueError(f"fdm={self.fdm!r}: use 'pixel' or 'latent'.")
+        if self.action_head not in ("linear", "mlp"):
+            raise ValueError(f"action_head={self.action_head!r}: use 'linear' or 'mlp'.")
+        if self.labels is not None and self.labelled_trajectories is not None:
+            raise ValueError("Give --labels or --labelled-trajectories, not both.")
+        if self.labels is not None and not 0.0 < self.labels <= 1.0:
+            raise ValueError(f"labels={self.labels}: a fraction in (0, 1].")
+        if self.latent_dim % (self.vq_codebooks * self.vq_positions):
+            raise ValueError(f"latent_dim={self.latent_dim} must split into {self.vq_codebooks} codebooks x "
+                             f"{self.vq_positions} positions.")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1.")
+
+    @property
+    def base(self) -> str:
+        return self.method.removesuffix("-action")
+
+    @property
+    def supervised(self) -> bool:
+        return self.method.endswith("-action")
+
+    @property
+    def label_split(self) -> str:
+        """The dataset's label split the action head trains on ("none" without supervision)."""
+        if not self.supervised:
+            return "none"
+        if self.labelled_trajectories is not None:
+            return f"traj-{self.labelled_trajectories}"
+        return f"frac-{self.labels if self.labels is not None else 0.01:g}"
+
+    def resolved(self, task: str | None = None) -> LAMConfig:
+        """Every ``None`` replaced by the method's setting (``task`` picks the flow sigma)."""
+        laom = self.base == "laom"
+        lam = self.labelled_batch_size / (self.batch_size + self.labelled_batch_size) if self.supervised else 0.0
+        flow_w = (1.0 - lam) if self.base == "laof" else 0.0
+        action_w = (0.001 if laom else lam) if self.supervised else 0.0
+        return dataclasses.replace(
+            self,
+            max_offset=self.max_offset if self.max_offset is not None else (10 if laom else 1),
+            latent=self.latent or ("continuous" if laom else "vq"),
+            fdm=self.fdm or ("latent" if laom else "pixel"),
+            augment=self.augment if self.augment is not None else laom,
+            flow_sigma=self.flow_sigma or FLOW_SIGMA.get(task or "", DEFAULT_FLOW_SIGMA),
+            flow_weight=self.flow_weight if self.flow_weight is not None else flow_w,
+            action_weight=self.action_weight if self.action_weight is not None else action_w,
+            labels=self.labels if (self.labels is not None or not self.supervised
+                                   or self.labelled_trajectories is not None) else 0.01,
+        )
+
+    def window_config(self) -> WindowConfig:
+        r = self.resolved()
+        return WindowConfig(frame_stack=r.frame_stack, max_offset=r.max_offset, label_split=r.label_split,
+                            with_masks=True, with_states=True, with_flow=r.base == "laof")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The dataclass defaults are the quick preset.
+LAM_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    # LAOF's Procgen setting: batch 128, 50k steps
+    "paper": dict(steps=50_000, batch_size=128, labelled_batch_size=64, width=64, eval_every=2500,
+                  checkpoint_every=1000, eval_windows=4096, mlp_probe_steps=5000),
+}

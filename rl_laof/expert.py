@@ -271,7 +271,9 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
 
     get_task(cfg.task)  # unknown task: clear error before anything starts
     algo = resolve_algorithm(cfg.algo)
-    run_dir = Path(run_dir) if run_dir is not None else expert_dir(cfg.task, cfg.algo, cfg.preset, cfg.seed)
+    if run_dir is None:
+        run_dir = expert_dir(cfg.task, cfg.algo, cfg.preset, cfg.seed, cfg.action_repeat)
+    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -367,12 +369,12 @@ def plot_learning_curve(report: dict, path: Path) -> None:
 
 
 def find_or_train_expert(task: str, preset: str = "quick", algo: str = "ppo", seed: int = 0,
-                         progress: bool = True) -> Path:
+                         progress: bool = True, action_repeat: int = 1) -> Path:
     """The run directory of a finished expert, training (or resuming) it first where needed."""
-    run_dir = expert_dir(task, algo, preset, seed)
+    run_dir = expert_dir(task, algo, preset, seed, action_repeat)
     if not (run_dir / "report.json").exists():
-        train_expert(from_preset(ExpertConfig, EXPERT_PRESETS, preset, task=task, algo=algo, seed=seed),
-                     run_dir, progress=progress)
+        train_expert(from_preset(ExpertConfig, EXPERT_PRESETS, preset, task=task, algo=algo, seed=seed,
+                                 action_repeat=action_repeat), run_dir, progress=progress)
     return run_dir
 
 

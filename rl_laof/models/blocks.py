@@ -1,0 +1,132 @@
+"""Conv building blocks shared by the IDM, the FDMs and the flow decoder.
+
+GroupNorm rather than BatchNorm everywhere: the statistics of a sample never depend on the other
+samples of its batch, so a data-parallel run on N processes computes what one process does. Convs
+followed by a norm have no bias: its true gradient is zero, and Adam would turn the rounding noise
+in it into full-size random steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(min(8, channels), channels)
+
+
+class Down(nn.Module):
+    """4x4 stride-2 conv, GroupNorm, SiLU: halves the resolution."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(cin, cout, 4, 2, 1, bias=False), norm(cout), nn.SiLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Up(nn.Module):
+    """Nearest x2 upsample, then a 3x3 conv over [upsampled, skip]."""
+
+    def __init__(self, cin: int, cskip: int, cout: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(cin + cskip, cout, 3, 1, 1, bias=False), norm(cout), nn.SiLU())
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        x = nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+        return self.net(x if skip is None else torch.cat([x, skip], 1))
+
+
+def channels(width: int, levels: int) -> list[int]:
+    """width, 2 width, 4 width, 4 width, ...: the channel count after each halving."""
+    return [width * min(2 ** i, 4) for i in range(levels)]
+
+
+class ConvEncoder(nn.Module):
+    """(C, H, W) images -> a feature vector: ``levels`` halvings down to 4x4, then a linear layer."""
+
+    def __init__(self, cin: int, out_dim: int, width: int, image_size: int):
+        super().__init__()
+        levels = _levels(image_size)
+        ch = channels(width, levels)
+        self.convs = nn.Sequential(*[Down(a, b) for a, b in zip([cin, *ch[:-1]], ch, strict=True)])
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(ch[-1] * 16, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(x))
+
+
+class ConvDecoder(nn.Module):
+    """A vector -> (C, H, W) images, upsampling from 4x4; the last doubling is a transposed conv that
+    writes the C output channels directly (no full-resolution hidden layer: 3-5x cheaper on CPU).
+    The flow decoder is one: it sees only z."""
+
+    def __init__(self, in_dim: int, cout: int, width: int, image_size: int):
+        super().__init__()
+        levels = _levels(image_size)
+        ch = channels(width, levels)[::-1]  # deepest first
+        self.c0 = ch[0]
+        self.fc = nn.Linear(in_dim, ch[0] * 16)
+        self.ups = nn.ModuleList([Up(a, 0, b) for a, b in zip(ch[:-1], ch[1:], strict=True)])
+        self.out = nn.ConvTranspose2d(ch[-1], cout, 4, 2, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.fc(z).view(len(z), self.c0, 4, 4)
+        for up in self.ups:
+            x = up(x)
+        return self.out(x)
+
+
+class UNet(nn.Module):
+    """Pixel FDM (LAPO): U-Net over o_t; the latent action enters tiled at the input and added at the
+    bottleneck, so the prediction can depend on it at every scale. The last doubling is a transposed
+    conv to the output channels (as in :class:`ConvDecoder`), and the output is added to ``residual``
+    (the last frame of o_t): the network predicts the change."""
+
+    def __init__(self, cin: int, cout: int, cond_dim: int, width: int, image_size: int, cond_channels: int = 8):
+        super().__init__()
+        levels = _levels(image_size)
+        ch = channels(width, levels)
+        self.cond_in = nn.Linear(cond_dim, cond_channels)
+        self.downs = nn.ModuleList([Down(a, b) for a, b in zip([cin + cond_channels, *ch[:-1]], ch, strict=True)])
+        self.cond_mid = nn.Linear(cond_dim, ch[-1])
+        self.mid = nn.Sequential(nn.Conv2d(ch[-1], ch[-1], 3, 1, 1, bias=False), norm(ch[-1]), nn.SiLU())
+        # up path: from the bottleneck back to half resolution, each level joined with its Down's output
+        self.ups = nn.ModuleList([Up(ch[i + 1], ch[i], ch[i]) for i in range(levels - 2, -1, -1)])
+        self.out = nn.ConvTranspose2d(ch[0], cout, 4, 2, 1)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        c = self.cond_in(cond)[:, :, None, None].expand(-1, -1, h, w)
+        x = torch.cat([x, c], 1)
+        feats = []
+        for down in self.downs:
+            x = down(x)
+            feats.append(x)
+        x = self.mid(x + self.cond_mid(cond)[:, :, None, None])
+        for up, skip in zip(self.ups, feats[-2::-1], strict=True):
+            x = up(x, skip)
+        out = self.out(x)
+        return out if residual is None else out + residual
+
+
+def mlp(din: int, dout: int, hidden: int = 256, layers: int = 2) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = din
+    for _ in range(layers):
+        mods += [nn.Linear(d, hidden), nn.SiLU()]
+        d = hidden
+    return nn.Sequential(*mods, nn.Linear(d, dout))
+
+
+def _levels(image_size: int) -> int:
+    levels = 0
+    s = image_size
+    while s > 4:
+        if s % 2:
+            raise ValueError(f"image size {image_size}: must halve evenly down to 4 (e.g. 64, 96, 128)")
+        s //= 2
+        levels += 1
+    return levels

@@ -1,0 +1,456 @@
+"""Latent action models: ``python -m rl_laof.pretrain --method laof --dataset DIR``.
+
+Trains LAPO, LAOM or LAOF (``--method``, with ``-action`` for an action head on the labelled share
+given by ``--labels F`` or ``--labelled-trajectories N``) on a video dataset, with progress,
+TensorBoard, periodic held-out evaluation (losses and a linear action probe), checkpoints that
+resume exactly, and a JSON report with the latent-quality probes (``rl_laof.probes``). Without
+``--dataset`` it uses the task's default dataset at the preset, collecting it (and its expert, and
+for LAOF its exact flow) first if it is missing.
+
+Data-parallel: ``torchrun --nproc_per_node=N -m rl_laof.pretrain ...`` (gloo on CPU, nccl on GPU);
+every process draws the same global batch and trains on its slice, so N processes reproduce one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_laof import distributed as dist
+from rl_laof import probes
+from rl_laof.artifacts import atomic_path, dataset_dir, lam_dir, read_json, write_json
+from rl_laof.config import COLLECT_PRESETS, LAM_METHODS, LAM_PRESETS, CollectConfig, LAMConfig, from_preset
+from rl_laof.data import format as fmt
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.data.windows import WindowDataset
+from rl_laof.flow.encoding import agent_flow, encode_flow_rgb
+from rl_laof.models.augment import random_homographies
+from rl_laof.models.lam import LatentActionModel
+
+# config fields that do not change what a run computes (a resumed run may change them)
+_NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
+
+
+# --------------------------------------------------------------------------- data
+
+def find_or_build_dataset(task: str, preset: str, flow: bool, progress: bool = True) -> Path:
+    """The task's default dataset at ``preset`` (hard distractors), collected if missing, with its exact
+    flow targets when ``flow``."""
+    from rl_laof.collect import collect, default_name
+
+    cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task)
+    path = dataset_dir(task, default_name(cfg))
+    if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
+        collect(cfg, path, progress=progress)
+    if flow:
+        from rl_laof.flow.targets import fill_flow
+
+        fill_flow(path, "exact", progress=progress)
+    return path
+
+
+def _complete(h5: Path) -> bool:
+    with fmt.open_h5(h5) as f:
+        return bool(fmt.root_attrs(f)["complete"])
+
+
+class Batches:
+    """Seeded global batches of windows (identical on every process), sliced to this process."""
+
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int, flow_sigma: float | None):
+        self.windows, self.batch_size, self.flow_sigma = windows, batch_size, flow_sigma
+        self.rng = np.random.default_rng(seed)
+
+    def next(self, augment: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        rows = self.rng.integers(0, len(self.windows), self.batch_size)
+        hom = random_homographies(self.batch_size, augment) if augment is not None else None
+        sl = dist.my_slice(self.batch_size)
+        batch = self.windows.__getitems__(rows[sl])
+        if hom is not None:
+            batch["homography"] = hom[sl]
+        if self.flow_sigma is not None:
+            batch["flow_target"] = flow_target(batch, self.flow_sigma)
+        return batch
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "windows_rng": self.windows.rng.bit_generator.state}
+
+    def load_state(self, s: dict) -> None:
+        self.rng.bit_generator.state = s["rng"]
+        self.windows.rng.bit_generator.state = s["windows_rng"]
+
+
+def flow_target(batch: dict[str, torch.Tensor], sigma: float) -> torch.Tensor:
+    """LAOF's target: the agent's flow of (t, t+1), valid pixels only, RGB-encoded (B, 3, H, W) in [0, 1]."""
+    f = agent_flow(batch["flow"].numpy(), batch["agent_mask"][:, 0].numpy(), batch["flow_valid"].numpy())
+    return torch.from_numpy(encode_flow_rgb(f, sigma))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+@torch.no_grad()
+def latents(model: LatentActionModel, windows: WindowDataset, rows: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Pre-quantisation latents of (o_t, o_{t+1}) for transition rows of a split (k = 1 always)."""
+    out = []
+    for i in range(0, len(rows), batch):
+        b = windows.gather(rows[i:i + batch])
+        out.append(model.encode(b["obs"], b["next_obs"]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def eval_losses(model: LatentActionModel, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for b in batches:
+        _, m = model.losses(b, None, torch.Generator().manual_seed(0))
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / len(batches) for k, v in sums.items()}
+
+
+def _spread(n: int, k: int | None) -> np.ndarray:
+    """k rows spread evenly over n (all of them when k is None or >= n)."""
+    if k is None or k >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, k).astype(np.int64)
+
+
+def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp: bool = True) -> dict[str, Any]:
+    """Every probe of ``rl_laof.probes`` on the held-out splits, fit on the training episodes."""
+    wcfg = dataclasses.replace(cfg.window_config(), max_offset=1, with_flow=False, with_masks=False)
+    train = WindowDataset(ds, "train", wcfg)
+    rows = _spread(train.data.num_transitions, cfg.probe_train_windows)
+    z_tr = latents(model, train, rows)
+    a_tr = train.data["actions"][rows]
+    ds_tr = _state_change(train, rows)
+    out: dict[str, Any] = {"train_transitions": len(rows)}
+    label_masks = {name: m[rows] for name, m in ds.labels.items() if name.startswith("frac-") and name != "frac-0"}
+    label_masks["all"] = np.ones(len(rows), bool)
+    for split in ("eval", "heldout_bg"):
+        if not ds.episodes.get(split):
+            continue
+        test = WindowDataset(ds, split, wcfg)
+        trows = np.arange(test.data.num_transitions)
+        z_te, a_te = latents(model, test, trows), test.data["actions"][trows]
+        r = {"transitions": len(trows),
+             "linear_action_mse": probes.linear_probe(z_tr, a_tr, z_te, a_te),
+             "mean_action_mse": probes.mean_action_mse(a_tr, a_te),
+             "state_change_mse": probes.state_probe(z_tr, ds_tr, z_te, _state_change(test, trows)),
+             "budget_curve": probes.budget_curve(z_tr, a_tr, label_masks, z_te, a_te)}
+        if mlp:
+            r["mlp_action_mse"] = probes.mlp_probe(z_tr, a_tr, z_te, a_te, cfg.mlp_probe_steps, cfg.seed)
+        out[split] = r
+    out["label_counts"] = {k: int(m.sum()) for k, m in label_masks.items()}
+    return out
+
+
+def _state_change(w: WindowDataset, rows: np.ndarray) -> np.ndarray:
+    fr = w.data.frame_start[w.episode[rows]] + w.t[rows]
+    s = w.data["states"]
+    return (s[fr + 1] - s[fr]).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def _latest(run_dir: Path) -> Path | None:
+    p = run_dir / "checkpoints" / "latest.json"
+    if not p.exists():
+        return None
+    ckpt = run_dir / "checkpoints" / read_json(p)["file"]
+    return ckpt if ckpt.exists() else None
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> Path:
+    ckdir = run_dir / "checkpoints"
+    path = ckdir / f"step-{state['step']:08d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    write_json(ckdir / "latest.json", {"file": path.name, "step": state["step"]})
+    for old in sorted(ckdir.glob("step-*.pt"))[:-2]:  # keep the newest two
+        old.unlink()
+    return path
+
+
+def load_lam(run_dir: str | Path) -> LatentActionModel:
+    """The trained model of a pretrain run (``model.pt``), in eval mode."""
+    path = Path(run_dir) / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained latent action model (run python -m rl_laof.pretrain first)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model = LatentActionModel(LAMConfig(**saved["config"]), saved["image_size"], saved["action_dim"])
+    model.load_state_dict(saved["model"])
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- training
+
+def run_dir_for(cfg: LAMConfig, dataset: Path, task: str) -> Path:
+    tag = cfg.method if not cfg.supervised else f"{cfg.method}-{cfg.label_split}"
+    return lam_dir(task, Path(dataset).name, f"{tag}-{cfg.preset}-s{cfg.seed}")
+
+
+def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
+              stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume, or find finished) one latent action model; returns its report.
+
+    ``stop_after``: end (with a checkpoint) after that many steps in total, as a kill would — the test of
+    exact resumption uses it.
+    """
+    from tqdm import tqdm
+
+    rank, world = dist.init_from_env()
+    if cfg.threads or world > 1:
+        torch.set_num_threads(cfg.threads or max(1, (torch.get_num_threads()) // world))
+    ds = VideoDataset(dataset)
+    cfg = cfg.resolved(ds.task)
+    if cfg.augment and cfg.flow_weight > 0:
+        raise ValueError("augment with the flow loss is not supported: the flow target would need the same warp")
+    if cfg.base == "laof" and "flow" not in ds.keys:
+        raise fmt.DatasetError(f"{ds.path}: no flow targets; LAOF needs them: python -m rl_laof.flow --dataset "
+                               f"{ds.path.parent if ds.path.suffix else ds.path} --method exact")
+    if cfg.supervised and cfg.label_split not in ds.labels:
+        raise KeyError(f"{ds.path}: no label split {cfg.label_split!r}; available: {', '.join(ds.labels)}")
+    for b in (cfg.batch_size, cfg.labelled_batch_size):
+        dist.my_slice(b)  # divisible by the world size
+    run_dir = Path(out) if out is not None else run_dir_for(cfg, ds.path, ds.task)
+    config = json.loads(json.dumps(cfg.to_dict()))
+    if dist.is_main():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg_file = run_dir / "config.json"
+        if cfg_file.exists():
+            old = read_json(cfg_file)["config"]
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in _NOT_IDENTITY)
+            if diff:
+                raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); use another --out, "
+                                 "or delete the folder to start over.")
+        write_json(cfg_file, {"config": config, "dataset": str(ds.path), "world_size": world})
+    dist.barrier()
+    report_file = run_dir / "report.json"
+    if report_file.exists() and stop_after is None:
+        report = read_json(report_file)
+        if report.get("steps") == cfg.steps:
+            return report
+
+    torch.manual_seed(cfg.seed)
+    wcfg = cfg.window_config()
+    train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed)
+    main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, cfg.flow_sigma if cfg.flow_weight > 0 else None)
+    lab_batches = None
+    if cfg.action_weight > 0:
+        lab = WindowDataset(ds, "train", wcfg, True, seed=cfg.seed + 2, arrays=train.data)
+        if len(lab) == 0:
+            raise ValueError(f"label split {cfg.label_split!r} labels no transition of {ds.path}")
+        lab_batches = Batches(lab, cfg.labelled_batch_size, cfg.seed + 3, None)
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 4) if cfg.augment else None
+
+    model = LatentActionModel(cfg, ds.image_shape[-1], ds.action_dim)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    step, history = 0, []
+    ckpt = _latest(run_dir)
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        main_batches.load_state(state["main_batches"])
+        if lab_batches is not None:
+            lab_batches.load_state(state["lab_batches"])
+        if aug_gen is not None:
+            aug_gen.set_state(state["aug_gen"])
+        step, history = state["step"], state["history"]
+    ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model)
+
+    writer = None
+    eval_set = None
+    if dist.is_main():
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"))
+        ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
+        eval_rows = _spread(ev.data.num_transitions, cfg.eval_windows)
+        eval_set = (ev, [_with_targets(ev.gather(eval_rows[i:i + 256]), cfg, i)
+                         for i in range(0, len(eval_rows), 256)])
+        # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone)
+        probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
+        probe_train = WindowDataset(ds, "train", probe_cfg, arrays=train.data)
+        probe_eval = WindowDataset(ds, "eval", probe_cfg, arrays=ev.data)
+
+    def checkpoint() -> None:
+        if dist.is_main():
+            save_checkpoint(run_dir, {
+                "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                "main_batches": main_batches.state(),
+                "lab_batches": lab_batches.state() if lab_batches is not None else None,
+                "aug_gen": aug_gen.get_state() if aug_gen is not None else None})
+        dist.barrier()
+
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        ev, batches = eval_set
+        m = {f"eval/{k}": v for k, v in eval_losses(model, batches).items()}
+        rows_tr = _spread(train.data.num_transitions, cfg.eval_windows)
+        rows_ev = _spread(ev.data.num_transitions, cfg.eval_windows)
+        m["eval/linear_probe_action_mse"] = probes.linear_probe(
+            latents(model, probe_train, rows_tr), train.data["actions"][rows_tr],
+            latents(model, probe_eval, rows_ev), ev.data["actions"][rows_ev])
+        model.train()
+        return m
+
+    limit = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    start_step = step
+    samples_per_step = cfg.batch_size + (cfg.labelled_batch_size if lab_batches is not None else 0)
+    train_seconds = 0.0
+    t_report = time.perf_counter()
+    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
+               disable=not (progress and dist.is_main()), dynamic_ncols=True)
+    if step == 0 and dist.is_main():  # the untrained model: the first point of every curve
+        history.append({"step": 0, **evaluate()})
+    model.train()
+    while step < limit:
+        t0 = time.perf_counter()
+        batch = main_batches.next(aug_gen)
+        labelled = lab_batches.next() if lab_batches is not None else None
+        loss, metrics = ddp(batch, labelled)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        model.update_target()
+        step += 1
+        train_seconds += time.perf_counter() - t0
+        bar.update(1)
+        if dist.is_main() and (step % 25 == 0 or step == 1):
+            for k, v in metrics.items():
+                writer.add_scalar(f"train/{k}", v, step)
+            writer.add_scalar("train/grad_norm", float(gnorm), step)
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            if dist.is_main():
+                m = evaluate()
+                for k, v in m.items():
+                    writer.add_scalar(k, v, step)
+                history.append({"step": step, "train_loss": metrics["loss"], **m})
+            dist.barrier()
+        if step % cfg.checkpoint_every == 0 or step == limit:
+            checkpoint()
+    bar.close()
+    if step < cfg.steps:  # stopped early on purpose
+        return {"steps_done": step}
+
+    report: dict[str, Any] = {}
+    if dist.is_main():
+        model.eval()
+        report = {
+            "method": cfg.method, "task": ds.task, "dataset": str(ds.path), "steps": step, "world_size": world,
+            "run_dir": str(run_dir), "config": config, "history": history,
+            # global samples per second of training steps (data, forward, backward, update; no evaluation),
+            # over the steps this invocation ran
+            "train_samples_per_s": round(samples_per_step * (limit - start_step) / train_seconds, 1)
+            if train_seconds else None,
+            "train_seconds": round(train_seconds, 1),
+            "final_eval": evaluate(),
+            "probes": probe_report(model, ds, cfg),
+        }
+        report["wall_seconds"] = round(time.perf_counter() - t_report, 1)
+        with atomic_path(run_dir / "model.pt") as tmp:
+            torch.save({"config": config, "model": model.state_dict(), "image_size": ds.image_shape[-1],
+                        "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path)}, tmp)
+        write_json(report_file, report)
+        writer.close()
+    dist.barrier()
+    return report
+
+
+def _with_targets(batch: dict[str, torch.Tensor], cfg: LAMConfig, seed: int) -> dict[str, torch.Tensor]:
+    """A fixed held-out batch with what the losses need (flow target, augmentation)."""
+    if cfg.flow_weight > 0:
+        batch["flow_target"] = flow_target(batch, cfg.flow_sigma)
+    if cfg.augment:
+        batch["homography"] = random_homographies(len(batch["obs"]), torch.Generator().manual_seed(seed))
+    return batch
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser():
+    from rl_laof.cli import stage_parser
+
+    p = stage_parser("rl_laof.pretrain", __doc__, LAM_PRESETS,
+                     "quick: 1000 steps of batch 64, width 16 (minutes on 2 cores); paper: 50k steps of 128, width 64")
+    p.add_argument("--method", default="laof", choices=list(LAM_METHODS),
+                   help="lapo / laom / laof; -action adds an action head on the labelled windows")
+    p.add_argument("--dataset", type=Path, default=None,
+                   help="dataset folder (default: the task's dataset at the preset, collected if missing)")
+    p.add_argument("--labels", type=float, default=None, help="labelled fraction for -action (default 0.01)")
+    p.add_argument("--labelled-trajectories", type=int, default=None, help="or N labelled whole episodes")
+    p.add_argument("--latent", choices=["vq", "continuous"], default=None, help="default: the method's")
+    p.add_argument("--steps", type=int, default=None, help="training steps")
+    p.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")
+    p.add_argument("--width", type=int, default=None, help="base channel count")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any other LAMConfig field, e.g. --set flow_weight=0.5 (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/lam/<task>/<dataset>/<run>)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args) -> LAMConfig:
+    overrides: dict[str, Any] = dict(method=args.method, labels=args.labels,
+                                     labelled_trajectories=args.labelled_trajectories, latent=args.latent,
+                                     steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
+                                     threads=args.threads)
+    fields = {f.name: f for f in dataclasses.fields(LAMConfig)}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: use FIELD=VALUE with a LAMConfig field ({', '.join(fields)})")
+        overrides[key] = _parse_value(value)
+    return from_preset(LAMConfig, LAM_PRESETS, args.preset, **overrides)
+
+
+def _parse_value(v: str):
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if v.lower() == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    dataset = args.dataset
+    if dataset is None:
+        dataset = find_or_build_dataset(args.task, args.preset, cfg.resolved().base == "laof",
+                                        progress=not args.no_progress)
+    try:
+        report = train_lam(cfg, dataset, args.out, progress=not args.no_progress)
+        main_process = dist.is_main()
+    finally:
+        dist.shutdown()
+    if report and main_process:
+        pr = report["probes"]
+        print(json.dumps({"method": report["method"], "run": report["run_dir"],
+                          "linear_probe_action_mse": round(pr["eval"]["linear_action_mse"], 4),
+                          "mean_action_mse": round(pr["eval"]["mean_action_mse"], 4),
+                          "train_samples_per_s": report["train_samples_per_s"]}))
+    return report
+
+
+if __name__ == "__main__":
+    from rl_laof.cli import run
+
+    run(main)

@@ -1,0 +1,107 @@
+"""How much of the true action (and state change) a latent action holds, measured on held-out data.
+
+Every probe is fit on latents of *training* episodes and scored on *held-out* episodes (one
+reference codebase trained and tested its probe on the same split; we do not):
+
+- linear probe: ridge regression z -> a_t (standardised z, closed form) — LAOM's metric;
+- MLP probe: two hidden layers of 256, Adam, z -> a_t;
+- state probe: linear z -> s_{t+1} - s_t (standardised per dimension): does z say how the body moved;
+- label-budget curve: the linear probe fit on only the transitions of each label split (1 %, 5 %,
+  10 %, all): how well a decoder learned from few labels can do.
+
+The mean-action baseline predicts the training mean for every transition. MSEs are per action
+dimension (mean over dimensions and transitions), actions in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+RIDGE = 1e-3  # relative to the mean eigenvalue of the standardised latent's covariance
+
+
+def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    mu, sd = train.mean(0), train.std(0) + 1e-6
+    return [(x - mu) / sd for x in (train, *others)]
+
+
+def fit_linear(z: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge regression with an unpenalised bias: returns (W, b) with y ~ z W + b."""
+    z = z.astype(np.float64)
+    zm, ym = z.mean(0), y.mean(0)
+    zc = z - zm
+    cov = zc.T @ zc / max(len(z), 1)
+    lam = ridge * max(np.trace(cov) / cov.shape[0], 1e-12)
+    w = np.linalg.solve(cov + lam * np.eye(cov.shape[0]), zc.T @ (y - ym) / max(len(z), 1))
+    return w, ym - zm @ w
+
+
+def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray) -> float:
+    zt, zs = _standardise(z_train, z_test)
+    w, b = fit_linear(zt, y_train)
+    return float(np.mean((zs @ w + b - y_test) ** 2))
+
+
+def mlp_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
+              steps: int = 1500, seed: int = 0) -> float:
+    zt, zs = _standardise(z_train, z_test)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(zt.shape[1], 256), torch.nn.SiLU(), torch.nn.Linear(256, 256),
+                              torch.nn.SiLU(), torch.nn.Linear(256, y_train.shape[1]))
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
+    x, y = torch.as_tensor(zt, dtype=torch.float32), torch.as_tensor(y_train, dtype=torch.float32)
+    for _ in range(steps):
+        i = torch.randint(len(x), (min(256, len(x)),), generator=g)
+        loss = torch.nn.functional.mse_loss(net(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        pred = net(torch.as_tensor(zs, dtype=torch.float32)).numpy()
+    return float(np.mean((pred - y_test) ** 2))
+
+
+def mean_action_mse(y_train: np.ndarray, y_test: np.ndarray) -> float:
+    return float(np.mean((y_train.mean(0) - y_test) ** 2))
+
+
+def state_probe(z_train: np.ndarray, ds_train: np.ndarray, z_test: np.ndarray, ds_test: np.ndarray) -> float:
+    """Linear z -> state change, in units of the training state change's standard deviation."""
+    mu, sd = ds_train.mean(0), ds_train.std(0) + 1e-6
+    return linear_probe(z_train, (ds_train - mu) / sd, z_test, (ds_test - mu) / sd)
+
+
+def budget_curve(z_train: np.ndarray, y_train: np.ndarray, masks: dict[str, np.ndarray], z_test: np.ndarray,
+                 y_test: np.ndarray) -> dict[str, float]:
+    """Linear-probe MSE when only the transitions of each label split may be used to fit it."""
+    out = {}
+    for name, m in masks.items():
+        if m.sum() >= 2:
+            out[name] = linear_probe(z_train[m], y_train[m], z_test, y_test)
+    return out
+
+
+def plot_budget_curves(curves: dict[str, dict[str, float]], fractions: dict[str, float], baseline: float,
+                       path) -> None:
+    """Probe MSE against the number of labelled transitions, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, curve in curves.items():
+        xs = [fractions[k] for k in curve]
+        order = np.argsort(xs)
+        ax.plot(np.array(xs)[order], np.array(list(curve.values()))[order], "o-", label=name)
+    ax.axhline(baseline, color="gray", ls="--", label="mean action")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled transitions used to fit the linear probe")
+    ax.set_ylabel("held-out action MSE")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -2,9 +2,10 @@
 
     python benchmarks/bench_latent_quality.py [--quick]
 
-On cheetah-run with hard distractors (the quick collection preset: 16 training episodes of 500
-steps from the PPO expert with action noise, exact flow targets), trains with the same data, model
-size and budget (the ``quick`` pretrain preset: 1000 steps of batch 64; ``--quick``: 150 steps):
+On cheetah-run with hard distractors (the quick collection preset: 32 training episodes of 250
+steps at action repeat 4 from the PPO expert with action noise, exact flow targets), trains with the
+same data, model size and budget (the ``quick`` pretrain preset: 1000 steps of batch 64; ``--quick``:
+150 steps):
 
   lapo                LAPO, no labels
   laof                LAOF, no labels (z-only flow decoder on the agent's exact flow)
@@ -13,7 +14,7 @@ size and budget (the ``quick`` pretrain preset: 1000 steps of batch 64; ``--quic
   lapo_clean          LAPO on the same expert's data without distractors (reference)
 
 For each, the linear probe z -> a_t is fit on all training transitions and its action MSE is
-measured on the 4 held-out episodes (``probe_*``; ``probe_mean_action`` predicts the training mean).
+measured on the 8 held-out episodes (``probe_*``; ``probe_mean_action`` predicts the training mean).
 Also reported: MLP-probe and state-change-probe MSE, the held-out-background split, training
 samples/s, and the linear probe against label budget (plot: probe_budget.png in the output folder).
 Targets (the paper's claims): probe_laof <= 0.7 x probe_lapo; probe_laof <= probe_laom_action_1pct;

@@ -311,14 +311,14 @@ def _expert_info(expert: str) -> dict:
 
 def default_name(cfg: CollectConfig) -> str:
     d = cfg.distractors
-    return f"{d.difficulty}-{cfg.preset}-s{cfg.seed}"
+    return f"{d.difficulty}-ar{cfg.action_repeat}-{cfg.preset}-s{cfg.seed}"
 
 
 # --------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.collect", __doc__, COLLECT_PRESETS,
-                     "quick: 16+4+2 episodes of 500 steps (minutes on 2 cores); paper: 500+50+50 full episodes")
+                     "quick: 32+8+4 episodes of <= 500 steps (minutes on 2 cores); paper: 500+50+50 full episodes")
     p.add_argument("--distractors", default=None,
                    help="none / easy / medium / hard, or 'hard:background,camera' (default: hard)")
     p.add_argument("--episodes", type=int, default=None, help="train episodes")

@@ -277,6 +277,14 @@ EXPERT_PRESETS: dict[str, dict[str, Any]] = {
 SPLITS = ("train", "eval", "heldout_bg")
 
 
+#: Control steps per recorded frame in video datasets: PlaNet's per-task setting (Hafner et al. 2019;
+#: 2 elsewhere, as DrQ-v2). At 1, one 10 ms control step barely changes a 64 px frame: on cheetah-run
+#: with hard distractors even a fully supervised inverse-dynamics model did not beat the mean action
+#: on held-out episodes (see README, "Latent action models"), so no latent action can be measured.
+DATASET_ACTION_REPEAT = {"cartpole-swingup": 8, "reacher-easy": 4, "cheetah-run": 4, "finger-spin": 2,
+                         "ball_in_cup-catch": 4, "walker-walk": 2}
+
+
 @dataclass(frozen=True)
 class CollectConfig:
     """A video dataset rolled out by an expert on the dm_control backend (``rl_laof.collect``).
@@ -291,10 +299,10 @@ class CollectConfig:
     preset: str = "quick"
     distractors: DistractorConfig = field(default_factory=lambda: DistractorConfig(difficulty="hard"))
     image_size: int = 64
-    action_repeat: int = 1
-    episodes: int = 16  # train episodes
-    eval_episodes: int = 4
-    heldout_bg_episodes: int = 2
+    action_repeat: int | None = None  # None: DATASET_ACTION_REPEAT[task]
+    episodes: int = 32  # train episodes
+    eval_episodes: int = 8
+    heldout_bg_episodes: int = 4
     episode_steps: int | None = 500  # None: the full episode (1000 // action_repeat agent steps)
     expert: str = "auto"  # "auto": the expert of ``expert_preset`` (trained if missing); a run dir; "random"
     expert_preset: str = "quick"
@@ -309,6 +317,10 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "distractors", DistractorConfig.parse(self.distractors))
+        if self.action_repeat is None:
+            object.__setattr__(self, "action_repeat", DATASET_ACTION_REPEAT.get(self.task, 2))
+        if self.action_repeat < 1:
+            raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
         object.__setattr__(self, "label_fractions", tuple(float(f) for f in self.label_fractions))
         object.__setattr__(self, "label_trajectories", tuple(int(n) for n in self.label_trajectories))
         if self.episodes < 1:
@@ -348,7 +360,8 @@ class CollectConfig:
         return dataclasses.asdict(self)
 
 
-# The dataclass defaults are the quick preset: 16 + 4 + 2 episodes of 500 steps.
+# The dataclass defaults are the quick preset: 32 + 8 + 4 episodes of up to 500 agent steps (cheetah-run at
+# action repeat 4: 250, the whole episode; 8000 training frames).
 COLLECT_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     # LAOM's scale per task is 5000 x 1000 steps; this is a tenth of it
@@ -384,9 +397,10 @@ class WindowConfig:
 # --------------------------------------------------------------------------- latent action models
 
 LAM_METHODS = ("lapo", "laom", "laof", "lapo-action", "laom-action", "laof-action")
-#: sigma of LAOF's flow encoding (saturation at sigma x image diagonal), per task. At 64 px the
-#: diagonal is 90.5 px, so 0.03 saturates at 2.7 px: about the 95th percentile of cheetah-run's
-#: agent flow at action repeat 1 (median 0.87 px, 99th percentile 3.4 px in the quick dataset).
+#: sigma of LAOF's flow encoding (saturation at sigma x image diagonal), per task, for one control
+#: step per frame; a dataset with action repeat k uses k x sigma (the motion between frames is about
+#: k times larger). At 64 px the diagonal is 90.5 px, so 0.03 saturates at 2.7 px: about the 95th
+#: percentile of cheetah-run's agent flow at action repeat 1 (median 0.87 px, 99th pct. 3.4 px).
 FLOW_SIGMA = {"cheetah-run": 0.03, "walker-walk": 0.03}
 DEFAULT_FLOW_SIGMA = 0.03
 
@@ -461,6 +475,9 @@ class LAMConfig:
             raise ValueError(f"action_head={self.action_head!r}: use 'linear' or 'mlp'.")
         if self.labels is not None and self.labelled_trajectories is not None:
             raise ValueError("Give --labels or --labelled-trajectories, not both.")
+        if not self.method.endswith("-action") and (self.labels is not None or self.labelled_trajectories is not None):
+            raise ValueError(f"--method {self.method} uses no labels; give --labels / --labelled-trajectories to "
+                             f"{self.method}-action.")
         if self.labels is not None and not 0.0 < self.labels <= 1.0:
             raise ValueError(f"labels={self.labels}: a fraction in (0, 1].")
         if self.latent_dim % (self.vq_codebooks * self.vq_positions):
@@ -486,8 +503,9 @@ class LAMConfig:
             return f"traj-{self.labelled_trajectories}"
         return f"frac-{self.labels if self.labels is not None else 0.01:g}"
 
-    def resolved(self, task: str | None = None) -> LAMConfig:
-        """Every ``None`` replaced by the method's setting (``task`` picks the flow sigma)."""
+    def resolved(self, task: str | None = None, action_repeat: int = 1) -> LAMConfig:
+        """Every ``None`` replaced by the method's setting (``task`` and the dataset's action repeat set
+        the flow sigma)."""
         laom = self.base == "laom"
         lam = self.labelled_batch_size / (self.batch_size + self.labelled_batch_size) if self.supervised else 0.0
         flow_w = (1.0 - lam) if self.base == "laof" else 0.0
@@ -498,7 +516,7 @@ class LAMConfig:
             latent=self.latent or ("continuous" if laom else "vq"),
             fdm=self.fdm or ("latent" if laom else "pixel"),
             augment=self.augment if self.augment is not None else laom,
-            flow_sigma=self.flow_sigma or FLOW_SIGMA.get(task or "", DEFAULT_FLOW_SIGMA),
+            flow_sigma=self.flow_sigma or FLOW_SIGMA.get(task or "", DEFAULT_FLOW_SIGMA) * action_repeat,
             flow_weight=self.flow_weight if self.flow_weight is not None else flow_w,
             action_weight=self.action_weight if self.action_weight is not None else action_w,
             labels=self.labels if (self.labels is not None or not self.supervised

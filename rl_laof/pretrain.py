@@ -71,7 +71,9 @@ class Batches:
         rows = self.rng.integers(0, len(self.windows), self.batch_size)
         hom = random_homographies(self.batch_size, augment) if augment is not None else None
         sl = dist.my_slice(self.batch_size)
-        batch = self.windows.__getitems__(rows[sl])
+        # gather the whole global batch, then slice: the random offsets k drawn inside are then the same
+        # whatever the number of processes (gathering costs far less than a training step)
+        batch = {k: v[sl] for k, v in self.windows.__getitems__(rows).items()}
         if hom is not None:
             batch["homography"] = hom[sl]
         if self.flow_sigma is not None:
@@ -208,7 +210,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     if cfg.threads or world > 1:
         torch.set_num_threads(cfg.threads or max(1, (torch.get_num_threads()) // world))
     ds = VideoDataset(dataset)
-    cfg = cfg.resolved(ds.task)
+    cfg = cfg.resolved(ds.task, int(ds.config.get("action_repeat", 1)))
     if cfg.augment and cfg.flow_weight > 0:
         raise ValueError("augment with the flow loss is not supported: the flow target would need the same warp")
     if cfg.base == "laof" and "flow" not in ds.keys:
@@ -358,6 +360,9 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
             "probes": probe_report(model, ds, cfg),
         }
         report["wall_seconds"] = round(time.perf_counter() - t_report, 1)
+        ev = report["probes"]["eval"]
+        probes.plot_budget_curves({cfg.method: ev["budget_curve"]}, report["probes"]["label_counts"],
+                                  ev["mean_action_mse"], run_dir / "probe_budget.png")
         with atomic_path(run_dir / "model.pt") as tmp:
             torch.save({"config": config, "model": model.state_dict(), "image_size": ds.image_shape[-1],
                         "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path)}, tmp)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("gl")
 
 # a tiny model and run: 32 px frames, width 8, batch 16
 TINY = dict(width=8, batch_size=16, labelled_batch_size=8, lr=1e-3, eval_windows=64, mlp_probe_steps=20,
-            checkpoint_every=5, eval_every=10, labels=0.1)
+            checkpoint_every=5, eval_every=10)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def dataset(tmp_path_factory, request):
 
 
 def tiny(method: str, **kw) -> LAMConfig:
-    return LAMConfig(method=method, **{**TINY, **kw})
+    labels = {"labels": 0.1} if method.endswith("-action") else {}
+    return LAMConfig(method=method, **{**TINY, **labels, **kw})
 
 
 @pytest.mark.parametrize("method", LAM_METHODS)
@@ -110,21 +111,22 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, tmp_path, method):
         train_lam(tiny(method, steps=12, lr=5e-4), dataset, tmp_path / "cut", progress=False)
 
 
-def _cli(dataset, out, *extra) -> list[str]:
-    return ["-m", "rl_laof.pretrain", "--method", "laof-action", "--dataset", str(dataset), "--out", str(out),
+def _cli(dataset, out, *extra, method: str = "laof-action") -> list[str]:
+    return ["-m", "rl_laof.pretrain", "--method", method, "--dataset", str(dataset), "--out", str(out),
             "--steps", "8", "--batch-size", "16", "--width", "8", "--labels", "0.1", "--threads", "1",
             "--set", "labelled_batch_size=8", "--set", "eval_windows=64", "--set", "mlp_probe_steps=20",
             "--set", "eval_every=4", "--no-progress", *extra]
 
 
-def test_torchrun_two_processes_match_one(dataset, tmp_path):
+@pytest.mark.parametrize("method", ["laof-action", "laom-action"])
+def test_torchrun_two_processes_match_one(dataset, tmp_path, method):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, *_cli(dataset, tmp_path / "one")], cwd=ROOT, env=env,
+    one = subprocess.run([sys.executable, *_cli(dataset, tmp_path / "one", method=method)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          *_cli(dataset, tmp_path / "two")], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=600)
+                          *_cli(dataset, tmp_path / "two", method=method)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     import json
 
@@ -140,9 +142,10 @@ def test_torchrun_two_processes_match_one(dataset, tmp_path):
         if k.startswith("vq."):
             continue
         torch.testing.assert_close(b[k].float(), a[k].float(), atol=2e-4, rtol=1e-3, msg=k)
-    # the codebooks follow hard nearest-code assignments: a latent within rounding of two codes may
-    # take the other one under a different float summation order, so they agree more loosely
-    torch.testing.assert_close(b["vq.embed"], a["vq.embed"], atol=1e-2, rtol=0)
+    if "vq.embed" in a:
+        # the codebooks follow hard nearest-code assignments: a latent within rounding of two codes may
+        # take the other one under a different float summation order, so they agree more loosely
+        torch.testing.assert_close(b["vq.embed"], a["vq.embed"], atol=1e-2, rtol=0)
 
 
 def test_bad_input_is_named(dataset, tmp_path):
@@ -150,6 +153,8 @@ def test_bad_input_is_named(dataset, tmp_path):
 
     with pytest.raises(ValueError, match="Unknown method"):
         LAMConfig(method="lapa")
+    with pytest.raises(ValueError, match="uses no labels"):
+        LAMConfig(method="laof", labels=0.01)
     with pytest.raises(KeyError, match="no label split 'frac-0.05'"):
         main(_cli(dataset, tmp_path / "x")[2:] + ["--labels", "0.05"])
     with pytest.raises(ValueError, match="--set 'flow_wieght=1'"):

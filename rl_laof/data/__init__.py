@@ -1,7 +1,7 @@
 """Video datasets with sparse action labels: HDF5 files, label splits, windowed torch datasets.
 
     from rl_laof.data import VideoDataset, WindowDataset, WindowConfig
-    ds = VideoDataset("runs/datasets/cheetah-run/hard-quick-s0")
+    ds = VideoDataset("runs/datasets/cheetah-run/hard-ar4-quick-s0")
     lab, unl = labelled_and_unlabelled(ds, WindowConfig(frame_stack=3, max_offset=10, label_split="traj-8"))
     for batch in unl.batches(256): ...
 

@@ -1,6 +1,6 @@
 """Opening a dataset: metadata, splits, label masks, and whole splits loaded into RAM.
 
-    ds = VideoDataset("runs/datasets/cheetah-run/hard-quick-s0/dataset.h5")   # structural check
+    ds = VideoDataset("runs/datasets/cheetah-run/hard-ar4-quick-s0/dataset.h5")   # structural check
     train = ds.load_split("train", keys=("obs", "actions", "agent_mask"))      # checksummed read
 
 Opening checks the structure of every episode (all arrays present, lengths consistent);

@@ -78,9 +78,9 @@ def main() -> dict:
         if "heldout_bg" in report["probes"]:
             result[f"probe_heldout_bg_{name}"] = round(report["probes"]["heldout_bg"]["linear_action_mse"], 4)
         result[f"samples_per_s_{name}"] = report["train_samples_per_s"]
+        curves[name if which == "hard" else f"{name} (no distractors)"] = ev["budget_curve"]
         if which == "hard":
             result["probe_mean_action"] = round(ev["mean_action_mse"], 4)
-            curves[name] = ev["budget_curve"]
             fractions = dict(report["probes"]["label_counts"])
     probes.plot_budget_curves(curves, fractions, result["probe_mean_action"], out_root / "probe_budget.png")
     result["laof_vs_lapo"] = round(result["probe_laof"] / result["probe_lapo"], 3)

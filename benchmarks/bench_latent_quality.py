@@ -57,7 +57,7 @@ def clean_dataset(progress: bool):
 
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="150 training steps per model (about 10 minutes in all)")
+    p.add_argument("--quick", action="store_true", help="150 training steps per model instead of 1000")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     progress = not args.no_progress

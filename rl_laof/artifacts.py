@@ -54,6 +54,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def latest_checkpoint(run_dir: str | os.PathLike, key: str) -> Path | None:
+    """The checkpoint ``checkpoints/latest.json`` points to (its entry ``key``), if it still exists."""
+    latest = Path(run_dir) / "checkpoints" / "latest.json"
+    if not latest.exists():
+        return None
+    path = latest.parent / read_json(latest)[key]
+    return path if path.exists() else None
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rl_laof.artifacts import atomic_path, expert_dir, read_json, write_json
+from rl_laof.artifacts import atomic_path, expert_dir, latest_checkpoint, read_json, write_json
 from rl_laof.cli import stage_parser
 from rl_laof.config import EXPERT_PRESETS, ExpertConfig, from_preset
 
@@ -176,11 +176,7 @@ def evaluate(act, task: str, episodes: int, seed: int, backend: str = "envpool",
 # --------------------------------------------------------------------------- training
 
 def _checkpoint_dir(run_dir: Path) -> Path | None:
-    latest = run_dir / "checkpoints" / "latest.json"
-    if not latest.exists():
-        return None
-    path = run_dir / "checkpoints" / read_json(latest)["dir"]
-    return path if path.exists() else None
+    return latest_checkpoint(run_dir, "dir")
 
 
 def _make_callback(cfg: ExpertConfig, run_dir: Path, eval_env_seed: int, history: list, progress: bool):

@@ -24,7 +24,7 @@ import torch
 
 from rl_laof import distributed as dist
 from rl_laof import probes
-from rl_laof.artifacts import atomic_path, dataset_dir, lam_dir, read_json, write_json
+from rl_laof.artifacts import atomic_path, dataset_dir, lam_dir, latest_checkpoint, read_json, write_json
 from rl_laof.config import COLLECT_PRESETS, LAM_METHODS, LAM_PRESETS, CollectConfig, LAMConfig, from_preset
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
@@ -160,14 +160,6 @@ def _state_change(w: WindowDataset, rows: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- checkpoints
 
-def _latest(run_dir: Path) -> Path | None:
-    p = run_dir / "checkpoints" / "latest.json"
-    if not p.exists():
-        return None
-    ckpt = run_dir / "checkpoints" / read_json(p)["file"]
-    return ckpt if ckpt.exists() else None
-
-
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
     ckdir = run_dir / "checkpoints"
     path = ckdir / f"step-{state['step']:08d}.pt"
@@ -255,7 +247,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], cfg.lr,
                             weight_decay=cfg.weight_decay)
     step, history = 0, []
-    ckpt = _latest(run_dir)
+    ckpt = latest_checkpoint(run_dir, "file")
     if ckpt is not None:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])

@@ -129,7 +129,8 @@ def open_h5(path: str | os.PathLike, mode: str = "r"):
 
     path = Path(path)
     if not path.exists():
-        raise DatasetError(f"{path}: no such dataset; make one with `python -m rl_laof.collect --out {path.parent}`")
+        folder = path.parent if path.suffix == ".h5" else path
+        raise DatasetError(f"{path}: no such dataset; make one with `python -m rl_laof.collect --out {folder}`")
     try:
         return h5py.File(path, mode)
     except OSError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 
@@ -15,6 +16,32 @@ def stage_parser(prog: str, doc: str | None, presets: dict[str, dict[str, Any]],
     p.add_argument("--task", default="cheetah-run", help="dm_control task, e.g. cheetah-run, walker-walk")
     p.add_argument("--preset", default="quick", choices=list(presets), help=preset_help)
     return p
+
+
+def parse_sets(cls, items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items as config overrides for the dataclass ``cls`` (values parsed as bool,
+    None, int, float or str)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: use FIELD=VALUE with a {cls.__name__} field ({', '.join(sorted(fields))})")
+        out[key] = parse_value(value)
+    return out
+
+
+def parse_value(v: str) -> Any:
+    if v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if v.lower() == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
 
 
 def run(main, argv: list[str] | None = None) -> None:

@@ -400,30 +400,14 @@ def build_parser():
 
 
 def config_from_args(args) -> LAMConfig:
+    from rl_laof.cli import parse_sets
+
     overrides: dict[str, Any] = dict(method=args.method, labels=args.labels,
                                      labelled_trajectories=args.labelled_trajectories, latent=args.latent,
                                      steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
                                      threads=args.threads)
-    fields = {f.name: f for f in dataclasses.fields(LAMConfig)}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: use FIELD=VALUE with a LAMConfig field ({', '.join(fields)})")
-        overrides[key] = _parse_value(value)
+    overrides.update(parse_sets(LAMConfig, args.set))
     return from_preset(LAMConfig, LAM_PRESETS, args.preset, **overrides)
-
-
-def _parse_value(v: str):
-    if v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    if v.lower() == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
 
 
 def main(argv: list[str] | None = None) -> dict:

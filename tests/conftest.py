@@ -24,6 +24,23 @@ def gl():
         pytest.skip(problem)
 
 
+@pytest.fixture(scope="session")
+def lam_dataset(tmp_path_factory, gl):
+    """A real dataset for the learning stages: 3 + 1 + 1 random-action cheetah-run episodes of 40 steps
+    (action repeat 4), 32 px, hard distractors, exact flow, label splits frac-0 / frac-0.1."""
+    from rl_laof.collect import collect
+    from rl_laof.config import CollectConfig, DistractorConfig
+    from rl_laof.flow.targets import fill_flow
+
+    cfg = CollectConfig(expert="random", episodes=3, eval_episodes=1, heldout_bg_episodes=1, episode_steps=40,
+                        image_size=32, distractors=DistractorConfig.parse("hard"), workers=1,
+                        label_fractions=(0.0, 0.1))
+    out = tmp_path_factory.mktemp("lam") / "ds"
+    collect(cfg, out, progress=False)
+    fill_flow(out, "exact", progress=False)
+    return out
+
+
 def _has_cuda() -> bool:
     """A CUDA device usable from torch or from CuPy (the flow kernels need only CuPy)."""
     try:

@@ -24,20 +24,8 @@ TINY = dict(width=8, batch_size=16, labelled_batch_size=8, lr=1e-3, eval_windows
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory, request):
-    """A real dataset: 3 + 1 + 1 random-action episodes of 40 steps, 32 px, hard distractors, exact flow."""
-    request.getfixturevalue("gl")
-    from rl_laof.collect import collect
-    from rl_laof.config import CollectConfig, DistractorConfig
-    from rl_laof.flow.targets import fill_flow
-
-    cfg = CollectConfig(expert="random", episodes=3, eval_episodes=1, heldout_bg_episodes=1, episode_steps=40,
-                        image_size=32, distractors=DistractorConfig.parse("hard"), workers=1,
-                        label_fractions=(0.0, 0.1))
-    out = tmp_path_factory.mktemp("lam") / "ds"
-    collect(cfg, out, progress=False)
-    fill_flow(out, "exact", progress=False)
-    return out
+def dataset(lam_dataset):
+    return lam_dataset
 
 
 def tiny(method: str, **kw) -> LAMConfig:

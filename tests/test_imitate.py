@@ -1,0 +1,211 @@
+"""Latent policies: flow matching keeps both modes where BC averages them, the frozen policy stays frozen,
+interpolation starts the ODE where LAFP's formula says, stages resume exactly, and a whole run reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_laof.config import ImitationConfig
+from rl_laof.models.policy import BCPolicy, FlowPolicy, PixelEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# tiny networks and budgets for the 32 px test dataset
+TINY = dict(width=4, features=16, hidden=32, steps=20, batch_size=8, decoder_steps=20, decoder_batch_size=8,
+            idm_steps=20, eval_episodes=1, eval_seeds=1, eval_backgrounds=("train",), latency_calls=5,
+            checkpoint_every=10, labels=0.1)
+
+
+def _toy_encoder() -> PixelEncoder:
+    return PixelEncoder(frame_stack=1, features=16, width=4, image_size=16)
+
+
+def _bimodal(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Two modes at +-(0.8, 0.8), equally likely, with a small spread."""
+    sign = torch.randint(0, 2, (n, 1), generator=gen).float() * 2 - 1
+    return sign * 0.8 + 0.05 * torch.randn(n, 2, generator=gen)
+
+
+def _train(policy, steps: int, gen: torch.Generator) -> None:
+    opt = torch.optim.Adam(policy.parameters(), 2e-3)
+    obs = torch.zeros(256, 3, 16, 16)  # one observation: the target distribution is unconditional
+    for _ in range(steps):
+        loss = policy.loss(obs, _bimodal(256, gen), gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def _coverage(z: torch.Tensor) -> tuple[float, float]:
+    """Fractions of samples within 0.4 of each mode."""
+    near = [float(((z - m).norm(dim=1) < 0.4).float().mean()) for m in (torch.tensor([0.8, 0.8]),
+                                                                        torch.tensor([-0.8, -0.8]))]
+    return near[0], near[1]
+
+
+def test_flow_matching_covers_both_modes_where_bc_collapses_to_the_mean():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    fm = FlowPolicy(_toy_encoder(), 2, 64, euler_steps=3, time_embed=16)
+    bc = BCPolicy(_toy_encoder(), 2, 64)
+    _train(fm, 1000, gen)
+    _train(bc, 1000, gen)
+    obs = torch.zeros(2000, 3, 16, 16)
+    samples = fm.eval().act(obs, torch.Generator().manual_seed(1))
+    pos, neg = _coverage(samples)
+    assert pos > 0.3 and neg > 0.3 and pos + neg > 0.65, (pos, neg)
+    # one Euler step is the x-prediction from pure noise: the mean again (LAFP: 1 step is clearly worse)
+    one_step = fm.sample_from(fm.encoder(obs), torch.randn(2000, 2, generator=torch.Generator().manual_seed(1)),
+                              steps=1)
+    assert sum(_coverage(one_step)) < 0.05
+    mean_pred = bc.eval().act(obs[:10])
+    assert max(_coverage(mean_pred)) == 0.0  # BC predicts the average of the modes
+    assert mean_pred.abs().max() < 0.3
+
+
+def test_sampler_steps_land_on_the_x_prediction():
+    """z += (x - z) / (K - k) is Euler on v = (x - z) / (1 - tau) over an even grid: the last step returns x."""
+    fm = FlowPolicy(_toy_encoder(), 2, 32, euler_steps=3, time_embed=16).eval()
+    feats = torch.randn(5, 16)
+    z0 = torch.randn(5, 2)
+    seen = []
+    orig = fm.predict_x
+    fm.predict_x = lambda f, z, t: seen.append((z.clone(), t.clone())) or orig(f, z, t)
+    out = fm.sample_from(feats, z0, 0.0)
+    assert [float(t[0]) for _, t in seen] == pytest.approx([0.0, 1 / 3, 2 / 3])
+    torch.testing.assert_close(seen[0][0], z0)
+    # explicit Euler on the velocity v = (x - z) / (1 - tau), dt = 1/3
+    z = z0
+    for k in range(3):
+        t = torch.full((5, 1), k / 3)
+        z = z + (1 / 3) * (orig(feats, z, t) - z) / (1 - t)
+    torch.testing.assert_close(out, z, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, orig(feats, seen[-1][0], seen[-1][1]))  # the last x-prediction
+
+
+@pytest.mark.parametrize("fixed_tau", [None, 0.4])
+def test_interpolation_starts_the_ode_at_the_formula(fixed_tau):
+    from rl_laof.imitate import decoder_inputs
+
+    cfg = ImitationConfig(latent="laof", policy="lafp", decoder="interp", interp_tau=fixed_tau)
+    fm = FlowPolicy(_toy_encoder(), 2, 32, euler_steps=3, time_embed=16).eval()
+    feats, z_t = torch.randn(6, 16), torch.randn(6, 2)
+    first = []
+    orig = fm.predict_x
+    fm.predict_x = lambda f, z, t: (first.append((z.clone(), t.clone())) if not first else None) or orig(f, z, t)
+    decoder_inputs(cfg, fm, feats, z_t, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the same draws, in the same order: z0, then tau_i
+    z0 = torch.randn(6, 2, generator=g)
+    tau = torch.full((6,), fixed_tau) if fixed_tau is not None else torch.rand(6, generator=g)
+    z_start, t_start = first[0]
+    torch.testing.assert_close(z_start, (1 - tau[:, None]) * z0 + tau[:, None] * z_t)
+    torch.testing.assert_close(t_start[:, 0], tau)
+    # deployment: pure noise at tau = 0
+    first.clear()
+    fm.act(torch.zeros(6, 3, 16, 16), torch.Generator().manual_seed(4))
+    torch.testing.assert_close(first[0][0], torch.randn(6, 2, generator=torch.Generator().manual_seed(4)))
+    assert float(first[0][1].abs().max()) == 0.0
+
+
+def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path):
+    from rl_laof.imitate import fit
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 2)
+
+    def loss_fn(module, kill_at=None):
+        calls = [0]
+
+        def f(rng, gen):
+            calls[0] += 1
+            if kill_at is not None and calls[0] == kill_at:
+                raise KeyboardInterrupt
+            x = torch.from_numpy(rng.normal(size=(8, 4)).astype(np.float32)) + torch.randn(8, 4, generator=gen)
+            return ((module(x) - 1) ** 2).mean()
+        return f
+
+    ref = make()
+    fit("stage", ref, loss_fn(ref), 25, 1e-2, 0.0, 1.0, tmp_path / "a", 7, checkpoint_every=10, progress=False)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir(exist_ok=True)
+    m = make()
+    with pytest.raises(KeyboardInterrupt):
+        fit("stage", m, loss_fn(m, kill_at=17), 25, 1e-2, 0.0, 1.0, tmp_path / "b", 7, checkpoint_every=10,
+            progress=False)
+    assert (tmp_path / "b" / "checkpoints" / "stage.pt").exists()
+    m2 = make()
+    hist = fit("stage", m2, loss_fn(m2), 25, 1e-2, 0.0, 1.0, tmp_path / "b", 7, checkpoint_every=10, progress=False)
+    for p, q in zip(ref.parameters(), m2.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert [h["step"] for h in hist] == [25]
+    assert not (tmp_path / "b" / "checkpoints" / "stage.pt").exists()
+
+
+@pytest.mark.usefixtures("gl")
+def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
+    from rl_laof.data.dataset import VideoDataset
+    from rl_laof.imitate import Transitions, make_policy, train_decoder
+    from rl_laof.models.policy import ActionDecoder
+
+    ds = VideoDataset(lam_dataset)
+    for policy_type, mode in (("lafp", "interp"), ("lafp", "sample"), ("bc", "sample")):
+        cfg = ImitationConfig(latent="laof", policy=policy_type, decoder=mode, **TINY)
+        data = Transitions(ds, cfg)
+        policy = make_policy(cfg, 8, 32)
+        before = {k: v.clone() for k, v in policy.state_dict().items()}
+        decoder = ActionDecoder(8, ds.action_dim, 16)
+        dec_before = [p.clone() for p in decoder.parameters()]
+        z = torch.randn(data.n, 8)
+        train_decoder(cfg, policy, decoder, data, z, tmp_path / f"{policy_type}-{mode}", progress=False)
+        after = policy.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before), (policy_type, mode)
+        assert any(not torch.equal(a, b) for a, b in zip(dec_before, decoder.parameters(), strict=True))
+
+
+@pytest.mark.usefixtures("gl")
+def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_dataset, tmp_path, monkeypatch):
+    from rl_laof.imitate import imitate
+    from rl_laof.pretrain import train_lam
+    from rl_laof.config import LAMConfig
+
+    monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
+    lam = train_lam(LAMConfig(method="laof", width=8, batch_size=16, steps=10, eval_every=10, eval_windows=32,
+                              mlp_probe_steps=10), lam_dataset, tmp_path / "lam", progress=False)
+    cfg = ImitationConfig(latent="laof", policy="lafp", lam_run=lam["run_dir"], **TINY)
+    report = imitate(cfg, lam_dataset, tmp_path / "lafp", progress=False)
+    assert report["labelled_transitions"] == 12 and report["train_transitions"] == 120
+    r = report["returns"]["train"]
+    assert r["episodes"] == 1 and np.isfinite(r["mean"])
+    ref = json.loads((Path(report["reference_run"]) / "report.json").read_text())
+    assert ref["tag"] == "bc-all" and ref["labelled_transitions"] == 120
+    assert report["normalised"]["train"]["mean"] == pytest.approx(r["mean"] / ref["returns"]["train"]["mean"])
+    assert report["ms_per_action"] > 0 and (tmp_path / "lafp" / "returns.png").exists()
+    assert [h["step"] for h in report["stages"]["decoder"]] == [20]
+    # the IDM baseline relabels every transition
+    idm = imitate(ImitationConfig(latent="none", relabel="idm", normalise=False, **TINY), lam_dataset,
+                  tmp_path / "idm", progress=False)
+    assert idm["train_transitions"] == 120 and "decoder" not in idm["stages"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--latent", "none", "--policy", "lafp"], "use --policy bc"),
+    (["--latent", "laof", "--decoder", "interp"], "needs --policy lafp"),
+    (["--latent", "laof", "--relabel", "idm"], "use it with --latent none"),
+    (["--latent", "laof", "--policy", "lafp", "--interp-tau", "1.5"], "interp_tau=1.5"),
+    (["--labels", "0"], "labels=0.0"),
+    (["--set", "bogus=1"], "ImitationConfig field"),
+    (["--dataset", "/nonexistent/ds"], "nonexistent"),
+])
+def test_bad_flags_give_clear_errors(args, message):
+    proc = subprocess.run([sys.executable, "-m", "rl_laof.imitate", "--no-progress", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -26,7 +26,8 @@ def parse_sets(cls, items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
-            raise ValueError(f"--set {item!r}: use FIELD=VALUE with a {cls.__name__} field ({', '.join(sorted(fields))})")
+            raise ValueError(f"--set {item!r}: use FIELD=VALUE with a {cls.__name__} field "
+                             f"({', '.join(sorted(fields))})")
         out[key] = parse_value(value)
     return out
 

@@ -29,12 +29,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_laof.artifacts import atomic_path, read_json, runs_root, write_json
-from rl_laof.config import (IMITATION_PRESETS, LAM_METHODS, LAM_PRESETS, DistractorConfig, ImitationConfig, LAMConfig,
-                            WindowConfig, from_preset)
+from rl_laof.config import (
+    IMITATION_PRESETS,
+    LAM_METHODS,
+    LAM_PRESETS,
+    DistractorConfig,
+    ImitationConfig,
+    LAMConfig,
+    WindowConfig,
+    from_preset,
+)
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
-from rl_laof.models.policy import (ActionDecoder, BCPolicy, FlowPolicy, LatentNormalizer, PixelEncoder, PixelIDM,
-                                   random_shift)
+from rl_laof.models.policy import (
+    ActionDecoder,
+    BCPolicy,
+    FlowPolicy,
+    LatentNormalizer,
+    PixelEncoder,
+    PixelIDM,
+    random_shift,
+)
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -447,7 +462,8 @@ def build_parser():
     from rl_laof.cli import stage_parser
 
     p = stage_parser("rl_laof.imitate", __doc__, IMITATION_PRESETS,
-                     "quick: 2000 policy steps of batch 64, width 16 (minutes on 2 cores); paper: 50k steps of 256, width 32")
+                     "quick: 2000 policy steps of batch 64, width 16 (minutes on 2 cores); "
+                     "paper: 50k steps of 256, width 32")
     p.add_argument("--latent", default="laof", choices=["none", *LAM_METHODS],
                    help="the latent action model whose latents the policy predicts; none: predict actions")
     p.add_argument("--policy", default="bc", choices=["bc", "lafp"], help="behaviour cloning or LAFP flow matching")

@@ -172,9 +172,9 @@ def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
 
 @pytest.mark.usefixtures("gl")
 def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_dataset, tmp_path, monkeypatch):
+    from rl_laof.config import LAMConfig
     from rl_laof.imitate import imitate
     from rl_laof.pretrain import train_lam
-    from rl_laof.config import LAMConfig
 
     monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
     lam = train_lam(LAMConfig(method="laof", width=8, batch_size=16, steps=10, eval_every=10, eval_windows=32,

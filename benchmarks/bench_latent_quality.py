@@ -48,6 +48,15 @@ RUNS = {  # name -> (method, labels, dataset)
 }
 
 
+def lam_run(name: str, dataset, quick: bool, progress: bool = True) -> dict:
+    """Train (or find) the benchmark's run ``name`` of :data:`RUNS` on ``dataset``; returns its report.
+    ``bench_imitation`` reuses these runs."""
+    method, labels, _ = RUNS[name]
+    budget = dict(steps=150, eval_every=50, mlp_probe_steps=500) if quick else {}
+    out_root = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full")
+    return train_lam(LAMConfig(method=method, labels=labels, **budget), dataset, out_root / name, progress=progress)
+
+
 def clean_dataset(progress: bool):
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse("none"))
     path = dataset_dir(TASK, default_name(cfg))
@@ -64,13 +73,11 @@ def main() -> dict:
     t0 = time.perf_counter()
     data = {"hard": find_or_build_dataset(TASK, "quick", flow=True, progress=progress),
             "clean": clean_dataset(progress)}
-    budget = dict(steps=150, eval_every=50, mlp_probe_steps=500) if args.quick else {}
     out_root = runs_root() / "bench" / "latent_quality" / ("quick" if args.quick else "full")
     result: dict = {"task": TASK, "quick": args.quick, "datasets": {k: str(v) for k, v in data.items()}}
     curves, fractions = {}, {}
-    for name, (method, labels, which) in RUNS.items():
-        cfg = LAMConfig(method=method, labels=labels, **budget)
-        report = train_lam(cfg, data[which], out_root / name, progress=progress)
+    for name, (_, _, which) in RUNS.items():
+        report = lam_run(name, data[which], args.quick, progress)
         ev = report["probes"]["eval"]
         result[f"probe_{name}"] = round(ev["linear_action_mse"], 4)
         result[f"mlp_probe_{name}"] = round(ev["mlp_action_mse"], 4)

@@ -59,10 +59,15 @@ class EnvpoolSimulator:
         # cheetah 1, walker 10, hopper 4...): its default is the task's own, and overriding it changes
         # the MDP. Action repeat (DrQ, PlaNet) repeats *control* steps and sums their rewards, so we
         # step the pool ``action_repeat`` times and sum, as the dm_control backend does.
+        # Pixel pools default to one worker thread: EnvPool <= 1.2.5 keeps one EGL context per thread, and a
+        # renderer created on one worker then stepped on another races on it and segfaults now and then
+        # (sail-sg/envpool#405, fixed upstream by #406 after 1.2.5). Rendering dominates a pixel step and
+        # does not scale with threads here anyway (bench: 60-68 agent steps/s with 1 or 2 threads).
+        default_threads = 1 if pixels else min(num_envs, os.cpu_count() or 1)
         self._kwargs = dict(
             num_envs=num_envs,
             batch_size=num_envs,
-            num_threads=num_threads or min(num_envs, os.cpu_count() or 1),
+            num_threads=num_threads or default_threads,
             max_episode_steps=self.max_steps * action_repeat,
         )
         if pixels:

@@ -146,7 +146,7 @@ class EnvConfig:
     seed: int = 0
     backend: str = "envpool"
     state_as_dict: bool = False  # state obs as a Dict space instead of one float32 vector
-    num_threads: int = 0  # EnvPool worker threads; 0 = one per CPU core
+    num_threads: int = 0  # EnvPool worker threads; 0 = one per CPU core for state, 1 for pixels (EGL race)
     exact_flow_info: bool = True  # dm_control backend: agent mask, depth, camera & geom poses in info
 
     def __post_init__(self) -> None:
@@ -669,4 +669,128 @@ IMITATION_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "paper": dict(width=32, features=512, hidden=512, steps=50_000, batch_size=256, decoder_steps=10_000,
                   idm_steps=10_000, eval_episodes=20, eval_seeds=5),
+}
+
+
+# --------------------------------------------------------------------------- agents in latent action spaces
+
+TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action")
+TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc")
+OFF_POLICY = ("sac", "td3", "tqc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """An RL agent in a latent action space (``python -m rl_laof.train``).
+
+    ``latent = "none"``: the agent acts with raw actions. Otherwise it acts with the latents of a latent
+    action model, decoded to actions by the frozen action decoder of an imitation run
+    (``rl_laof.imitate``): with ``latent_policy = "bc"`` the action is the normalised latent (bounded by
+    the latent normalisation, [-1, 1]^D) and the agent's encoder and mean start from the latent BC policy;
+    with ``"lafp"`` the action is the source noise z0 of the frozen flow policy (its prior N(0, I):
+    the agent's mean starts at 0, its std at 1, its encoder from the flow policy's). The env runs at the
+    dataset's action repeat, as the latents do.
+    """
+
+    algo: str = "ppo"
+    latent: str = "laof"
+    latent_policy: str = "bc"  # "bc" | "lafp"
+    latent_agent: str | None = None  # an imitation run folder (agent.pt); None: shipped, else built at the preset
+    task: str = "cheetah-run"
+    obs: str = "pixels"  # "pixels" | "state"
+    distractors: str = "hard"
+    preset: str = "quick"
+    seed: int = 0
+    num_envs: int = 8
+    total_steps: int = 40_000  # agent steps over all envs
+    action_repeat: int | None = None  # None: the task's dataset action repeat (DATASET_ACTION_REPEAT)
+    image_size: int = 64
+    frame_stack: int = 3
+    init_policy: bool = True  # start from the pretrained latent policy where the action type allows
+    # ---- networks (the pixel encoder of rl_laof.models.policy, so a latent policy's weights load)
+    width: int = 16
+    features: int = 256
+    hidden: int = 256
+    log_std_init: float = -1.0  # std e^-1 = 0.37 in the normalised latent / action range ("lafp": 0, the prior)
+    # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any)
+    learning_rate: float = 3e-4  # decays linearly to 0 over total_steps
+    n_steps: int = 256  # on-policy rollout length per env
+    batch_size: int = 256
+    n_epochs: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    normalize_reward: bool = True  # on-policy algorithms only
+    buffer_size: int = 100_000  # off-policy algorithms only
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    # ---- evaluation, checkpoints
+    eval_every: int = 10_000
+    eval_episodes: int = 8
+    final_eval_episodes: int = 16
+    checkpoint_every: int = 10_000
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algo", self.algo.lower())
+        if self.algo not in TRAIN_ALGOS:
+            raise ValueError(f"Unknown algo {self.algo!r}; valid: {', '.join(TRAIN_ALGOS)}.")
+        if self.latent not in TRAIN_LATENTS:
+            hint = " (SOF skills come with issue 8)" if self.latent == "sof" else ""
+            raise ValueError(f"Unknown latent {self.latent!r}{hint}; valid: {', '.join(TRAIN_LATENTS)}.")
+        if self.latent_policy not in POLICY_TYPES:
+            raise ValueError(f"Unknown latent_policy {self.latent_policy!r}; valid: {', '.join(POLICY_TYPES)}.")
+        if self.obs not in OBS_TYPES:
+            raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
+        if self.obs == "state" and self.latent_policy == "lafp" and self.latent != "none":
+            raise ValueError("latent_policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
+        DistractorConfig.parse(self.distractors)
+        if self.obs == "state" and DistractorConfig.parse(self.distractors).active_kinds:
+            object.__setattr__(self, "distractors", "none")  # distractors are pixels; state obs has none
+        for name in ("num_envs", "total_steps", "n_steps", "batch_size", "n_epochs", "eval_every",
+                     "eval_episodes", "final_eval_episodes", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
+        if self.action_repeat is not None and self.action_repeat < 1:
+            raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
+
+    @property
+    def on_policy(self) -> bool:
+        return self.algo not in OFF_POLICY
+
+    @property
+    def resolved_action_repeat(self) -> int:
+        return self.action_repeat or DATASET_ACTION_REPEAT.get(self.task, 2)
+
+    @property
+    def tag(self) -> str:
+        latent = self.latent if self.latent == "none" else f"{self.latent}-{self.latent_policy}"
+        return f"{self.algo}-{latent}-{self.obs}-{self.preset}-s{self.seed}"
+
+    def resolved_algo_kwargs(self) -> dict[str, Any]:
+        """The algorithm's constructor arguments (without the learning rate schedule and policy)."""
+        if self.on_policy:
+            base: dict[str, Any] = dict(n_steps=self.n_steps, gamma=self.gamma, ent_coef=self.ent_coef)
+            if self.algo in ("ppo", "recurrent-ppo", "trpo"):
+                base.update(batch_size=self.batch_size, gae_lambda=self.gae_lambda)
+            if self.algo in ("ppo", "recurrent-ppo"):
+                base.update(n_epochs=self.n_epochs, clip_range=self.clip_range)
+            if self.algo == "trpo":
+                base.pop("ent_coef")
+        else:
+            base = dict(buffer_size=min(self.buffer_size, self.total_steps), batch_size=self.batch_size,
+                        gamma=self.gamma, learning_starts=min(1000, self.total_steps // 10))
+        base.update(self.algo_kwargs)
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The dataclass defaults are the quick preset: 40k agent steps (160k control steps at action repeat 4),
+# ~8 minutes of PPO on 2 cores, where the pixel env renders ~100 agent steps/s.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "paper": dict(total_steps=1_000_000, num_envs=16, width=32, features=512, hidden=512, eval_every=50_000,
+                  checkpoint_every=50_000, eval_episodes=16, final_eval_episodes=50),
 }

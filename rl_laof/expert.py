@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from rl_laof.artifacts import atomic_path, expert_dir, latest_checkpoint, read_json, write_json
+from rl_laof.artifacts import expert_dir, read_json, write_json
 from rl_laof.cli import stage_parser
 from rl_laof.config import EXPERT_PRESETS, ExpertConfig, from_preset
+from rl_laof.sb3_loop import PeriodicCallback, load_checkpoint, replace_dir, save_checkpoint
+from rl_laof.sb3_loop import plot_learning_curve as plot_learning_curve_of
 
 #: CleanRL PPO on state, 8M steps, 10 seeds (../shared/REFERENCES.md): mean, std.
 PPO_REFERENCES = {
@@ -141,16 +143,7 @@ def save_policy(model, venv, dst: Path) -> None:
     np.savez(tmp / "obs_stats.npz", normalize=norm,
              mean=venv.obs_rms.mean if norm else np.zeros(0), var=venv.obs_rms.var if norm else np.zeros(0),
              clip=venv.clip_obs if norm else np.inf, epsilon=venv.epsilon if norm else 0.0)
-    _replace_dir(tmp, dst)
-
-
-def _replace_dir(tmp: Path, dst: Path) -> None:
-    old = dst.with_name(dst.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, dst)
 
 
 def evaluate(act, task: str, episodes: int, seed: int, backend: str = "envpool", action_repeat: int = 1,
@@ -175,86 +168,12 @@ def evaluate(act, task: str, episodes: int, seed: int, backend: str = "envpool",
 
 # --------------------------------------------------------------------------- training
 
-def _checkpoint_dir(run_dir: Path) -> Path | None:
-    return latest_checkpoint(run_dir, "dir")
-
-
-def _make_callback(cfg: ExpertConfig, run_dir: Path, eval_env_seed: int, history: list, progress: bool):
-    from stable_baselines3.common.callbacks import BaseCallback
-    from tqdm import tqdm
-
-    class Periodic(BaseCallback):
-        """Evaluation, best-model saving, checkpoints and a progress bar, all on agent-step counts."""
-
-        def _on_training_start(self) -> None:
-            self.bar = tqdm(total=cfg.total_steps, initial=self.num_timesteps, unit="step", disable=not progress,
-                            desc=f"expert {cfg.algo} {cfg.task}", dynamic_ncols=True)
-            self.last = self.num_timesteps
-
-        def _crossed(self, every: int) -> bool:
-            return self.num_timesteps // every > self.last // every
-
-        def _on_step(self) -> bool:
-            self.bar.update(self.num_timesteps - self.bar.n)
-            if self._crossed(cfg.eval_every):
-                self.evaluate()
-            if self._crossed(cfg.checkpoint_every):
-                save_checkpoint(self.model, run_dir, history)
-            self.last = self.num_timesteps
-            return True
-
-        def evaluate(self) -> None:
-            venv = self.model.get_env()
-            expert = Expert(self.model, *_obs_stats(venv))
-            res = evaluate(expert.act, cfg.task, cfg.eval_episodes, eval_env_seed, "envpool", cfg.action_repeat)
-            entry = dict(step=int(self.num_timesteps), mean=res["mean"], std=res["std"],
-                         wall_s=round(time.time() - self._t0, 1))
-            best = max((h["mean"] for h in history), default=-np.inf)
-            history.append(entry)
-            self.logger.record("eval/mean_return", res["mean"])
-            self.logger.record("eval/std_return", res["std"])
-            self.logger.dump(self.num_timesteps)
-            self.bar.set_postfix(eval_return=f"{res['mean']:.1f}")
-            if res["mean"] > best:
-                save_policy(self.model, venv, run_dir / "best")
-            write_json(run_dir / "eval.json", history)
-
-        def _on_training_end(self) -> None:
-            if not history or history[-1]["step"] != self.num_timesteps:
-                self.evaluate()  # the final policy is always evaluated (and may be the best)
-            self.bar.close()
-
-    cb = Periodic()
-    cb._t0 = time.time() - (history[-1]["wall_s"] if history else 0.0)
-    return cb
-
-
 def _obs_stats(venv):
     from stable_baselines3.common.vec_env import VecNormalize
 
     if isinstance(venv, VecNormalize) and venv.norm_obs:
         return venv.obs_rms.mean.astype(np.float32), venv.obs_rms.var.astype(np.float32), venv.clip_obs, venv.epsilon
     return None, None, 10.0, 1e-8
-
-
-def save_checkpoint(model, run_dir: Path, history: list) -> Path:
-    """Model, normalisation stats (and replay buffer) in a new folder; ``latest.json`` then points to it."""
-    ckpts = run_dir / "checkpoints"
-    dst = ckpts / f"step-{model.num_timesteps:012d}"
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save(tmp / "model.zip")
-    model.get_env().save(str(tmp / "vecnormalize.pkl"))
-    if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
-        model.save_replay_buffer(tmp / "replay_buffer.pkl")
-    write_json(tmp / "eval.json", history)
-    _replace_dir(tmp, dst)
-    write_json(ckpts / "latest.json", dict(dir=dst.name, step=int(model.num_timesteps)))
-    for old in ckpts.glob("step-*"):  # keep only the newest
-        if old.name != dst.name:
-            shutil.rmtree(old, ignore_errors=True)
-    return dst
 
 
 def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: bool = True,
@@ -291,14 +210,12 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
         return read_json(report_file)
 
     inner = make_state_env(cfg.task, cfg.num_envs, cfg.seed, cfg.action_repeat)
-    ckpt = _checkpoint_dir(run_dir) if resume else None
+    loaded = (load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner), run_dir / "tb")
+              if resume else None)
+    ckpt = loaded[3] if loaded is not None else None
     history: list = []
-    if ckpt is not None:
-        venv = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), inner)
-        model = algo.load(ckpt / "model.zip", env=venv, device="cpu", tensorboard_log=str(run_dir / "tb"))
-        if (ckpt / "replay_buffer.pkl").exists():
-            model.load_replay_buffer(ckpt / "replay_buffer.pkl")
-        history = read_json(ckpt / "eval.json")
+    if loaded is not None:
+        model, venv, history, _ = loaded
         print(f"resuming {run_dir} from step {model.num_timesteps}", file=sys.stderr)
     else:
         venv = VecNormalize(inner, norm_obs=cfg.normalize_obs, norm_reward=cfg.resolved_normalize_reward,
@@ -312,7 +229,15 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
     t0 = time.time()
     steps0 = model.num_timesteps
-    callback = _make_callback(cfg, run_dir, cfg.seed + 10_000, history, progress)
+    eval_seed = cfg.seed + 10_000
+
+    def periodic_eval(m) -> dict:
+        return evaluate(Expert(m, *_obs_stats(m.get_env())).act, cfg.task, cfg.eval_episodes, eval_seed, "envpool",
+                        cfg.action_repeat)
+
+    callback = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval, history,
+                                f"expert {cfg.algo} {cfg.task}", progress,
+                                on_best=lambda m: save_policy(m, m.get_env(), run_dir / "best"))
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
         model.learn(remaining, callback=callback, reset_num_timesteps=ckpt is None, tb_log_name="run")
@@ -339,29 +264,10 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
 
 
 def plot_learning_curve(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    hist = report["eval_history"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if hist:
-        x = np.array([h["step"] for h in hist]) / 1e6
-        m, s = np.array([h["mean"] for h in hist]), np.array([h["std"] for h in hist])
-        ax.plot(x, m, marker="o", label=f"{report['algo']} (eval, envpool)")
-        ax.fill_between(x, m - s, m + s, alpha=0.2)
     ref = report.get("reference_ppo_8M")
-    if ref:
-        ax.axhline(ref[0], color="k", ls="--", lw=1, label=f"CleanRL PPO @8M: {ref[0]} ± {ref[1]}")
-    ax.set_xlabel("agent steps (M)")
-    ax.set_ylabel("episode return")
-    ax.set_title(f"expert {report['task']} ({report['preset']})")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    plot_learning_curve_of(report["eval_history"], path, f"expert {report['task']} ({report['preset']})",
+                           f"{report['algo']} (eval, envpool)",
+                           {f"CleanRL PPO @8M: {ref[0]} ± {ref[1]}": ref[0]} if ref else None)
 
 
 def find_or_train_expert(task: str, preset: str = "quick", algo: str = "ppo", seed: int = 0,

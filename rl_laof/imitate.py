@@ -284,6 +284,23 @@ class ImitationAgent:
         return out.numpy()
 
 
+def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict[str, Any]]:
+    """The trained agent of an imitation run (``agent.pt``) and its saved metadata (config, task, latent
+    normaliser, latent model run): what the PPO stage starts from."""
+    path = Path(run_dir) / "agent.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained agent (run python -m rl_laof.imitate first)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ImitationConfig(**{**saved["config"], "eval_backgrounds": tuple(saved["config"]["eval_backgrounds"])})
+    policy = make_policy(cfg, saved["out_dim"], saved["image_size"])
+    policy.load_state_dict(saved["policy"])
+    decoder = None
+    if saved["decoder"] is not None:
+        decoder = ActionDecoder(saved["out_dim"], saved["action_dim"], cfg.decoder_hidden)
+        decoder.load_state_dict(saved["decoder"])
+    return ImitationAgent(policy, decoder, seed), saved
+
+
 def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """The return of the first episode of every env of ``venv`` (a VecMonitor'd VecEnv)."""
     obs = venv.reset()
@@ -346,7 +363,7 @@ def plot_normalised_returns(rows: dict[str, dict[str, dict[str, float]]], path: 
     import matplotlib.pyplot as plt
 
     names = list(rows)
-    backgrounds = sorted({bg for r in rows.values() for bg in r})
+    backgrounds = list(dict.fromkeys(bg for r in rows.values() for bg in r))
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 3.6))
     width = 0.8 / max(1, len(backgrounds))
     for j, bg in enumerate(backgrounds):
@@ -430,6 +447,12 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
     writer.close()
 
+    with atomic_path(run_dir / "agent.pt") as tmp:
+        torch.save({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
+                    "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
+                    "policy": policy.state_dict(),
+                    "decoder": decoder.state_dict() if decoder is not None else None,
+                    "normalizer": norm.state_dict() if norm is not None else None}, tmp)
     agent = ImitationAgent(policy, decoder, cfg.seed)
     returns = evaluate_returns(agent, ds, cfg, progress)
     report: dict[str, Any] = {

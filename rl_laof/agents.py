@@ -1,0 +1,101 @@
+"""stable-baselines3 agents on pixels: one registry of algorithms, our pixel encoder as their features
+extractor (so a pretrained latent policy's weights load into it), and that initialisation.
+
+    registry    "ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc" -> (class, policy name)
+    features    PixelFeatures = rl_laof.models.policy.PixelEncoder behind SB3's interface
+    init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from rl_laof.config import TrainConfig
+from rl_laof.models.policy import BCPolicy, FlowPolicy, PixelEncoder
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    cls_name: str  # key of rl_laof.expert.algorithm_table() (SB3 / sb3-contrib class, lower case)
+    recurrent: bool = False
+
+    @property
+    def algo_class(self) -> type:
+        from rl_laof.expert import algorithm_table
+
+        return algorithm_table()[self.cls_name]
+
+    def policy_name(self) -> str:
+        # the features extractor is ours, so the "Mlp" policies (no image transposition or scaling) fit pixels
+        return "MlpLstmPolicy" if self.recurrent else "MlpPolicy"
+
+
+ALGOS: dict[str, AlgoSpec] = {
+    "ppo": AlgoSpec("ppo"), "a2c": AlgoSpec("a2c"), "trpo": AlgoSpec("trpo"),
+    "recurrent-ppo": AlgoSpec("recurrentppo", recurrent=True),
+    "sac": AlgoSpec("sac"), "td3": AlgoSpec("td3"), "tqc": AlgoSpec("tqc"),
+}
+
+
+class PixelFeatures(BaseFeaturesExtractor):
+    """SB3 features extractor over uint8 frame stacks (SB3 hands them over as float 0..255)."""
+
+    def __init__(self, observation_space: gym.spaces.Box, frame_stack: int, features: int, width: int):
+        super().__init__(observation_space, features)
+        self.encoder = PixelEncoder(frame_stack, features, width, observation_space.shape[-1])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.encoder(obs / 255.0 - 0.5)  # = rl_laof.models.lam.to_float on the uint8 values
+
+
+def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+    arch = [cfg.hidden, cfg.hidden]
+    kw: dict[str, Any] = dict(activation_fn=nn.SiLU)
+    if cfg.algo in ("sac", "td3", "tqc"):
+        kw["net_arch"] = arch
+    else:
+        kw["net_arch"] = dict(pi=arch, vf=arch)
+    if cfg.algo not in ("td3",):
+        kw["log_std_init"] = 0.0 if (cfg.latent != "none" and cfg.latent_policy == "lafp") else cfg.log_std_init
+    if cfg.obs == "pixels":
+        kw.update(features_extractor_class=PixelFeatures, normalize_images=False,
+                  features_extractor_kwargs=dict(frame_stack=cfg.frame_stack, features=cfg.features, width=cfg.width))
+        if cfg.algo in ("sac", "td3", "tqc"):
+            kw["share_features_extractor"] = False
+    return kw
+
+
+def init_from_latent_policy(model, policy: BCPolicy | FlowPolicy) -> list[str]:
+    """Copy the pretrained latent policy into an SB3 actor-critic; returns what was copied.
+
+    BC policy: encoder -> features extractor, head = [Linear, SiLU, Linear, SiLU, Linear] -> the actor MLP and
+    the action mean, so the agent's initial mean action is the BC prediction. Flow policy (action = its source
+    noise): encoder only; the mean is set to 0 (with log std 0: the agent starts as the flow policy's prior).
+    """
+    pol = model.policy
+    copied = []
+    extractors = [getattr(pol, "features_extractor", None), getattr(pol, "pi_features_extractor", None)]
+    for ext in {id(e): e for e in extractors if isinstance(e, PixelFeatures)}.values():
+        ext.encoder.load_state_dict(policy.encoder.state_dict())
+        copied.append("encoder")
+    recurrent = hasattr(pol, "lstm_actor")
+    if isinstance(policy, BCPolicy) and hasattr(pol, "mlp_extractor") and not recurrent:
+        head, pnet = policy.head, pol.mlp_extractor.policy_net
+        if [type(m) for m in head[:-1]] == [type(m) for m in pnet] and \
+                all(a.weight.shape == b.weight.shape for a, b in zip(head[:-1:2], pnet[::2], strict=True)):
+            for a, b in zip(head[:-1:2], pnet[::2], strict=True):
+                b.load_state_dict(a.state_dict())
+            pol.action_net.load_state_dict(head[-1].state_dict())
+            copied += ["actor", "mean"]
+    elif isinstance(policy, FlowPolicy) and hasattr(pol, "action_net"):
+        with torch.no_grad():
+            pol.action_net.weight.zero_()
+            pol.action_net.bias.zero_()
+        copied.append("mean=0")
+    return copied

@@ -1,0 +1,167 @@
+"""What every stable-baselines3 training run here shares (experts, agents in latent spaces): periodic
+evaluation with best-model saving, checkpoints that resume, a progress bar, the learning curve.
+
+Every schedule counts agent steps (``model.num_timesteps``); a checkpoint holds the model, the VecNormalize
+statistics, the replay buffer where there is one, and the evaluation history, in a folder written whole and
+then renamed, so a killed run resumes from the newest complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rl_laof.artifacts import atomic_path, latest_checkpoint, read_json, write_json
+
+Evaluate = Callable[[Any], dict[str, float]]  # model -> {"mean": ..., "std": ...}
+
+
+class PeriodicCallback(BaseCallback):
+    """Evaluation every ``eval_every`` steps (and at the end), ``on_best(model)`` when the mean return is the
+    best so far, a checkpoint every ``checkpoint_every`` steps, and a tqdm bar. Evaluations and checkpoints
+    happen at the first rollout boundary past each multiple (after the update)."""
+
+    def __init__(self, run_dir: Path, total_steps: int, eval_every: int, checkpoint_every: int, evaluate: Evaluate,
+                 history: list[dict], desc: str, progress: bool = True,
+                 on_best: Callable[[Any], None] | None = None, stop_at: int | None = None):
+        super().__init__()
+        self.stop_at = stop_at  # checkpoint and stop there, as a kill after a checkpoint would (tests)
+        self.eval_seconds = 0.0  # time spent evaluating: excluded from training throughput
+        self.run_dir, self.total_steps = run_dir, total_steps
+        self.eval_every, self.checkpoint_every = eval_every, checkpoint_every
+        self.evaluate_fn, self.on_best, self.history = evaluate, on_best, history
+        self.desc, self.progress = desc, progress
+        self.t0 = time.time() - (history[-1]["wall_s"] if history else 0.0)
+
+    def _on_training_start(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total_steps, initial=self.num_timesteps, unit="step", disable=not self.progress,
+                        desc=self.desc, dynamic_ncols=True)
+        self.last = self.num_timesteps
+        self.stopped = False
+
+    def _crossed(self, every: int) -> bool:
+        return self.num_timesteps // every > self.last // every
+
+    def _on_rollout_start(self) -> None:
+        """Between an update and the next rollout: the model has learnt from every step it counts, so a
+        checkpoint here resumes into the same sequence of updates (and learning rates)."""
+        if self._crossed(self.eval_every):
+            self.evaluate()
+        if self._crossed(self.checkpoint_every):
+            save_checkpoint(self.model, self.run_dir, self.history)
+        if self.stop_at is not None and self.num_timesteps >= self.stop_at:
+            save_checkpoint(self.model, self.run_dir, self.history)
+            self.stopped = True
+        self.last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.num_timesteps - self.bar.n)
+        return not self.stopped
+
+    def evaluate(self) -> None:
+        t0 = time.time()
+        res = self.evaluate_fn(self.model)
+        entry = dict(step=int(self.num_timesteps), mean=float(res["mean"]), std=float(res["std"]),
+                     wall_s=round(time.time() - self.t0, 1),
+                     lr=float(self.model.policy.optimizer.param_groups[0]["lr"]))  # that of the last update
+        best = max((h["mean"] for h in self.history), default=-np.inf)
+        self.history.append(entry)
+        self.logger.record("eval/mean_return", entry["mean"])
+        self.logger.record("eval/std_return", entry["std"])
+        self.logger.dump(self.num_timesteps)
+        self.bar.set_postfix(eval_return=f"{entry['mean']:.1f}")
+        if entry["mean"] > best and self.on_best is not None:
+            self.on_best(self.model)
+        write_json(self.run_dir / "eval.json", self.history)
+        self.eval_seconds += time.time() - t0
+
+    def _on_training_end(self) -> None:
+        if self.stopped:
+            self.bar.close()
+            return
+        if not self.history or self.history[-1]["step"] != self.num_timesteps:
+            self.evaluate()  # the final policy is always evaluated (and may be the best)
+        self.bar.close()
+
+
+def replace_dir(tmp: Path, dst: Path) -> None:
+    """Move the finished folder ``tmp`` onto ``dst`` (the old one is removed only after the rename)."""
+    old = dst.with_name(dst.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_checkpoint(model, run_dir: Path, history: list) -> Path:
+    """Model, normalisation stats (and replay buffer) in a new folder; ``latest.json`` then points to it."""
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    ckpts = run_dir / "checkpoints"
+    dst = ckpts / f"step-{model.num_timesteps:012d}"
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    env = model.get_env()
+    if isinstance(env, VecNormalize):
+        env.save(str(tmp / "vecnormalize.pkl"))
+    if getattr(model, "replay_buffer", None) is not None:
+        model.save_replay_buffer(tmp / "replay_buffer.pkl")
+    write_json(tmp / "eval.json", history)
+    replace_dir(tmp, dst)
+    write_json(ckpts / "latest.json", dict(dir=dst.name, step=int(model.num_timesteps)))
+    for old in ckpts.glob("step-*"):  # keep only the newest
+        if old.name != dst.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return dst
+
+
+def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any], tb_dir: Path, **load_kwargs):
+    """(model, venv, history, checkpoint folder) from the newest checkpoint of ``run_dir``, or None.
+    ``make_venv(vecnormalize_pkl_or_None)`` rebuilds the env around the saved normalisation statistics."""
+    ckpt = latest_checkpoint(run_dir, "dir")
+    if ckpt is None:
+        return None
+    norm = ckpt / "vecnormalize.pkl"
+    venv = make_venv(norm if norm.exists() else None)
+    model = algo.load(ckpt / "model.zip", env=venv, device="cpu", tensorboard_log=str(tb_dir), **load_kwargs)
+    if (ckpt / "replay_buffer.pkl").exists():
+        model.load_replay_buffer(ckpt / "replay_buffer.pkl")
+    return model, venv, read_json(ckpt / "eval.json"), ckpt
+
+
+def plot_learning_curve(history: list[dict], path: Path, title: str, label: str,
+                        references: dict[str, float] | None = None) -> None:
+    """Evaluation return (mean +- std over episodes) against agent steps, with horizontal references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if history:
+        x = np.array([h["step"] for h in history]) / 1e6
+        m, s = np.array([h["mean"] for h in history]), np.array([h["std"] for h in history])
+        ax.plot(x, m, marker="o", label=label)
+        ax.fill_between(x, m - s, m + s, alpha=0.2)
+    for i, (name, value) in enumerate((references or {}).items()):
+        ax.axhline(value, color=f"C{i + 1}", ls="--", lw=1, label=name)
+    ax.set_xlabel("agent steps (M)")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,322 @@
+"""The main job: ``python -m rl_laof.train --algo ppo --latent laof`` — an RL agent in a latent action space.
+
+The agent (any algorithm of ``rl_laof.agents.ALGOS``) sees the pixel env with distractors (EnvPool) and acts
+with latent actions that a frozen action decoder turns into env actions (``rl_laof.latent_env``); its
+policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions.
+
+What the latent space needs — expert, dataset, flow targets, latent action model, latent policy and
+decoder — is found, or built by running those stages at the chosen preset. The project ships the quick
+preset's latent policies and decoders in ``artifacts/`` (each with the command that made it) so a first run
+starts training at once; ``--rebuild`` ignores them and makes everything here.
+
+Output (``runs/train/<task>/<run>``): TensorBoard logs, periodic evaluation, checkpoints (``--resume``
+continues the newest with the same step count and learning-rate schedule), ``report.json`` and
+``learning_curve.png``. ``python -m rl_laof.evaluate RUN_DIR`` replays the agent and writes a video.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rl_laof.artifacts import read_json, runs_root, write_json
+from rl_laof.config import (
+    IMITATION_PRESETS,
+    TRAIN_ALGOS,
+    TRAIN_LATENTS,
+    TRAIN_PRESETS,
+    ImitationConfig,
+    TrainConfig,
+    from_preset,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "artifacts"
+#: config fields a resumed run may change
+_NOT_IDENTITY = ("total_steps", "eval_every", "checkpoint_every", "eval_episodes", "final_eval_episodes", "threads")
+EVAL_SEED = 50_000  # periodic evaluation envs; the final evaluation uses EVAL_SEED + 1
+
+
+# --------------------------------------------------------------------------- the latent action space
+
+def shipped_agent(task: str, latent: str, policy: str) -> Path:
+    return SHIPPED / task / f"{latent}-{policy}"
+
+
+def find_latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True) -> Path | None:
+    """The imitation run (``agent.pt``: latent policy, decoder, normaliser) the agent's action space comes
+    from: the shipped one, else the preset's run (built with every stage it needs)."""
+    if cfg.latent == "none":
+        return None
+    if cfg.latent_agent is not None:
+        path = Path(cfg.latent_agent)
+        if not (path / "agent.pt").exists():
+            raise FileNotFoundError(f"{path}: no agent.pt (make one with python -m rl_laof.imitate --latent "
+                                    f"{cfg.latent} --policy {cfg.latent_policy} --out {path})")
+        return path
+    shipped = shipped_agent(cfg.task, cfg.latent, cfg.latent_policy)
+    if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick":
+        return shipped
+    from rl_laof.imitate import imitate
+    from rl_laof.pretrain import find_or_build_dataset
+
+    dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress)
+    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
+                       seed=cfg.seed, normalise=False, threads=cfg.threads)
+    return Path(imitate(icfg, dataset, progress=progress)["run_dir"])
+
+
+def load_latent_space(cfg: TrainConfig, agent_dir: Path):
+    """(imitation agent, its metadata), checked against the env the agent will see."""
+    from rl_laof.imitate import load_agent
+
+    agent, meta = load_agent(agent_dir, cfg.seed)
+    icfg = meta["config"]
+    problems = []
+    if meta["task"] != cfg.task:
+        problems.append(f"task {meta['task']} (not {cfg.task})")
+    if cfg.obs == "pixels" and (meta["image_size"] != cfg.image_size or icfg["frame_stack"] != cfg.frame_stack):
+        problems.append(f"{meta['image_size']} px x {icfg['frame_stack']} frames")
+    if icfg["latent"] != cfg.latent or icfg["policy"] != cfg.latent_policy:
+        problems.append(f"latent {icfg['latent']} / {icfg['policy']}")
+    if problems:
+        raise ValueError(f"{agent_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
+    return agent, meta
+
+
+def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict | None = None):
+    """The agent's VecEnv: EnvPool pixels (or state) at the dataset's action repeat, with VecMonitor inside
+    (episode returns are the env's), wrapped in the latent action space when there is one."""
+    import envs
+    from rl_laof.latent_env import LatentActionVecEnv
+
+    venv = envs.make(cfg.task, num_envs=num_envs, obs=cfg.obs, distractors=cfg.distractors,
+                     image_size=cfg.image_size, frame_stack=cfg.frame_stack,
+                     action_repeat=cfg.resolved_action_repeat, seed=seed, backend="envpool")
+    if agent is None:
+        return venv
+    mode = "noise" if cfg.latent_policy == "lafp" else "latent"
+    return LatentActionVecEnv(venv, agent.decoder, meta["out_dim"], mode,
+                              agent.policy if mode == "noise" else None)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def run_agent_episodes(model, venv, deterministic: bool = True, record: bool = False):
+    """Returns of the first episode of every env of ``venv`` (and env 0's frames when ``record``)."""
+    obs = venv.reset()
+    n = venv.num_envs
+    returns = np.full(n, np.nan)
+    state, starts = None, np.ones(n, bool)
+    frames = []
+    while np.isnan(returns).any():
+        if record and np.isnan(returns[0]):
+            frames.append(np.asarray(obs[0, -3:]).transpose(1, 2, 0) if obs.ndim == 4 else None)
+        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
+        obs, _, dones, infos = venv.step(action)
+        starts = dones
+        for i in np.flatnonzero(dones):
+            if np.isnan(returns[i]):
+                returns[i] = infos[i]["episode"]["r"]
+    return returns, frames
+
+
+def _sync_obs_stats(train_env, eval_env) -> None:
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if isinstance(train_env, VecNormalize) and isinstance(eval_env, VecNormalize):
+        eval_env.obs_rms = train_env.obs_rms
+
+
+def _wrap_normalize(cfg: TrainConfig, venv, training: bool = True):
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    norm_obs = cfg.obs == "state"
+    norm_rew = cfg.normalize_reward and cfg.on_policy and training
+    if not (norm_obs or norm_rew):
+        return venv
+    return VecNormalize(venv, norm_obs=norm_obs, norm_reward=norm_rew, gamma=cfg.gamma, training=training)
+
+
+# --------------------------------------------------------------------------- training
+
+def run_dir_for(cfg: TrainConfig) -> Path:
+    return runs_root() / "train" / cfg.task / cfg.tag
+
+
+def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, rebuild: bool = False,
+          progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) an agent; returns the report. ``stop_at``: checkpoint and stop at
+    that step (what a kill after a checkpoint leaves; the resume test uses it)."""
+    import torch
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from envs import get_task
+    from rl_laof.agents import ALGOS, init_from_latent_policy, policy_kwargs
+    from rl_laof.sb3_loop import PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
+
+    get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(out) if out is not None else run_dir_for(cfg)
+    config = json.loads(json.dumps(cfg.to_dict()))
+    cfg_file = run_dir / "config.json"
+    if cfg_file.exists():
+        old = read_json(cfg_file)["config"]
+        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in _NOT_IDENTITY)
+        if diff:
+            raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); use another --out, "
+                             "or --fresh to start over there.")
+        if not resume and (run_dir / "checkpoints").exists() and not (run_dir / "report.json").exists():
+            raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it, --fresh to start "
+                             "over, or --out for another folder.")
+    report_file = run_dir / "report.json"
+    if report_file.exists() and read_json(report_file)["steps"] >= cfg.total_steps and stop_at is None:
+        return read_json(report_file)
+
+    t_start = time.time()
+    agent_dir = find_latent_agent(cfg, rebuild, progress)
+    latent_agent, meta = load_latent_space(cfg, agent_dir) if agent_dir is not None else (None, None)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_file, {"config": config, "latent_agent": str(agent_dir) if agent_dir else None})
+    spec = ALGOS[cfg.algo]
+    algo = spec.algo_class
+    inner = make_env(cfg, cfg.num_envs, cfg.seed, latent_agent, meta)
+    loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner) if norm else inner,
+                             run_dir / "tb") if resume else None
+    history: list[dict] = []
+    copied: list[str] = []
+    if loaded is not None:
+        model, venv, history, _ = loaded
+        if progress:
+            print(f"resuming {run_dir} from step {model.num_timesteps}")
+    else:
+        venv = _wrap_normalize(cfg, inner)
+        lr = cfg.learning_rate
+        try:
+            model = algo(spec.policy_name(), venv, learning_rate=lambda p: lr * p, seed=cfg.seed, device="cpu",
+                         policy_kwargs=policy_kwargs(cfg), tensorboard_log=str(run_dir / "tb"), verbose=0,
+                         **cfg.resolved_algo_kwargs())
+        except TypeError as exc:
+            raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
+        if latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
+            copied = init_from_latent_policy(model, latent_agent.policy)
+    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, latent_agent, meta),
+                               training=False)
+
+    def periodic_eval(m) -> dict[str, float]:
+        _sync_obs_stats(m.get_env(), eval_env)
+        r, _ = run_agent_episodes(m, eval_env)
+        return {"mean": float(r.mean()), "std": float(r.std())}
+
+    callback = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval,
+                                history, f"{cfg.algo} {cfg.latent} {cfg.task}", progress,
+                                on_best=lambda m: m.save(run_dir / "best_model.zip"), stop_at=stop_at)
+    steps0 = model.num_timesteps
+    t0 = time.time()
+    remaining = cfg.total_steps - model.num_timesteps
+    if remaining > 0:
+        model.learn(remaining, callback=callback, reset_num_timesteps=loaded is None, tb_log_name="run")
+    train_s = time.time() - t0
+    eval_env.close()
+    if stop_at is not None and model.num_timesteps < cfg.total_steps:
+        venv.close()
+        return {"checkpoint_step": read_json(run_dir / "checkpoints" / "latest.json")["step"]}
+    save_checkpoint(model, run_dir, history)
+    model.save(run_dir / "final_model.zip")
+    if isinstance(venv, VecNormalize):
+        venv.save(str(run_dir / "vecnormalize.pkl"))
+    venv.close()
+
+    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, latent_agent,
+                                              meta), training=False)
+    _sync_obs_stats(venv, final_env)
+    final, _ = run_agent_episodes(model, final_env)
+    final_env.close()
+    report = {
+        "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "latent_policy": cfg.latent_policy,
+        "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps),
+        "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run_dir),
+        "latent_agent": str(agent_dir) if agent_dir else None, "initialised": copied,
+        "train_seconds": round(train_s, 1), "eval_seconds": round(callback.eval_seconds, 1),
+        # agent steps per second of training (rollouts and updates; evaluation excluded), this invocation
+        "steps_per_s": round((model.num_timesteps - steps0) / max(train_s - callback.eval_seconds, 1e-9), 1),
+        "final": {"mean": float(final.mean()), "std": float(final.std()), "episodes": len(final),
+                  "returns": final.round(2).tolist()},
+        "best_eval": max(history, key=lambda h: h["mean"]) if history else None,
+        "eval_history": history, "config": config, "wall_seconds": round(time.time() - t_start, 1),
+    }
+    plot_learning_curve(history, run_dir / "learning_curve.png",
+                        f"{cfg.task}, {cfg.distractors} distractors: {cfg.algo} with latent {cfg.latent}",
+                        f"{cfg.algo} ({cfg.latent}), eval", {f"final: {final.mean():.0f}": float(final.mean())})
+    write_json(report_file, report)
+    return report
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_parser():
+    from rl_laof.cli import stage_parser
+
+    p = stage_parser("rl_laof.train", __doc__, TRAIN_PRESETS,
+                     "quick: 40k agent steps, 8 envs (~10 min on 2 cores); paper: 1M steps, 16 envs")
+    p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
+    p.add_argument("--latent", default="laof",
+                   help=f"the action space: none (raw actions) or a latent action model's: {', '.join(TRAIN_LATENTS)}")
+    p.add_argument("--latent-policy", default=None, choices=["bc", "lafp"],
+                   help="bc: act with the latent, start from latent BC; lafp: act with the flow policy's noise")
+    p.add_argument("--latent-agent", default=None, metavar="RUN_DIR",
+                   help="an imitation run (rl_laof.imitate) to take the latent policy and decoder from")
+    p.add_argument("--obs", default=None, choices=["pixels", "state"], help="observation type (default pixels)")
+    p.add_argument("--distractors", default=None, help="none / easy / medium / hard (default hard)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--num-envs", type=int, default=None, help="parallel envs")
+    p.add_argument("--steps", type=int, default=None, help="total agent steps")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any other TrainConfig field, e.g. --set learning_rate=1e-4 (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<task>/<run>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in the folder from its newest checkpoint")
+    p.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
+    p.add_argument("--rebuild", action="store_true",
+                   help="ignore the shipped latent policies: build expert, data, latent model and policy here")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def config_from_args(args) -> TrainConfig:
+    from rl_laof.cli import parse_sets
+
+    overrides: dict[str, Any] = dict(task=args.task, algo=args.algo, latent=args.latent,
+                                     latent_policy=args.latent_policy, latent_agent=args.latent_agent, obs=args.obs,
+                                     distractors=args.distractors,
+                                     seed=args.seed, num_envs=args.num_envs, total_steps=args.steps,
+                                     threads=args.threads)
+    overrides.update(parse_sets(TrainConfig, args.set))
+    return from_preset(TrainConfig, TRAIN_PRESETS, args.preset, **overrides)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    cfg = config_from_args(args)
+    if args.resume and args.fresh:
+        raise ValueError("--resume continues a run, --fresh deletes it: give one.")
+    out = args.out or run_dir_for(cfg)
+    if args.fresh:
+        shutil.rmtree(out, ignore_errors=True)
+    report = train(cfg, out, resume=args.resume, rebuild=args.rebuild, progress=not args.no_progress)
+    print(json.dumps({"run": report["run_dir"], "steps": report["steps"],
+                      "final_return": round(report["final"]["mean"], 1), "steps_per_s": report["steps_per_s"],
+                      "curve": str(Path(report["run_dir"]) / "learning_curve.png")}))
+    return report
+
+
+if __name__ == "__main__":
+    from rl_laof.cli import run
+
+    run(main)

@@ -1,0 +1,132 @@
+"""The main job: the latent action space decodes exactly what the decoder gives within its bounds, the agent
+starts from the latent policy, a resumed run continues its step count and learning-rate schedule, and bad
+flags give clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_laof.config import ImitationConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("gl")
+
+TINY_IMITATION = dict(width=4, features=16, hidden=32, steps=10, batch_size=8, decoder_steps=10,
+                      decoder_batch_size=8, eval_episodes=1, eval_seeds=1, eval_backgrounds=("train",),
+                      latency_calls=2, labels=0.1, normalise=False)
+# 2 envs x 32-step rollouts, tiny nets, 32 px frames (the test dataset's)
+TINY_TRAIN = dict(num_envs=2, n_steps=32, batch_size=32, n_epochs=1, width=4, features=16, hidden=32,
+                  image_size=32, eval_every=64, checkpoint_every=64, eval_episodes=1, final_eval_episodes=1,
+                  distractors="hard")
+
+
+@pytest.fixture(scope="module")
+def latent_agents(lam_dataset, tmp_path_factory):
+    """Imitation runs (latent BC and LAFP) on a tiny LAOF model of the test dataset."""
+    from rl_laof.config import LAMConfig
+    from rl_laof.imitate import imitate
+    from rl_laof.pretrain import train_lam
+
+    root = tmp_path_factory.mktemp("agents")
+    lam = train_lam(LAMConfig(method="laof", width=8, batch_size=16, steps=5, eval_every=5, eval_windows=32,
+                              mlp_probe_steps=5), lam_dataset, root / "lam", progress=False)
+    out = {}
+    for policy in ("bc", "lafp"):
+        cfg = ImitationConfig(latent="laof", policy=policy, lam_run=lam["run_dir"], **TINY_IMITATION)
+        out[policy] = imitate(cfg, lam_dataset, root / policy, progress=False)["run_dir"]
+    return out
+
+
+def _cfg(policy: str, agents: dict, **kw) -> TrainConfig:
+    return TrainConfig(latent="laof", latent_policy=policy, latent_agent=agents[policy], **{**TINY_TRAIN, **kw})
+
+
+@pytest.mark.parametrize("policy", ["bc", "lafp"])
+def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_agents, policy):
+    from rl_laof.train import load_latent_space, make_env
+
+    cfg = _cfg(policy, latent_agents)
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    venv = make_env(cfg, 2, 0, agent, meta)
+    try:
+        bound = 3.0 if policy == "lafp" else 1.0
+        assert venv.action_space.shape == (meta["out_dim"],)
+        assert np.all(venv.action_space.low == -bound) and np.all(venv.action_space.high == bound)
+        obs = venv.reset()
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            actions = rng.normal(0, 2 * bound, (2, meta["out_dim"])).astype(np.float32)  # many out of bounds
+            clipped = torch.from_numpy(np.clip(actions, -bound, bound))
+            with torch.no_grad():
+                z = clipped if policy == "bc" else agent.policy.sample_from(
+                    agent.policy.encoder(torch.from_numpy(obs)), clipped, 0.0)
+                expected = agent.decoder(z).numpy()
+            obs, *_ = venv.step(actions)
+            np.testing.assert_array_equal(venv.last_latents, z.numpy())
+            np.testing.assert_array_equal(venv.last_env_actions, expected)
+    finally:
+        venv.close()
+
+
+def test_the_agent_starts_from_the_latent_bc_policy(latent_agents):
+    from stable_baselines3 import PPO
+
+    from rl_laof.agents import init_from_latent_policy, policy_kwargs
+    from rl_laof.train import load_latent_space, make_env
+
+    cfg = _cfg("bc", latent_agents)
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    venv = make_env(cfg, 2, 0, agent, meta)
+    try:
+        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, policy_kwargs=policy_kwargs(cfg), device="cpu")
+        assert init_from_latent_policy(model, agent.policy) == ["encoder", "actor", "mean"]
+        obs = venv.reset()
+        with torch.no_grad():
+            mean = model.policy.get_distribution(torch.from_numpy(obs).float()).distribution.mean
+            bc = agent.policy(torch.from_numpy(obs))
+        torch.testing.assert_close(mean, bc, atol=1e-5, rtol=1e-5)
+    finally:
+        venv.close()
+
+
+def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_agents, tmp_path):
+    from rl_laof.train import train
+
+    cfg = _cfg("bc", latent_agents, total_steps=192)
+    full = train(cfg, tmp_path / "full", progress=False)
+    stopped = train(cfg, tmp_path / "cut", progress=False, stop_at=64)
+    assert stopped["checkpoint_step"] == 64
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg, tmp_path / "cut", progress=False)
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert resumed["steps"] == full["steps"] == 192
+    assert [h["step"] for h in resumed["eval_history"]] == [h["step"] for h in full["eval_history"]] == [64, 128, 192]
+    # the learning rate of the last update at each evaluation: the resumed run's match the uninterrupted run's
+    lr_full = {h["step"]: h["lr"] for h in full["eval_history"]}
+    lr_cut = {h["step"]: h["lr"] for h in resumed["eval_history"]}
+    assert lr_cut == pytest.approx(lr_full)
+    assert lr_full[64] > lr_full[128] > 0  # linear decay: 3e-4 x (1 - step / 192) after the update at `step`
+    assert lr_full[128] == pytest.approx(3e-4 * (1 - 128 / 192))
+    assert (tmp_path / "cut" / "learning_curve.png").exists() and resumed["final"]["episodes"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--latent", "sof"], "issue 8"),
+    (["--algo", "dqn"], "invalid choice: 'dqn'"),
+    (["--task", "cheetah-fly", "--latent", "none"], "cheetah-run"),
+    (["--resume", "--fresh"], "give one"),
+    (["--set", "num_envs=0"], "num_envs=0"),
+    (["--latent-agent", "/nonexistent/agent"], "no agent.pt"),
+    (["--obs", "state", "--latent-policy", "lafp"], "use --obs pixels"),
+])
+def test_bad_flags_give_clear_errors(args, message):
+    proc = subprocess.run([sys.executable, "-m", "rl_laof.train", "--no-progress", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr

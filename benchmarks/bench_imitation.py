@@ -12,6 +12,7 @@ repeat 4, 80 labelled transitions = 1 %), trains with the same encoder, budget a
   laof_bc          latent BC on LAOF's latents, the same
   laof_lafp        LAFP: flow-matching policy on LAOF's latents, decoder by inference-time interpolation
   laof_action_lafp LAFP on LAOF-Action's latents (action-decoder regularisation in pretraining)
+  random           uniform random actions (the floor; no training)
 
 The latent action models are ``bench_latent_quality``'s runs (trained here if missing). Each policy is
 evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out background
@@ -39,7 +40,7 @@ from bench_latent_quality import lam_run  # noqa: E402
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof.artifacts import runs_root  # noqa: E402
 from rl_laof.config import IMITATION_PRESETS, ImitationConfig, from_preset  # noqa: E402
-from rl_laof.imitate import imitate, latency_ms, load_agent, plot_normalised_returns  # noqa: E402
+from rl_laof.imitate import evaluate_returns, imitate, latency_ms, load_agent, plot_normalised_returns  # noqa: E402
 from rl_laof.pretrain import find_or_build_dataset  # noqa: E402
 
 TASK = "cheetah-run"
@@ -53,6 +54,21 @@ METHODS = {  # name -> (ImitationConfig fields, latent-quality run providing the
     "laof_action_lafp": (dict(latent="laof-action", policy="lafp"), "laof_action_1pct"),
 }
 QUICK = dict(steps=400, decoder_steps=400, idm_steps=400, eval_episodes=4, eval_seeds=1)
+
+
+def random_returns(data, cfg: ImitationConfig, progress: bool) -> dict:
+    """Returns of uniform random actions under the same evaluation protocol (cached beside the runs)."""
+    from rl_laof.artifacts import read_json, write_json
+    from rl_laof.data.dataset import VideoDataset
+
+    path = runs_root() / "bench" / "imitation" / f"random-{cfg.eval_seeds}x{cfg.eval_episodes}.json"
+    if path.exists():
+        return read_json(path)
+    ds = VideoDataset(data)
+    rng = np.random.default_rng(0)
+    out = evaluate_returns(lambda obs: rng.uniform(-1, 1, (len(obs), ds.action_dim)), ds, cfg, progress)
+    write_json(path, out)
+    return out
 
 
 def main() -> dict:
@@ -84,8 +100,14 @@ def main() -> dict:
             result[f"seed_std_{key}_{name}"] = round(r["std_seeds"] / ref[bg]["mean"], 3)
         rows[name] = {bg: {"mean": rep["returns"][bg]["mean"] / ref[bg]["mean"],
                            "std": rep["returns"][bg]["std_seeds"] / ref[bg]["mean"]} for bg in ("train", "eval")}
-        result[f"train_seconds_{name}"] = round(sum(v for k, v in rep["stages"].items() if k.endswith("_seconds")), 1)
     result["episodes_per_background"] = reports["bc_all"]["returns"]["train"]["episodes"]
+    # the floor: uniform random actions, same episodes
+    rand = random_returns(data, base, progress)
+    rows["random"] = {bg: {"mean": r["mean"] / ref[bg]["mean"], "std": r["std_seeds"] / ref[bg]["mean"]}
+                      for bg, r in rand.items()}
+    result["ret_random"] = round(rand["train"]["mean"] / ref["train"]["mean"], 3)
+    result["raw_ret_random"] = round(rand["train"]["mean"], 1)
+    result["ret_heldout_random"] = round(rand["eval"]["mean"] / ref["eval"]["mean"], 3)
     # latency: the two laof policies, interleaved in this process (same threads, same machine state)
     loaded = {k: load_agent(reports[k]["run_dir"]) for k in ("laof_bc", "laof_lafp", "bc_labels")}
     agents = {k: agent for k, (agent, _) in loaded.items()}

@@ -702,7 +702,7 @@ class TrainConfig:
     preset: str = "quick"
     seed: int = 0
     num_envs: int = 8
-    total_steps: int = 40_000  # agent steps over all envs
+    total_steps: int = 20_000  # agent steps over all envs
     action_repeat: int | None = None  # None: the task's dataset action repeat (DATASET_ACTION_REPEAT)
     image_size: int = 64
     frame_stack: int = 3
@@ -725,10 +725,10 @@ class TrainConfig:
     buffer_size: int = 100_000  # off-policy algorithms only
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     # ---- evaluation, checkpoints
-    eval_every: int = 10_000
-    eval_episodes: int = 8
-    final_eval_episodes: int = 16
-    checkpoint_every: int = 10_000
+    eval_every: int = 5_000
+    eval_episodes: int = 4
+    final_eval_episodes: int = 8
+    checkpoint_every: int = 5_000
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -787,8 +787,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# The dataclass defaults are the quick preset: 40k agent steps (160k control steps at action repeat 4),
-# ~8 minutes of PPO on 2 cores, where the pixel env renders ~100 agent steps/s.
+# The dataclass defaults are the quick preset: 20k agent steps (80k control steps at action repeat 4, 80
+# episodes), ~8 minutes of PPO on 2 cores: the pixel env renders ~80 agent steps/s, PPO runs at ~45.
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "paper": dict(total_steps=1_000_000, num_envs=16, width=32, features=512, hidden=512, eval_every=50_000,

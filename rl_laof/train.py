@@ -264,7 +264,7 @@ def build_parser():
     from rl_laof.cli import stage_parser
 
     p = stage_parser("rl_laof.train", __doc__, TRAIN_PRESETS,
-                     "quick: 40k agent steps, 8 envs (~10 min on 2 cores); paper: 1M steps, 16 envs")
+                     "quick: 20k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
     p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
     p.add_argument("--latent", default="laof",
                    help=f"the action space: none (raw actions) or a latent action model's: {', '.join(TRAIN_LATENTS)}")

@@ -114,6 +114,11 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
     assert lr_full[64] > lr_full[128] > 0  # linear decay: 3e-4 x (1 - step / 192) after the update at `step`
     assert lr_full[128] == pytest.approx(3e-4 * (1 - 128 / 192))
     assert (tmp_path / "cut" / "learning_curve.png").exists() and resumed["final"]["episodes"] == 1
+    # and the replay command rebuilds the env and action space from the run folder
+    from rl_laof.evaluate import evaluate_run
+
+    replay = evaluate_run(tmp_path / "cut", episodes=1)
+    assert Path(replay["gif"]).exists() and np.isfinite(replay["mean"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -130,3 +135,15 @@ def test_bad_flags_give_clear_errors(args, message):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "artifacts" / "cheetah-run").iterdir()))
+def test_shipped_latent_policies_load_and_record_their_command(name):
+    from rl_laof.train import load_latent_space, shipped_agent
+
+    latent, policy = name.rsplit("-", 1)
+    path = shipped_agent("cheetah-run", latent, policy)
+    agent, meta = load_latent_space(TrainConfig(latent=latent, latent_policy=policy), path)
+    assert f"--latent {latent} --policy {policy}" in (path / "command.txt").read_text()
+    actions = agent(np.zeros((2, 9, 64, 64), np.uint8))
+    assert actions.shape == (2, 6) and np.isfinite(actions).all() and meta["out_dim"] == 128

@@ -80,9 +80,11 @@ def init_from_latent_policy(model, policy: BCPolicy | FlowPolicy) -> list[str]:
     """
     pol = model.policy
     copied = []
-    extractors = [getattr(pol, "features_extractor", None), getattr(pol, "pi_features_extractor", None)]
-    for ext in {id(e): e for e in extractors if isinstance(e, PixelFeatures)}.values():
+    # every pixel extractor: shared or actor / critic ones, and off-policy critics' targets (kept equal)
+    extractors = [m for m in pol.modules() if isinstance(m, PixelFeatures)]
+    for ext in extractors:
         ext.encoder.load_state_dict(policy.encoder.state_dict())
+    if extractors:
         copied.append("encoder")
     recurrent = hasattr(pol, "lstm_actor")
     if isinstance(policy, BCPolicy) and hasattr(pol, "mlp_extractor") and not recurrent:

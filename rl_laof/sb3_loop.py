@@ -71,7 +71,8 @@ class PeriodicCallback(BaseCallback):
         res = self.evaluate_fn(self.model)
         entry = dict(step=int(self.num_timesteps), mean=float(res["mean"]), std=float(res["std"]),
                      wall_s=round(time.time() - self.t0, 1),
-                     lr=float(self.model.policy.optimizer.param_groups[0]["lr"]))  # that of the last update
+                     # the schedule's rate at the current progress: what SB3 set for the last update
+                     lr=float(self.model.lr_schedule(self.model._current_progress_remaining)))
         best = max((h["mean"] for h in self.history), default=-np.inf)
         self.history.append(entry)
         self.logger.record("eval/mean_return", entry["mean"])

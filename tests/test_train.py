@@ -121,6 +121,19 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
     assert Path(replay["gif"]).exists() and np.isfinite(replay["mean"])
 
 
+@pytest.mark.parametrize("algo", ["recurrent-ppo", "sac", "a2c"])
+def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_path, algo):
+    """Each algorithm trains in the latent space on pixels; the recurrent policy gets the encoder only."""
+    from rl_laof.train import train
+
+    extra = dict(buffer_size=256, batch_size=16) if algo == "sac" else {}
+    cfg = _cfg("bc", latent_agents, algo=algo, total_steps=64, eval_every=64, checkpoint_every=64, **extra)
+    report = train(cfg, tmp_path / algo, progress=False)
+    assert report["steps"] >= 64 and np.isfinite(report["final"]["mean"])
+    expected = {"recurrent-ppo": ["encoder"], "sac": ["encoder"], "a2c": ["encoder", "actor", "mean"]}[algo]
+    assert report["initialised"] == expected
+
+
 @pytest.mark.parametrize("args, message", [
     (["--latent", "sof"], "issue 8"),
     (["--algo", "dqn"], "invalid choice: 'dqn'"),

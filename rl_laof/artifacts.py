@@ -63,6 +63,20 @@ def latest_checkpoint(run_dir: str | os.PathLike, key: str) -> Path | None:
     return path if path.exists() else None
 
 
+def refuse_other_config(run_dir: Path, config: dict, ignore: tuple[str, ...] = (),
+                        fix: str = "use another --out, or delete the folder to start over") -> bool:
+    """Raise if ``run_dir/config.json`` records a config that differs from ``config`` in a field outside
+    ``ignore`` (a run folder holds one run); returns whether a config was recorded there."""
+    cfg_file = Path(run_dir) / "config.json"
+    if not cfg_file.exists():
+        return False
+    old = read_json(cfg_file)["config"]
+    diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in ignore)
+    if diff:
+        raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); {fix}.")
+    return True
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")

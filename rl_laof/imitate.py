@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_laof.artifacts import atomic_path, read_json, runs_root, write_json
+from rl_laof.artifacts import atomic_path, read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
     LAM_METHODS,
@@ -405,14 +405,8 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
     run_dir = Path(out) if out is not None else run_dir_for(cfg, ds)
     run_dir.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(cfg.to_dict()))
-    cfg_file = run_dir / "config.json"
-    if cfg_file.exists():
-        old = read_json(cfg_file)["config"]
-        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in _EVAL_ONLY)
-        if diff:
-            raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); use another --out, "
-                             "or delete the folder to start over.")
-    write_json(cfg_file, {"config": config, "dataset": str(ds.path)})
+    refuse_other_config(run_dir, config, _EVAL_ONLY)
+    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
     report_file = run_dir / "report.json"
     if report_file.exists() and read_json(report_file)["config"] == config:
         return read_json(report_file)

@@ -24,7 +24,15 @@ import torch
 
 from rl_laof import distributed as dist
 from rl_laof import probes
-from rl_laof.artifacts import atomic_path, dataset_dir, lam_dir, latest_checkpoint, read_json, write_json
+from rl_laof.artifacts import (
+    atomic_path,
+    dataset_dir,
+    lam_dir,
+    latest_checkpoint,
+    read_json,
+    refuse_other_config,
+    write_json,
+)
 from rl_laof.config import COLLECT_PRESETS, LAM_METHODS, LAM_PRESETS, CollectConfig, LAMConfig, from_preset
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
@@ -216,14 +224,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     config = json.loads(json.dumps(cfg.to_dict()))
     if dist.is_main():
         run_dir.mkdir(parents=True, exist_ok=True)
-        cfg_file = run_dir / "config.json"
-        if cfg_file.exists():
-            old = read_json(cfg_file)["config"]
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in _NOT_IDENTITY)
-            if diff:
-                raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); use another --out, "
-                                 "or delete the folder to start over.")
-        write_json(cfg_file, {"config": config, "dataset": str(ds.path), "world_size": world})
+        refuse_other_config(run_dir, config, _NOT_IDENTITY)
+        write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), "world_size": world})
     dist.barrier()
     report_file = run_dir / "report.json"
     if report_file.exists() and stop_after is None:

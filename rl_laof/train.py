@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from rl_laof.artifacts import read_json, runs_root, write_json
+from rl_laof.artifacts import read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
     TRAIN_ALGOS,
@@ -166,12 +166,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     run_dir = Path(out) if out is not None else run_dir_for(cfg)
     config = json.loads(json.dumps(cfg.to_dict()))
     cfg_file = run_dir / "config.json"
-    if cfg_file.exists():
-        old = read_json(cfg_file)["config"]
-        diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in _NOT_IDENTITY)
-        if diff:
-            raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); use another --out, "
-                             "or --fresh to start over there.")
+    if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
         if not resume and (run_dir / "checkpoints").exists() and not (run_dir / "report.json").exists():
             raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it, --fresh to start "
                              "over, or --out for another folder.")

@@ -3,7 +3,8 @@ extractor (so a pretrained latent policy's weights load into it), and that initi
 
     registry    "ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc" -> (class, policy name)
     features    PixelFeatures = rl_laof.models.policy.PixelEncoder behind SB3's interface
-    init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1
+    init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1;
+                SOF skills -> the actor distilled from the skill prior
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
@@ -101,3 +103,42 @@ def init_from_latent_policy(model, policy: BCPolicy | FlowPolicy) -> list[str]:
             pol.action_net.bias.zero_()
         copied.append("mean=0")
     return copied
+
+
+def init_from_skill_prior(model, skill_env, obs: np.ndarray, steps: int, seed: int = 0,
+                          batch_size: int = 64) -> list[str]:
+    """Start a skill-level agent as the SOF skill prior: distil the prior's top-k samples at dataset frames
+    ``obs`` (uint8 frame stacks of the agent's task) into the agent's actor by maximum likelihood.
+
+    The agent's token distribution is factorised over the n tokens while the prior's is autoregressive, so
+    the agent starts at the closest factorised fit; a continuous agent fits its mean to the sampled codes
+    (its log std stays put). Returns what was initialised."""
+    from rl_laof.skill_env import SkillVecEnv
+
+    assert isinstance(skill_env, SkillVecEnv)
+    pol = model.policy
+    skills = skill_env.skills
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        x = torch.from_numpy(obs)
+        task = torch.full((len(x),), skills.task_id, dtype=torch.long)
+        tokens = torch.cat([skills.prior.sample(x[i:i + 256], task[i:i + 256], generator=gen)
+                            for i in range(0, len(x), 256)])
+    if skill_env.action == "tokens":
+        targets = tokens
+    else:
+        targets = skills.tokenizer.fsq.indices_to_codes(tokens).flatten(1)
+    log_std = getattr(pol, "log_std", None)
+    params = [p for p in pol.parameters() if p is not log_std]
+    opt = torch.optim.Adam(params, 3e-4)
+    rng = np.random.default_rng(seed)
+    pol.set_training_mode(True)
+    for _ in range(steps):
+        idx = rng.integers(0, len(x), batch_size)
+        dist = pol.get_distribution(x[idx].float())
+        loss = -dist.log_prob(targets[idx]).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    pol.set_training_mode(False)
+    return [f"actor<-prior ({steps} steps, final nll {float(loss.detach()):.2f})"]

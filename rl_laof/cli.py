@@ -33,6 +33,13 @@ def parse_sets(cls, items: list[str]) -> dict[str, Any]:
 
 
 def parse_value(v: str) -> Any:
+    if v.startswith("[") or v.startswith("{"):  # a list or dict in JSON, e.g. fsq_levels=[8,5,5,5]
+        import json
+
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{v!r}: not valid JSON ({exc})") from None
     if v.lower() in ("true", "false"):
         return v.lower() == "true"
     if v.lower() == "none":

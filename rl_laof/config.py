@@ -573,6 +573,7 @@ class ImitationConfig:
     preset: str = "quick"
     seed: int = 0
     labels: float = 0.01  # labelled fraction of the training transitions (label split frac-<f>; 1 = all)
+    label_trajectories: int | None = None  # instead: every transition of n whole episodes (label split traj-<n>)
     relabel: str = "none"  # latent "none" only: "idm" relabels every transition with an IDM trained on labels
     lam_run: str | None = None  # run folder of the latent action model (None: the default run, trained if missing)
     # ---- policy
@@ -629,6 +630,8 @@ class ImitationConfig:
             raise ValueError(f"interp_tau={self.interp_tau}: a time in [0, 1).")
         if not 0.0 < self.labels <= 1.0:
             raise ValueError(f"labels={self.labels}: a fraction in (0, 1].")
+        if self.label_trajectories is not None and self.label_trajectories < 1:
+            raise ValueError(f"label_trajectories={self.label_trajectories}: at least one whole episode.")
         if self.frame_stack < 1:
             raise ValueError(f"frame_stack={self.frame_stack}: need at least 1.")
         if self.euler_steps < 1:
@@ -649,6 +652,8 @@ class ImitationConfig:
 
     @property
     def label_split(self) -> str:
+        if self.label_trajectories is not None and self.labels < 1.0:
+            return f"traj-{self.label_trajectories}"
         return "all" if self.labels >= 1.0 else f"frac-{self.labels:g}"
 
     @property
@@ -674,7 +679,111 @@ IMITATION_PRESETS: dict[str, dict[str, Any]] = {
 
 # --------------------------------------------------------------------------- agents in latent action spaces
 
-TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action")
+# --------------------------------------------------------------------------- SOF skills
+
+@dataclass(frozen=True)
+class SkillConfig:
+    """SOF skills from optical flow (``python -m rl_laof.skills pretrain|prior|translate|evaluate``).
+
+    Tokenizer (QueST's, on flow): the agent's flow of each of the ``chunk`` steps of a window (flow x agent
+    mask x validity, average-pooled to ``flow_size``) -> per-step conv encoder -> ``downsample`` causal
+    temporal convolutions of stride 2 -> causal transformer -> FSQ with ``fsq_levels``: chunk / 2^downsample
+    tokens per window. Decoder: tokens + the window's first frame -> the flow window; L1 loss.
+    Prior: autoregressive transformer over a window's tokens given the current frame stack and the task;
+    top-k sampling; the agent replans after every executed chunk. Translator: (tokens or the decoded flow,
+    frame stack) -> the chunk's actions, trained on the labelled windows only (whole labelled trajectories:
+    ``label_trajectories`` per task).
+    """
+
+    preset: str = "quick"
+    seed: int = 0
+    # ---- tokenizer
+    chunk: int = 10  # H: steps per skill; divides the 500-step walker episodes (a chunk never crosses one)
+    downsample: int = 1  # stride-2 causal temporal convs: tokens per chunk = chunk / 2^downsample
+    fsq_levels: tuple[int, ...] = (8, 5, 5, 5)  # QueST's: 1000 codes
+    flow_size: int = 16  # flow windows are average-pooled to flow_size^2 (from the dataset's frames)
+    conv_kernel: int = 4  # temporal conv kernel (left-padded by kernel - stride: causal)
+    d_model: int = 128
+    heads: int = 4
+    encoder_layers: int = 2
+    decoder_layers: int = 2
+    width: int = 16  # conv encoders' base channels
+    frame_stack: int = 3  # the prior's and translator's observation (the decoder sees the window's first frame)
+    tokenizer_steps: int = 2000
+    # ---- prior
+    prior_d_model: int = 128
+    prior_layers: int = 2
+    prior_steps: int = 2000
+    top_k: int = 5
+    # ---- translator
+    translator_input: str = "tokens"  # "tokens" (FSQ codes) | "flow" (the decoder's flow window)
+    translator_hidden: int = 256
+    translator_steps: int = 2000
+    label_trajectories: int = 2  # labelled whole episodes per task (label split traj-<n>)
+    # ---- optimisation (every stage)
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    augment: bool = True  # DrQ random shifts of the frames the prior and translator see
+    checkpoint_every: int = 500
+    # ---- evaluation
+    eval_episodes: int = 8
+    eval_seeds: int = 1
+    eval_backgrounds: tuple[str, ...] = ("train",)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fsq_levels", tuple(int(x) for x in self.fsq_levels))
+        object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
+        stride = 2 ** self.downsample
+        if self.chunk < 1 or self.downsample < 0 or self.chunk % stride:
+            raise ValueError(f"chunk={self.chunk}, downsample={self.downsample}: the chunk must be a multiple of "
+                             f"2^downsample = {stride}.")
+        if not self.fsq_levels or any(level < 2 for level in self.fsq_levels):
+            raise ValueError(f"fsq_levels={self.fsq_levels}: every level count must be >= 2.")
+        if self.conv_kernel < 2:
+            raise ValueError(f"conv_kernel={self.conv_kernel}: must be >= the stride 2.")
+        if self.d_model % self.heads or self.prior_d_model % self.heads:
+            raise ValueError(f"d_model={self.d_model} / prior_d_model={self.prior_d_model} must divide by "
+                             f"heads={self.heads}.")
+        if self.translator_input not in ("tokens", "flow"):
+            raise ValueError(f"translator_input={self.translator_input!r}: use 'tokens' or 'flow'.")
+        if self.top_k < 1:
+            raise ValueError(f"top_k={self.top_k}: must be >= 1.")
+        for name in ("tokenizer_steps", "prior_steps", "translator_steps", "batch_size", "label_trajectories",
+                     "frame_stack", "flow_size", "eval_episodes", "eval_seeds", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
+
+    @property
+    def tokens(self) -> int:
+        return self.chunk // 2 ** self.downsample
+
+    @property
+    def codebook_size(self) -> int:
+        return math.prod(self.fsq_levels)
+
+    @property
+    def label_split(self) -> str:
+        return f"traj-{self.label_trajectories}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The dataclass defaults are the quick preset (~2-4 minutes per stage on 2 cores); paper: QueST's sizes.
+SKILL_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "paper": dict(chunk=32, downsample=2, flow_size=32, d_model=256, encoder_layers=2, decoder_layers=4,
+                  width=32, prior_d_model=384, prior_layers=6, tokenizer_steps=50_000, prior_steps=50_000,
+                  translator_steps=20_000, batch_size=128, eval_episodes=25, eval_seeds=3,
+                  eval_backgrounds=("train", "eval"), checkpoint_every=2500),
+}
+
+
+TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof")
+SKILL_ACTIONS = ("tokens", "continuous")
 TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc")
 OFF_POLICY = ("sac", "td3", "tqc")
 
@@ -707,6 +816,12 @@ class TrainConfig:
     image_size: int = 64
     frame_stack: int = 3
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
+    # ---- SOF skills (latent "sof"): one decision per H-step chunk; steps, evaluations and checkpoints still
+    # count environment steps, and the discount per decision is gamma^H
+    skills: str | None = None  # a skills run folder (python -m rl_laof.skills); None: runs/skills/<domain>-...
+    skill_action: str = "tokens"  # "tokens": multi-discrete FSQ codes; "continuous": the pre-quantisation code
+    kl_coef: float = 0.0  # SPiRL-style: chunk reward -= kl_coef (log pi(tokens|o) - log prior(tokens|o, task))
+    skill_init_steps: int = 300  # distillation steps that start the agent as the skill prior
     # ---- networks (the pixel encoder of rl_laof.models.policy, so a latent policy's weights load)
     width: int = 16
     features: int = 256
@@ -736,8 +851,19 @@ class TrainConfig:
         if self.algo not in TRAIN_ALGOS:
             raise ValueError(f"Unknown algo {self.algo!r}; valid: {', '.join(TRAIN_ALGOS)}.")
         if self.latent not in TRAIN_LATENTS:
-            hint = " (SOF skills come with issue 8)" if self.latent == "sof" else ""
-            raise ValueError(f"Unknown latent {self.latent!r}{hint}; valid: {', '.join(TRAIN_LATENTS)}.")
+            raise ValueError(f"Unknown latent {self.latent!r}; valid: {', '.join(TRAIN_LATENTS)}.")
+        if self.skill_action not in SKILL_ACTIONS:
+            raise ValueError(f"Unknown skill_action {self.skill_action!r}; valid: {', '.join(SKILL_ACTIONS)}.")
+        if self.latent == "sof":
+            if self.obs != "pixels":
+                raise ValueError("latent 'sof' plans skills from pixels: use --obs pixels.")
+            if self.algo not in ("ppo", "a2c", "trpo"):
+                raise ValueError(f"latent 'sof' (a chunk per decision, multi-discrete tokens) runs with ppo, a2c or "
+                                 f"trpo, not {self.algo}.")
+            if self.kl_coef < 0:
+                raise ValueError(f"kl_coef={self.kl_coef}: must be >= 0.")
+            if self.kl_coef > 0 and self.skill_action != "tokens":
+                raise ValueError("kl_coef > 0 needs the prior's density over the actions: use --skill-action tokens.")
         if self.latent_policy not in POLICY_TYPES:
             raise ValueError(f"Unknown latent_policy {self.latent_policy!r}; valid: {', '.join(POLICY_TYPES)}.")
         if self.obs not in OBS_TYPES:

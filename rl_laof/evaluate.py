@@ -8,6 +8,7 @@ prints their returns as JSON and writes a video of the first episode (what the a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
 
     from rl_laof.agents import ALGOS
     from rl_laof.config import TrainConfig
-    from rl_laof.train import load_latent_space, make_env, run_agent_episodes
+    from rl_laof.train import load_latent_space, load_skill_space, make_env, run_agent_episodes
 
     run_dir = Path(run_dir)
     model_file = run_dir / f"{which}_model.zip"
@@ -32,7 +33,10 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
     saved = read_json(run_dir / "config.json")
     cfg = TrainConfig(**saved["config"])
     agent, meta = load_latent_space(cfg, Path(saved["latent_agent"])) if saved["latent_agent"] else (None, None)
-    venv = make_env(cfg, episodes, seed, agent, meta)
+    skills = None
+    if cfg.latent == "sof":  # the video then holds one frame per skill (chunk)
+        skills, _ = load_skill_space(dataclasses.replace(cfg, skills=saved["skills"]))
+    venv = make_env(cfg, episodes, seed, agent, meta, skills, training=False)
     if (run_dir / "vecnormalize.pkl").exists():
         venv = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), venv)
         venv.training, venv.norm_reward = False, False

@@ -177,7 +177,8 @@ def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, ru
     lam_run = find_lam(cfg, ds, progress)
     lam = load_lam(lam_run)
     saved_meta = torch.load(lam_run / "model.pt", map_location="cpu", weights_only=False)
-    if saved_meta.get("task") != ds.task or saved_meta.get("image_size") != ds.image_shape[-1]:
+    lam_tasks = saved_meta.get("tasks") or [saved_meta.get("task")]  # a multi-task model serves each of its tasks
+    if ds.task not in lam_tasks or saved_meta.get("image_size") != ds.image_shape[-1]:
         raise ValueError(f"{lam_run} was trained on {saved_meta.get('task')} at {saved_meta.get('image_size')} px; "
                          f"the dataset is {ds.task} at {ds.image_shape[-1]} px")
     if lam.cfg.frame_stack != cfg.frame_stack:
@@ -314,9 +315,11 @@ def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
 
 
 def evaluate_returns(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, cfg: ImitationConfig,
-                     progress: bool = True) -> dict[str, dict[str, Any]]:
+                     progress: bool = True, task: str | None = None) -> dict[str, dict[str, Any]]:
     """Returns on the EnvPool pixel env with the dataset's distractors; per background set (``train``: the
-    data's background videos, ``eval``: held-out ones) over ``eval_seeds`` x ``eval_episodes`` episodes."""
+    data's background videos, ``eval``: held-out ones) over ``eval_seeds`` x ``eval_episodes`` episodes.
+    ``cfg``: any config with those fields and ``frame_stack``; ``task``: one task of a multi-task dataset.
+    A stateful ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
     import envs
 
     dist = DistractorConfig.parse(ds.config["distractors"])
@@ -324,11 +327,13 @@ def evaluate_returns(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, 
     for b, background in enumerate(cfg.eval_backgrounds):
         per_seed = []
         for s in range(cfg.eval_seeds):
-            venv = envs.make(ds.task, num_envs=cfg.eval_episodes, obs="pixels",
+            venv = envs.make(task or ds.task, num_envs=cfg.eval_episodes, obs="pixels",
                              distractors=dataclasses.replace(dist, background_split=background),
                              image_size=ds.image_shape[-1], frame_stack=cfg.frame_stack,
                              action_repeat=int(ds.config.get("action_repeat", 1)),
                              seed=EVAL_SEED + 1000 * b + s, backend="envpool")
+            if hasattr(act, "reset"):
+                act.reset()
             try:
                 per_seed.append(run_episodes(venv, act))
             finally:

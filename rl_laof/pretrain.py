@@ -359,7 +359,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
                                   ev["mean_action_mse"], run_dir / "probe_budget.png")
         with atomic_path(run_dir / "model.pt") as tmp:
             torch.save({"config": config, "model": model.state_dict(), "image_size": ds.image_shape[-1],
-                        "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path)}, tmp)
+                        "action_dim": ds.action_dim, "task": ds.task, "tasks": ds.tasks, "dataset": str(ds.path)},
+                       tmp)
         write_json(report_file, report)
         writer.close()
     dist.barrier()

@@ -3,6 +3,10 @@
 The agent (any algorithm of ``rl_laof.agents.ALGOS``) sees the pixel env with distractors (EnvPool) and acts
 with latent actions that a frozen action decoder turns into env actions (``rl_laof.latent_env``); its
 policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions.
+``--latent sof`` acts with SOF skills (``rl_laof.skills``, ``rl_laof.skill_env``): one decision per H-step
+chunk, tokens (``--set skill_action=tokens``) or the continuous code (``continuous``), the chunk's rewards summed,
+discount gamma^H, an optional KL term to the skill prior (``--set kl_coef=...``), and the actor distilled from
+the prior at the start. Step counts (``--steps``, evaluation and checkpoint intervals) are environment steps.
 
 What the latent space needs — expert, dataset, flow targets, latent action model, latent policy and
 decoder — is found, or built by running those stages at the chosen preset. The project ships the quick
@@ -51,7 +55,7 @@ def shipped_agent(task: str, latent: str, policy: str) -> Path:
 def find_latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True) -> Path | None:
     """The imitation run (``agent.pt``: latent policy, decoder, normaliser) the agent's action space comes
     from: the shipped one, else the preset's run (built with every stage it needs)."""
-    if cfg.latent == "none":
+    if cfg.latent in ("none", "sof"):
         return None
     if cfg.latent_agent is not None:
         path = Path(cfg.latent_agent)
@@ -89,15 +93,80 @@ def load_latent_space(cfg: TrainConfig, agent_dir: Path):
     return agent, meta
 
 
-def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict | None = None):
+def default_skills_run(cfg: TrainConfig) -> Path | None:
+    """A finished skills run of the preset and seed whose tasks include ``cfg.task`` (newest first)."""
+    domain = cfg.task.split("-")[0]
+    runs = sorted((runs_root() / "skills" / f"{domain}-multitask").glob(f"*/sof-{cfg.preset}-s{cfg.seed}"),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for run in runs:
+        if (run / "translator.pt").exists() and cfg.task in read_json(run / "config.json").get("tasks", []):
+            return run
+    return None
+
+
+def load_skill_space(cfg: TrainConfig):
+    """(SkillPolicy for cfg.task, skills metadata) from ``cfg.skills`` or the default run, checked against the env."""
+    from rl_laof.skills import SkillPolicy, load_skills
+
+    run = Path(cfg.skills) if cfg.skills is not None else default_skills_run(cfg)
+    if run is None:
+        raise FileNotFoundError(
+            f"no SOF skills for {cfg.task}: build a multi-task dataset of its domain and the skills first — "
+            "see the README, 'SOF skills' (python benchmarks/bench_skills.py builds them), or pass --set skills=RUN")
+    tok, prior, translator, meta = load_skills(run)
+    if cfg.task not in meta["tasks"]:
+        raise ValueError(f"{run}: skills of {meta['tasks']}, not {cfg.task}")
+    problems = []
+    if meta["image_size"] != cfg.image_size or translator.cfg.frame_stack != cfg.frame_stack:
+        problems.append(f"{meta['image_size']} px x {translator.cfg.frame_stack} frames")
+    if int(meta["action_repeat"]) != cfg.resolved_action_repeat:
+        problems.append(f"action repeat {meta['action_repeat']}")
+    if problems:
+        raise ValueError(f"{run}: the skills were learned for {', '.join(problems)}; set the env to match")
+    return SkillPolicy(tok, prior, translator, meta["tasks"].index(cfg.task), cfg.seed), {**meta, "run": str(run)}
+
+
+def decision_config(cfg: TrainConfig, chunk: int) -> TrainConfig:
+    """What SB3 counts for a skill agent: decisions of ``chunk`` env steps, discounted by gamma^chunk."""
+    import dataclasses
+
+    n_steps = max(8, cfg.n_steps // chunk)
+    return dataclasses.replace(cfg, total_steps=max(1, cfg.total_steps // chunk),
+                               eval_every=max(1, cfg.eval_every // chunk),
+                               checkpoint_every=max(1, cfg.checkpoint_every // chunk), n_steps=n_steps,
+                               batch_size=min(cfg.batch_size, n_steps * cfg.num_envs), gamma=cfg.gamma ** chunk)
+
+
+def skill_dataset_frames(meta: dict, task: str, frame_stack: int, count: int = 2048, seed: int = 0) -> np.ndarray:
+    """Frame stacks of ``task``'s training episodes in the skills' dataset (where the prior is distilled)."""
+    from rl_laof.config import WindowConfig
+    from rl_laof.data import VideoDataset, WindowDataset
+
+    ds = VideoDataset(meta["dataset"], flow=None)
+    task_id = ds.tasks.index(task)
+    keep = np.flatnonzero(ds.task_ids("train") == task_id)
+    w = WindowDataset(ds, "train", WindowConfig(frame_stack=frame_stack, label_split="none", with_masks=False,
+                                                with_flow=False), None)
+    rows = np.flatnonzero(np.isin(w.episode, keep))
+    rows = np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False)
+    return w.frames_at(w.episode[rows], w.t[rows]).numpy()
+
+
+def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict | None = None, skills=None,
+             training: bool = True):
     """The agent's VecEnv: EnvPool pixels (or state) at the dataset's action repeat, with VecMonitor inside
-    (episode returns are the env's), wrapped in the latent action space when there is one."""
+    (episode returns are the env's), wrapped in the latent or skill action space when there is one (the
+    skills' KL term only shapes the training env's rewards)."""
     import envs
     from rl_laof.latent_env import LatentActionVecEnv
 
     venv = envs.make(cfg.task, num_envs=num_envs, obs=cfg.obs, distractors=cfg.distractors,
                      image_size=cfg.image_size, frame_stack=cfg.frame_stack,
                      action_repeat=cfg.resolved_action_repeat, seed=seed, backend="envpool")
+    if skills is not None:
+        from rl_laof.skill_env import SkillVecEnv
+
+        return SkillVecEnv(venv, skills, cfg.skill_action, cfg.kl_coef if training else 0.0)
     if agent is None:
         return venv
     mode = "noise" if cfg.latent_policy == "lafp" else "latent"
@@ -143,6 +212,18 @@ def _wrap_normalize(cfg: TrainConfig, venv, training: bool = True):
     return VecNormalize(venv, norm_obs=norm_obs, norm_reward=norm_rew, gamma=cfg.gamma, training=training)
 
 
+def _agent_log_prob(model):
+    """log pi(actions | obs) of an SB3 agent, for the skill env's KL term."""
+    import torch
+
+    def log_prob(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            dist = model.policy.get_distribution(torch.as_tensor(obs).float())
+            return dist.log_prob(torch.as_tensor(actions)).numpy()
+
+    return log_prob
+
+
 # --------------------------------------------------------------------------- training
 
 def run_dir_for(cfg: TrainConfig) -> Path:
@@ -157,7 +238,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     from stable_baselines3.common.vec_env import VecNormalize
 
     from envs import get_task
-    from rl_laof.agents import ALGOS, init_from_latent_policy, policy_kwargs
+    from rl_laof.agents import ALGOS, init_from_latent_policy, init_from_skill_prior, policy_kwargs
     from rl_laof.sb3_loop import PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
 
     get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
@@ -177,11 +258,17 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     t_start = time.time()
     agent_dir = find_latent_agent(cfg, rebuild, progress)
     latent_agent, meta = load_latent_space(cfg, agent_dir) if agent_dir is not None else (None, None)
+    skills, skill_meta, chunk = None, None, 1
+    if cfg.latent == "sof":
+        skills, skill_meta = load_skill_space(cfg)
+        chunk = skills.cfg.chunk
+    cfg = decision_config(cfg, chunk) if chunk > 1 else cfg  # from here on SB3 counts decisions
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_file, {"config": config, "latent_agent": str(agent_dir) if agent_dir else None})
+    write_json(cfg_file, {"config": config, "latent_agent": str(agent_dir) if agent_dir else None,
+                          "skills": skill_meta["run"] if skill_meta else None})
     spec = ALGOS[cfg.algo]
     algo = spec.algo_class
-    inner = make_env(cfg, cfg.num_envs, cfg.seed, latent_agent, meta)
+    inner = make_env(cfg, cfg.num_envs, cfg.seed, latent_agent, meta, skills)
     loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner) if norm else inner,
                              run_dir / "tb") if resume else None
     history: list[dict] = []
@@ -201,8 +288,13 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
         if latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
             copied = init_from_latent_policy(model, latent_agent.policy)
-    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, latent_agent, meta),
-                               training=False)
+        if skills is not None and cfg.init_policy:
+            frames = skill_dataset_frames(skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
+            copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
+    if skills is not None and cfg.kl_coef > 0:
+        inner.agent_log_prob = _agent_log_prob(model)
+    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, latent_agent, meta,
+                                             skills, training=False), training=False)
 
     def periodic_eval(m) -> dict[str, float]:
         _sync_obs_stats(m.get_env(), eval_env)
@@ -229,22 +321,26 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     venv.close()
 
     final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, latent_agent,
-                                              meta), training=False)
+                                              meta, skills, training=False), training=False)
     _sync_obs_stats(venv, final_env)
     final, _ = run_agent_episodes(model, final_env)
     final_env.close()
+    if chunk > 1:  # report environment steps
+        history = [{**h, "step": h["step"] * chunk} for h in history]
     report = {
         "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "latent_policy": cfg.latent_policy,
-        "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps),
+        "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps) * chunk,
+        "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skill_meta["run"] if skill_meta else None,
         "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run_dir),
         "latent_agent": str(agent_dir) if agent_dir else None, "initialised": copied,
         "train_seconds": round(train_s, 1), "eval_seconds": round(callback.eval_seconds, 1),
         # agent steps per second of training (rollouts and updates; evaluation excluded), this invocation
-        "steps_per_s": round((model.num_timesteps - steps0) / max(train_s - callback.eval_seconds, 1e-9), 1),
+        "steps_per_s": round(chunk * (model.num_timesteps - steps0) / max(train_s - callback.eval_seconds, 1e-9), 1),
         "final": {"mean": float(final.mean()), "std": float(final.std()), "episodes": len(final),
                   "returns": final.round(2).tolist()},
         "best_eval": max(history, key=lambda h: h["mean"]) if history else None,
         "eval_history": history, "config": config, "wall_seconds": round(time.time() - t_start, 1),
+        "sb3_config": json.loads(json.dumps(cfg.to_dict())) if chunk > 1 else None,
     }
     plot_learning_curve(history, run_dir / "learning_curve.png",
                         f"{cfg.task}, {cfg.distractors} distractors: {cfg.algo} with latent {cfg.latent}",

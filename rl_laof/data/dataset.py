@@ -27,6 +27,7 @@ class EpisodeInfo:
     length: int  # transitions T (T + 1 frames)
     ret: float
     seed: int
+    task_id: int = 0  # index into VideoDataset.tasks (multi-task datasets, rl_laof.data.multitask)
 
 
 @dataclass
@@ -77,7 +78,7 @@ class VideoDataset:
                     if verify == "full":
                         fmt.read_arrays(group, where)
                     infos.append(EpisodeInfo(split, index, length, float(group.attrs["return"]),
-                                             int(group.attrs["seed"])))
+                                             int(group.attrs["seed"]), int(group.attrs.get("task_id", 0))))
                 self.episodes[split] = infos
             if not self.episodes["train"]:
                 raise fmt.DatasetError(f"{path}: has no train episodes.")
@@ -140,6 +141,15 @@ class VideoDataset:
     @property
     def task(self) -> str:
         return self.attrs["task"]
+
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks of the episodes (``EpisodeInfo.task_id`` indexes it): one for a single-task dataset."""
+        return list(self.attrs.get("tasks") or [self.task])
+
+    def task_ids(self, split: str, episodes: int | None = None) -> np.ndarray:
+        """(E,) task id of each episode of ``split`` (the first ``episodes``), in load_split's order."""
+        return np.array([e.task_id for e in self.episodes[split][:episodes]], np.int64)
 
     def label_mask(self, split: str, name: str) -> np.ndarray:
         """Which transitions of ``split`` keep their action: a label split of the train split; held-out

@@ -165,6 +165,7 @@ def root_attrs(f) -> dict[str, Any]:
         seed=int(a.get("seed", -1)), complete=bool(a.get("complete", False)),
         config=json.loads(a.get("config", "{}")), versions=json.loads(a.get("versions", "{}")),
         expert=json.loads(a.get("expert", "{}")), created=str(a.get("created", "")),
+        tasks=json.loads(a.get("tasks", "[]")),
     )
 
 

@@ -78,6 +78,10 @@ class WindowDataset(torch.utils.data.Dataset):
         b, s, c, h, w = frames.shape
         return torch.from_numpy(frames.reshape(b, s * c, h, w))
 
+    def frames_at(self, episodes: np.ndarray, t: np.ndarray) -> torch.Tensor:
+        """(B, 3s, H, W) uint8 frame stacks ending at frame ``t`` of ``episodes`` (indices into the split)."""
+        return self._frames(self._stack_rows(np.asarray(episodes, np.int64), np.asarray(t, np.int64)))
+
     def gather(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         """The windows of transition rows ``rows`` (indices into the split, not into this dataset)."""
         rows = np.asarray(rows, np.int64)

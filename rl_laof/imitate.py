@@ -492,6 +492,8 @@ def build_parser():
     p.add_argument("--dataset", type=Path, default=None,
                    help="dataset folder (default: the task's dataset at the preset, collected if missing)")
     p.add_argument("--labels", type=float, default=None, help="labelled fraction of transitions (default 0.01)")
+    p.add_argument("--label-trajectories", type=int, default=None, metavar="N",
+                   help="label N whole episodes instead (label split traj-N; per task on a multi-task dataset)")
     p.add_argument("--relabel", choices=["none", "idm"], default=None,
                    help="--latent none only: idm = relabel every transition with an IDM trained on the labels")
     p.add_argument("--lam", default=None, metavar="RUN_DIR",
@@ -518,6 +520,7 @@ def config_from_args(args) -> ImitationConfig:
     from rl_laof.cli import parse_sets
 
     overrides: dict[str, Any] = dict(latent=args.latent, policy=args.policy, labels=args.labels,
+                                     label_trajectories=args.label_trajectories,
                                      relabel=args.relabel, lam_run=args.lam, decoder=args.decoder,
                                      interp_tau=args.interp_tau, euler_steps=args.euler_steps, steps=args.steps,
                                      eval_episodes=args.episodes, eval_seeds=args.seeds, seed=args.seed,

@@ -358,11 +358,18 @@ def build_parser():
                      "quick: 20k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
     p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
     p.add_argument("--latent", default="laof",
-                   help=f"the action space: none (raw actions) or a latent action model's: {', '.join(TRAIN_LATENTS)}")
+                   help=f"the action space: none (raw actions), a latent action model's, or sof (skills): "
+                        f"{', '.join(TRAIN_LATENTS)}")
     p.add_argument("--latent-policy", default=None, choices=["bc", "lafp"],
                    help="bc: act with the latent, start from latent BC; lafp: act with the flow policy's noise")
     p.add_argument("--latent-agent", default=None, metavar="RUN_DIR",
                    help="an imitation run (rl_laof.imitate) to take the latent policy and decoder from")
+    p.add_argument("--skills", default=None, metavar="RUN_DIR",
+                   help="--latent sof: a skills run (rl_laof.skills); default: the newest one covering --task")
+    p.add_argument("--skill-action", default=None, choices=["tokens", "continuous"],
+                   help="--latent sof: multi-discrete FSQ tokens (default) or the continuous pre-quantisation code")
+    p.add_argument("--kl-coef", type=float, default=None,
+                   help="--latent sof, tokens: weight of the KL(agent || skill prior) penalty (default 0)")
     p.add_argument("--obs", default=None, choices=["pixels", "state"], help="observation type (default pixels)")
     p.add_argument("--distractors", default=None, help="none / easy / medium / hard (default hard)")
     p.add_argument("--seed", type=int, default=None)
@@ -385,6 +392,7 @@ def config_from_args(args) -> TrainConfig:
 
     overrides: dict[str, Any] = dict(task=args.task, algo=args.algo, latent=args.latent,
                                      latent_policy=args.latent_policy, latent_agent=args.latent_agent, obs=args.obs,
+                                     skills=args.skills, skill_action=args.skill_action, kl_coef=args.kl_coef,
                                      distractors=args.distractors,
                                      seed=args.seed, num_envs=args.num_envs, total_steps=args.steps,
                                      threads=args.threads)

@@ -135,7 +135,10 @@ def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_pat
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--latent", "sof"], "issue 8"),
+    (["--latent", "sof", "--task", "cheetah-run"], "no SOF skills for cheetah-run"),
+    (["--latent", "sof", "--skills", "/nonexistent/skills"], "not a finished skills run"),
+    (["--latent", "sof", "--skill-action", "continuous", "--kl-coef", "0.1"], "use --skill-action tokens"),
+    (["--latent", "sof", "--algo", "sac"], "runs with ppo, a2c or trpo"),
     (["--algo", "dqn"], "invalid choice: 'dqn'"),
     (["--task", "cheetah-fly", "--latent", "none"], "cheetah-run"),
     (["--resume", "--fresh"], "give one"),

@@ -709,16 +709,17 @@ class SkillConfig:
     decoder_layers: int = 2
     width: int = 16  # conv encoders' base channels
     frame_stack: int = 3  # the prior's and translator's observation (the decoder sees the window's first frame)
-    tokenizer_steps: int = 2000
+    frame_size: int = 32  # the decoder sees the window's first frame average-pooled to this size
+    tokenizer_steps: int = 1500
     # ---- prior
     prior_d_model: int = 128
     prior_layers: int = 2
-    prior_steps: int = 2000
+    prior_steps: int = 1500
     top_k: int = 5
     # ---- translator
     translator_input: str = "tokens"  # "tokens" (FSQ codes) | "flow" (the decoder's flow window)
     translator_hidden: int = 256
-    translator_steps: int = 2000
+    translator_steps: int = 1500
     label_trajectories: int = 2  # labelled whole episodes per task (label split traj-<n>)
     # ---- optimisation (every stage)
     batch_size: int = 64
@@ -752,7 +753,7 @@ class SkillConfig:
         if self.top_k < 1:
             raise ValueError(f"top_k={self.top_k}: must be >= 1.")
         for name in ("tokenizer_steps", "prior_steps", "translator_steps", "batch_size", "label_trajectories",
-                     "frame_stack", "flow_size", "eval_episodes", "eval_seeds", "checkpoint_every"):
+                     "frame_stack", "flow_size", "frame_size", "eval_episodes", "eval_seeds", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
 
@@ -775,7 +776,7 @@ class SkillConfig:
 # The dataclass defaults are the quick preset (~2-4 minutes per stage on 2 cores); paper: QueST's sizes.
 SKILL_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
-    "paper": dict(chunk=32, downsample=2, flow_size=32, d_model=256, encoder_layers=2, decoder_layers=4,
+    "paper": dict(chunk=32, downsample=2, flow_size=32, frame_size=64, d_model=256, encoder_layers=2, decoder_layers=4,
                   width=32, prior_d_model=384, prior_layers=6, tokenizer_steps=50_000, prior_steps=50_000,
                   translator_steps=20_000, batch_size=128, eval_episodes=25, eval_seeds=3,
                   eval_backgrounds=("train", "eval"), checkpoint_every=2500),

@@ -18,7 +18,7 @@ from rl_laof.models.skills import FSQ, SkillPrior, SkillTokenizer, Translator
 TINY = SkillConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, encoder_layers=1, decoder_layers=1,
                    width=8, prior_d_model=32, prior_layers=1, translator_hidden=32, tokenizer_steps=30,
                    prior_steps=20, translator_steps=20, batch_size=8, label_trajectories=1, checkpoint_every=10,
-                   eval_episodes=1, fsq_levels=(5, 4, 3))
+                   eval_episodes=1, fsq_levels=(5, 4, 3), frame_size=16)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ One file, ``dataset.h5``::
                                    expert (JSON), complete
     /agent_geoms            (G,) bool: which geoms are the agent (exact-flow datasets)
     /episodes/<split>/<i>   one group per episode (split: train, eval, heldout_bg; i: 00000...),
-                            attrs: index, seed, length T, return
+                            attrs: index, seed, length T, return; multi-task datasets
+                            (rl_laof.data.multitask) add task, task_id and the root attr tasks (JSON)
         obs                 (T+1, 3, H, W) uint8    distracted frames, as the agent sees them
         actions             (T, A)        float32  a_t, applied between obs[t] and obs[t+1]
         rewards             (T,)          float32

@@ -109,7 +109,10 @@ class SkillTokenizer(nn.Module):
         self.to_code = nn.Linear(d, self.fsq.dim)
         # decoder
         self.from_code = nn.Linear(self.fsq.dim, d)
-        self.frame_encoder = ConvEncoder(3, d, cfg.width, image_size)
+        self.frame_size = min(cfg.frame_size, image_size)
+        if image_size % self.frame_size:
+            raise ValueError(f"frame_size={cfg.frame_size} must divide the image size {image_size}")
+        self.frame_encoder = ConvEncoder(3, d, cfg.width, self.frame_size)
         self.dec_pos = nn.Parameter(torch.zeros(1, 1 + cfg.tokens + cfg.chunk, d))
         self.queries = nn.Parameter(torch.zeros(1, cfg.chunk, d))
         self.decoder = transformer(d, cfg.heads, cfg.decoder_layers)
@@ -134,7 +137,10 @@ class SkillTokenizer(nn.Module):
     def decode(self, codes: torch.Tensor, first_frame: torch.Tensor) -> torch.Tensor:
         """Codes (B, n, q) and the window's first frame (B, 3, H, W) -> the flow window (B, H, 2, S, S)."""
         b = codes.shape[0]
-        frame = self.frame_encoder(to_float(first_frame) if first_frame.dtype == torch.uint8 else first_frame)
+        x = to_float(first_frame) if first_frame.dtype == torch.uint8 else first_frame
+        if x.shape[-1] != self.frame_size:
+            x = F.avg_pool2d(x, x.shape[-1] // self.frame_size)
+        frame = self.frame_encoder(x)
         x = torch.cat([frame[:, None], self.from_code(codes), self.queries.expand(b, -1, -1)], 1) + self.dec_pos
         x = self.decoder(x)[:, -self.cfg.chunk:]
         s = self.cfg.flow_size

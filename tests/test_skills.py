@@ -208,7 +208,7 @@ def test_skill_env_continuous_codes_and_kl_term():
 
 def test_multitask_merge_keeps_tasks_and_per_task_labels(skill_dataset):
     from rl_laof.data import VideoDataset
-    from rl_laof.data.multitask import merge_datasets
+    from rl_laof.data.multitask import merge_datasets, multitask_name
 
     ds = VideoDataset(skill_dataset)
     assert ds.task == "walker-multitask" and ds.tasks == ["walker-stand", "walker-walk"]
@@ -220,6 +220,13 @@ def test_multitask_merge_keeps_tasks_and_per_task_labels(skill_dataset):
     assert per_episode[:2].sum() == 1 and per_episode[2:].sum() == 1
     with pytest.raises(ValueError, match="already holds"):
         merge_datasets([ds.path.parents[1] / "walker-walk"], ds.path.parent)
+    with pytest.raises(ValueError, match="one embodiment"):
+        multitask_name(["walker-walk", "cheetah-run"])
+    # the baselines take the same per-task budget: label_trajectories -> traj-<n>
+    from rl_laof.config import ImitationConfig
+
+    assert ImitationConfig(label_trajectories=1).label_split == "traj-1"
+    assert ImitationConfig(label_trajectories=1, labels=1.0).label_split == "all"
 
 
 def test_translator_never_sees_unlabelled_actions(skill_dataset, tmp_path):

@@ -710,12 +710,14 @@ class SkillConfig:
     width: int = 16  # conv encoders' base channels
     frame_stack: int = 3  # the prior's and translator's observation (the decoder sees the window's first frame)
     frame_size: int = 32  # the decoder sees the window's first frame average-pooled to this size
+    background_weight: float = 0.1  # L1 weight of flow cells that do not show the agent (1: a plain mean)
     tokenizer_steps: int = 1500
     # ---- prior
     prior_d_model: int = 128
     prior_layers: int = 2
     prior_steps: int = 1500
     top_k: int = 5
+    execute: int | None = None  # actions executed per plan before replanning (QueST: 8 of 32); None: the whole chunk
     # ---- translator
     translator_input: str = "tokens"  # "tokens" (FSQ codes) | "flow" (the decoder's flow window)
     translator_hidden: int = 256
@@ -752,6 +754,8 @@ class SkillConfig:
             raise ValueError(f"translator_input={self.translator_input!r}: use 'tokens' or 'flow'.")
         if self.top_k < 1:
             raise ValueError(f"top_k={self.top_k}: must be >= 1.")
+        if self.execute is not None and not 1 <= self.execute <= self.chunk:
+            raise ValueError(f"execute={self.execute}: between 1 and the chunk ({self.chunk}).")
         for name in ("tokenizer_steps", "prior_steps", "translator_steps", "batch_size", "label_trajectories",
                      "frame_stack", "flow_size", "frame_size", "eval_episodes", "eval_seeds", "checkpoint_every"):
             if getattr(self, name) < 1:
@@ -760,6 +764,10 @@ class SkillConfig:
     @property
     def tokens(self) -> int:
         return self.chunk // 2 ** self.downsample
+
+    @property
+    def resolved_execute(self) -> int:
+        return self.execute or self.chunk
 
     @property
     def codebook_size(self) -> int:

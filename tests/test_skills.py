@@ -181,6 +181,17 @@ def test_skill_env_sums_rewards_and_ends_the_chunk_with_the_episode():
     assert not sent[1, 2:].any()
 
 
+def test_skill_policy_replans_after_each_executed_part_of_a_chunk():
+    obs = np.random.default_rng(0).integers(0, 256, (2, 9, 32, 32), dtype=np.uint8)
+    for execute, plans in ((None, 2), (2, 4), (1, 8)):
+        policy = _skill_policy(dataclasses.replace(TINY, execute=execute))
+        calls, plan = [], policy.plan
+        policy.plan = lambda o, plan=plan, calls=calls: calls.append(1) or plan(o)
+        actions = [policy(obs) for _ in range(8)]
+        assert len(calls) == plans and all(a.shape == (2, 6) for a in actions)
+        assert all(np.abs(a).max() <= 1 for a in actions)
+
+
 def test_skill_env_continuous_codes_and_kl_term():
     from rl_laof.skill_env import SkillVecEnv
 

@@ -79,6 +79,18 @@ def test_tokenizer_is_causal():
             assert (out[:, first_affected:] - base[:, first_affected:]).abs().max() > 1e-4
 
 
+def test_flow_loss_weights_the_agents_cells():
+    """background 1 is the plain mean L1; background 0 is the mean over the agent's cells only."""
+    from rl_laof.skills import flow_l1
+
+    torch.manual_seed(0)
+    target, recon = torch.randn(3, 4, 2, 8, 8), torch.randn(3, 4, 2, 8, 8)
+    agent = torch.rand(3, 4, 8, 8) > 0.8
+    torch.testing.assert_close(flow_l1(recon, target, agent, 1.0), (recon - target).abs().mean())
+    cells = agent[:, :, None].expand_as(target)
+    torch.testing.assert_close(flow_l1(recon, target, agent, 0.0), (recon - target).abs()[cells].mean())
+
+
 def test_decoder_uses_the_first_frame():
     torch.manual_seed(0)
     tok = SkillTokenizer(TINY, 32).eval()

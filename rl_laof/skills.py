@@ -151,9 +151,11 @@ def run_dir_for(cfg: SkillConfig, ds: VideoDataset) -> Path:
 class SkillRun:
     """A skills run folder: its config, the dataset, and the trained models found there."""
 
-    def __init__(self, cfg: SkillConfig, dataset: str | Path, run_dir: str | Path | None = None):
+    def __init__(self, cfg: SkillConfig, dataset: str | Path, run_dir: str | Path | None = None,
+                 flow: str | None = "auto"):
+        """``flow=None``: the dataset without its flow targets (loading trained models needs none)."""
         self.cfg = cfg
-        self.ds = VideoDataset(dataset)
+        self.ds = VideoDataset(dataset, flow=flow)
         self.dir = Path(run_dir) if run_dir is not None else run_dir_for(cfg, self.ds)
         config = json.loads(json.dumps(cfg.to_dict()))
         refuse_other_config(self.dir, config, _NOT_IDENTITY)
@@ -309,14 +311,11 @@ def load_skills(run_dir: str | Path) -> tuple[SkillTokenizer, SkillPrior, Transl
         raise FileNotFoundError(f"{run_dir}: not a finished skills run (missing {missing or ['config.json']}); "
                                 f"make one with python -m rl_laof.skills all --dataset DIR --out {run_dir}")
     meta = read_json(run_dir / "config.json")
-    cfg = SkillConfig(**meta["config"])
-    ds = VideoDataset(meta["dataset"], flow=None)
-    run = SkillRun.__new__(SkillRun)  # load only: no dataset scan, no config rewrite
-    run.cfg, run.ds, run.dir, run.image_size, run._train = cfg, ds, run_dir, ds.image_shape[-1], None
-    return run.tokenizer(False), run.prior(False), run.translator(False), {**meta, "image_size": run.image_size,
-                                                                           "action_dim": ds.action_dim,
-                                                                           "action_repeat": ds.config.get(
-                                                                               "action_repeat", 1)}
+    run = SkillRun(SkillConfig(**meta["config"]), meta["dataset"], run_dir, flow=None)
+    ds = run.ds
+    return run.tokenizer(False), run.prior(False), run.translator(False), {
+        **meta, "image_size": run.image_size, "action_dim": ds.action_dim,
+        "action_repeat": ds.config.get("action_repeat", 1)}
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +199,13 @@ def run_dir_for(cfg: LAMConfig, dataset: Path, task: str) -> Path:
 
 
 def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
-              stop_after: int | None = None) -> dict[str, Any]:
+              stop_after: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None
+              ) -> dict[str, Any]:
     """Train (or resume, or find finished) one latent action model; returns its report.
 
     ``stop_after``: end (with a checkpoint) after that many steps in total, as a kill would — the test of
-    exact resumption uses it.
+    exact resumption uses it. ``on_eval(step, metrics)`` sees every periodic held-out evaluation (a sweep
+    reports them to its pruner, and may raise to end the run there).
     """
     from tqdm import tqdm
 
@@ -332,6 +335,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
                 for k, v in m.items():
                     writer.add_scalar(k, v, step)
                 history.append({"step": step, "train_loss": metrics["loss"], **m})
+                if on_eval is not None:
+                    on_eval(step, m)
             dist.barrier()
         if step % cfg.checkpoint_every == 0 or step == limit:
             checkpoint()
@@ -351,7 +356,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
             if train_seconds else None,
             "train_seconds": round(train_seconds, 1),
             "final_eval": evaluate(),
-            "probes": probe_report(model, ds, cfg),
+            "probes": probe_report(model, ds, cfg, mlp=cfg.mlp_probe_steps > 0),
         }
         report["wall_seconds"] = round(time.perf_counter() - t_report, 1)
         ev = report["probes"]["eval"]
@@ -383,8 +388,8 @@ def build_parser():
 
     p = stage_parser("rl_laof.pretrain", __doc__, LAM_PRESETS,
                      "quick: 1000 steps of batch 64, width 16 (minutes on 2 cores); paper: 50k steps of 128, width 64")
-    p.add_argument("--method", default="laof", choices=list(LAM_METHODS),
-                   help="lapo / laom / laof; -action adds an action head on the labelled windows")
+    p.add_argument("--method", default=None, choices=list(LAM_METHODS),
+                   help="lapo / laom / laof (the default); -action adds an action head on the labelled windows")
     p.add_argument("--dataset", type=Path, default=None,
                    help="dataset folder (default: the task's dataset at the preset, collected if missing)")
     p.add_argument("--labels", type=float, default=None, help="labelled fraction for -action (default 0.01)")
@@ -397,6 +402,8 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other LAMConfig field, e.g. --set flow_weight=0.5 (repeatable)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="a config file's 'pretrain' section (e.g. a sweep's best.json); flags and --set win")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/lam/<task>/<dataset>/<run>)")
     p.add_argument("--no-progress", action="store_true")
     return p
@@ -404,11 +411,14 @@ def build_parser():
 
 def config_from_args(args) -> LAMConfig:
     from rl_laof.cli import parse_sets
+    from rl_laof.config_file import config_section
 
-    overrides: dict[str, Any] = dict(method=args.method, labels=args.labels,
-                                     labelled_trajectories=args.labelled_trajectories, latent=args.latent,
-                                     steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
-                                     threads=args.threads)
+    overrides: dict[str, Any] = config_section(args.config, "pretrain")
+    flags: dict[str, Any] = dict(method=args.method, labels=args.labels,
+                                 labelled_trajectories=args.labelled_trajectories, latent=args.latent,
+                                 steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
+                                 threads=args.threads)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
     overrides.update(parse_sets(LAMConfig, args.set))
     return from_preset(LAMConfig, LAM_PRESETS, args.preset, **overrides)
 

@@ -385,15 +385,18 @@ def build_parser():
                    help="quick: minutes per stage on 2 cores; paper: QueST's sizes")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any SkillConfig field")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="a config file's 'skills' section (e.g. a sweep's best.json); --seed and --set win")
     p.add_argument("--no-progress", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from rl_laof.cli import parse_sets
+    from rl_laof.config_file import config_section
 
     args = build_parser().parse_args(argv)
-    overrides = parse_sets(SkillConfig, args.set)
+    overrides = {**config_section(args.config, "skills"), **parse_sets(SkillConfig, args.set)}
     if args.seed is not None:
         overrides["seed"] = args.seed
     dataset = args.dataset

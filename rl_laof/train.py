@@ -20,9 +20,11 @@ continues the newest with the same step count and learning-rate schedule), ``rep
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,12 @@ import numpy as np
 from rl_laof.artifacts import read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
+    LAM_PRESETS,
     TRAIN_ALGOS,
     TRAIN_LATENTS,
     TRAIN_PRESETS,
     ImitationConfig,
+    LAMConfig,
     TrainConfig,
     from_preset,
 )
@@ -73,6 +77,40 @@ def find_latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = 
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
                        seed=cfg.seed, normalise=False, threads=cfg.threads)
     return Path(imitate(icfg, dataset, progress=progress)["run_dir"])
+
+
+def build_tuned_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation_overrides: dict[str, Any],
+                      progress: bool = True) -> Path:
+    """The latent policy for ``cfg`` built with a config file's ``pretrain`` / ``imitate`` sections (e.g. a
+    sweep's best values): latent action model, then imitation, each in its own run folder (named by a hash
+    of the values, so the preset's runs are left alone)."""
+    import hashlib
+
+    from rl_laof.data.dataset import VideoDataset
+    from rl_laof.imitate import imitate
+    from rl_laof.imitate import run_dir_for as imitation_dir
+    from rl_laof.pretrain import find_or_build_dataset, train_lam
+    from rl_laof.pretrain import run_dir_for as lam_dir_for
+
+    method = lam_overrides.get("method", cfg.latent)
+    if method != cfg.latent:
+        raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {cfg.latent}: "
+                         f"pass --latent {method}")
+    if cfg.latent in ("none", "sof"):
+        raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's pretrain / imitate "
+                         "sections do not apply")
+    dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress)
+    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": cfg.latent,
+                                                                 "seed": cfg.seed, "threads": cfg.threads})
+    key = hashlib.sha1(json.dumps([lam_cfg.to_dict(), imitation_overrides], sort_keys=True, default=str)
+                       .encode()).hexdigest()[:8]
+    lam_run = lam_dir_for(lam_cfg, dataset, cfg.task)
+    lam_report = train_lam(lam_cfg, dataset, lam_run.with_name(f"{lam_run.name}-cfg{key}"), progress=progress)
+    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset,
+                       **{**imitation_overrides, "latent": cfg.latent, "policy": cfg.latent_policy, "seed": cfg.seed,
+                          "normalise": False, "threads": cfg.threads, "lam_run": lam_report["run_dir"]})
+    out = imitation_dir(icfg, VideoDataset(dataset))
+    return Path(imitate(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
 
 
 def load_latent_space(cfg: TrainConfig, agent_dir: Path):
@@ -231,9 +269,11 @@ def run_dir_for(cfg: TrainConfig) -> Path:
 
 
 def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, rebuild: bool = False,
-          progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
+          progress: bool = True, stop_at: int | None = None,
+          on_eval: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) an agent; returns the report. ``stop_at``: checkpoint and stop at
-    that step (what a kill after a checkpoint leaves; the resume test uses it)."""
+    that step (what a kill after a checkpoint leaves; the resume test uses it). ``on_eval(env_step, result)``
+    sees every periodic evaluation (a sweep's pruner); what it raises ends the run, with its envs closed."""
     import torch
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -299,7 +339,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     def periodic_eval(m) -> dict[str, float]:
         _sync_obs_stats(m.get_env(), eval_env)
         r, _ = run_agent_episodes(m, eval_env)
-        return {"mean": float(r.mean()), "std": float(r.std())}
+        result = {"mean": float(r.mean()), "std": float(r.std())}
+        if on_eval is not None:
+            on_eval(int(m.num_timesteps) * chunk, result)
+        return result
 
     callback = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval,
                                 history, f"{cfg.algo} {cfg.latent} {cfg.task}", progress,
@@ -308,7 +351,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     t0 = time.time()
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
-        model.learn(remaining, callback=callback, reset_num_timesteps=loaded is None, tb_log_name="run")
+        try:
+            model.learn(remaining, callback=callback, reset_num_timesteps=loaded is None, tb_log_name="run")
+        except BaseException:
+            eval_env.close()
+            venv.close()
+            raise
     train_s = time.time() - t0
     eval_env.close()
     if stop_at is not None and model.num_timesteps < cfg.total_steps:
@@ -357,8 +405,9 @@ def build_parser():
     p = stage_parser("rl_laof.train", __doc__, TRAIN_PRESETS,
                      "quick: 20k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
     p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
-    p.add_argument("--latent", default="laof",
-                   help=f"the action space: none (raw actions), a latent action model's, or sof (skills): "
+    p.add_argument("--latent", default=None,
+                   help=f"the action space (default laof, or the --config file's pretrain method): none (raw "
+                        f"actions), a latent action model's, or sof (skills): "
                         f"{', '.join(TRAIN_LATENTS)}")
     p.add_argument("--latent-policy", default=None, choices=["bc", "lafp"],
                    help="bc: act with the latent, start from latent BC; lafp: act with the flow policy's noise")
@@ -378,6 +427,9 @@ def build_parser():
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other TrainConfig field, e.g. --set learning_rate=1e-4 (repeatable)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE",
+                   help="a config file (e.g. a sweep's best.json): its 'train' section, and its 'pretrain' / "
+                        "'imitate' sections build the latent policy; flags and --set win")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<task>/<run>)")
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its newest checkpoint")
     p.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
@@ -389,13 +441,17 @@ def build_parser():
 
 def config_from_args(args) -> TrainConfig:
     from rl_laof.cli import parse_sets
+    from rl_laof.config_file import config_section
 
-    overrides: dict[str, Any] = dict(task=args.task, algo=args.algo, latent=args.latent,
-                                     latent_policy=args.latent_policy, latent_agent=args.latent_agent, obs=args.obs,
-                                     skills=args.skills, skill_action=args.skill_action, kl_coef=args.kl_coef,
-                                     distractors=args.distractors,
-                                     seed=args.seed, num_envs=args.num_envs, total_steps=args.steps,
-                                     threads=args.threads)
+    overrides: dict[str, Any] = config_section(args.config, "train", required=False)
+    if args.latent is None and "latent" not in overrides:
+        overrides["latent"] = config_section(args.config, "pretrain", required=False).get("method")
+    flags: dict[str, Any] = dict(task=args.task, algo=args.algo, latent=args.latent,
+                                 latent_policy=args.latent_policy, latent_agent=args.latent_agent, obs=args.obs,
+                                 skills=args.skills, skill_action=args.skill_action, kl_coef=args.kl_coef,
+                                 distractors=args.distractors, seed=args.seed, num_envs=args.num_envs,
+                                 total_steps=args.steps, threads=args.threads)
+    overrides.update({k: v for k, v in flags.items() if v is not None})
     overrides.update(parse_sets(TrainConfig, args.set))
     return from_preset(TrainConfig, TRAIN_PRESETS, args.preset, **overrides)
 
@@ -405,7 +461,20 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(args)
     if args.resume and args.fresh:
         raise ValueError("--resume continues a run, --fresh deletes it: give one.")
-    out = args.out or run_dir_for(cfg)
+    if args.config is not None:
+        from rl_laof.config_file import read_config_file
+
+        sections = read_config_file(args.config)
+        if not {"train", "pretrain", "imitate"} & set(sections):
+            raise ValueError(f"--config {args.config}: no train, pretrain or imitate section for rl_laof.train")
+        lam_over, im_over = sections.get("pretrain", {}), sections.get("imitate", {})
+        if (lam_over or im_over) and cfg.latent_agent is None:
+            cfg = dataclasses.replace(cfg, latent_agent=str(build_tuned_agent(cfg, lam_over, im_over,
+                                                                              not args.no_progress)))
+    default_out = run_dir_for(cfg)
+    if args.config is not None:
+        default_out = default_out.with_name(f"{default_out.name}-{args.config.stem}")
+    out = args.out or default_out
     if args.fresh:
         shutil.rmtree(out, ignore_errors=True)
     report = train(cfg, out, resume=args.resume, rebuild=args.rebuild, progress=not args.no_progress)

@@ -1,0 +1,78 @@
+"""Config files: stage settings a command reads with ``--config FILE`` (what ``sweeps.tune`` exports).
+
+A config file is JSON with one section per stage, each a set of fields of that stage's dataclass::
+
+    {"format": "rl_laof-config/1",
+     "pretrain": {"flow_weight": 0.6, "lr": 0.0007},      # LAMConfig
+     "imitate": {},                                      # ImitationConfig
+     "skills": {},                                       # SkillConfig
+     "train": {"learning_rate": 0.0001},                 # TrainConfig
+     "source": {...}}                                    # free-form: where the values came from
+
+Precedence: the preset, then the file, then the command line's flags and ``--set``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+FORMAT = "rl_laof-config/1"
+
+
+def _sections() -> dict[str, type]:
+    from rl_laof.config import ImitationConfig, LAMConfig, SkillConfig, TrainConfig
+
+    return {"pretrain": LAMConfig, "imitate": ImitationConfig, "skills": SkillConfig, "train": TrainConfig}
+
+
+def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Every stage section of the file, checked: known sections, fields of the section's dataclass."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"--config {path}: no such file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config {path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"--config {path}: not an rl_laof config file (needs \"format\": \"{FORMAT}\")")
+    sections = _sections()
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in data.items():
+        if name in ("format", "source"):
+            continue
+        if name not in sections:
+            raise ValueError(f"--config {path}: unknown section {name!r}; valid: {', '.join(sections)}")
+        fields = {f.name for f in dataclasses.fields(sections[name])}
+        bad = sorted(set(values) - fields)
+        if bad:
+            raise ValueError(f"--config {path}: section {name!r} has no field(s) {bad} "
+                             f"({sections[name].__name__} fields: {', '.join(sorted(fields))})")
+        out[name] = dict(values)
+    return out
+
+
+def config_section(path: str | Path | None, section: str, required: bool = True) -> dict[str, Any]:
+    """The overrides one stage takes from ``--config`` (``{}`` without a file)."""
+    if path is None:
+        return {}
+    sections = read_config_file(path)
+    if section not in sections:
+        if required:
+            raise ValueError(f"--config {path} has no {section!r} section (it has: {', '.join(sections) or 'none'})")
+        return {}
+    return sections[section]
+
+
+def write_config_file(path: str | Path, sections: dict[str, dict[str, Any]], source: dict[str, Any] | None = None
+                      ) -> Path:
+    """Write a config file (atomically), checking it reads back."""
+    from rl_laof.artifacts import write_json
+
+    path = Path(path)
+    write_json(path, {"format": FORMAT, **{k: v for k, v in sections.items() if v}, "source": source or {}})
+    read_config_file(path)
+    return path

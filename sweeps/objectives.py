@@ -1,0 +1,121 @@
+"""What one trial runs: the target's stage with the trial's values, scored on held-out data.
+
+Each objective takes the trial's stage overrides, a folder of its own, and ``report(step, value)``
+(intermediate values for the pruner, which may raise ``optuna.TrialPruned``; ``None`` for
+multi-objective studies, which Optuna cannot prune) and returns one value per study direction:
+``probe`` = held-out linear-probe action MSE of the latent action model (the ``eval`` episodes: other
+episodes than the training ones), ``return`` = mean episode return of the downstream policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rl_laof.config import (
+    IMITATION_PRESETS,
+    LAM_PRESETS,
+    SKILL_PRESETS,
+    TRAIN_PRESETS,
+    ImitationConfig,
+    LAMConfig,
+    SkillConfig,
+    SweepConfig,
+    TrainConfig,
+    from_preset,
+)
+
+Report = Callable[[int, float], None] | None
+
+
+def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
+    """What every trial shares, built once before any worker starts (two workers must not both collect
+    a dataset or train the same default model): the dataset, and the frozen upstream runs of the
+    downstream targets. Returns fixed stage overrides / paths for the trials."""
+    from rl_laof.pretrain import find_or_build_dataset
+
+    if cfg.target == "sof":
+        if cfg.dataset is None:
+            raise ValueError("target sof needs --dataset: a multi-task dataset with flow (python -m "
+                             "rl_laof.data.multitask; benchmarks/bench_skills.py builds one)")
+        if not Path(cfg.dataset).exists():
+            raise FileNotFoundError(f"--dataset {cfg.dataset}: no such dataset")
+        return {"dataset": str(cfg.dataset), "fixed": {}}
+    if cfg.target == "ppo":
+        from rl_laof.train import find_latent_agent
+
+        tcfg = from_preset(TrainConfig, TRAIN_PRESETS, cfg.preset, task=cfg.task, latent="laof")
+        return {"dataset": None, "fixed": {"latent_agent": str(find_latent_agent(tcfg, progress=progress))}}
+    laof = cfg.target in ("laof", "lafp")
+    dataset = Path(cfg.dataset) if cfg.dataset else find_or_build_dataset(cfg.task, cfg.preset, laof, progress)
+    if not dataset.exists():
+        raise FileNotFoundError(f"--dataset {dataset}: no such dataset")
+    if cfg.target == "lafp":  # the policy imitates the latents of the preset's LAOF model, trained once here
+        from rl_laof.pretrain import train_lam
+
+        lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, method="laof", seed=cfg.seed)
+        return {"dataset": str(dataset),
+                "fixed": {"lam_run": train_lam(lam_cfg, dataset, progress=progress)["run_dir"]}}
+    return {"dataset": str(dataset), "fixed": {}}
+
+
+def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
+                 report: Report) -> list[float]:
+    """laof / lapo / laom: train the model; probe MSE and / or the return of latent BC on its latents."""
+    from rl_laof.pretrain import train_lam
+
+    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **overrides)
+    on_eval = None
+    if report is not None:
+        def on_eval(step: int, metrics: dict[str, float]) -> None:
+            report(step, metrics["eval/linear_probe_action_mse"])
+    rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False, on_eval=on_eval)
+    values = []
+    if cfg.objective in ("probe", "both"):
+        values.append(float(rep["probes"]["eval"]["linear_action_mse"]))
+    if cfg.objective in ("return", "both"):
+        from rl_laof.imitate import imitate
+
+        icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=lam_cfg.method, policy="bc",
+                           lam_run=rep["run_dir"], seed=cfg.seed, threads=lam_cfg.threads, normalise=False,
+                           eval_backgrounds=("train",))
+        values.append(float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)
+                            ["returns"]["train"]["mean"]))
+    return values
+
+
+def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
+                       report: Report) -> list[float]:
+    """lafp: the flow-matching latent policy and its decoder on the frozen LAOF latents; episode return."""
+    from rl_laof.imitate import imitate
+
+    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, **overrides)
+    return [float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)["returns"]["train"]["mean"])]
+
+
+def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
+           report: Report) -> list[float]:
+    """sof: tokenizer, prior and translator; mean return of the skill policy over the dataset's tasks."""
+    from rl_laof.skills import SkillRun, evaluate
+
+    scfg = from_preset(SkillConfig, SKILL_PRESETS, cfg.preset, **overrides)
+    return [float(evaluate(SkillRun(scfg, shared["dataset"], trial_dir / "skills"), progress=False)
+                  ["mean_over_tasks"])]
+
+
+def ppo(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
+        report: Report) -> list[float]:
+    """ppo: the agent in the LAOF latent action space; final evaluation return (periodic ones are reported)."""
+    from rl_laof.train import train
+
+    tcfg = from_preset(TrainConfig, TRAIN_PRESETS, cfg.preset, **overrides)
+    on_eval = None
+    if report is not None:
+        def on_eval(step: int, result: dict[str, float]) -> None:
+            report(step, result["mean"])
+    return [float(train(tcfg, trial_dir / "train", progress=False, on_eval=on_eval)["final"]["mean"])]
+
+
+OBJECTIVES = {"laof": latent_model, "lapo": latent_model, "laom": latent_model, "lafp": latent_flow_policy,
+              "sof": skills, "ppo": ppo}

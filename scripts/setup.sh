@@ -10,8 +10,9 @@ EXTRAS=""
 [[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
 
 APT_PACKAGES="libegl1 libegl-mesa0 libgl1-mesa-dri libgles2"
-# --dev: g++ compiles the CUDA kernels as C++ so that tests run them on the CPU (tests/cuda_on_cpu.py)
-[[ -n "$EXTRAS" ]] && APT_PACKAGES="$APT_PACKAGES g++"
+# --dev: g++ compiles the CUDA kernels as C++ so that tests run them on the CPU (tests/cuda_on_cpu.py);
+# postgresql: the sweep tests start a PostgreSQL server of their own (tests/test_sweeps.py)
+[[ -n "$EXTRAS" ]] && APT_PACKAGES="$APT_PACKAGES g++ postgresql"
 if command -v apt-get >/dev/null 2>&1; then
   missing=$(dpkg-query -W -f='${Package} ${Status}\n' $APT_PACKAGES 2>/dev/null | grep -vc "install ok installed" || true)
   if ! dpkg-query -W $APT_PACKAGES >/dev/null 2>&1 || [[ "$missing" != "0" ]]; then

@@ -167,6 +167,10 @@ def build_space(cfg: SweepConfig, fixed: dict[str, Any], narrowed: list[Param]) 
         raise ValueError(f"{', '.join(both)}: both fixed by --set and tuned by the search space; drop the --set, "
                          f"or fix it with --space {both[0]}=[value]")
     base = {**target_defaults(cfg), **fixed}
+    try:
+        from_preset(cls, presets, cfg.preset, **apply(section, base))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--set {fixed} conflicts with the {cfg.preset} preset: {exc}") from None
     for p in space.values():
         for value in p.corners():
             try:

@@ -91,9 +91,9 @@ def open_storage(spec: str) -> optuna.storages.BaseStorage:
         return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
     except sqlalchemy.exc.ArgumentError as exc:
         raise ValueError(f"--storage {redact(spec)}: not a database URL SQLAlchemy understands ({exc})") from None
-    except ModuleNotFoundError as exc:
-        raise ValueError(f"--storage {redact(spec)}: its database driver is not installed ({exc.name}); for "
-                         "PostgreSQL: pip install psycopg2-binary") from None
+    except ImportError as exc:
+        raise ValueError(f"--storage {redact(spec)}: its database driver is not installed ({exc}); PostgreSQL's "
+                         "comes with this package (psycopg 3: postgresql:// or postgresql+psycopg://)") from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         raise RuntimeError(f"cannot reach the study database {redact(spec)}: {reason}. Is the server running and "
@@ -264,6 +264,20 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: SweepConfig, object
     return TrialState.COMPLETE
 
 
+def draw(study: optuna.Study, cfg: SweepConfig) -> optuna.Trial | None:
+    """The next trial to run (a waiting retry first), or None when the draw is a surplus: two workers that
+    both saw room for one more trial draw two, and the storage numbers them in order, so the one numbered
+    past ``n_trials`` is closed unrun."""
+    trial = study.ask()
+    if is_retry(study._storage.get_trial(trial._trial_id)):
+        return trial
+    if counted([t for t in study.get_trials(deepcopy=False) if t.number < trial.number]) >= cfg.n_trials:
+        study._storage.set_trial_system_attr(trial._trial_id, SURPLUS, True)
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    return trial
+
+
 def run_worker(study: optuna.Study, cfg: SweepConfig, objective, log=print) -> dict[str, int]:
     """Run trials until the study has ``cfg.n_trials`` and nothing is left to retry or wait for."""
     ran = {"complete": 0, "pruned": 0, "failed": 0, "retries_run": 0}
@@ -276,15 +290,10 @@ def run_worker(study: optuna.Study, cfg: SweepConfig, objective, log=print) -> d
                 time.sleep(cfg.heartbeat_s)  # others still run: stay to retry them if their worker dies
                 continue
             return ran
-        trial = study.ask()
-        frozen = study._storage.get_trial(trial._trial_id)
-        if not is_retry(frozen):
-            index = counted([t for t in study.get_trials(deepcopy=False) if t.number < trial.number])
-            if index >= cfg.n_trials:  # a race between workers drew one trial too many: close it unrun
-                study._storage.set_trial_system_attr(trial._trial_id, SURPLUS, True)
-                study.tell(trial, state=TrialState.FAIL)
-                continue
-        else:
+        trial = draw(study, cfg)
+        if trial is None:
+            continue
+        if is_retry(study._storage.get_trial(trial._trial_id)):
             ran["retries_run"] += 1
         state = run_trial(study, trial, cfg, objective, log)
         ran[{TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]] += 1

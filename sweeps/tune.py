@@ -57,6 +57,7 @@ def build_parser():
     p.add_argument("--trial-steps", type=int, default=None, help="training steps per trial (PPO: agent steps)")
     p.add_argument("--report-every", type=int, default=None, help="steps between intermediate values")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
     p.add_argument("--heartbeat", type=float, default=None, help="seconds between a running trial's heartbeats")
     p.add_argument("--grace", type=float, default=None, help="seconds without a heartbeat before a trial is retried")
     p.add_argument("--space", action="append", default=[], metavar="NAME=LOW:HIGH[:log] | NAME=[a,b]",
@@ -74,7 +75,7 @@ def config_from_args(args) -> SweepConfig:
                        method=args.method, dataset=args.dataset, objective=objective, n_trials=args.n_trials,
                        workers=args.workers, storage=args.storage, study_name=args.study_name, sampler=args.sampler,
                        pruner=args.pruner, trial_steps=args.trial_steps, report_every=args.report_every,
-                       seed=args.seed, heartbeat_s=args.heartbeat, grace_s=args.grace)
+                       seed=args.seed, threads=args.threads, heartbeat_s=args.heartbeat, grace_s=args.grace)
 
 
 def setup(args) -> tuple[SweepConfig, list, dict[str, Any]]:
@@ -155,12 +156,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     write_json(out / "shared.json", shared)
     t0 = time.time()
-    if cfg.workers == 1:
-        worker_main(args, cfg, space, fixed, shared, 0)
-    else:
-        codes = spawn_workers(argv, cfg.workers)
-        if any(codes):
-            print(f"warning: worker exit codes {codes}; the study keeps what they finished", file=sys.stderr)
+    # workers are always child processes (one or many: the same start-up cost); this process coordinates
+    codes = spawn_workers(argv, cfg.workers)
+    if any(codes):
+        print(f"warning: worker exit codes {codes}; the study keeps what they finished", file=sys.stderr)
     study = st.create_or_load(cfg, storage, st.identity(cfg, [p.describe() for p in space], fixed))
     result = outputs.write_outputs(study, cfg, space, fixed, out, target_defaults(cfg))
     result.update(seconds=round(time.time() - t0, 1), storage=st.redact(st.storage_spec(cfg)), folder=str(out))

@@ -9,6 +9,7 @@ episodes than the training ones), ``return`` = mean episode return of the downst
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ from rl_laof.config import (
 )
 
 Report = Callable[[int, float], None] | None
+
+
+def _forward(report: Report, key: str) -> Callable[[int, dict[str, float]], None] | None:
+    """A stage's ``on_eval(step, metrics)`` that reports ``metrics[key]`` as the trial's intermediate value."""
+    if report is None:
+        return None
+    return lambda step, metrics: report(step, metrics[key])
 
 
 def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
@@ -66,11 +74,8 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
     from rl_laof.pretrain import train_lam
 
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **overrides)
-    on_eval = None
-    if report is not None:
-        def on_eval(step: int, metrics: dict[str, float]) -> None:
-            report(step, metrics["eval/linear_probe_action_mse"])
-    rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False, on_eval=on_eval)
+    rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False,
+                    on_eval=_forward(report, "eval/linear_probe_action_mse"))
     values = []
     if cfg.objective in ("probe", "both"):
         values.append(float(rep["probes"]["eval"]["linear_action_mse"]))
@@ -110,11 +115,10 @@ def ppo(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], tri
     from rl_laof.train import train
 
     tcfg = from_preset(TrainConfig, TRAIN_PRESETS, cfg.preset, **overrides)
-    on_eval = None
-    if report is not None:
-        def on_eval(step: int, result: dict[str, float]) -> None:
-            report(step, result["mean"])
-    return [float(train(tcfg, trial_dir / "train", progress=False, on_eval=on_eval)["final"]["mean"])]
+    rollout = tcfg.n_steps * tcfg.num_envs
+    if tcfg.batch_size > rollout:  # as rl-baselines3-zoo: a minibatch is at most the rollout
+        tcfg = dataclasses.replace(tcfg, batch_size=rollout)
+    return [float(train(tcfg, trial_dir / "train", progress=False, on_eval=_forward(report, "mean"))["final"]["mean"])]
 
 
 OBJECTIVES = {"laof": latent_model, "lapo": latent_model, "laom": latent_model, "lafp": latent_flow_policy,

@@ -221,9 +221,13 @@ class Diverged(Exception):
     pass
 
 
-def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: SweepConfig, objective, log=print) -> TrialState:
-    """Run one trial with its heartbeat; tell the study how it ended."""
+def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: SweepConfig, objective, log=print,
+              sample=None) -> TrialState:
+    """Run one trial with its heartbeat; tell the study how it ended. ``sample(trial)`` draws every parameter
+    first, so a trial that has a heartbeat has its whole configuration in the storage (a retry repeats it)."""
     storage = study._storage
+    if sample is not None:
+        sample(trial)
     storage.set_trial_system_attr(trial._trial_id, WORKER, f"{socket.gethostname()}:{os.getpid()}")
     beat = Heartbeat(storage, trial._trial_id, cfg.heartbeat_s)
     multi = len(cfg.directions) > 1
@@ -278,7 +282,7 @@ def draw(study: optuna.Study, cfg: SweepConfig) -> optuna.Trial | None:
     return trial
 
 
-def run_worker(study: optuna.Study, cfg: SweepConfig, objective, log=print) -> dict[str, int]:
+def run_worker(study: optuna.Study, cfg: SweepConfig, objective, log=print, sample=None) -> dict[str, int]:
     """Run trials until the study has ``cfg.n_trials`` and nothing is left to retry or wait for."""
     ran = {"complete": 0, "pruned": 0, "failed": 0, "retries_run": 0}
     while True:
@@ -295,5 +299,5 @@ def run_worker(study: optuna.Study, cfg: SweepConfig, objective, log=print) -> d
             continue
         if is_retry(study._storage.get_trial(trial._trial_id)):
             ran["retries_run"] += 1
-        state = run_trial(study, trial, cfg, objective, log)
+        state = run_trial(study, trial, cfg, objective, log, sample)
         ran[{TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed"}[state]] += 1

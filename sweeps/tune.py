@@ -117,7 +117,7 @@ def worker_main(args, cfg: SweepConfig, space, fixed, shared: dict[str, Any], in
         if not args.no_progress:
             print(f"[worker {index} pid {os.getpid()}] {msg}", flush=True)
 
-    return st.run_worker(study, cfg, objective, log)
+    return st.run_worker(study, cfg, objective, log, sample=lambda trial: [p.suggest(trial) for p in space])
 
 
 def spawn_workers(argv: list[str], workers: int) -> list[int]:

@@ -14,18 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl_laof.config import (
-    IMITATION_PRESETS,
-    LAM_PRESETS,
-    SKILL_PRESETS,
-    TRAIN_PRESETS,
-    ImitationConfig,
-    LAMConfig,
-    SkillConfig,
-    SweepConfig,
-    TrainConfig,
-    from_preset,
-)
+from rl_laof.config import SweepConfig
+from sweeps.spaces import stage_config
 
 Report = Callable[[int, float], None] | None
 
@@ -53,7 +43,7 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.target == "ppo":
         from rl_laof.train import find_latent_agent
 
-        tcfg = from_preset(TrainConfig, TRAIN_PRESETS, cfg.preset, task=cfg.task, latent="laof")
+        tcfg = stage_config("train", cfg.preset, {"task": cfg.task, "latent": "laof"})
         return {"dataset": None, "fixed": {"latent_agent": str(find_latent_agent(tcfg, progress=progress))}}
     laof = cfg.target in ("laof", "lafp")
     dataset = Path(cfg.dataset) if cfg.dataset else find_or_build_dataset(cfg.task, cfg.preset, laof, progress)
@@ -62,7 +52,7 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
     if cfg.target == "lafp":  # the policy imitates the latents of the preset's LAOF model, trained once here
         from rl_laof.pretrain import train_lam
 
-        lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, method="laof", seed=cfg.seed)
+        lam_cfg = stage_config("pretrain", cfg.preset, {"method": "laof", "seed": cfg.seed})
         return {"dataset": str(dataset),
                 "fixed": {"lam_run": train_lam(lam_cfg, dataset, progress=progress)["run_dir"]}}
     return {"dataset": str(dataset), "fixed": {}}
@@ -73,7 +63,7 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
     """laof / lapo / laom: train the model; probe MSE and / or the return of latent BC on its latents."""
     from rl_laof.pretrain import train_lam
 
-    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **overrides)
+    lam_cfg = stage_config("pretrain", cfg.preset, overrides)
     rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False,
                     on_eval=_forward(report, "eval/linear_probe_action_mse"))
     values = []
@@ -82,9 +72,9 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
     if cfg.objective in ("return", "both"):
         from rl_laof.imitate import imitate
 
-        icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=lam_cfg.method, policy="bc",
-                           lam_run=rep["run_dir"], seed=cfg.seed, threads=lam_cfg.threads, normalise=False,
-                           eval_backgrounds=("train",))
+        icfg = stage_config("imitate", cfg.preset, {
+            "latent": lam_cfg.method, "policy": "bc", "lam_run": rep["run_dir"], "seed": cfg.seed,
+            "threads": lam_cfg.threads, "normalise": False, "eval_backgrounds": ("train",)})
         values.append(float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)
                             ["returns"]["train"]["mean"]))
     return values
@@ -95,7 +85,7 @@ def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict
     """lafp: the flow-matching latent policy and its decoder on the frozen LAOF latents; episode return."""
     from rl_laof.imitate import imitate
 
-    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, **overrides)
+    icfg = stage_config("imitate", cfg.preset, overrides)
     return [float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)["returns"]["train"]["mean"])]
 
 
@@ -104,7 +94,7 @@ def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], 
     """sof: tokenizer, prior and translator; mean return of the skill policy over the dataset's tasks."""
     from rl_laof.skills import SkillRun, evaluate
 
-    scfg = from_preset(SkillConfig, SKILL_PRESETS, cfg.preset, **overrides)
+    scfg = stage_config("skills", cfg.preset, overrides)
     return [float(evaluate(SkillRun(scfg, shared["dataset"], trial_dir / "skills"), progress=False)
                   ["mean_over_tasks"])]
 
@@ -114,7 +104,7 @@ def ppo(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], tri
     """ppo: the agent in the LAOF latent action space; final evaluation return (periodic ones are reported)."""
     from rl_laof.train import train
 
-    tcfg = from_preset(TrainConfig, TRAIN_PRESETS, cfg.preset, **overrides)
+    tcfg = stage_config("train", cfg.preset, overrides)
     rollout = tcfg.n_steps * tcfg.num_envs
     if tcfg.batch_size > rollout:  # as rl-baselines3-zoo: a minibatch is at most the rollout
         tcfg = dataclasses.replace(tcfg, batch_size=rollout)

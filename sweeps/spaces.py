@@ -34,6 +34,12 @@ TARGET_STAGE = {"laof": "pretrain", "lapo": "pretrain", "laom": "pretrain", "laf
                 "ppo": "train"}
 
 
+def stage_config(section: str, preset: str, overrides: dict[str, Any]):
+    """The config of a stage section (``pretrain`` / ``imitate`` / ``skills`` / ``train``) at a preset."""
+    cls, presets = STAGES[section]
+    return from_preset(cls, presets, preset, **overrides)
+
+
 @dataclass(frozen=True)
 class Param:
     """One tuned value: a float or int range (``log``: sampled on a log scale) or a list of choices."""
@@ -154,7 +160,7 @@ def build_space(cfg: SweepConfig, fixed: dict[str, Any], narrowed: list[Param]) 
     """The target's space with ``--space`` items replacing or adding parameters, checked against ``fixed``
     (``--set``) and the preset: a clear error rather than a study of failing trials."""
     section = TARGET_STAGE[cfg.target]
-    cls, presets = STAGES[section]
+    cls, _ = STAGES[section]
     fields = {f.name for f in dataclasses.fields(cls)}
     space = {p.name: p for p in default_space(cfg)}
     for p in narrowed:
@@ -168,13 +174,13 @@ def build_space(cfg: SweepConfig, fixed: dict[str, Any], narrowed: list[Param]) 
                          f"or fix it with --space {both[0]}=[value]")
     base = {**target_defaults(cfg), **fixed}
     try:
-        from_preset(cls, presets, cfg.preset, **apply(section, base))
+        stage_config(section, cfg.preset, apply(section, base))
     except (ValueError, TypeError) as exc:
         raise ValueError(f"--set {fixed} conflicts with the {cfg.preset} preset: {exc}") from None
     for p in space.values():
         for value in p.corners():
             try:
-                from_preset(cls, presets, cfg.preset, **apply(section, {**base, p.name: value}))
+                stage_config(section, cfg.preset, apply(section, {**base, p.name: value}))
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"search space conflicts with the {cfg.preset} preset: {p.describe()} allows "
                                  f"{p.name}={value}, which gives: {exc}") from None

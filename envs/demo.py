@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-LEVELS = ("none", "easy", "medium", "hard")
+LEVELS = ("none", "easy", "medium", "hard", "laom")
 
 
 def _last_frames(obs: np.ndarray) -> np.ndarray:

@@ -15,12 +15,14 @@ from typing import Any
 
 # --------------------------------------------------------------------------- distractors
 
-#: Distracting Control Suite difficulty scale s (Stone et al. 2021).
-DIFFICULTY_SCALE = {"none": 0.0, "easy": 0.1, "medium": 0.2, "hard": 0.3}
+#: Distracting Control Suite difficulty scale s (Stone et al. 2021). ``laom`` is the setting of LAOM's
+#: headline (Nikulin et al. 2025, "scale_easy_video_hard"): camera and colour at the easy scale 0.1, every
+#: training background video, dynamic, and no occluders (DCS has none).
+DIFFICULTY_SCALE = {"none": 0.0, "easy": 0.1, "medium": 0.2, "hard": 0.3, "laom": 0.1}
 #: DCS uses 4 / 8 / all background videos for easy / medium / hard (None = all of the split).
-DIFFICULTY_NUM_VIDEOS = {"none": 0, "easy": 4, "medium": 8, "hard": None}
-#: Moving occluders are ours (DCS has none): 1 / 2 / 3 objects.
-DIFFICULTY_NUM_OBJECTS = {"none": 0, "easy": 1, "medium": 2, "hard": 3}
+DIFFICULTY_NUM_VIDEOS = {"none": 0, "easy": 4, "medium": 8, "hard": None, "laom": None}
+#: Moving occluders are ours (DCS has none): 1 / 2 / 3 objects; none at the LAOM level.
+DIFFICULTY_NUM_OBJECTS = {"none": 0, "easy": 1, "medium": 2, "hard": 3, "laom": 0}
 DISTRACTOR_KINDS = ("background", "color", "camera", "objects")
 BACKGROUND_SPLITS = ("train", "eval")
 
@@ -102,7 +104,7 @@ class DistractorConfig:
         if self.num_objects is not None:
             return self.num_objects
         n = DIFFICULTY_NUM_OBJECTS[self.difficulty]
-        if n == 0 and self.resolved_scale > 0:  # custom scale: one object per 0.1 of scale
+        if n == 0 and self.difficulty == "none" and self.resolved_scale > 0:  # custom scale: 1 object per 0.1
             n = max(1, min(8, math.ceil(self.resolved_scale / 0.1 - 1e-9)))
         return n
 
@@ -397,12 +399,9 @@ class WindowConfig:
 # --------------------------------------------------------------------------- latent action models
 
 LAM_METHODS = ("lapo", "laom", "laof", "lapo-action", "laom-action", "laof-action")
-#: sigma of LAOF's flow encoding (saturation at sigma x image diagonal), per task, for one control
-#: step per frame; a dataset with action repeat k uses k x sigma (the motion between frames is about
-#: k times larger). At 64 px the diagonal is 90.5 px, so 0.03 saturates at 2.7 px: about the 95th
-#: percentile of cheetah-run's agent flow at action repeat 1 (median 0.87 px, 99th pct. 3.4 px).
-FLOW_SIGMA = {"cheetah-run": 0.03, "walker-walk": 0.03}
-DEFAULT_FLOW_SIGMA = 0.03
+#: LAOF's flow target (``rl_laof.flow.agent_targets``): sources, loss forms.
+FLOW_SOURCES = ("observed", "camfree")
+FLOW_LOSSES = ("agent", "plain")
 
 
 @dataclass(frozen=True)
@@ -443,7 +442,14 @@ class LAMConfig:
     ema_tau: float = 0.001  # LAOM's target encoder
     augment: bool | None = None  # LAOM's shift / rotate / perspective augmentation; None: laom* only
     action_head: str = "linear"  # "linear" | "mlp"
-    flow_sigma: float | None = None  # None: FLOW_SIGMA[task]
+    # LAOF's flow target: sigma calibrated from the data (None) so the flow_sigma_percentile-th agent-pixel
+    # speed of the training split encodes to full value (rl_laof.flow.calibrate), or a fixed value
+    flow_sigma: float | None = None
+    flow_sigma_percentile: float = 90.0
+    flow_source: str = "observed"  # "observed" (displayed frames) | "camfree" (camera shake removed)
+    flow_loss: str = "agent"  # "agent": per-sample weighted to the agent's cells | "plain": LAOF's plain MSE
+    flow_bg_weight: float = 0.1  # weight of a cell without the agent in the "agent" loss
+    flow_resolution: int | None = None  # side of the flow decoder's output (None: the frame size)
     # ---- loss weights (the sweeps tune these)
     fdm_weight: float = 1.0
     vq_weight: float = 1.0
@@ -456,6 +462,9 @@ class LAMConfig:
     lr: float = 3e-4
     weight_decay: float = 0.01
     grad_clip: float = 2.0
+    # "bf16": forward passes under bfloat16 autocast (convs and matmuls in bf16, norms and losses in fp32;
+    # weights and optimiser stay fp32): 1.4x the samples/s of "fp32" on an AVX-512-BF16 CPU, see README
+    precision: str = "fp32"
     threads: int | None = None  # torch CPU threads per process (None: torch's default)
     # ---- evaluation
     eval_every: int = 250
@@ -485,6 +494,18 @@ class LAMConfig:
                              f"{self.vq_positions} positions.")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1.")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: use 'fp32' or 'bf16'.")
+        if self.flow_source not in FLOW_SOURCES:
+            raise ValueError(f"flow_source={self.flow_source!r}: use one of {', '.join(FLOW_SOURCES)}.")
+        if self.flow_loss not in FLOW_LOSSES:
+            raise ValueError(f"flow_loss={self.flow_loss!r}: use one of {', '.join(FLOW_LOSSES)}.")
+        if not 0.0 < self.flow_sigma_percentile < 100.0:
+            raise ValueError(f"flow_sigma_percentile={self.flow_sigma_percentile}: a percentile in (0, 100).")
+        if self.flow_sigma is not None and self.flow_sigma <= 0:
+            raise ValueError(f"flow_sigma={self.flow_sigma}: must be > 0 (or None to calibrate it from the data).")
+        if self.flow_bg_weight < 0:
+            raise ValueError(f"flow_bg_weight={self.flow_bg_weight}: must be >= 0.")
 
     @property
     def base(self) -> str:
@@ -503,9 +524,9 @@ class LAMConfig:
             return f"traj-{self.labelled_trajectories}"
         return f"frac-{self.labels if self.labels is not None else 0.01:g}"
 
-    def resolved(self, task: str | None = None, action_repeat: int = 1) -> LAMConfig:
-        """Every ``None`` replaced by the method's setting (``task`` and the dataset's action repeat set
-        the flow sigma)."""
+    def resolved(self, flow_sigma: float | None = None) -> LAMConfig:
+        """Every ``None`` replaced by the method's setting; ``flow_sigma``: the sigma calibrated from the
+        dataset (``rl_laof.flow.calibrate``), used when the config does not fix one."""
         laom = self.base == "laom"
         lam = self.labelled_batch_size / (self.batch_size + self.labelled_batch_size) if self.supervised else 0.0
         flow_w = (1.0 - lam) if self.base == "laof" else 0.0
@@ -516,7 +537,7 @@ class LAMConfig:
             latent=self.latent or ("continuous" if laom else "vq"),
             fdm=self.fdm or ("latent" if laom else "pixel"),
             augment=self.augment if self.augment is not None else laom,
-            flow_sigma=self.flow_sigma or FLOW_SIGMA.get(task or "", DEFAULT_FLOW_SIGMA) * action_repeat,
+            flow_sigma=self.flow_sigma if self.flow_sigma is not None else flow_sigma,
             flow_weight=self.flow_weight if self.flow_weight is not None else flow_w,
             action_weight=self.action_weight if self.action_weight is not None else action_w,
             labels=self.labels if (self.labels is not None or not self.supervised
@@ -525,8 +546,9 @@ class LAMConfig:
 
     def window_config(self) -> WindowConfig:
         r = self.resolved()
+        # LAOF's flow targets are encoded once per split (rl_laof.flow.agent_targets), not gathered per window
         return WindowConfig(frame_stack=r.frame_stack, max_offset=r.max_offset, label_split=r.label_split,
-                            with_masks=True, with_states=True, with_flow=r.base == "laof")
+                            with_masks=False, with_states=True, with_flow=False)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -38,7 +38,8 @@ from rl_laof.config import COLLECT_PRESETS, LAM_METHODS, LAM_PRESETS, CollectCon
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
-from rl_laof.flow.encoding import agent_flow, encode_flow_rgb
+from rl_laof.flow.agent_targets import AgentFlowTargets
+from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.models.augment import random_homographies
 from rl_laof.models.lam import LatentActionModel
 
@@ -48,12 +49,13 @@ _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
 
 # --------------------------------------------------------------------------- data
 
-def find_or_build_dataset(task: str, preset: str, flow: bool, progress: bool = True) -> Path:
-    """The task's default dataset at ``preset`` (hard distractors), collected if missing, with its exact
-    flow targets when ``flow``."""
+def find_or_build_dataset(task: str, preset: str, flow: bool, progress: bool = True, **overrides: Any) -> Path:
+    """The task's default dataset at ``preset`` (hard distractors unless ``overrides`` say otherwise: any
+    ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with its exact flow targets
+    when ``flow``."""
     from rl_laof.collect import collect, default_name
 
-    cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task)
+    cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task, **overrides)
     path = dataset_dir(task, default_name(cfg))
     if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
         collect(cfg, path, progress=progress)
@@ -70,23 +72,24 @@ def _complete(h5: Path) -> bool:
 
 
 class Batches:
-    """Seeded global batches of windows (identical on every process), sliced to this process."""
+    """Seeded global batches of windows (identical on every process), sliced to this process, with their
+    encoded flow targets when ``targets`` is given."""
 
-    def __init__(self, windows: WindowDataset, batch_size: int, seed: int, flow_sigma: float | None):
-        self.windows, self.batch_size, self.flow_sigma = windows, batch_size, flow_sigma
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int, targets: AgentFlowTargets | None):
+        self.windows, self.batch_size, self.targets = windows, batch_size, targets
         self.rng = np.random.default_rng(seed)
 
     def next(self, augment: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        rows = self.rng.integers(0, len(self.windows), self.batch_size)
+        idx = self.rng.integers(0, len(self.windows), self.batch_size)
         hom = random_homographies(self.batch_size, augment) if augment is not None else None
         sl = dist.my_slice(self.batch_size)
         # gather the whole global batch, then slice: the random offsets k drawn inside are then the same
         # whatever the number of processes (gathering costs far less than a training step)
-        batch = {k: v[sl] for k, v in self.windows.__getitems__(rows).items()}
+        batch = {k: v[sl] for k, v in self.windows.__getitems__(idx).items()}
         if hom is not None:
             batch["homography"] = hom[sl]
-        if self.flow_sigma is not None:
-            batch["flow_target"] = flow_target(batch, self.flow_sigma)
+        if self.targets is not None:
+            batch.update({k: v[sl] for k, v in self.targets.get(self.windows.transitions[idx]).items()})
         return batch
 
     def state(self) -> dict:
@@ -97,10 +100,17 @@ class Batches:
         self.windows.rng.bit_generator.state = s["windows_rng"]
 
 
-def flow_target(batch: dict[str, torch.Tensor], sigma: float) -> torch.Tensor:
-    """LAOF's target: the agent's flow of (t, t+1), valid pixels only, RGB-encoded (B, 3, H, W) in [0, 1]."""
-    f = agent_flow(batch["flow"].numpy(), batch["agent_mask"][:, 0].numpy(), batch["flow_valid"].numpy())
-    return torch.from_numpy(encode_flow_rgb(f, sigma))
+def flow_calibration(cfg: LAMConfig, ds: VideoDataset) -> tuple[LAMConfig, dict[str, Any] | None]:
+    """``cfg`` resolved, with LAOF's sigma calibrated from ``ds`` unless the config fixes it; and what the
+    calibration saw (agent-speed percentiles, the agent's share of the image), for the report."""
+    r = cfg.resolved()
+    if r.flow_weight <= 0:
+        return r, None
+    if r.flow_sigma is not None:
+        return r, {"sigma": r.flow_sigma, "calibrated": False}
+    sigma, speeds = calibrated_sigma(ds, r.flow_sigma_percentile, r.flow_source)
+    return cfg.resolved(sigma), {"sigma": sigma, "calibrated": True, "percentile": r.flow_sigma_percentile,
+                                 "source": r.flow_source, "agent_speed": speeds}
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -213,12 +223,12 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     if cfg.threads or world > 1:
         torch.set_num_threads(cfg.threads or max(1, (torch.get_num_threads()) // world))
     ds = VideoDataset(dataset)
-    cfg = cfg.resolved(ds.task, int(ds.config.get("action_repeat", 1)))
-    if cfg.augment and cfg.flow_weight > 0:
-        raise ValueError("augment with the flow loss is not supported: the flow target would need the same warp")
-    if cfg.base == "laof" and "flow" not in ds.keys:
+    if cfg.resolved().flow_weight > 0 and "flow" not in ds.keys:
         raise fmt.DatasetError(f"{ds.path}: no flow targets; LAOF needs them: python -m rl_laof.flow --dataset "
                                f"{ds.path.parent if ds.path.suffix else ds.path} --method exact")
+    cfg, calibration = flow_calibration(cfg, ds)
+    if cfg.augment and cfg.flow_weight > 0:
+        raise ValueError("augment with the flow loss is not supported: the flow target would need the same warp")
     if cfg.supervised and cfg.label_split not in ds.labels:
         raise KeyError(f"{ds.path}: no label split {cfg.label_split!r}; available: {', '.join(ds.labels)}")
     for b in (cfg.batch_size, cfg.labelled_batch_size):
@@ -239,7 +249,9 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     torch.manual_seed(cfg.seed)
     wcfg = cfg.window_config()
     train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed)
-    main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, cfg.flow_sigma if cfg.flow_weight > 0 else None)
+    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
+               for split in ("train", "eval")} if cfg.flow_weight > 0 else {}
+    main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets.get("train"))
     lab_batches = None
     if cfg.action_weight > 0:
         lab = WindowDataset(ds, "train", wcfg, True, seed=cfg.seed + 2, arrays=train.data)
@@ -251,7 +263,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     model = LatentActionModel(cfg, ds.image_shape[-1], ds.action_dim)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], cfg.lr,
                             weight_decay=cfg.weight_decay)
-    step, history = 0, []
+    step, history, untrained = 0, [], None
     ckpt = latest_checkpoint(run_dir, "file")
     if ckpt is not None:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -262,7 +274,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
             lab_batches.load_state(state["lab_batches"])
         if aug_gen is not None:
             aug_gen.set_state(state["aug_gen"])
-        step, history = state["step"], state["history"]
+        step, history, untrained = state["step"], state["history"], state.get("untrained_probes")
     ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model)
 
     writer = None
@@ -273,7 +285,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         writer = SummaryWriter(str(run_dir / "tb"))
         ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
         eval_rows = _spread(ev.data.num_transitions, cfg.eval_windows)
-        eval_set = (ev, [_with_targets(ev.gather(eval_rows[i:i + 256]), cfg, i)
+        eval_set = (ev, [_with_targets(ev.gather(eval_rows[i:i + 256]), cfg, i, targets.get("eval"),
+                                       eval_rows[i:i + 256])
                          for i in range(0, len(eval_rows), 256)])
         # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone)
         probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
@@ -284,6 +297,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         if dist.is_main():
             save_checkpoint(run_dir, {
                 "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
+                "untrained_probes": untrained,
                 "main_batches": main_batches.state(),
                 "lab_batches": lab_batches.state() if lab_batches is not None else None,
                 "aug_gen": aug_gen.get_state() if aug_gen is not None else None})
@@ -308,14 +322,18 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     t_report = time.perf_counter()
     bar = tqdm(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
                disable=not (progress and dist.is_main()), dynamic_ncols=True)
-    if step == 0 and dist.is_main():  # the untrained model: the first point of every curve
-        history.append({"step": 0, **evaluate()})
+    if step == 0 and dist.is_main():  # the untrained model: the first point of every curve, and the floor
+        history.append({"step": 0, **evaluate()})  # every claim about training is measured against
+        model.eval()
+        untrained = probe_report(model, ds, cfg, mlp=False)
+        model.train()
     model.train()
     while step < limit:
         t0 = time.perf_counter()
         batch = main_batches.next(aug_gen)
         labelled = lab_batches.next() if lab_batches is not None else None
-        loss, metrics = ddp(batch, labelled)
+        with autocast(cfg):
+            loss, metrics = ddp(batch, labelled)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -349,7 +367,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         model.eval()
         report = {
             "method": cfg.method, "task": ds.task, "dataset": str(ds.path), "steps": step, "world_size": world,
-            "run_dir": str(run_dir), "config": config, "history": history,
+            "run_dir": str(run_dir), "config": config, "history": history, "flow_calibration": calibration,
             # global samples per second of training steps (data, forward, backward, update; no evaluation),
             # over the steps this invocation ran
             "train_samples_per_s": round(samples_per_step * (limit - start_step) / train_seconds, 1)
@@ -357,6 +375,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
             "train_seconds": round(train_seconds, 1),
             "final_eval": evaluate(),
             "probes": probe_report(model, ds, cfg, mlp=cfg.mlp_probe_steps > 0),
+            "untrained_probes": untrained,
         }
         report["wall_seconds"] = round(time.perf_counter() - t_report, 1)
         ev = report["probes"]["eval"]
@@ -372,10 +391,16 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     return report
 
 
-def _with_targets(batch: dict[str, torch.Tensor], cfg: LAMConfig, seed: int) -> dict[str, torch.Tensor]:
+def autocast(cfg: LAMConfig):
+    """The training step's forward pass at the config's precision (bf16 autocast, or a no-op for fp32)."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+
+
+def _with_targets(batch: dict[str, torch.Tensor], cfg: LAMConfig, seed: int, targets: AgentFlowTargets | None,
+                  rows: np.ndarray) -> dict[str, torch.Tensor]:
     """A fixed held-out batch with what the losses need (flow target, augmentation)."""
-    if cfg.flow_weight > 0:
-        batch["flow_target"] = flow_target(batch, cfg.flow_sigma)
+    if targets is not None:
+        batch.update(targets.get(rows))
     if cfg.augment:
         batch["homography"] = random_homographies(len(batch["obs"]), torch.Generator().manual_seed(seed))
     return batch
@@ -428,7 +453,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(args)
     dataset = args.dataset
     if dataset is None:
-        dataset = find_or_build_dataset(args.task, args.preset, cfg.resolved().base == "laof",
+        dataset = find_or_build_dataset(args.task, args.preset, cfg.resolved().flow_weight > 0,
                                         progress=not args.no_progress)
     try:
         report = train_lam(cfg, dataset, args.out, progress=not args.no_progress)

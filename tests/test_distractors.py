@@ -191,3 +191,27 @@ def test_user_background_folder_fills_the_sky(tmp_path):
     for i in range(2):
         got = {tuple(p) for p in out[i].transpose(1, 2, 0)[sky[i]]}
         assert len(got) == 1 and got.pop() in colours
+
+
+def test_laom_level_draws_within_its_scales():
+    """LAOM's headline setting: camera and colour at 0.1, every training video, dynamic, no occluders."""
+    cfg = DistractorConfig.parse("laom")
+    assert cfg.resolved_scale == 0.1 and cfg.resolved_num_videos is None and cfg.resolved_num_objects == 0
+    assert cfg.dynamic
+    d = Distractors(cfg, 8, SIZE, seed=3)
+    d.reset(np.arange(8))
+    assert d.num_obj == 0 and d.use_bg and d.use_color and d.use_camera
+    hard = Distractors(DistractorConfig.parse("hard"), 1, SIZE, seed=3)
+    assert d.bank.num_videos == hard.bank.num_videos, "laom uses every training video, as hard does"
+    videos = set()
+    for _ in range(300):
+        d.step()
+        videos.update(d.video.tolist())
+        assert np.all(np.abs(d.color) <= 0.1 + 1e-12)
+        assert np.all(np.abs(d.cam[:, 0]) <= math.pi / 2 * 0.1 + 1e-9)
+        assert np.all((d.cam[:, 1] >= -0.05 - 1e-9) & (d.cam[:, 1] <= 0.15 + 1e-9))
+        assert np.all(np.abs(d.cam_vel) <= 0.04 + 1e-12)
+    assert np.abs(d.color).max() > 0.02, "colour offset never moved"
+    frames = synthetic_frames(n=8)
+    out, mask = d.apply(frames, np.arange(8))
+    assert out.shape == frames.shape

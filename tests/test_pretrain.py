@@ -50,12 +50,12 @@ def test_every_method_trains_and_its_loss_falls(dataset, tmp_path, method):
 
 
 def _batch(dataset, cfg: LAMConfig, rows) -> dict:
-    from rl_laof.pretrain import flow_target
+    from rl_laof.flow.agent_targets import AgentFlowTargets
 
     ds = VideoDataset(dataset)
     w = WindowDataset(ds, "train", cfg.window_config())
     b = w.gather(np.asarray(rows))
-    b["flow_target"] = flow_target(b, cfg.flow_sigma)
+    b.update(AgentFlowTargets(ds, "train", cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution).get(rows))
     return b
 
 
@@ -63,7 +63,7 @@ def test_flow_decoder_sees_only_the_latent(dataset):
     """Hold z fixed and change o_t: the flow prediction (and flow loss) must not move, the FDM's must."""
     from rl_laof.models.lam import LatentActionModel
 
-    cfg = tiny("laof").resolved("cheetah-run")
+    cfg = tiny("laof").resolved(flow_sigma=0.05)
     model = LatentActionModel(cfg, 32, 6).eval()
     b1, b2 = _batch(dataset, cfg, [3, 4, 5, 6]), _batch(dataset, cfg, [40, 41, 42, 43])
     z_fixed = torch.randn(4, cfg.latent_dim)

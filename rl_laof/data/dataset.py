@@ -102,7 +102,10 @@ class VideoDataset:
             self.agent_geoms = f["agent_geoms"][()] if "agent_geoms" in f else None
         self.flow_path = self._attach_flow(flow)
         if self.flow_path is not None:
-            self.keys = tuple(sorted({*self.keys, *fmt.FLOW_KEYS}))
+            with fmt.open_h5(self.flow_path) as f:
+                first = f[f"episodes/train/{fmt.episode_name(self.episodes['train'][0].index)}"]
+                optional = [k for k in fmt.FLOW_OPTIONAL_KEYS if k in first]
+            self.keys = tuple(sorted({*self.keys, *fmt.FLOW_KEYS, *optional}))
 
     def _attach_flow(self, flow: str | None) -> Path | None:
         if flow is None:
@@ -131,7 +134,8 @@ class VideoDataset:
         return None
 
     def _file_for(self, key: str) -> Path:
-        return self.flow_path if key in fmt.FLOW_KEYS and self.flow_path is not None else self.path
+        in_flow = key in fmt.FLOW_KEYS or key in fmt.FLOW_OPTIONAL_KEYS
+        return self.flow_path if in_flow and self.flow_path is not None else self.path
 
     # ------------------------------------------------------------------ metadata
     @property

@@ -46,9 +46,11 @@ VERSION = 1
 SPLITS = ("train", "eval", "heldout_bg")
 PER_FRAME = ("obs", "states", "physics_states", "agent_mask", "depth", "geom_id", "camera_pos", "camera_mat",
              "geom_xpos", "geom_xmat", "shake_affine")
-PER_TRANSITION = ("actions", "rewards", "flow", "flow_valid")
+PER_TRANSITION = ("actions", "rewards", "flow", "flow_valid", "agent_flow_camfree", "agent_camfree")
 REQUIRED = ("obs", "actions", "rewards", "states", "agent_mask")
 FLOW_KEYS = ("flow", "flow_valid")
+#: in exact flow files: the agent's flow with the camera shake removed (``rl_laof.flow.calibrate``)
+FLOW_OPTIONAL_KEYS = ("agent_flow_camfree", "agent_camfree")
 FLOW_METHODS = ("exact", "estimate")
 
 

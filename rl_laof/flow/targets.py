@@ -2,6 +2,10 @@
 
 Writes ``DIR/flow-<method>.h5`` beside the dataset (which is never rewritten): per episode the raw
 flow of every transition, (T, 2, H, W) float16 in displayed pixels, and its validity (T, H, W).
+Exact flow also stores the agent's own flow with the camera shake removed (``agent_flow_camfree``,
+(T, 2, H, W) float16, already masked to the raw render's agent pixels, and that mask
+``agent_camfree``), and the file's ``agent_speed`` attribute holds the agent-speed percentiles of the
+training split that calibrate LAOF's sigma (``rl_laof.flow.calibrate``).
 Episodes are computed in batches of pairs, each written atomically to ``DIR/flow-<method>-parts/``;
 a rerun skips finished episodes, then everything is merged into one file (temporary name, renamed,
 ``complete`` set last). :class:`rl_laof.data.VideoDataset` attaches the file and the window loader
@@ -11,6 +15,7 @@ returns ``flow`` / ``flow_valid``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -22,6 +27,7 @@ from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_backend
+from rl_laof.flow.calibrate import agent_speeds, speed_summary
 from rl_laof.flow.exact import FlowInputs
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
@@ -54,33 +60,63 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         if fmt.part_is_complete(part, fmt.FLOW_KEYS):
             continue
         arrays = ds.episode(split, e.index, EXACT_KEYS if method == "exact" else ("obs",))
-        flows, valids = [], []
+        out_arrays: dict[str, list[np.ndarray]] = {}
         for s in range(0, e.length, batch):
             t = np.arange(s, min(e.length, s + batch))
             if method == "exact":
-                f, v = exact_flow(FlowInputs.from_episode(arrays, ds.camera_fovy, t), backend)
+                inputs = FlowInputs.from_episode(arrays, ds.camera_fovy, t)
+                f, v = exact_flow(inputs, backend)
+                cf, cm = camfree_agent_flow(inputs, ds.agent_geoms, backend)
+                out_arrays.setdefault("agent_flow_camfree", []).append(cf.astype(np.float16))
+                out_arrays.setdefault("agent_camfree", []).append(cm)
             else:  # from RGB only: every pixel gets a flow (no occlusion reasoning)
                 f = estimate_flow(arrays["obs"][t], arrays["obs"][t + 1], backend)
                 v = np.ones((len(t), *f.shape[-2:]), bool)
-            flows.append(f)
-            valids.append(v)
+            # float16: ~5e-4 px resolution at 1 px, half the size of float32
+            out_arrays.setdefault("flow", []).append(f.astype(np.float16))
+            out_arrays.setdefault("flow_valid", []).append(v)
         pairs += e.length
-        # float16: ~5e-4 px resolution at 1 px, half the size of float32
-        fmt.write_part(part, {"flow": np.concatenate(flows).astype(np.float16), "flow_valid": np.concatenate(valids)},
+        fmt.write_part(part, {k: np.concatenate(v) for k, v in out_arrays.items()},
                        {"index": e.index, "split": split, "length": e.length}, "lzf")
     seconds = time.perf_counter() - t0
     import h5py
 
+    speeds: dict[str, list[np.ndarray]] = {"observed": [], "camfree": []}
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format="rl_laof-flow", method=method, backend=backend, dataset=str(ds.path.name),
                        complete=False, units="displayed pixels, (dx, dy)")
         for split, e in jobs:
             with h5py.File(parts / f"{split}-{fmt.episode_name(e.index)}.h5", "r") as p:
                 p.copy(p["episode"], f.require_group(f"episodes/{split}"), name=fmt.episode_name(e.index))
+                if split == "train":  # the agent-speed statistics that calibrate sigma
+                    g = p["episode"]
+                    mask = ds.episode(split, e.index, ("agent_mask",))["agent_mask"][:-1]
+                    speeds["observed"].append(agent_speeds(g["flow"][()], g["flow_valid"][()] & mask))
+                    if "agent_flow_camfree" in g:
+                        speeds["camfree"].append(agent_speeds(g["agent_flow_camfree"][()], g["agent_camfree"][()]))
+        frames = sum(e.length for e in ds.episodes["train"])
+        hw = int(np.prod(ds.image_shape[-2:]))
+        f.attrs["agent_speed"] = json.dumps({k: speed_summary(np.concatenate(v), frames, hw)
+                                             for k, v in speeds.items() if v})
         f.attrs["pairs_per_s"] = pairs / seconds if pairs else np.nan
         f.attrs["complete"] = True
     shutil.rmtree(parts, ignore_errors=True)
     return out
+
+
+def camfree_agent_flow(inputs: FlowInputs, agent_geoms: np.ndarray | None, backend: str = "auto"
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The agent's own flow with the camera shake removed: exact flow of the raw render (identity shake
+    affines), masked by the raw render's agent pixels at t. Returns ((B, 2, H, W) float32 masked flow,
+    (B, H, W) bool mask of valid agent pixels)."""
+    if agent_geoms is None:
+        raise fmt.DatasetError("the dataset has no agent_geoms: camera-free agent flow needs them (re-collect)")
+    ident = np.zeros_like(inputs.shake_affine)
+    ident[..., 0, 0] = ident[..., 1, 1] = 1.0
+    f, v = exact_flow(dataclasses.replace(inputs, shake_affine=ident), backend)
+    ids = np.flatnonzero(np.asarray(agent_geoms, bool))
+    mask = np.isin(inputs.geom_id[:, 0], ids) & v
+    return f * mask[:, None], mask
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_laof.config import LAMConfig
+from rl_laof.flow.agent_targets import flow_loss
 from rl_laof.models.augment import random_homographies, warp
 from rl_laof.models.blocks import ConvDecoder, ConvEncoder, UNet, mlp
 from rl_laof.models.vq import VectorQuantizerEMA
@@ -46,7 +47,13 @@ class LatentActionModel(nn.Module):
             self.obs_encoder = ConvEncoder(c, OBS_EMBED, cfg.width, image_size)
             self.target_encoder = copy.deepcopy(self.obs_encoder).requires_grad_(False)
             self.fdm = mlp(OBS_EMBED + cfg.latent_dim, OBS_EMBED)
-        self.flow_decoder = ConvDecoder(cfg.latent_dim, 3, cfg.width, image_size) if cfg.flow_weight > 0 else None
+        self.flow_decoder = None
+        if cfg.flow_weight > 0:
+            self.flow_decoder = ConvDecoder(cfg.latent_dim, 3, cfg.width, cfg.flow_resolution or image_size)
+            # start at "no motion" (black): the untrained decoder scores exactly the zero-flow baseline, and
+            # every gain below it is the latent's
+            nn.init.zeros_(self.flow_decoder.out.weight)
+            nn.init.zeros_(self.flow_decoder.out.bias)
         self.action_head = None
         if cfg.action_weight > 0:
             self.action_head = (nn.Linear(cfg.latent_dim, action_dim) if cfg.action_head == "linear"
@@ -74,7 +81,8 @@ class LatentActionModel(nn.Module):
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted training loss of one step and its parts.
 
-        ``batch``: windows (obs, next_obs, future_obs when k > 1, flow_target for LAOF); ``labelled``:
+        ``batch``: windows (obs, next_obs, future_obs when k > 1; for LAOF flow_target and flow_coverage from
+        :class:`rl_laof.flow.agent_targets.AgentFlowTargets`); ``labelled``:
         labelled windows for the action head. ``generator`` draws the augmentation.
         """
         cfg = self.cfg
@@ -96,15 +104,21 @@ class LatentActionModel(nn.Module):
         if self.vq is not None:
             parts["vq"] = vq_loss
             loss = loss + cfg.vq_weight * vq_loss
+        zero_flow = None
         if self.flow_decoder is not None:
-            parts["flow"] = F.mse_loss(self.flow_decoder(z_q), batch["flow_target"])
+            target, cover = batch["flow_target"], batch.get("flow_coverage")
+            parts["flow"] = flow_loss(self.flow_decoder(z_q), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
             loss = loss + cfg.flow_weight * parts["flow"]
+            with torch.no_grad():  # the loss of predicting no motion: the flow term acts only well below it
+                zero_flow = flow_loss(torch.zeros_like(target), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
         if self.action_head is not None and labelled is not None and len(labelled["obs"]):
             z_lab = self.encode(labelled["obs"], labelled["next_obs"])
             parts["action"] = F.mse_loss(self.action_head(z_lab), labelled["action"])
             loss = loss + cfg.action_weight * parts["action"]
         metrics = {k: float(v.detach()) for k, v in parts.items()}
         metrics.update({k: float(v) for k, v in stats.items()})
+        if zero_flow is not None:
+            metrics["flow_zero"] = float(zero_flow)
         metrics["loss"] = float(loss.detach())
         return loss, metrics
 

@@ -1,0 +1,212 @@
+"""Where a latent-action-model training step spends its time, before and after issue 17's changes.
+
+    python benchmarks/bench_lam_speed.py [--dataset DIR] [--steps N] [--method laof]
+
+Times ``--steps`` training steps of one method on a real dataset (default: the quick cheetah-run
+dataset at the LAOM distractor level, collected if missing) in two set-ups, in the same process:
+
+  before   the pipeline as it was: flow and agent masks gathered with every window, the LAOF target
+           HSV-encoded per batch in NumPy at 64x64 with the old sigma (0.03 x action repeat), a 64x64
+           flow decoder, a plain MSE, fp32;
+  after    the current defaults (``LAMConfig``): targets encoded once per split
+           (``rl_laof.flow.agent_targets``), the flow decoder at ``flow_resolution``, the agent-weighted
+           loss, ``precision``.
+
+Each step is split into data (gathering the batch and its targets), forward, backward and optimiser
+(with gradient clipping); the evaluation share is one held-out evaluation's time over ``eval_every``
+steps. FLOPs per step are counted by ``torch.utils.flop_counter`` (convolutions and matmuls, forward
+and backward), and the achieved FLOP/s is reported as a share of a dense 2048^2 matmul measured in the
+same run (fp32, and bf16 for the bf16 set-up). The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from rl_laof import distributed as dist  # noqa: E402
+from rl_laof.config import LAMConfig  # noqa: E402
+from rl_laof.data.dataset import VideoDataset  # noqa: E402
+from rl_laof.data.windows import WindowDataset  # noqa: E402
+from rl_laof.flow.encoding import agent_flow, encode_flow_rgb  # noqa: E402
+from rl_laof.models.lam import LatentActionModel  # noqa: E402
+from rl_laof.pretrain import Batches, autocast, flow_calibration  # noqa: E402
+
+PHASES = ("data", "forward", "backward", "optimiser")
+
+
+class LegacyBatches(Batches):
+    """The pre-issue data path: flow, validity and agent masks gathered per window, target encoded per batch."""
+
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int, sigma: float):
+        super().__init__(windows, batch_size, seed, None)
+        self.sigma = sigma
+
+    def next(self, augment=None):
+        batch = super().next(augment)
+        f = agent_flow(batch["flow"].numpy(), batch["agent_mask"][:, 0].numpy(), batch["flow_valid"].numpy())
+        batch["flow_target"] = torch.from_numpy(encode_flow_rgb(f, self.sigma))
+        return batch
+
+
+def legacy_config(cfg: LAMConfig, action_repeat: int) -> LAMConfig:
+    """The pre-issue LAOF setting: sigma 0.03 x action repeat, full-resolution decoder, plain MSE, fp32."""
+    return dataclasses.replace(cfg, flow_sigma=0.03 * action_repeat, flow_resolution=None, flow_loss="plain",
+                               precision="fp32")
+
+
+def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    for _ in range(3):
+        a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def step_flops(model: LatentActionModel, cfg: LAMConfig, batch: dict) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, autocast(cfg):
+        loss, _ = model.losses(batch)
+    with counter:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def profile(cfg: LAMConfig, ds: VideoDataset, batches, steps: int, warmup: int = 5) -> dict:
+    """Per-phase seconds per step (median over ``steps`` after ``warmup``), samples/s, FLOPs."""
+    torch.manual_seed(cfg.seed)
+    model = LatentActionModel(cfg, ds.image_shape[-1], ds.action_dim).train()
+    opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    times = {k: [] for k in PHASES}
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        batch = batches.next()
+        t1 = time.perf_counter()
+        with autocast(cfg):
+            loss, _ = model.losses(batch)
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        t4 = time.perf_counter()
+        if i >= warmup:
+            for k, a, b in zip(PHASES, (t0, t1, t2, t3), (t1, t2, t3, t4), strict=True):
+                times[k].append(b - a)
+    per_step = {k: float(np.median(v)) for k, v in times.items()}
+    total = sum(per_step.values())
+    flops = step_flops(model, cfg, batches.next())
+    return {"seconds_per_step": per_step, "step_seconds": total, "samples_per_s": cfg.batch_size / total,
+            "gflop_per_step": flops / 1e9, "achieved_gflop_per_s": flops / total / 1e9, "model": model}
+
+
+def eval_seconds(model: LatentActionModel, cfg: LAMConfig, ds: VideoDataset, train: WindowDataset) -> float:
+    """One periodic held-out evaluation as ``train_lam`` runs it (losses on eval windows and a linear probe)."""
+    from rl_laof import probes
+    from rl_laof.pretrain import _spread, eval_losses, latents
+
+    wcfg = dataclasses.replace(cfg.window_config(), max_offset=1)
+    ev = WindowDataset(ds, "eval", wcfg)
+    rows = _spread(ev.data.num_transitions, cfg.eval_windows)
+    batches = [ev.gather(rows[i:i + 256]) for i in range(0, len(rows), 256)]
+    if cfg.flow_weight > 0:
+        from rl_laof.flow.agent_targets import AgentFlowTargets
+
+        t = AgentFlowTargets(ds, "eval", cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
+        for i, b in enumerate(batches):
+            b.update(t.get(rows[i * 256:(i + 1) * 256]))
+    model.eval()
+    t0 = time.perf_counter()
+    eval_losses(model, batches)
+    rows_tr = _spread(train.data.num_transitions, cfg.eval_windows)
+    probes.linear_probe(latents(model, train, rows_tr), train.data["actions"][rows_tr],
+                        latents(model, ev, rows), ev.data["actions"][rows])
+    model.train()
+    return time.perf_counter() - t0
+
+
+def measure(dataset, method: str = "laof", steps: int = 20, base: LAMConfig | None = None) -> dict:
+    """Before/after profile of ``method`` on ``dataset`` (see the module docstring)."""
+    dist.init_from_env()
+    ds = VideoDataset(dataset)
+    action_repeat = int(ds.config.get("action_repeat", 1))
+    base = base or LAMConfig(method=method)
+    out: dict = {"method": method, "dataset": str(ds.path), "batch_size": base.batch_size,
+                 "threads": torch.get_num_threads(),
+                 "matmul_gflop_per_s": {"fp32": matmul_flops(torch.float32) / 1e9,
+                                        "bf16": matmul_flops(torch.bfloat16) / 1e9}}
+    for name in ("before", "after"):
+        cfg = legacy_config(base, action_repeat) if name == "before" else base
+        cfg, _ = flow_calibration(cfg, ds)
+        wcfg = cfg.window_config()
+        if name == "before":
+            wcfg = dataclasses.replace(wcfg, with_flow=True, with_masks=True)
+            train = WindowDataset(ds, "train", wcfg, seed=cfg.seed)
+            batches = LegacyBatches(train, cfg.batch_size, cfg.seed + 1, cfg.flow_sigma)
+        else:
+            from rl_laof.flow.agent_targets import AgentFlowTargets
+
+            train = WindowDataset(ds, "train", wcfg, seed=cfg.seed)
+            targets = (AgentFlowTargets(ds, "train", cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
+                       if cfg.flow_weight > 0 else None)
+            batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets)
+        r = profile(cfg, ds, batches, steps)
+        ev = eval_seconds(r.pop("model"), cfg, ds, train)
+        r["eval_seconds_per_step"] = ev / cfg.eval_every
+        peak = out["matmul_gflop_per_s"]["bf16" if cfg.precision == "bf16" else "fp32"]
+        r["share_of_matmul_peak"] = r["achieved_gflop_per_s"] / peak
+        r["config"] = {k: getattr(cfg, k) for k in ("flow_resolution", "flow_loss", "flow_sigma", "precision",
+                                                    "width", "fdm", "batch_size")}
+        out[name] = r
+    out["speedup"] = out["after"]["samples_per_s"] / out["before"]["samples_per_s"]
+    return out
+
+
+def table(r: dict) -> str:
+    """The README's before/after table (milliseconds per step)."""
+    rows = ["| phase | before (ms/step) | after (ms/step) |", "|---|---|---|"]
+    for k in PHASES:
+        rows.append(f"| {k} | {1000 * r['before']['seconds_per_step'][k]:.1f} | "
+                    f"{1000 * r['after']['seconds_per_step'][k]:.1f} |")
+    rows.append(f"| evaluation (per step, every {LAMConfig().eval_every}) | "
+                f"{1000 * r['before']['eval_seconds_per_step']:.1f} | {1000 * r['after']['eval_seconds_per_step']:.1f} |")
+    for key, label, fmt_ in (("samples_per_s", "samples/s", "{:.0f}"), ("gflop_per_step", "GFLOP per step", "{:.1f}"),
+                             ("achieved_gflop_per_s", "achieved GFLOP/s", "{:.0f}"),
+                             ("share_of_matmul_peak", "share of dense matmul", "{:.0%}")):
+        rows.append(f"| {label} | {fmt_.format(r['before'][key])} | {fmt_.format(r['after'][key])} |")
+    return "\n".join(rows)
+
+
+def main() -> dict:
+    from rl_laof.pretrain import find_or_build_dataset
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default=None, help="default: the quick cheetah-run dataset at the LAOM level")
+    p.add_argument("--method", default="laof")
+    p.add_argument("--steps", type=int, default=20)
+    args = p.parse_args()
+    dataset = args.dataset or find_or_build_dataset("cheetah-run", "quick", flow=True, distractors="laom")
+    r = measure(dataset, args.method, args.steps)
+    print(table(r), file=sys.stderr)
+    print(json.dumps(r))
+    return r
+
+
+if __name__ == "__main__":
+    main()

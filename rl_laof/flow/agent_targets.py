@@ -1,0 +1,100 @@
+"""LAOF's flow targets for a whole split, encoded once, and the flow loss in which the agent counts.
+
+The target of transition t is the agent's flow of (t, t+1) (``observed``: the displayed frames' exact
+flow x agent mask x validity; ``camfree``: the same with the camera shake removed, see
+``rl_laof.flow.calibrate``), RGB-encoded with sigma (:func:`rl_laof.flow.encoding.encode_flow_rgb`)
+at full resolution and then area-resized to ``resolution`` (as LAOF encoded at 512 px and resized to
+64 px; the agent's flow is smooth, so a coarser target loses little and makes the decoder cheap).
+Encoding every transition once at start-up (uint8, with the agent's coverage of each cell) costs a
+few seconds and takes the HSV encoding out of every training step.
+
+Why a weighted loss: the agent covers ~2.6 % of a 64-px cheetah-run frame and its target is black
+everywhere else, so in a plain mean the loss of predicting black is already small and the decoder
+learns little more (the README's LAOF flow loss sat at 0.0010 whatever its weight). ``agent`` weights
+each cell by w = c + b (1 - c) (c: the agent's coverage of the cell, b: ``bg_weight``) and normalises
+per sample, so the agent's cells carry most of the loss whatever its size; ``plain`` is the paper's MSE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rl_laof.flow.calibrate import FLOW_SOURCES
+from rl_laof.flow.encoding import encode_flow_rgb
+
+FLOW_LOSSES = ("agent", "plain")
+
+
+def source_keys(source: str) -> tuple[str, ...]:
+    """The arrays of a dataset the ``source`` target is made from."""
+    if source not in FLOW_SOURCES:
+        raise ValueError(f"flow source {source!r}: use one of {', '.join(FLOW_SOURCES)}")
+    return ("flow", "flow_valid", "agent_mask") if source == "observed" else ("agent_flow_camfree", "agent_camfree")
+
+
+class AgentFlowTargets:
+    """Encoded agent-flow targets of every transition of one split (rows = the split's transition rows)."""
+
+    def __init__(self, dataset, split: str, sigma: float, source: str = "observed", resolution: int | None = None,
+                 episodes: int | None = None, chunk: int = 512):
+        keys = source_keys(source)
+        missing = [k for k in keys if k not in dataset.keys]
+        if missing:
+            raise ValueError(f"{dataset.path}: no {missing} arrays for the {source!r} flow target (run python -m "
+                             "rl_laof.flow --method exact; files written before camera-free flow lack it: delete "
+                             "flow-exact.h5 first)")
+        arrays = dataset.load_split(split, keys, episodes)
+        h, w = dataset.image_shape[-2:]
+        r = resolution or h
+        if h % r or w % r:
+            raise ValueError(f"flow resolution {r} must divide the frame size {h}x{w}")
+        n = arrays.num_transitions
+        self.sigma, self.source, self.resolution = sigma, source, r
+        self.target = np.empty((n, 3, r, r), np.uint8)
+        self.coverage = np.empty((n, r, r), np.uint8)
+        if source == "observed":  # the mask of frame t of every transition row
+            t_of = np.arange(n) - np.repeat(arrays.trans_start, arrays.lengths)
+            frame_of = np.repeat(arrays.frame_start, arrays.lengths) + t_of
+        for s in range(0, n, chunk):
+            sl = slice(s, min(n, s + chunk))
+            if source == "observed":
+                mask = arrays["agent_mask"][frame_of[sl]] & arrays["flow_valid"][sl]
+                flow = arrays["flow"][sl].astype(np.float32) * mask[:, None]
+            else:
+                mask = arrays["agent_camfree"][sl]
+                flow = arrays["agent_flow_camfree"][sl].astype(np.float32)
+            rgb = torch.from_numpy(encode_flow_rgb(flow, sigma))
+            cov = torch.from_numpy(mask.astype(np.float32))[:, None]
+            if r != h:
+                rgb, cov = F.adaptive_avg_pool2d(rgb, r), F.adaptive_avg_pool2d(cov, r)
+            self.target[sl] = (rgb * 255).round_().to(torch.uint8).numpy()
+            self.coverage[sl] = (cov[:, 0] * 255).round_().to(torch.uint8).numpy()
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def get(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """``flow_target`` (B, 3, r, r) float in [0, 1] and ``flow_coverage`` (B, r, r) float in [0, 1]."""
+        rows = np.asarray(rows, np.int64)
+        return {"flow_target": torch.from_numpy(self.target[rows]).float().div_(255.0),
+                "flow_coverage": torch.from_numpy(self.coverage[rows]).float().div_(255.0)}
+
+    def agent_share(self) -> float:
+        """Mean agent coverage of a cell (the share of the image the agent's valid pixels cover)."""
+        return float(self.coverage.mean() / 255.0)
+
+
+def flow_loss(pred: torch.Tensor, target: torch.Tensor, coverage: torch.Tensor | None, form: str = "agent",
+              bg_weight: float = 0.1) -> torch.Tensor:
+    """MSE of an encoded flow prediction (B, 3, r, r); ``agent``: weighted to the agent's cells (see module)."""
+    err = (pred - target).pow(2).mean(1)  # (B, r, r)
+    if form == "plain":
+        return err.mean()
+    if form != "agent":
+        raise ValueError(f"flow loss {form!r}: use one of {', '.join(FLOW_LOSSES)}")
+    if coverage is None:
+        raise ValueError("the agent-weighted flow loss needs the agent's coverage (flow_coverage)")
+    w = coverage + bg_weight * (1.0 - coverage)
+    return ((err * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1e-8)).mean()

@@ -184,8 +184,8 @@ def table(r: dict) -> str:
     for k in PHASES:
         rows.append(f"| {k} | {1000 * r['before']['seconds_per_step'][k]:.1f} | "
                     f"{1000 * r['after']['seconds_per_step'][k]:.1f} |")
-    rows.append(f"| evaluation (per step, every {LAMConfig().eval_every}) | "
-                f"{1000 * r['before']['eval_seconds_per_step']:.1f} | {1000 * r['after']['eval_seconds_per_step']:.1f} |")
+    before, after = r["before"]["eval_seconds_per_step"], r["after"]["eval_seconds_per_step"]
+    rows.append(f"| evaluation (per step, every {LAMConfig().eval_every}) | {1000 * before:.1f} | {1000 * after:.1f} |")
     for key, label, fmt_ in (("samples_per_s", "samples/s", "{:.0f}"), ("gflop_per_step", "GFLOP per step", "{:.1f}"),
                              ("achieved_gflop_per_s", "achieved GFLOP/s", "{:.0f}"),
                              ("share_of_matmul_peak", "share of dense matmul", "{:.0%}")):

@@ -1,24 +1,32 @@
-"""Do optical-flow constraints make latent actions robust to distractors? Held-out probes say.
+"""Do optical-flow constraints make latent actions carry the action under distractors? Held-out probes,
+three seeds, bootstrap intervals.
 
-    python benchmarks/bench_latent_quality.py [--quick]
+    python benchmarks/bench_latent_quality.py [--quick] [--levels laom,hard] [--seeds 3]
 
-On cheetah-run with hard distractors (the quick collection preset: 32 training episodes of 250
-steps at action repeat 4 from the PPO expert with action noise, exact flow targets), trains with the
-same data, model size and budget (the ``quick`` pretrain preset: 1000 steps of batch 64; ``--quick``:
-150 steps):
+Data (cheetah-run, PPO expert with action noise 0.1, action repeat 4, 64 px, exact flow; collected and
+cached on first use): one dataset per distractor level — ``laom`` (LAOM's headline setting: camera and
+colour 0.1, every training video, dynamic) and ``hard`` (camera and colour 0.3, every video, occluders) —
+and one without distractors. Each has ``train`` episodes, held-out ``eval`` episodes with the same
+distractor distribution, and ``heldout_bg`` episodes with background videos never seen in training.
 
-  lapo                LAPO, no labels
-  laof                LAOF, no labels (z-only flow decoder on the agent's exact flow)
-  laom_action_1pct    LAOM-Action, 1 % labelled transitions
-  laof_action_1pct    LAOF-Action, 1 % labelled transitions
-  lapo_clean          LAPO on the same expert's data without distractors (reference)
+Methods (the same data, model width, budget and evaluation for all; ``pretrain``'s defaults, with the
+step count of ``BUDGET``):
 
-For each, the linear probe z -> a_t is fit on all training transitions and its action MSE is
-measured on the 8 held-out episodes (``probe_*``; ``probe_mean_action`` predicts the training mean).
-Also reported: MLP-probe and state-change-probe MSE, the held-out-background split, training
-samples/s, and the linear probe against label budget (plot: probe_budget.png in the output folder).
-Targets (the paper's claims): probe_laof <= 0.7 x probe_lapo; probe_laof <= probe_laom_action_1pct;
-probe_laof_action_1pct lowest of the distracted runs. The last line is one JSON object.
+  lapo, laof, laom                       no labels
+  laom_action_<p>pct, laof_action_<p>pct action head on p % labelled transitions, p in 1 / 5 / 10
+                                         (the label-budget curve; 0 % is the unlabelled method)
+  lapo_clean                             LAPO on the data without distractors (a reference)
+  untrained                              the step-0 model of every run: the floor training must clear
+
+Metric: the held-out linear probe z -> a_t (ridge on standardised latents, fit on every training
+transition, scored on the ``eval`` episodes), divided by the mean-action MSE of the same episodes
+(1.0 = no information about the action); ``heldout_bg_*`` scores it on the held-out backgrounds.
+Each figure is the mean over seeds with a 95 % bootstrap interval (``rl_laof.stats``, rliable); a target
+is met only where the intervals separate. ``flow_vs_zero``: LAOF's held-out flow-decoder loss over the
+loss of predicting no motion. ``samples_per_s`` / ``samples_per_s_before``: LAOF training samples/s of
+the current defaults and of the pipeline before issue 17, measured here, one after the other
+(``bench_lam_speed``). Writes ``benchmarks/results/latent_quality.json`` (a full run) and prints one
+JSON object as its last line.
 """
 
 from __future__ import annotations
@@ -28,77 +36,169 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof import probes  # noqa: E402
-from rl_laof.artifacts import dataset_dir, runs_root  # noqa: E402
-from rl_laof.collect import collect, default_name  # noqa: E402
+from rl_laof import stats  # noqa: E402
+from rl_laof.artifacts import atomic_path, dataset_dir, runs_root  # noqa: E402
 from rl_laof.config import COLLECT_PRESETS, CollectConfig, DistractorConfig, LAMConfig, from_preset  # noqa: E402
-from rl_laof.pretrain import find_or_build_dataset, train_lam  # noqa: E402
 
 TASK = "cheetah-run"
-RUNS = {  # name -> (method, labels, dataset)
-    "lapo": ("lapo", None, "hard"),
-    "laof": ("laof", None, "hard"),
-    "laom_action_1pct": ("laom-action", 0.01, "hard"),
-    "laof_action_1pct": ("laof-action", 0.01, "hard"),
-    "lapo_clean": ("lapo", None, "clean"),
+LEVELS = ("laom", "hard")
+RESULTS = Path(__file__).resolve().parent / "results" / "latent_quality.json"
+#: name -> LAMConfig fields; every method runs on every level (lapo_clean on the clean data only)
+METHODS: dict[str, dict] = {
+    "lapo": dict(method="lapo"),
+    "laof": dict(method="laof"),
+    "laom": dict(method="laom"),
+    "laom_action_1pct": dict(method="laom-action", labels=0.01),
+    "laof_action_1pct": dict(method="laof-action", labels=0.01),
+    "laom_action_5pct": dict(method="laom-action", labels=0.05),
+    "laof_action_5pct": dict(method="laof-action", labels=0.05),
+    "laom_action_10pct": dict(method="laom-action", labels=0.1),
+    "laof_action_10pct": dict(method="laof-action", labels=0.1),
 }
+CURVE_ONLY = ("laom_action_5pct", "laof_action_5pct", "laom_action_10pct", "laof_action_10pct")
+#: the dataset and training budget, sized by measurement (README, "Latent action models")
+DATA = dict(episodes=32)
+BUDGET = dict(steps=1500, eval_every=500, checkpoint_every=500, mlp_probe_steps=500)
+QUICK_DATA = dict(episodes=8, eval_episodes=4, heldout_bg_episodes=2)
+QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_steps=50, eval_windows=256)
 
 
-def lam_run(name: str, dataset, quick: bool, progress: bool = True) -> dict:
-    """Train (or find) the benchmark's run ``name`` of :data:`RUNS` on ``dataset``; returns its report.
-    ``bench_imitation`` reuses these runs."""
-    method, labels, _ = RUNS[name]
-    budget = dict(steps=150, eval_every=50, mlp_probe_steps=500) if quick else {}
-    out_root = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full")
-    return train_lam(LAMConfig(method=method, labels=labels, **budget), dataset, out_root / name, progress=progress)
+def dataset(level: str, quick: bool, progress: bool = True) -> Path:
+    """The benchmark's dataset at distractor ``level`` ("none" for the clean one), collected with exact flow
+    if missing."""
+    from rl_laof.collect import collect, default_name
+    from rl_laof.flow.targets import fill_flow
 
-
-def clean_dataset(progress: bool):
-    cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse("none"))
-    path = dataset_dir(TASK, default_name(cfg))
+    size = QUICK_DATA if quick else DATA
+    cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
+                      **size)
+    path = dataset_dir(TASK, f"{default_name(cfg)}-{'smoke' if quick else 'bench'}{cfg.episodes}")
     collect(cfg, path, progress=progress)
+    fill_flow(path, "exact", progress=progress)
     return path
+
+
+def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, level: str = "hard") -> dict:
+    """Train (or find) run ``name`` of :data:`METHODS` (or ``lapo_clean``) at ``seed`` on ``data``; returns its
+    report. ``bench_imitation`` reuses these runs."""
+    from rl_laof.pretrain import train_lam
+
+    fields = METHODS["lapo" if name == "lapo_clean" else name]
+    budget = QUICK_BUDGET if quick else BUDGET
+    out = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full") / level / f"{name}-s{seed}"
+    return train_lam(LAMConfig(seed=seed, **fields, **budget), data, out, progress=progress)
+
+
+def normalised(report: dict, split: str = "eval", which: str = "probes") -> float:
+    p = report[which][split]
+    return p["linear_action_mse"] / p["mean_action_mse"]
+
+
+def summarise(per_seed: dict[str, list[float]]) -> dict[str, dict]:
+    return {k: stats.interval(v) for k, v in per_seed.items() if v}
+
+
+def flat(prefix: str, summary: dict[str, dict]) -> dict:
+    """probe_<name>, probe_<name>_lo / _hi (rounded), per level prefix."""
+    out = {}
+    for k, s in summary.items():
+        out[f"{prefix}{k}"] = round(s["mean"], 4)
+        out[f"{prefix}{k}_lo"] = round(s["lo"], 4)
+        out[f"{prefix}{k}_hi"] = round(s["hi"], 4)
+    return out
+
+
+def targets(s: dict[str, dict]) -> dict[str, str | bool]:
+    """The issue's targets on one level's summaries: met only where the intervals separate."""
+    laof, lapo = s["laof"], s["lapo"]
+    half_lapo = {"mean": lapo["mean"] / 2, "lo": lapo["lo"] / 2, "hi": lapo["hi"] / 2}
+    distracted = ("lapo", "laof", "laom", "laom_action_1pct", "laof_action_1pct")
+    lowest = min(distracted, key=lambda k: s[k]["mean"])
+    others = [k for k in distracted if k != "laof_action_1pct"]
+    return {
+        "laof_below_untrained": stats.verdict(laof, s["untrained"]),
+        "laof_le_half_lapo": stats.verdict(laof, half_lapo),
+        "laof_le_laom_action_1pct": stats.verdict(laof, s["laom_action_1pct"]),
+        "laof_action_1pct_lowest": ("met" if all(stats.below(s["laof_action_1pct"], s[k]) for k in others)
+                                    else f"not separated (lowest mean: {lowest})"),
+        "laof_le_0.5": "met" if laof["hi"] <= 0.5 else ("tie" if laof["lo"] <= 0.5 else "not met"),
+    }
 
 
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="150 training steps per model instead of 1000")
+    p.add_argument("--quick", action="store_true", help="a smoke run: tiny datasets, 60 steps a model")
+    p.add_argument("--levels", default=",".join(LEVELS), help="distractor levels, comma-separated")
+    p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     progress = not args.no_progress
+    levels = [x.strip() for x in args.levels.split(",") if x.strip()]
+    seeds = list(range(args.seeds))
     t0 = time.perf_counter()
-    data = {"hard": find_or_build_dataset(TASK, "quick", flow=True, progress=progress),
-            "clean": clean_dataset(progress)}
-    out_root = runs_root() / "bench" / "latent_quality" / ("quick" if args.quick else "full")
-    result: dict = {"task": TASK, "quick": args.quick, "datasets": {k: str(v) for k, v in data.items()}}
-    curves, fractions = {}, {}
-    for name, (_, _, which) in RUNS.items():
-        report = lam_run(name, data[which], args.quick, progress)
-        ev = report["probes"]["eval"]
-        result[f"probe_{name}"] = round(ev["linear_action_mse"], 4)
-        result[f"mlp_probe_{name}"] = round(ev["mlp_action_mse"], 4)
-        result[f"state_probe_{name}"] = round(ev["state_change_mse"], 4)
-        if "heldout_bg" in report["probes"]:
-            result[f"probe_heldout_bg_{name}"] = round(report["probes"]["heldout_bg"]["linear_action_mse"], 4)
-        result[f"samples_per_s_{name}"] = report["train_samples_per_s"]
-        curves[name if which == "hard" else f"{name} (no distractors)"] = ev["budget_curve"]
-        if which == "hard":
-            result["probe_mean_action"] = round(ev["mean_action_mse"], 4)
-            fractions = dict(report["probes"]["label_counts"])
-    probes.plot_budget_curves(curves, fractions, result["probe_mean_action"], out_root / "probe_budget.png")
-    result["laof_vs_lapo"] = round(result["probe_laof"] / result["probe_lapo"], 3)
-    distracted = ("lapo", "laof", "laom_action_1pct", "laof_action_1pct")
-    result["targets"] = {
-        "laof_le_0.7_lapo": result["laof_vs_lapo"] <= 0.7,
-        "laof_le_laom_action_1pct": result["probe_laof"] <= result["probe_laom_action_1pct"],
-        "laof_action_1pct_lowest": min(distracted, key=lambda k: result[f"probe_{k}"]) == "laof_action_1pct",
-    }
-    result["plot"] = str(out_root / "probe_budget.png")
+    result: dict = {"task": TASK, "quick": args.quick, "seeds": len(seeds), "levels": levels,
+                    "budget": QUICK_BUDGET if args.quick else BUDGET, "data": QUICK_DATA if args.quick else DATA}
+    per_seed: dict = {}
+    for level in [*levels, "none"]:
+        data = dataset(level, args.quick, progress)
+        names = ["lapo_clean"] if level == "none" else list(METHODS)
+        lv = per_seed.setdefault(level, {"eval": {}, "heldout_bg": {}, "mlp": {}, "untrained": {}, "flow_vs_zero": [],
+                                         "samples_per_s": {}})
+        for name in names:
+            for seed in seeds:
+                rep = lam_run(name, data, args.quick, progress, seed, level)
+                lv["eval"].setdefault(name, []).append(normalised(rep))
+                lv["untrained"].setdefault(name, []).append(normalised(rep, which="untrained_probes"))
+                if "heldout_bg" in rep["probes"]:
+                    lv["heldout_bg"].setdefault(name, []).append(normalised(rep, "heldout_bg"))
+                mlp = rep["probes"]["eval"].get("mlp_action_mse")
+                if mlp is not None:
+                    lv["mlp"].setdefault(name, []).append(mlp / rep["probes"]["eval"]["mean_action_mse"])
+                lv["samples_per_s"].setdefault(name, []).append(rep["train_samples_per_s"])
+                if name == "laof":
+                    fe = rep["final_eval"]
+                    lv["flow_vs_zero"].append(fe["eval/flow"] / fe["eval/flow_zero"])
+        # the floor: the untrained model of every architecture, one value per seed (LAOF's IDM, as LAPO's)
+        if level != "none":
+            lv["eval"]["untrained"] = lv["untrained"]["laof"]
+    for level in levels:
+        lv = per_seed[level]
+        prefix = "" if level == levels[0] else f"{level}_"
+        s = summarise(lv["eval"])
+        s["lapo_clean"] = stats.interval(per_seed["none"]["eval"]["lapo_clean"])
+        result.update(flat(f"probe_{prefix}", s))
+        result.update(flat(f"probe_heldout_bg_{prefix}", summarise(lv["heldout_bg"])))
+        result.update(flat(f"probe_untrained_{prefix}", summarise({k: v for k, v in lv["untrained"].items() if v})))
+        result.update(flat(f"mlp_probe_{prefix}", summarise(lv["mlp"])))
+        result[f"flow_vs_zero{'_' + level if prefix else ''}"] = round(float(np.mean(lv["flow_vs_zero"])), 4)
+        result[f"flow_vs_zero{'_' + level if prefix else ''}_per_seed"] = [round(x, 4) for x in lv["flow_vs_zero"]]
+        result[f"targets_{level}"] = targets(s)
+    result["primary_level"] = levels[0]
+    result["probe_untrained_note"] = "probe_untrained = the step-0 LAOF model of each seed (same IDM as LAPO)"
+    from bench_lam_speed import measure
+
+    speed = measure(dataset(levels[0], args.quick, progress), "laof", steps=10 if args.quick else 30)
+    result["samples_per_s"] = round(speed["after"]["samples_per_s"], 1)
+    result["samples_per_s_before"] = round(speed["before"]["samples_per_s"], 1)
+    result["speedup"] = round(speed["speedup"], 2)
+    result["speed_profile"] = {k: speed[k] for k in ("before", "after")}
+    result["matmul_gflop_per_s"] = speed["matmul_gflop_per_s"]
+    result["train_samples_per_s"] = {lv: {k: round(float(np.mean(v)), 1) for k, v in d["samples_per_s"].items()}
+                                     for lv, d in per_seed.items()}
+    result["per_seed"] = per_seed
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(RESULTS) as tmp:
+            tmp.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
     return result
 

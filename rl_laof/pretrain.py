@@ -285,8 +285,9 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         writer = SummaryWriter(str(run_dir / "tb"))
         ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
         eval_rows = _spread(ev.data.num_transitions, cfg.eval_windows)
+        flow_mean = targets["train"].mean_target() if targets else None
         eval_set = (ev, [_with_targets(ev.gather(eval_rows[i:i + 256]), cfg, i, targets.get("eval"),
-                                       eval_rows[i:i + 256])
+                                       eval_rows[i:i + 256], flow_mean)
                          for i in range(0, len(eval_rows), 256)])
         # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone)
         probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
@@ -397,10 +398,12 @@ def autocast(cfg: LAMConfig):
 
 
 def _with_targets(batch: dict[str, torch.Tensor], cfg: LAMConfig, seed: int, targets: AgentFlowTargets | None,
-                  rows: np.ndarray) -> dict[str, torch.Tensor]:
-    """A fixed held-out batch with what the losses need (flow target, augmentation)."""
+                  rows: np.ndarray, flow_mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """A fixed held-out batch with what the losses need (flow target, augmentation), and the training split's
+    mean flow target (its loss is reported beside the decoder's)."""
     if targets is not None:
         batch.update(targets.get(rows))
+        batch["flow_mean"] = flow_mean[None]
     if cfg.augment:
         batch["homography"] = random_homographies(len(batch["obs"]), torch.Generator().manual_seed(seed))
     return batch

@@ -2,17 +2,19 @@
 
 The target of transition t is the agent's flow of (t, t+1) (``observed``: the displayed frames' exact
 flow x agent mask x validity; ``camfree``: the same with the camera shake removed, see
-``rl_laof.flow.calibrate``), RGB-encoded with sigma (:func:`rl_laof.flow.encoding.encode_flow_rgb`)
-at full resolution and then area-resized to ``resolution`` (as LAOF encoded at 512 px and resized to
-64 px; the agent's flow is smooth, so a coarser target loses little and makes the decoder cheap).
+``rl_laof.flow.calibrate``), RGB-encoded with sigma (:func:`rl_laof.flow.encoding.encode_flow_rgb`).
+At a ``resolution`` below the frame size each cell holds the mean flow of its agent pixels (in the
+cell grid's pixels, so sigma means the same brightness): the agent's flow is smooth, so a coarser target
+loses little and makes the decoder cheap. Deliberate deviation: LAOF encoded at 512 px and area-resized
+the RGB image to 64 px, which on our thin 1-2 px cheetah limbs would dim a 16-px target ~4x into black.
 Encoding every transition once at start-up (uint8, with the agent's coverage of each cell) costs a
 few seconds and takes the HSV encoding out of every training step.
 
 Why a weighted loss: the agent covers ~2.6 % of a 64-px cheetah-run frame and its target is black
 everywhere else, so in a plain mean the loss of predicting black is already small and the decoder
 learns little more (the README's LAOF flow loss sat at 0.0010 whatever its weight). ``agent`` weights
-each cell by w = c + b (1 - c) (c: the agent's coverage of the cell, b: ``bg_weight``) and normalises
-per sample, so the agent's cells carry most of the loss whatever its size; ``plain`` is the paper's MSE.
+each cell showing the agent by 1 and every other cell by ``bg_weight``, and normalises per sample, so the
+agent's cells carry most of the loss whatever its size; ``plain`` is the paper's MSE.
 """
 
 from __future__ import annotations
@@ -65,11 +67,14 @@ class AgentFlowTargets:
             else:
                 mask = arrays["agent_camfree"][sl]
                 flow = arrays["agent_flow_camfree"][sl].astype(np.float32)
-            rgb = torch.from_numpy(encode_flow_rgb(flow, sigma))
-            cov = torch.from_numpy(mask.astype(np.float32))[:, None]
-            if r != h:
-                rgb, cov = F.adaptive_avg_pool2d(rgb, r), F.adaptive_avg_pool2d(cov, r)
-            self.target[sl] = (rgb * 255).round_().to(torch.uint8).numpy()
+            if r != h:  # the mean flow of each cell's agent pixels, in the cell grid's pixels
+                k = h // r
+                f, m = torch.from_numpy(flow), torch.from_numpy(mask.astype(np.float32))[:, None]
+                cov = F.avg_pool2d(m, k)
+                flow = (F.avg_pool2d(f, k) / cov.clamp_min(1e-6) / k).numpy()
+            else:
+                cov = torch.from_numpy(mask.astype(np.float32))[:, None]
+            self.target[sl] = np.rint(encode_flow_rgb(flow, sigma) * 255).astype(np.uint8)
             self.coverage[sl] = (cov[:, 0] * 255).round_().to(torch.uint8).numpy()
 
     def __len__(self) -> int:
@@ -80,6 +85,11 @@ class AgentFlowTargets:
         rows = np.asarray(rows, np.int64)
         return {"flow_target": torch.from_numpy(self.target[rows]).float().div_(255.0),
                 "flow_coverage": torch.from_numpy(self.coverage[rows]).float().div_(255.0)}
+
+    def mean_target(self) -> torch.Tensor:
+        """(3, r, r) the per-cell mean target: the best constant prediction, a baseline the decoder must beat
+        (it says where the agent usually is and which way it usually moves, and nothing about this transition)."""
+        return torch.from_numpy(self.target.mean(0, dtype=np.float64).astype(np.float32) / 255.0)
 
     def agent_share(self) -> float:
         """Mean agent coverage of a cell (the share of the image the agent's valid pixels cover)."""
@@ -96,5 +106,5 @@ def flow_loss(pred: torch.Tensor, target: torch.Tensor, coverage: torch.Tensor |
         raise ValueError(f"flow loss {form!r}: use one of {', '.join(FLOW_LOSSES)}")
     if coverage is None:
         raise ValueError("the agent-weighted flow loss needs the agent's coverage (flow_coverage)")
-    w = coverage + bg_weight * (1.0 - coverage)
+    w = torch.where(coverage > 0, 1.0, bg_weight)
     return ((err * w).sum((1, 2)) / w.sum((1, 2)).clamp_min(1e-8)).mean()

@@ -2,7 +2,7 @@
 
     IDM       (o_{t-s+1..t}, o_{t+k-s+1..t+k}) -> z            pre-quantisation latent action
     quantiser z -> z_q   (VQ-EMA, LAPO / LAOF)  or identity     (continuous, LAOM)
-    FDM       pixel: U-Net(o_t stack, z_q) -> o_{t+1}           (LAPO, LAOF)
+    FDM       pixel: U-Net(o_t stack, z_q) -> o_{t+1}           (LAPO, LAOF; at fdm_resolution)
               latent: MLP(E(o_t), z_q) -> E_ema(o_{t+1})        (LAOM; EMA target encoder)
     flow      D(z_q) -> RGB-encoded agent flow of (t, t+1)      (LAOF; D sees z and nothing else)
     action    linear / MLP head on z -> a_t, on labelled windows (*-action)
@@ -42,7 +42,10 @@ class LatentActionModel(nn.Module):
         self.vq = (VectorQuantizerEMA(cfg.latent_dim, cfg.vq_codebooks, cfg.vq_positions, cfg.vq_codes,
                                       cfg.vq_decay, cfg.vq_commitment) if cfg.latent == "vq" else None)
         if cfg.fdm == "pixel":
-            self.fdm = UNet(c, 3, cfg.latent_dim, cfg.width, image_size)
+            self.fdm_size = cfg.fdm_resolution or image_size
+            if image_size % self.fdm_size:
+                raise ValueError(f"fdm_resolution={self.fdm_size} must divide the frame size {image_size}")
+            self.fdm = UNet(c, 3, cfg.latent_dim, cfg.width, self.fdm_size)
         else:
             self.obs_encoder = ConvEncoder(c, OBS_EMBED, cfg.width, image_size)
             self.target_encoder = copy.deepcopy(self.obs_encoder).requires_grad_(False)
@@ -72,7 +75,7 @@ class LatentActionModel(nn.Module):
     def predict_next(self, obs: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
         """Pixel FDM: o_{t+1} (3, H, W) in [-0.5, 0.5]; latent FDM: the embedding of o_{t+1} stack."""
         if self.cfg.fdm == "pixel":
-            obs = _as_float(obs)
+            obs = self._fdm_view(_as_float(obs))
             return self.fdm(obs, z_q, obs[:, -3:])
         return self.fdm(torch.cat([self.obs_encoder(_as_float(obs)), z_q], 1))
 
@@ -95,7 +98,8 @@ class LatentActionModel(nn.Module):
         z_q, vq_loss, stats = self.quantize(z)
         parts: dict[str, torch.Tensor] = {}
         if cfg.fdm == "pixel":
-            parts["fdm"] = F.mse_loss(self.fdm(obs, z_q, obs[:, -3:]), nxt[:, -3:])
+            small, small_next = self._fdm_view(obs), self._fdm_view(nxt[:, -3:])
+            parts["fdm"] = F.mse_loss(self.fdm(small, z_q, small[:, -3:]), small_next)
         else:
             with torch.no_grad():
                 target = self.target_encoder(nxt)
@@ -104,13 +108,16 @@ class LatentActionModel(nn.Module):
         if self.vq is not None:
             parts["vq"] = vq_loss
             loss = loss + cfg.vq_weight * vq_loss
-        zero_flow = None
+        zero_flow, parts_extra = None, {}
         if self.flow_decoder is not None:
             target, cover = batch["flow_target"], batch.get("flow_coverage")
             parts["flow"] = flow_loss(self.flow_decoder(z_q), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
             loss = loss + cfg.flow_weight * parts["flow"]
             with torch.no_grad():  # the loss of predicting no motion: the flow term acts only well below it
                 zero_flow = flow_loss(torch.zeros_like(target), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
+                if "flow_mean" in batch:  # and of the best constant prediction (the training split's mean target)
+                    mean = batch["flow_mean"].expand_as(target)
+                    parts_extra["flow_mean"] = flow_loss(mean, target, cover, cfg.flow_loss, cfg.flow_bg_weight)
         if self.action_head is not None and labelled is not None and len(labelled["obs"]):
             z_lab = self.encode(labelled["obs"], labelled["next_obs"])
             parts["action"] = F.mse_loss(self.action_head(z_lab), labelled["action"])
@@ -119,6 +126,7 @@ class LatentActionModel(nn.Module):
         metrics.update({k: float(v) for k, v in stats.items()})
         if zero_flow is not None:
             metrics["flow_zero"] = float(zero_flow)
+        metrics.update({k: float(v) for k, v in parts_extra.items()})
         metrics["loss"] = float(loss.detach())
         return loss, metrics
 
@@ -126,6 +134,12 @@ class LatentActionModel(nn.Module):
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """= :meth:`losses` (DistributedDataParallel synchronises gradients of what ``forward`` computes)."""
         return self.losses(batch, labelled, generator)
+
+    def _fdm_view(self, x: torch.Tensor) -> torch.Tensor:
+        """Frames at the pixel FDM's resolution (area-downsampled when ``fdm_resolution`` is below the frame
+        size; the IDM always sees full resolution)."""
+        k = x.shape[-1] // self.fdm_size
+        return x if k == 1 else F.avg_pool2d(x, k)
 
     @torch.no_grad()
     def update_target(self) -> None:

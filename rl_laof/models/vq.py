@@ -46,7 +46,12 @@ class VectorQuantizerEMA(nn.Module):
         return d.argmin(-1).view(self.codebooks, len(z), self.positions).transpose(0, 1)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Returns (quantised z with straight-through gradient, commitment loss, stats)."""
+        """Returns (quantised z with straight-through gradient, commitment loss, stats). Always in fp32 (under a
+        bf16 autocast too): nearest-code choices and the EMA codebooks need the precision."""
+        with torch.autocast(z.device.type, enabled=False):
+            return self._forward(z.float())
+
+    def _forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         idx = self.indices(z.detach())
         q = torch.stack([self.embed[c][idx[:, c]] for c in range(self.codebooks)], 1)  # (B, C, P, d)
         q = q.reshape_as(z)

@@ -150,7 +150,8 @@ def main() -> dict:
     for level in [*levels, "none"]:
         data = dataset(level, args.quick, progress)
         names = ["lapo_clean"] if level == "none" else list(METHODS)
-        lv = per_seed.setdefault(level, {"eval": {}, "heldout_bg": {}, "mlp": {}, "untrained": {}, "flow_vs_zero": [],
+        lv = per_seed.setdefault(level, {"eval": {}, "heldout_bg": {}, "mlp": {}, "untrained": {},
+                                         "untrained_heldout_bg": {}, "flow_vs_zero": [], "flow_vs_mean": [],
                                          "samples_per_s": {}})
         for name in names:
             for seed in seeds:
@@ -159,6 +160,8 @@ def main() -> dict:
                 lv["untrained"].setdefault(name, []).append(normalised(rep, which="untrained_probes"))
                 if "heldout_bg" in rep["probes"]:
                     lv["heldout_bg"].setdefault(name, []).append(normalised(rep, "heldout_bg"))
+                    lv["untrained_heldout_bg"].setdefault(name, []).append(
+                        normalised(rep, "heldout_bg", "untrained_probes"))
                 mlp = rep["probes"]["eval"].get("mlp_action_mse")
                 if mlp is not None:
                     lv["mlp"].setdefault(name, []).append(mlp / rep["probes"]["eval"]["mean_action_mse"])
@@ -166,9 +169,12 @@ def main() -> dict:
                 if name == "laof":
                     fe = rep["final_eval"]
                     lv["flow_vs_zero"].append(fe["eval/flow"] / fe["eval/flow_zero"])
+                    lv["flow_vs_mean"].append(fe["eval/flow"] / fe["eval/flow_mean"])
         # the floor: the untrained model of every architecture, one value per seed (LAOF's IDM, as LAPO's)
         if level != "none":
             lv["eval"]["untrained"] = lv["untrained"]["laof"]
+            if lv["untrained_heldout_bg"]:
+                lv["heldout_bg"]["untrained"] = lv["untrained_heldout_bg"]["laof"]
     for level in levels:
         lv = per_seed[level]
         prefix = "" if level == levels[0] else f"{level}_"
@@ -178,8 +184,9 @@ def main() -> dict:
         result.update(flat(f"probe_heldout_bg_{prefix}", summarise(lv["heldout_bg"])))
         result.update(flat(f"probe_untrained_{prefix}", summarise({k: v for k, v in lv["untrained"].items() if v})))
         result.update(flat(f"mlp_probe_{prefix}", summarise(lv["mlp"])))
-        result[f"flow_vs_zero{'_' + level if prefix else ''}"] = round(float(np.mean(lv["flow_vs_zero"])), 4)
-        result[f"flow_vs_zero{'_' + level if prefix else ''}_per_seed"] = [round(x, 4) for x in lv["flow_vs_zero"]]
+        for key in ("flow_vs_zero", "flow_vs_mean"):
+            name = f"{key}{'_' + level if prefix else ''}"
+            result.update(flat(name, {"": stats.interval(lv[key])}))
         result[f"targets_{level}"] = targets(s)
     result["primary_level"] = levels[0]
     result["probe_untrained_note"] = "probe_untrained = the step-0 LAOF model of each seed (same IDM as LAPO)"

@@ -89,11 +89,11 @@ def _lam_space(method: str) -> list[Param]:
              Param("lr", 1e-4, 3e-3, log=True),
              Param("latent_dim", choices=(32, 64, 128, 256)),
              Param("max_offset", 1, 4, integer=True)]  # IDM offset k ~ U{1..max_offset}
-    if base == "laof":
-        space.insert(0, Param("flow_weight", 0.05, 3.0, log=True))
-    if base in ("lapo", "laof"):  # VQ latents: the commitment weight and the VQ loss weight
+    if base == "laof":  # the flow term, and how much a cell without the agent counts in it
+        space[:0] = [Param("flow_weight", 0.05, 3.0, log=True), Param("flow_bg_weight", 0.01, 1.0, log=True)]
+    if base == "lapo":  # VQ latents: the commitment weight and the VQ loss weight
         space += [Param("vq_commitment", 0.01, 0.5, log=True), Param("vq_weight", 0.1, 3.0, log=True)]
-    else:  # LAOM's continuous latent: the target encoder's EMA rate instead
+    elif base == "laom":  # LAOM's continuous latent: the target encoder's EMA rate instead
         space += [Param("ema_tau", 1e-4, 1e-2, log=True)]
     if method.endswith("-action"):
         space.append(Param("action_weight", 1e-3, 1.0, log=True))  # lambda

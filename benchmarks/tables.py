@@ -1,0 +1,69 @@
+"""README tables made from the committed benchmark results (``benchmarks/results/<name>.json``).
+
+    python benchmarks/tables.py latent_quality      # prints the markdown table
+
+A figure in the README is always one of these files' numbers, so it has its command and its data beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+LATENT_ROWS = [  # (key, label)
+    ("untrained", "untrained model (step 0: the floor)"),
+    ("lapo", "LAPO"),
+    ("laom", "LAOM"),
+    ("laof", "**LAOF**"),
+    ("laom_action_1pct", "LAOM-Action, 1 % labels"),
+    ("laof_action_1pct", "LAOF-Action, 1 % labels"),
+    ("laom_action_5pct", "LAOM-Action, 5 %"),
+    ("laof_action_5pct", "LAOF-Action, 5 %"),
+    ("laom_action_10pct", "LAOM-Action, 10 %"),
+    ("laof_action_10pct", "LAOF-Action, 10 %"),
+    ("lapo_clean", "LAPO, no distractors (reference)"),
+]
+
+
+def _cell(r: dict, key: str) -> str:
+    if key not in r:
+        return "–"
+    return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
+
+
+def latent_quality(r: dict) -> str:
+    levels = r["levels"]
+    prefixes = {lv: "" if lv == r.get("primary_level", levels[0]) else f"{lv}_" for lv in levels}
+    head = ["method"]
+    for lv in levels:
+        head += [f"{lv}: held-out episodes", f"{lv}: held-out backgrounds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in LATENT_ROWS:
+        row = [label]
+        for lv in levels:
+            p = prefixes[lv]
+            if key == "lapo_clean":
+                row += [_cell(r, f"probe_{p}lapo_clean"), _cell(r, f"probe_heldout_bg_{p}lapo_clean")]
+            elif key == "untrained":
+                row += [_cell(r, f"probe_{p}untrained"), _cell(r, f"probe_heldout_bg_{p}untrained")]
+            else:
+                row += [_cell(r, f"probe_{p}{key}"), _cell(r, f"probe_heldout_bg_{p}{key}")]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"latent_quality": latent_quality}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("name", choices=list(TABLES))
+    args = p.parse_args()
+    print(TABLES[args.name](json.loads((RESULTS / f"{args.name}.json").read_text())))
+
+
+if __name__ == "__main__":
+    main()

@@ -115,7 +115,8 @@ def test_torchrun_two_processes_match_one(dataset, tmp_path, method):
                          env=env, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          *_cli(dataset, tmp_path / "two", *fp32, method=method)], cwd=ROOT, env=env, capture_output=True,
+                          *_cli(dataset, tmp_path / "two", *fp32, method=method)], cwd=ROOT, env=env,
+                         capture_output=True,
                          text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     import json

@@ -65,8 +65,8 @@ METHODS: dict[str, dict] = {
 }
 CURVE_ONLY = ("laom_action_5pct", "laof_action_5pct", "laom_action_10pct", "laof_action_10pct")
 #: the dataset and training budget, sized by measurement (README, "Latent action models")
-DATA = dict(episodes=32)
-BUDGET = dict(steps=1500, eval_every=500, checkpoint_every=500, mlp_probe_steps=500)
+DATA: dict = {}  # the quick collection preset: 32 + 8 + 4 episodes of 250 steps
+BUDGET = dict(steps=1000, eval_every=250, checkpoint_every=500, mlp_probe_steps=500)
 QUICK_DATA = dict(episodes=8, eval_episodes=4, heldout_bg_episodes=2)
 QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_steps=50, eval_windows=256)
 
@@ -80,7 +80,8 @@ def dataset(level: str, quick: bool, progress: bool = True) -> Path:
     size = QUICK_DATA if quick else DATA
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
                       **size)
-    path = dataset_dir(TASK, f"{default_name(cfg)}-{'smoke' if quick else 'bench'}{cfg.episodes}")
+    # the full run's data is the quick collection preset (shared with every stage); the smoke run's is its own
+    path = dataset_dir(TASK, default_name(cfg) + ("-smoke" if quick else ""))
     collect(cfg, path, progress=progress)
     fill_flow(path, "exact", progress=progress)
     return path
@@ -146,6 +147,10 @@ def main() -> dict:
     t0 = time.perf_counter()
     result: dict = {"task": TASK, "quick": args.quick, "seeds": len(seeds), "levels": levels,
                     "budget": QUICK_BUDGET if args.quick else BUDGET, "data": QUICK_DATA if args.quick else DATA}
+    # speed first, on a quiet machine: the training runs below only need their results, not their timing
+    from bench_lam_speed import measure
+
+    speed = measure(dataset(levels[0], args.quick, progress), "laof", steps=10 if args.quick else 30)
     per_seed: dict = {}
     for level in [*levels, "none"]:
         data = dataset(level, args.quick, progress)
@@ -190,9 +195,6 @@ def main() -> dict:
         result[f"targets_{level}"] = targets(s)
     result["primary_level"] = levels[0]
     result["probe_untrained_note"] = "probe_untrained = the step-0 LAOF model of each seed (same IDM as LAPO)"
-    from bench_lam_speed import measure
-
-    speed = measure(dataset(levels[0], args.quick, progress), "laof", steps=10 if args.quick else 30)
     result["samples_per_s"] = round(speed["after"]["samples_per_s"], 1)
     result["samples_per_s_before"] = round(speed["before"]["samples_per_s"], 1)
     result["speedup"] = round(speed["speedup"], 2)

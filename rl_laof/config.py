@@ -439,7 +439,9 @@ class LAMConfig:
     vq_commitment: float = 0.05
     fdm: str | None = None  # "pixel" (U-Net on o_t, z at input and bottleneck) | "latent"; None: by method
     width: int = 16  # base channel count of every conv net
-    fdm_resolution: int | None = None  # side at which the pixel FDM sees o_t and predicts o_{t+1} (None: frame size)
+    # side at which the pixel FDM sees o_t and predicts o_{t+1} (None: the frame size; the IDM always sees it).
+    # 32 measured: LAPO on clean data probes the same (0.265 vs 0.264 of the mean action at 64) at 1.5x the speed
+    fdm_resolution: int | None = 32
     ema_tau: float = 0.001  # LAOM's target encoder
     augment: bool | None = None  # LAOM's shift / rotate / perspective augmentation; None: laom* only
     action_head: str = "linear"  # "linear" | "mlp"

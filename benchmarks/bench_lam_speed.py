@@ -7,7 +7,7 @@ dataset at the LAOM distractor level, collected if missing) in two set-ups, in t
 
   before   the pipeline as it was: flow and agent masks gathered with every window, the LAOF target
            HSV-encoded per batch in NumPy at 64x64 with the old sigma (0.03 x action repeat), a 64x64
-           flow decoder, a plain MSE, fp32;
+           flow decoder and pixel FDM, a VQ latent, a plain MSE, fp32;
   after    the current defaults (``LAMConfig``): targets encoded once per split
            (``rl_laof.flow.agent_targets``), the flow decoder at ``flow_resolution``, the agent-weighted
            loss, ``precision``.
@@ -60,8 +60,10 @@ class LegacyBatches(Batches):
 
 
 def legacy_config(cfg: LAMConfig, action_repeat: int) -> LAMConfig:
-    """The pre-issue LAOF setting: sigma 0.03 x action repeat, full-resolution decoder, plain MSE, fp32."""
-    return dataclasses.replace(cfg, flow_sigma=0.03 * action_repeat, flow_resolution=None, flow_loss="plain",
+    """The pre-issue LAOF setting: VQ latent, sigma 0.03 x action repeat, full-resolution flow decoder and pixel
+    FDM, plain MSE, fp32."""
+    return dataclasses.replace(cfg, flow_sigma=0.03 * action_repeat, flow_resolution=None, fdm_resolution=None,
+                               latent="vq" if cfg.base in ("lapo", "laof") else cfg.latent, flow_loss="plain",
                                precision="fp32")
 
 
@@ -172,7 +174,7 @@ def measure(dataset, method: str = "laof", steps: int = 20, base: LAMConfig | No
         peak = out["matmul_gflop_per_s"]["bf16" if cfg.precision == "bf16" else "fp32"]
         r["share_of_matmul_peak"] = r["achieved_gflop_per_s"] / peak
         r["config"] = {k: getattr(cfg, k) for k in ("flow_resolution", "flow_loss", "flow_sigma", "precision",
-                                                    "width", "fdm", "batch_size")}
+                                                    "width", "fdm", "fdm_resolution", "latent", "batch_size")}
         out[name] = r
     out["speedup"] = out["after"]["samples_per_s"] / out["before"]["samples_per_s"]
     return out

@@ -55,7 +55,31 @@ def latent_quality(r: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"latent_quality": latent_quality}
+def lam_speed(r: dict) -> str:
+    """Where a LAOF training step's time goes, before and after (``speed_profile`` of latent_quality.json)."""
+    sp = {"before": r["speed_profile"]["before"], "after": r["speed_profile"]["after"]}
+    lines = ["| per step (batch 64) | before | after |", "|---|---|---|"]
+    for k in ("data", "forward", "backward", "optimiser"):
+        lines.append(f"| {k} | {1000 * sp['before']['seconds_per_step'][k]:.1f} ms | "
+                     f"{1000 * sp['after']['seconds_per_step'][k]:.1f} ms |")
+    lines.append(f"| evaluation, amortised | {1000 * sp['before']['eval_seconds_per_step']:.1f} ms | "
+                 f"{1000 * sp['after']['eval_seconds_per_step']:.1f} ms |")
+    lines.append(f"| **samples/s** | {sp['before']['samples_per_s']:.0f} | **{sp['after']['samples_per_s']:.0f}** "
+                 f"({r['speedup']:.2f}x) |")
+    lines.append(f"| GFLOP per step (forward + backward) | {sp['before']['gflop_per_step']:.1f} | "
+                 f"{sp['after']['gflop_per_step']:.1f} |")
+    mm = r["matmul_gflop_per_s"]
+    lines.append(f"| achieved GFLOP/s (share of dense matmul: fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f}) | "
+                 f"{sp['before']['achieved_gflop_per_s']:.0f} ({sp['before']['share_of_matmul_peak']:.0%}) | "
+                 f"{sp['after']['achieved_gflop_per_s']:.0f} ({sp['after']['share_of_matmul_peak']:.0%}) |")
+    cfg = sp["after"]["config"]
+    lines.append(f"| set-up | fp32, VQ, 64-px flow decoder and FDM, target encoded per batch | {cfg['precision']}, "
+                 f"{cfg['latent']}, {cfg['flow_resolution']}-px flow decoder, {cfg['fdm_resolution']}-px FDM, "
+                 "targets encoded once |")
+    return "\n".join(lines)
+
+
+TABLES = {"latent_quality": latent_quality, "lam_speed": lam_speed}
 
 
 def main() -> None:

@@ -49,7 +49,8 @@ def make(task: str, num_envs: int = 16, obs: str = "pixels", distractors: Any = 
          monitor: bool = True, **kwargs: Any):
     """A stable-baselines3 ``VecEnv`` for a dm_control task (``"cheetah-run"``, ``"walker-walk"``...).
 
-    ``distractors``: None / "none", "easy" / "medium" / "hard" (DCS scales), "hard:background,camera"
+    ``distractors``: None / "none", "easy" / "medium" / "hard" (DCS scales), "laom" (LAOM's headline
+    setting: camera and colour 0.1, every training video, no occluders), "hard:background,camera"
     to pick kinds, or a :class:`DistractorConfig`. ``action_repeat``: the same action is applied that many
     control steps and the rewards summed (DrQ semantics; ``get_task(t).pixel_action_repeat`` is the
     PlaNet choice); None = 1, as in the PPO references. Other keyword arguments are

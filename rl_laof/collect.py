@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.collect", __doc__, COLLECT_PRESETS,
                      "quick: 32+8+4 episodes of <= 500 steps (minutes on 2 cores); paper: 500+50+50 full episodes")
     p.add_argument("--distractors", default=None,
-                   help="none / easy / medium / hard, or 'hard:background,camera' (default: hard)")
+                   help="none / easy / medium / hard / laom (LAOM's setting: camera and colour 0.1, every video, "
+                        "no occluders), or 'hard:background,camera' (default: hard)")
     p.add_argument("--episodes", type=int, default=None, help="train episodes")
     p.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes (same distractors)")
     p.add_argument("--heldout-bg-episodes", type=int, default=None,

@@ -420,7 +420,7 @@ def build_parser():
     p.add_argument("--kl-coef", type=float, default=None,
                    help="--latent sof, tokens: weight of the KL(agent || skill prior) penalty (default 0)")
     p.add_argument("--obs", default=None, choices=["pixels", "state"], help="observation type (default pixels)")
-    p.add_argument("--distractors", default=None, help="none / easy / medium / hard (default hard)")
+    p.add_argument("--distractors", default=None, help="none / easy / medium / hard / laom (default hard)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--num-envs", type=int, default=None, help="parallel envs")
     p.add_argument("--steps", type=int, default=None, help="total agent steps")

@@ -15,7 +15,9 @@ step count of ``BUDGET``):
   lapo, laof, laom                       no labels
   laom_action_<p>pct, laof_action_<p>pct action head on p % labelled transitions, p in 1 / 5 / 10
                                          (the label-budget curve; 0 % is the unlabelled method)
-  lapo_clean                             LAPO on the data without distractors (a reference)
+  laof_camfree                           LAOF on the agent's flow with the camera shake removed
+  lapo_clean[_<n>ep]                     LAPO on the data without distractors (a reference), on all 32
+                                         training episodes and on the first 16 / 8 (does more data help?)
   untrained                              the step-0 model of every run: the floor training must clear
 
 Metric: the held-out linear probe z -> a_t (ridge on standardised latents, fit on every training
@@ -62,7 +64,11 @@ METHODS: dict[str, dict] = {
     "laof_action_5pct": dict(method="laof-action", labels=0.05),
     "laom_action_10pct": dict(method="laom-action", labels=0.1),
     "laof_action_10pct": dict(method="laof-action", labels=0.1),
+    "laof_camfree": dict(method="laof", flow_source="camfree"),  # the target without the camera shake
 }
+#: the clean reference, and its data-size curve: LAPO trained on the first 8 / 16 / all 32 training episodes
+CLEAN = {"lapo_clean": dict(method="lapo"), "lapo_clean_16ep": dict(method="lapo", train_episodes=16),
+         "lapo_clean_8ep": dict(method="lapo", train_episodes=8)}
 CURVE_ONLY = ("laom_action_5pct", "laof_action_5pct", "laom_action_10pct", "laof_action_10pct")
 #: the dataset and training budget, sized by measurement (README, "Latent action models")
 DATA: dict = {}  # the quick collection preset: 32 + 8 + 4 episodes of 250 steps
@@ -92,7 +98,7 @@ def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, 
     report. ``bench_imitation`` reuses these runs."""
     from rl_laof.pretrain import train_lam
 
-    fields = METHODS["lapo" if name == "lapo_clean" else name]
+    fields = CLEAN[name] if name in CLEAN else METHODS[name]
     budget = QUICK_BUDGET if quick else BUDGET
     out = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full") / level / f"{name}-s{seed}"
     return train_lam(LAMConfig(seed=seed, **fields, **budget), data, out, progress=progress)
@@ -131,7 +137,34 @@ def targets(s: dict[str, dict]) -> dict[str, str | bool]:
         "laof_action_1pct_lowest": ("met" if all(stats.below(s["laof_action_1pct"], s[k]) for k in others)
                                     else f"not separated (lowest mean: {lowest})"),
         "laof_le_0.5": "met" if laof["hi"] <= 0.5 else ("tie" if laof["lo"] <= 0.5 else "not met"),
+        # not targets: what the camera-free target and more clean data change
+        "laof_camfree_vs_laof": stats.verdict(s["laof_camfree"], laof),
+        "lapo_clean_32ep_vs_16ep": stats.verdict(s["lapo_clean"], s["lapo_clean_16ep"]),
     }
+
+
+def plot_curves(curves: dict, path: Path) -> None:
+    """Probe / mean action against training steps, mean over seeds, one panel per level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
+    for ax, (level, methods) in zip(axes[0], curves.items(), strict=True):
+        for name, by_step in methods.items():
+            steps = sorted(by_step)
+            ax.plot(steps, [np.mean(by_step[t]) for t in steps], "o-", ms=3, label=name)
+        ax.axhline(1.0, color="gray", ls="--", lw=0.8)
+        ax.set_title(f"{level} distractors" if level != "none" else "no distractors")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("held-out linear probe / mean action")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main() -> dict:
@@ -152,9 +185,10 @@ def main() -> dict:
 
     speed = measure(dataset(levels[0], args.quick, progress), "laof", steps=10 if args.quick else 30)
     per_seed: dict = {}
-    for level in [*levels, "none"]:
+    curves: dict = {}
+    for level in [levels[0], "none", *levels[1:]]:  # the primary level and its clean reference first
         data = dataset(level, args.quick, progress)
-        names = ["lapo_clean"] if level == "none" else list(METHODS)
+        names = list(CLEAN) if level == "none" else list(METHODS)
         lv = per_seed.setdefault(level, {"eval": {}, "heldout_bg": {}, "mlp": {}, "untrained": {},
                                          "untrained_heldout_bg": {}, "flow_vs_zero": [], "flow_vs_mean": [],
                                          "samples_per_s": {}})
@@ -171,6 +205,9 @@ def main() -> dict:
                 if mlp is not None:
                     lv["mlp"].setdefault(name, []).append(mlp / rep["probes"]["eval"]["mean_action_mse"])
                 lv["samples_per_s"].setdefault(name, []).append(rep["train_samples_per_s"])
+                for h in rep["history"]:  # probe-vs-steps (the periodic probe on held-out windows)
+                    curves.setdefault(level, {}).setdefault(name, {}).setdefault(h["step"], []).append(
+                        h["eval/linear_probe_action_mse"] / rep["probes"]["eval"]["mean_action_mse"])
                 if name == "laof":
                     fe = rep["final_eval"]
                     lv["flow_vs_zero"].append(fe["eval/flow"] / fe["eval/flow_zero"])
@@ -184,7 +221,7 @@ def main() -> dict:
         lv = per_seed[level]
         prefix = "" if level == levels[0] else f"{level}_"
         s = summarise(lv["eval"])
-        s["lapo_clean"] = stats.interval(per_seed["none"]["eval"]["lapo_clean"])
+        s.update(summarise(per_seed["none"]["eval"]))
         result.update(flat(f"probe_{prefix}", s))
         result.update(flat(f"probe_heldout_bg_{prefix}", summarise(lv["heldout_bg"])))
         result.update(flat(f"probe_untrained_{prefix}", summarise({k: v for k, v in lv["untrained"].items() if v})))
@@ -203,6 +240,9 @@ def main() -> dict:
     result["train_samples_per_s"] = {lv: {k: round(float(np.mean(v)), 1) for k, v in d["samples_per_s"].items()}
                                      for lv, d in per_seed.items()}
     result["per_seed"] = per_seed
+    result["curves"] = curves
+    plot_curves(curves, RESULTS.parent / "latent_quality_curves.png" if not args.quick else
+                runs_root() / "bench" / "latent_quality" / "quick" / "curves.png")
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)

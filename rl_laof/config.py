@@ -429,6 +429,7 @@ class LAMConfig:
     max_offset: int | None = None  # IDM sees (o_t, o_{t+k}), k ~ U{1..max_offset}; None: 10 for laom*, else 1
     labels: float | None = None  # fraction of labelled transitions (label split frac-<f>) for *-action
     labelled_trajectories: int | None = None  # or N whole labelled episodes (split traj-<N>)
+    train_episodes: int | None = None  # train on the first N training episodes only (None: all; data-size studies)
     # ---- model
     latent: str | None = None  # "vq" | "continuous"; None: vq for lapo* / laof*, continuous for laom*
     latent_dim: int = 128
@@ -500,6 +501,8 @@ class LAMConfig:
                              f"{self.vq_positions} positions.")
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be >= 1.")
+        if self.train_episodes is not None and self.train_episodes < 1:
+            raise ValueError(f"train_episodes={self.train_episodes}: need at least 1 (or None for all).")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
         if self.flow_source not in FLOW_SOURCES:

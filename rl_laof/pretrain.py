@@ -248,8 +248,9 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
 
     torch.manual_seed(cfg.seed)
     wcfg = cfg.window_config()
-    train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed)
-    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
+    train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed, episodes=cfg.train_episodes)
+    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution,
+                                       episodes=cfg.train_episodes if split == "train" else None)
                for split in ("train", "eval")} if cfg.flow_weight > 0 else {}
     main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets.get("train"))
     lab_batches = None
@@ -291,7 +292,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
                          for i in range(0, len(eval_rows), 256)])
         # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone)
         probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
-        probe_train = WindowDataset(ds, "train", probe_cfg, arrays=train.data)
+        # fit on every training episode, also when the model trains on the first train_episodes only
+        probe_train = WindowDataset(ds, "train", probe_cfg, arrays=train.data if cfg.train_episodes is None else None)
         probe_eval = WindowDataset(ds, "eval", probe_cfg, arrays=ev.data)
 
     def checkpoint() -> None:

@@ -15,7 +15,7 @@ def test_demo_writes_video_grid_and_backend_comparison(tmp_path):
     video = iio.imread(files["gif"], index=None)
     assert video.shape[0] == 6 and video.shape[1:3] == (64, 4 * 64)
     grid = iio.imread(files["levels_png"])
-    assert grid.shape[0] == 4 * 64  # clean, easy, medium, hard
+    assert grid.shape[0] == 5 * 64  # clean, easy, medium, hard, laom
     assert iio.imread(files["backends_png"]).shape[0] == 3 * 64  # envpool, dm_control, agent mask
     assert json.loads((tmp_path / "demo.json").read_text())["files"] == files
 

@@ -80,10 +80,10 @@ def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
 def step_flops(model: LatentActionModel, cfg: LAMConfig, batch: dict) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    counter = FlopCounterMode(display=False)
-    with counter, autocast(cfg):
-        loss, _ = model.losses(batch)
+    counter = FlopCounterMode(display=False)  # one context: entering it again would reset the counts
     with counter:
+        with autocast(cfg):
+            loss, _ = model.losses(batch)
         loss.backward()
     model.zero_grad(set_to_none=True)
     return float(counter.get_total_flops())

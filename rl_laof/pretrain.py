@@ -190,13 +190,18 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
     return path
 
 
+_BEFORE_RESOLUTIONS = {"flow_resolution": None, "fdm_resolution": None}
+
+
 def load_lam(run_dir: str | Path) -> LatentActionModel:
     """The trained model of a pretrain run (``model.pt``), in eval mode."""
     path = Path(run_dir) / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained latent action model (run python -m rl_laof.pretrain first)")
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    model = LatentActionModel(LAMConfig(**saved["config"]), saved["image_size"], saved["action_dim"])
+    # runs saved before these fields existed had full-resolution flow decoders and FDMs
+    config = {**_BEFORE_RESOLUTIONS, **saved["config"]}
+    model = LatentActionModel(LAMConfig(**config), saved["image_size"], saved["action_dim"])
     model.load_state_dict(saved["model"])
     return model.eval()
 

@@ -38,9 +38,10 @@ from rl_laof import distributed as dist  # noqa: E402
 from rl_laof.config import LAMConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.data.windows import WindowDataset  # noqa: E402
+from rl_laof.flow.agent_targets import AgentFlowTargets  # noqa: E402
 from rl_laof.flow.encoding import agent_flow, encode_flow_rgb  # noqa: E402
 from rl_laof.models.lam import LatentActionModel  # noqa: E402
-from rl_laof.pretrain import Batches, autocast, flow_calibration  # noqa: E402
+from rl_laof.pretrain import Batches, HeldOutEvaluation, autocast, flow_calibration  # noqa: E402
 
 PHASES = ("data", "forward", "backward", "optimiser")
 
@@ -118,28 +119,15 @@ def profile(cfg: LAMConfig, ds: VideoDataset, batches, steps: int, warmup: int =
             "gflop_per_step": flops / 1e9, "achieved_gflop_per_s": flops / total / 1e9, "model": model}
 
 
-def eval_seconds(model: LatentActionModel, cfg: LAMConfig, ds: VideoDataset, train: WindowDataset) -> float:
-    """One periodic held-out evaluation as ``train_lam`` runs it (losses on eval windows and a linear probe)."""
-    from rl_laof import probes
-    from rl_laof.pretrain import _spread, eval_losses, latents
-
-    wcfg = dataclasses.replace(cfg.window_config(), max_offset=1)
-    ev = WindowDataset(ds, "eval", wcfg)
-    rows = _spread(ev.data.num_transitions, cfg.eval_windows)
-    batches = [ev.gather(rows[i:i + 256]) for i in range(0, len(rows), 256)]
-    if cfg.flow_weight > 0:
-        from rl_laof.flow.agent_targets import AgentFlowTargets
-
-        t = AgentFlowTargets(ds, "eval", cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
-        for i, b in enumerate(batches):
-            b.update(t.get(rows[i * 256:(i + 1) * 256]))
-    model.eval()
+def eval_seconds(model: LatentActionModel, cfg: LAMConfig, ds: VideoDataset, train: WindowDataset,
+                 targets: AgentFlowTargets | None) -> float:
+    """One periodic held-out evaluation, as ``train_lam`` runs it (losses on eval windows and a linear probe)."""
+    if targets is not None:
+        targets = {"train": targets, "eval": AgentFlowTargets(ds, "eval", cfg.flow_sigma, cfg.flow_source,
+                                                              cfg.flow_resolution)}
+    held_out = HeldOutEvaluation(ds, cfg, train, targets or {})
     t0 = time.perf_counter()
-    eval_losses(model, batches)
-    rows_tr = _spread(train.data.num_transitions, cfg.eval_windows)
-    probes.linear_probe(latents(model, train, rows_tr), train.data["actions"][rows_tr],
-                        latents(model, ev, rows), ev.data["actions"][rows])
-    model.train()
+    held_out(model)
     return time.perf_counter() - t0
 
 
@@ -157,19 +145,17 @@ def measure(dataset, method: str = "laof", steps: int = 20, base: LAMConfig | No
         cfg = legacy_config(base, action_repeat) if name == "before" else base
         cfg, _ = flow_calibration(cfg, ds)
         wcfg = cfg.window_config()
+        targets = (AgentFlowTargets(ds, "train", cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
+                   if cfg.flow_weight > 0 else None)
         if name == "before":
-            wcfg = dataclasses.replace(wcfg, with_flow=True, with_masks=True)
-            train = WindowDataset(ds, "train", wcfg, seed=cfg.seed)
+            train = WindowDataset(ds, "train", dataclasses.replace(wcfg, with_flow=True, with_masks=True),
+                                  seed=cfg.seed)
             batches = LegacyBatches(train, cfg.batch_size, cfg.seed + 1, cfg.flow_sigma)
         else:
-            from rl_laof.flow.agent_targets import AgentFlowTargets
-
             train = WindowDataset(ds, "train", wcfg, seed=cfg.seed)
-            targets = (AgentFlowTargets(ds, "train", cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution)
-                       if cfg.flow_weight > 0 else None)
             batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets)
         r = profile(cfg, ds, batches, steps)
-        ev = eval_seconds(r.pop("model"), cfg, ds, train)
+        ev = eval_seconds(r.pop("model"), cfg, ds, train, targets)
         r["eval_seconds_per_step"] = ev / cfg.eval_every
         peak = out["matmul_gflop_per_s"]["bf16" if cfg.precision == "bf16" else "fp32"]
         r["share_of_matmul_peak"] = r["achieved_gflop_per_s"] / peak

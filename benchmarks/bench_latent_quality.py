@@ -48,7 +48,14 @@ import numpy as np  # noqa: E402
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import stats  # noqa: E402
 from rl_laof.artifacts import atomic_path, dataset_dir, runs_root  # noqa: E402
-from rl_laof.config import COLLECT_PRESETS, CollectConfig, DistractorConfig, LAMConfig, from_preset  # noqa: E402
+from rl_laof.config import (  # noqa: E402
+    COLLECT_PRESETS,
+    DIFFICULTY_SCALE,
+    CollectConfig,
+    DistractorConfig,
+    LAMConfig,
+    from_preset,
+)
 
 TASK = "cheetah-run"
 LEVELS = ("laom", "hard")
@@ -176,6 +183,12 @@ def main() -> dict:
     args = p.parse_args()
     progress = not args.no_progress
     levels = [x.strip() for x in args.levels.split(",") if x.strip()]
+    bad = [lv for lv in levels if lv not in DIFFICULTY_SCALE or lv == "none"]
+    if not levels or bad:
+        p.error(f"--levels {args.levels!r}: give distractor levels from "
+                f"{', '.join(k for k in DIFFICULTY_SCALE if k != 'none')} (the clean data is always run)")
+    if args.seeds < 1:
+        p.error(f"--seeds {args.seeds}: need at least 1 (3 or more for intervals that can decide a claim)")
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
     result: dict = {"task": TASK, "quick": args.quick, "seeds": len(seeds), "levels": levels,

@@ -88,7 +88,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("name", choices=list(TABLES))
     args = p.parse_args()
-    print(TABLES[args.name](json.loads((RESULTS / f"{SOURCE[args.name]}.json").read_text())))
+    path = RESULTS / f"{SOURCE[args.name]}.json"
+    if not path.exists():
+        p.error(f"{path} does not exist: run python benchmarks/bench_{SOURCE[args.name]}.py first")
+    print(TABLES[args.name](json.loads(path.read_text())))
 
 
 if __name__ == "__main__":

@@ -513,6 +513,11 @@ class LAMConfig:
             raise ValueError(f"flow_sigma_percentile={self.flow_sigma_percentile}: a percentile in (0, 100).")
         if self.flow_sigma is not None and self.flow_sigma <= 0:
             raise ValueError(f"flow_sigma={self.flow_sigma}: must be > 0 (or None to calibrate it from the data).")
+        for name in ("flow_resolution", "fdm_resolution"):
+            r = getattr(self, name)
+            if r is not None and (r < 8 or r & (r - 1)):
+                raise ValueError(f"{name}={r}: a power of two >= 8 that divides the frame size (e.g. 16, 32), "
+                                 "or None for the frame size.")
         if self.flow_bg_weight < 0:
             raise ValueError(f"flow_bg_weight={self.flow_bg_weight}: must be >= 0.")
 

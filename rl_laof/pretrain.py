@@ -284,22 +284,12 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model)
 
     writer = None
-    eval_set = None
+    held_out = None
     if dist.is_main():
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(run_dir / "tb"))
-        ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
-        eval_rows = _spread(ev.data.num_transitions, cfg.eval_windows)
-        flow_mean = targets["train"].mean_target() if targets else None
-        eval_set = (ev, [_with_targets(ev.gather(eval_rows[i:i + 256]), cfg, i, targets.get("eval"),
-                                       eval_rows[i:i + 256], flow_mean)
-                         for i in range(0, len(eval_rows), 256)])
-        # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone)
-        probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
-        # fit on every training episode, also when the model trains on the first train_episodes only
-        probe_train = WindowDataset(ds, "train", probe_cfg, arrays=train.data if cfg.train_episodes is None else None)
-        probe_eval = WindowDataset(ds, "eval", probe_cfg, arrays=ev.data)
+        held_out = HeldOutEvaluation(ds, cfg, train, targets)
 
     def checkpoint() -> None:
         if dist.is_main():
@@ -312,16 +302,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         dist.barrier()
 
     def evaluate() -> dict[str, float]:
-        model.eval()
-        ev, batches = eval_set
-        m = {f"eval/{k}": v for k, v in eval_losses(model, batches).items()}
-        rows_tr = _spread(train.data.num_transitions, cfg.eval_windows)
-        rows_ev = _spread(ev.data.num_transitions, cfg.eval_windows)
-        m["eval/linear_probe_action_mse"] = probes.linear_probe(
-            latents(model, probe_train, rows_tr), train.data["actions"][rows_tr],
-            latents(model, probe_eval, rows_ev), ev.data["actions"][rows_ev])
-        model.train()
-        return m
+        return held_out(model)
 
     limit = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     start_step = step
@@ -404,16 +385,44 @@ def autocast(cfg: LAMConfig):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
 
 
-def _with_targets(batch: dict[str, torch.Tensor], cfg: LAMConfig, seed: int, targets: AgentFlowTargets | None,
-                  rows: np.ndarray, flow_mean: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """A fixed held-out batch with what the losses need (flow target, augmentation), and the training split's
-    mean flow target (its loss is reported beside the decoder's)."""
-    if targets is not None:
-        batch.update(targets.get(rows))
-        batch["flow_mean"] = flow_mean[None]
-    if cfg.augment:
-        batch["homography"] = random_homographies(len(batch["obs"]), torch.Generator().manual_seed(seed))
-    return batch
+class HeldOutEvaluation:
+    """The periodic held-out evaluation of a run: the losses (and their trivial-predictor baselines) on
+    ``eval_windows`` fixed windows of the eval episodes, and a linear action probe fit on training windows
+    and scored on those eval windows. Built once; calling it evaluates a model (and leaves it in train mode)."""
+
+    def __init__(self, ds: VideoDataset, cfg: LAMConfig, train: WindowDataset,
+                 targets: dict[str, AgentFlowTargets]):
+        wcfg = cfg.window_config()
+        self.train, self.cfg = train, cfg
+        self.ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
+        rows = _spread(self.ev.data.num_transitions, cfg.eval_windows)
+        flow_mean = targets["train"].mean_target()[None] if targets else None
+        self.batches = []
+        for i in range(0, len(rows), 256):
+            b = self.ev.gather(rows[i:i + 256])
+            if targets:  # the flow targets, and the training split's mean target (the best constant prediction)
+                b.update(targets["eval"].get(rows[i:i + 256]), flow_mean=flow_mean)
+            if cfg.augment:
+                b["homography"] = random_homographies(len(b["obs"]), torch.Generator().manual_seed(i))
+            self.batches.append(b)
+        # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone); fit on
+        # every training episode, also when the model trains on the first train_episodes only
+        probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
+        self.probe_train = WindowDataset(ds, "train", probe_cfg,
+                                         arrays=train.data if cfg.train_episodes is None else None)
+        self.probe_eval = WindowDataset(ds, "eval", probe_cfg, arrays=self.ev.data)
+
+    def __call__(self, model: LatentActionModel) -> dict[str, float]:
+        model.eval()
+        m = {f"eval/{k}": v for k, v in eval_losses(model, self.batches).items()}
+        tr, ev = self.probe_train, self.probe_eval
+        rows_tr = _spread(tr.data.num_transitions, self.cfg.eval_windows)
+        rows_ev = _spread(ev.data.num_transitions, self.cfg.eval_windows)
+        m["eval/linear_probe_action_mse"] = probes.linear_probe(
+            latents(model, tr, rows_tr), tr.data["actions"][rows_tr], latents(model, ev, rows_ev),
+            ev.data["actions"][rows_ev])
+        model.train()
+        return m
 
 
 # --------------------------------------------------------------------------- CLI

@@ -23,17 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rl_laof.flow.calibrate import FLOW_SOURCES
+from rl_laof.flow.calibrate import masked_agent_flow, source_keys
 from rl_laof.flow.encoding import encode_flow_rgb
 
 FLOW_LOSSES = ("agent", "plain")
-
-
-def source_keys(source: str) -> tuple[str, ...]:
-    """The arrays of a dataset the ``source`` target is made from."""
-    if source not in FLOW_SOURCES:
-        raise ValueError(f"flow source {source!r}: use one of {', '.join(FLOW_SOURCES)}")
-    return ("flow", "flow_valid", "agent_mask") if source == "observed" else ("agent_flow_camfree", "agent_camfree")
 
 
 class AgentFlowTargets:
@@ -61,12 +54,9 @@ class AgentFlowTargets:
             frame_of = np.repeat(arrays.frame_start, arrays.lengths) + t_of
         for s in range(0, n, chunk):
             sl = slice(s, min(n, s + chunk))
-            if source == "observed":
-                mask = arrays["agent_mask"][frame_of[sl]] & arrays["flow_valid"][sl]
-                flow = arrays["flow"][sl].astype(np.float32) * mask[:, None]
-            else:
-                mask = arrays["agent_camfree"][sl]
-                flow = arrays["agent_flow_camfree"][sl].astype(np.float32)
+            chunk_arrays = {k: arrays[k][sl] for k in keys if k != "agent_mask"}
+            flow, mask = masked_agent_flow(source, chunk_arrays,
+                                           arrays["agent_mask"][frame_of[sl]] if source == "observed" else None)
             if r != h:  # the mean flow of each cell's agent pixels, in the cell grid's pixels
                 k = h // r
                 f, m = torch.from_numpy(flow), torch.from_numpy(mask.astype(np.float32))[:, None]

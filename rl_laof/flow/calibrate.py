@@ -35,6 +35,24 @@ FLOW_SOURCES = ("observed", "camfree")
 PERCENTILES = (50, 75, 90, 95, 99)
 
 
+def source_keys(source: str) -> tuple[str, ...]:
+    """The arrays of a dataset (with its flow file) that the ``source`` agent flow is made from."""
+    if source not in FLOW_SOURCES:
+        raise ValueError(f"flow source {source!r}: use one of {', '.join(FLOW_SOURCES)}")
+    return ("flow", "flow_valid", "agent_mask") if source == "observed" else ("agent_flow_camfree", "agent_camfree")
+
+
+def masked_agent_flow(source: str, arrays, agent_mask_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The agent's flow of some transitions, (N, 2, H, W) float32 zero off the agent, and its mask (N, H, W).
+
+    ``arrays``: the transitions' flow-file arrays of :func:`source_keys`; ``agent_mask_t`` (observed only): the
+    dataset's agent mask of frame t of each transition."""
+    if source == "observed":
+        mask = np.asarray(agent_mask_t, bool) & arrays["flow_valid"]
+        return arrays["flow"].astype(np.float32) * mask[:, None], mask
+    return arrays["agent_flow_camfree"].astype(np.float32), np.asarray(arrays["agent_camfree"], bool)
+
+
 def agent_speeds(flow: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """|f| (float64) of the pixels where ``mask`` holds: flow (..., 2, H, W), mask (..., H, W) bool."""
     f = np.asarray(flow, np.float64)
@@ -71,8 +89,7 @@ def calibrated_sigma(dataset, percentile: float, source: str = "observed") -> tu
     """sigma for ``dataset`` (a :class:`rl_laof.data.VideoDataset` with flow attached) such that the
     ``percentile``-th agent-pixel speed of its training split encodes to full value; returns (sigma,
     the summary it came from)."""
-    if source not in FLOW_SOURCES:
-        raise ValueError(f"flow source {source!r}: use one of {', '.join(FLOW_SOURCES)}")
+    source_keys(source)  # a clear error for an unknown source
     if dataset.flow_path is None:
         raise ValueError(f"{dataset.path}: no flow targets attached; run python -m rl_laof.flow first")
     key = f"p{percentile:g}"
@@ -89,7 +106,7 @@ def calibrated_sigma(dataset, percentile: float, source: str = "observed") -> tu
 
 def training_speeds(dataset, source: str) -> np.ndarray:
     """Agent-pixel speeds of every training transition of a dataset with flow attached."""
-    keys = ("flow", "flow_valid", "agent_mask") if source == "observed" else ("agent_flow_camfree", "agent_camfree")
+    keys = source_keys(source)
     missing = [k for k in keys if k not in dataset.keys]
     if missing:
         raise ValueError(f"{dataset.path}: no {missing} arrays for the {source!r} flow source (flow files written "
@@ -98,8 +115,5 @@ def training_speeds(dataset, source: str) -> np.ndarray:
     out = []
     for e in dataset.episodes["train"]:
         ep = dataset.episode("train", e.index, keys)
-        if source == "observed":
-            out.append(agent_speeds(ep["flow"], ep["flow_valid"] & ep["agent_mask"][:-1]))
-        else:
-            out.append(agent_speeds(ep["agent_flow_camfree"], ep["agent_camfree"]))
+        out.append(agent_speeds(*masked_agent_flow(source, ep, ep.get("agent_mask", np.zeros(0))[:-1])))
     return np.concatenate(out) if out else np.zeros(0)

@@ -27,7 +27,7 @@ from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_backend
-from rl_laof.flow.calibrate import agent_speeds, speed_summary
+from rl_laof.flow.calibrate import FLOW_SOURCES, agent_speeds, masked_agent_flow, source_keys, speed_summary
 from rl_laof.flow.exact import FlowInputs
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
@@ -91,9 +91,10 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
                 if split == "train":  # the agent-speed statistics that calibrate sigma
                     g = p["episode"]
                     mask = ds.episode(split, e.index, ("agent_mask",))["agent_mask"][:-1]
-                    speeds["observed"].append(agent_speeds(g["flow"][()], g["flow_valid"][()] & mask))
-                    if "agent_flow_camfree" in g:
-                        speeds["camfree"].append(agent_speeds(g["agent_flow_camfree"][()], g["agent_camfree"][()]))
+                    for source in [k for k in FLOW_SOURCES if all(x in g or x == "agent_mask"
+                                                                  for x in source_keys(k))]:
+                        arrays = {k: g[k][()] for k in source_keys(source) if k in g}
+                        speeds[source].append(agent_speeds(*masked_agent_flow(source, arrays, mask)))
         frames = sum(e.length for e in ds.episodes["train"])
         hw = int(np.prod(ds.image_shape[-2:]))
         f.attrs["agent_speed"] = json.dumps({k: speed_summary(np.concatenate(v), frames, hw)

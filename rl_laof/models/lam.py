@@ -97,36 +97,39 @@ class LatentActionModel(nn.Module):
         z = self.idm(torch.cat([obs, fut], 1))
         z_q, vq_loss, stats = self.quantize(z)
         parts: dict[str, torch.Tensor] = {}
+        # trivial predictors, in evaluation only: a term whose loss sits at its baseline is not acting
+        baselines: dict[str, torch.Tensor] = {}
         if cfg.fdm == "pixel":
             small, small_next = self._fdm_view(obs), self._fdm_view(nxt[:, -3:])
             parts["fdm"] = F.mse_loss(self.fdm(small, z_q, small[:, -3:]), small_next)
+            if not self.training:  # o_{t+1} = o_t: the FDM's output when it ignores z
+                baselines["fdm_copy"] = F.mse_loss(small[:, -3:], small_next)
         else:
             with torch.no_grad():
                 target = self.target_encoder(nxt)
             parts["fdm"] = F.mse_loss(self.fdm(torch.cat([self.obs_encoder(obs), z_q], 1)), target)
+            if not self.training:  # the next embedding = this one
+                baselines["fdm_copy"] = F.mse_loss(self.target_encoder(obs), target)
         loss = cfg.fdm_weight * parts["fdm"]
         if self.vq is not None:
             parts["vq"] = vq_loss
             loss = loss + cfg.vq_weight * vq_loss
-        zero_flow, parts_extra = None, {}
         if self.flow_decoder is not None:
             target, cover = batch["flow_target"], batch.get("flow_coverage")
             parts["flow"] = flow_loss(self.flow_decoder(z_q), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
             loss = loss + cfg.flow_weight * parts["flow"]
-            with torch.no_grad():  # the loss of predicting no motion: the flow term acts only well below it
-                zero_flow = flow_loss(torch.zeros_like(target), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
-                if "flow_mean" in batch:  # and of the best constant prediction (the training split's mean target)
-                    mean = batch["flow_mean"].expand_as(target)
-                    parts_extra["flow_mean"] = flow_loss(mean, target, cover, cfg.flow_loss, cfg.flow_bg_weight)
+            if not self.training:  # predicting no motion, and the best constant (the training split's mean target)
+                baselines["flow_zero"] = flow_loss(torch.zeros_like(target), target, cover, cfg.flow_loss,
+                                                   cfg.flow_bg_weight)
+                if "flow_mean" in batch:
+                    baselines["flow_mean"] = flow_loss(batch["flow_mean"].expand_as(target), target, cover,
+                                                       cfg.flow_loss, cfg.flow_bg_weight)
         if self.action_head is not None and labelled is not None and len(labelled["obs"]):
             z_lab = self.encode(labelled["obs"], labelled["next_obs"])
             parts["action"] = F.mse_loss(self.action_head(z_lab), labelled["action"])
             loss = loss + cfg.action_weight * parts["action"]
-        metrics = {k: float(v.detach()) for k, v in parts.items()}
+        metrics = {k: float(v.detach()) for k, v in {**parts, **baselines}.items()}
         metrics.update({k: float(v) for k, v in stats.items()})
-        if zero_flow is not None:
-            metrics["flow_zero"] = float(zero_flow)
-        metrics.update({k: float(v) for k, v in parts_extra.items()})
         metrics["loss"] = float(loss.detach())
         return loss, metrics
 

@@ -887,7 +887,8 @@ class TrainConfig:
     hidden: int = 256
     log_std_init: float = -1.0  # std e^-1 = 0.37 in the normalised latent / action range ("lafp": 0, the prior)
     # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any)
-    learning_rate: float = 3e-4  # decays linearly to 0 over total_steps
+    learning_rate: float = 3e-4  # decays linearly to learning_rate_end over total_steps, then stays there
+    learning_rate_end: float = 0.0  # the schedule's floor (the last rollout may overshoot total_steps)
     n_steps: int = 256  # on-policy rollout length per env
     batch_size: int = 256
     n_epochs: int = 4
@@ -938,6 +939,10 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
         if self.action_repeat is not None and self.action_repeat < 1:
             raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
+        if not 0 <= self.learning_rate_end <= self.learning_rate:
+            raise ValueError(f"learning_rate_end={self.learning_rate_end}: must be in [0, learning_rate].")
 
     @property
     def on_policy(self) -> bool:

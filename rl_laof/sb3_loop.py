@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,21 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rl_laof.artifacts import atomic_path, latest_checkpoint, read_json, write_json
 
 Evaluate = Callable[[Any], dict[str, float]]  # model -> {"mean": ..., "std": ...}
+
+
+@dataclass(frozen=True)
+class LinearSchedule:
+    """A stable-baselines3 schedule: ``start`` at progress remaining 1, linearly down to ``end`` at 0, and
+    ``end`` from there on. SB3's progress remaining goes below 0 when the last rollout overshoots the total
+    step count (8 envs x 256 steps past 20,000 ends at 20,480); a plain ``lr * p`` then turns the last update
+    into gradient ascent. Picklable, so checkpoints resume the same schedule."""
+
+    start: float
+    end: float = 0.0
+
+    def __call__(self, progress_remaining: float) -> float:
+        p = min(max(float(progress_remaining), 0.0), 1.0)
+        return self.end + (self.start - self.end) * p
 
 
 class PeriodicCallback(BaseCallback):

@@ -279,7 +279,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
 
     from envs import get_task
     from rl_laof.agents import ALGOS, init_from_latent_policy, init_from_skill_prior, policy_kwargs
-    from rl_laof.sb3_loop import PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
+    from rl_laof.sb3_loop import (LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve,
+                                  save_checkpoint)
 
     get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
     if cfg.threads:
@@ -319,9 +320,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
             print(f"resuming {run_dir} from step {model.num_timesteps}")
     else:
         venv = _wrap_normalize(cfg, inner)
-        lr = cfg.learning_rate
+        schedule = LinearSchedule(cfg.learning_rate, cfg.learning_rate_end)
         try:
-            model = algo(spec.policy_name(), venv, learning_rate=lambda p: lr * p, seed=cfg.seed, device="cpu",
+            model = algo(spec.policy_name(), venv, learning_rate=schedule, seed=cfg.seed, device="cpu",
                          policy_kwargs=policy_kwargs(cfg), tensorboard_log=str(run_dir / "tb"), verbose=0,
                          **cfg.resolved_algo_kwargs())
         except TypeError as exc:

@@ -121,6 +121,32 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
     assert Path(replay["gif"]).exists() and np.isfinite(replay["mean"])
 
 
+def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
+    import cloudpickle
+
+    from rl_laof.sb3_loop import LinearSchedule
+
+    for end in (0.0, 1e-5):
+        schedule = cloudpickle.loads(cloudpickle.dumps(LinearSchedule(3e-4, end)))  # as checkpoints store it
+        assert schedule(1.0) == pytest.approx(3e-4) and schedule(0.5) == pytest.approx((3e-4 + end) / 2)
+        assert [schedule(p) for p in (0.0, -0.024, -0.28, -5.0)] == [end] * 4  # past the total: the floor
+        assert schedule(2.0) == pytest.approx(3e-4)  # never above the start either
+    with pytest.raises(ValueError, match="learning_rate_end"):
+        TrainConfig(learning_rate=1e-4, learning_rate_end=2e-4)
+    with pytest.raises(ValueError, match="learning_rate=-0.1"):
+        TrainConfig(learning_rate=-0.1)
+
+
+def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_agents, tmp_path):
+    """100 steps in 64-step rollouts end at 128: the last update runs past the total at the floor rate."""
+    from rl_laof.train import train
+
+    report = train(_cfg("bc", latent_agents, total_steps=100, learning_rate_end=1e-5), tmp_path, progress=False)
+    assert report["steps"] == 128
+    lrs = [h["lr"] for h in report["eval_history"]]
+    assert lrs[-1] == pytest.approx(1e-5) and min(lrs) >= 1e-5
+
+
 @pytest.mark.parametrize("algo", ["recurrent-ppo", "sac", "a2c"])
 def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_path, algo):
     """Each algorithm trains in the latent space on pixels; the recurrent policy gets the encoder only."""

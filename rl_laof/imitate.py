@@ -347,6 +347,21 @@ def evaluate_returns(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, 
     return out
 
 
+def action_error(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, split: str, frame_stack: int,
+                 limit: int = 4000) -> float:
+    """The agent's action MSE on (the first ``limit``) transitions of ``split``, divided by the MSE of
+    predicting those transitions' mean action: 1.0 = no better than the mean action. On the held-out
+    ``eval`` episodes this is the imitation quality that returns are made of, without the env's noise."""
+    w = WindowDataset(ds, split, WindowConfig(frame_stack=frame_stack, max_offset=1, with_masks=False,
+                                              with_states=False, with_flow=False))
+    rows = np.arange(min(limit, w.data.num_transitions))
+    if len(rows) == 0:
+        return float("nan")
+    target = np.asarray(w.data["actions"], np.float32)[rows]
+    pred = np.concatenate([act(w.gather(rows[i:i + 256])["obs"].numpy()) for i in range(0, len(rows), 256)])
+    return float(((pred - target) ** 2).mean() / ((target - target.mean(0)) ** 2).mean())
+
+
 def latency_ms(act: Callable[[np.ndarray], np.ndarray], obs_shape: tuple[int, ...], calls: int) -> float:
     """Median wall time of one action for one observation (policy + decoder), in ms."""
     obs = np.random.default_rng(0).integers(0, 256, (1, *obs_shape), dtype=np.uint8)
@@ -454,10 +469,12 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
                     "normalizer": norm.state_dict() if norm is not None else None}, tmp)
     agent = ImitationAgent(policy, decoder, cfg.seed)
     returns = evaluate_returns(agent, ds, cfg, progress)
+    errors = {split: round(action_error(agent, ds, split, cfg.frame_stack), 4)
+              for split in ("train", "eval", "heldout_bg") if ds.episodes.get(split)}
     report: dict[str, Any] = {
         "tag": cfg.tag, "task": ds.task, "dataset": str(ds.path), "run_dir": str(run_dir), "config": config,
         "lam_run": lam_run, "train_transitions": int(len(rows)), "labelled_transitions": int(len(data.labelled)),
-        "stages": stages, "returns": returns,
+        "stages": stages, "returns": returns, "action_mse": errors,
         "ms_per_action": round(latency_ms(agent, (3 * cfg.frame_stack, *ds.image_shape[1:]), cfg.latency_calls), 3),
         "torch_threads": torch.get_num_threads(),
     }

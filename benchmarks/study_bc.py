@@ -1,0 +1,108 @@
+"""What limits behaviour cloning from pixels? BC on every label, one factor changed at a time.
+
+    python benchmarks/study_bc.py [--arms quick,steps8k,...] [--seeds 1] [--level laom] [--episodes 32]
+
+Each arm is ``rl_laof.imitate`` with ``latent none, labels 1.0`` (the BC-on-all-labels normaliser of
+``bench_imitation``) and some ImitationConfig fields changed. Reported per arm and seed:
+
+* ``heldout_mse``: the policy's action MSE on the held-out ``eval`` episodes divided by the mean-action
+  MSE of the same episodes (1.0 = no better than the mean action; ``imitate``'s ``action_mse``), the
+  same on the training transitions (``train_mse``: the gap is over-fitting) and on held-out backgrounds;
+* ``return``: the mean return on the EnvPool pixel env with the data's distractors (8 episodes), and,
+  for the arms in ``--dm-control``, the same policy on the dm_control backend the data was rendered
+  with (a renderer gap shows as envpool << dm_control);
+* ``data_return``: the mean return of the training episodes (what BC can reach); ``seconds`` of training.
+
+Writes ``benchmarks/results/study_bc.json``; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+
+import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from rl_laof.artifacts import runs_root, write_json  # noqa: E402
+from rl_laof.config import ImitationConfig  # noqa: E402
+from rl_laof.data.dataset import VideoDataset  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "study_bc.json"
+BASE = dict(latent="none", labels=1.0, normalise=False, eval_seeds=1, eval_episodes=8, eval_backgrounds=("train",))
+ARMS: dict[str, dict] = {
+    "quick": {},
+    "steps8k": dict(steps=8000),
+    "steps8k_b128": dict(steps=8000, batch_size=128),
+    "width32": dict(width=32),
+    "no_augment": dict(augment=False),
+    "steps8k_width32": dict(steps=8000, width=32),
+}
+
+
+def backend_return(agent, ds: VideoDataset, frame_stack: int, backend: str, episodes: int = 8) -> float:
+    from rl_laof.config import DistractorConfig
+    from rl_laof.imitate import EVAL_SEED, run_episodes
+
+    venv = envs.make(ds.task, num_envs=episodes, obs="pixels", distractors=DistractorConfig.parse(
+        ds.config["distractors"]), image_size=ds.image_shape[-1], frame_stack=frame_stack,
+        action_repeat=int(ds.config.get("action_repeat", 1)), seed=EVAL_SEED, backend=backend)
+    try:
+        return float(run_episodes(venv, agent).mean())
+    finally:
+        venv.close()
+
+
+def main() -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arms", default="quick,steps8k", help=f"comma-separated, from {', '.join(ARMS)}")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--level", default="laom", help="the quick dataset's distractor level")
+    p.add_argument("--dm-control", default="quick", help="arms also evaluated on the dm_control backend")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args()
+    from rl_laof.imitate import imitate, load_agent
+    from rl_laof.pretrain import find_or_build_dataset
+
+    data = find_or_build_dataset("cheetah-run", "quick", "exact", distractors=args.level,
+                                 progress=not args.no_progress)
+    ds = VideoDataset(data)
+    data_return = float(np.mean([e.ret for e in ds.episodes["train"]]))
+    out: dict = {"level": args.level, "dataset": str(data), "data_return": round(data_return, 1), "arms": {}}
+    if RESULTS.exists():
+        old = json.loads(RESULTS.read_text())
+        if old.get("level") == args.level:
+            out["arms"] = old["arms"]
+    for arm in args.arms.split(","):
+        for seed in range(args.seeds):
+            key = f"{arm}-s{seed}"
+            if key in out["arms"]:
+                continue
+            cfg = ImitationConfig(**{**BASE, **ARMS[arm], "seed": seed})
+            run = runs_root() / "bench" / "study_bc" / args.level / key
+            t0 = time.perf_counter()
+            report = imitate(cfg, data, run, progress=not args.no_progress)
+            agent, _ = load_agent(run)
+            row = dict(arm=arm, seed=seed, seconds=report["stages"]["policy_seconds"],
+                       wall_s=round(time.perf_counter() - t0, 1),
+                       heldout_mse=report["action_mse"]["eval"], train_mse=report["action_mse"]["train"],
+                       heldout_bg_mse=report["action_mse"].get("heldout_bg"),
+                       ret_envpool=round(report["returns"]["train"]["mean"], 1))
+            if arm in args.dm_control.split(","):
+                row["ret_dm_control"] = round(backend_return(agent, ds, cfg.frame_stack, "dm_control"), 1)
+            out["arms"][key] = row
+            print(json.dumps(row), flush=True)
+            RESULTS.parent.mkdir(exist_ok=True)
+            write_json(RESULTS, out)
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -279,8 +279,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
 
     from envs import get_task
     from rl_laof.agents import ALGOS, init_from_latent_policy, init_from_skill_prior, policy_kwargs
-    from rl_laof.sb3_loop import (LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve,
-                                  save_checkpoint)
+    from rl_laof.sb3_loop import LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
 
     get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
     if cfg.threads:

@@ -352,8 +352,8 @@ def action_error(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, spli
     """The agent's action MSE on (the first ``limit``) transitions of ``split``, divided by the MSE of
     predicting those transitions' mean action: 1.0 = no better than the mean action. On the held-out
     ``eval`` episodes this is the imitation quality that returns are made of, without the env's noise."""
-    w = WindowDataset(ds, split, WindowConfig(frame_stack=frame_stack, max_offset=1, with_masks=False,
-                                              with_states=False, with_flow=False))
+    w = WindowDataset(ds, split, WindowConfig(frame_stack=frame_stack, max_offset=1, label_split="all",
+                                              with_masks=False, with_states=False, with_flow=False))
     rows = np.arange(min(limit, w.data.num_transitions))
     if len(rows) == 0:
         return float("nan")

@@ -39,9 +39,10 @@ class LinearSchedule:
 
 
 class PeriodicCallback(BaseCallback):
-    """Evaluation every ``eval_every`` steps (and at the end), ``on_best(model)`` when the mean return is the
-    best so far, a checkpoint every ``checkpoint_every`` steps, and a tqdm bar. Evaluations and checkpoints
-    happen at the first rollout boundary past each multiple (after the update)."""
+    """Evaluation at step 0 (the policy the run starts from: what training must improve on), every
+    ``eval_every`` steps and at the end; ``on_best(model)`` when the mean return is the best so far, a
+    checkpoint every ``checkpoint_every`` steps, and a tqdm bar. Evaluations and checkpoints happen at the
+    first rollout boundary past each multiple (after the update)."""
 
     def __init__(self, run_dir: Path, total_steps: int, eval_every: int, checkpoint_every: int, evaluate: Evaluate,
                  history: list[dict], desc: str, progress: bool = True,
@@ -62,6 +63,8 @@ class PeriodicCallback(BaseCallback):
                         desc=self.desc, dynamic_ncols=True)
         self.last = self.num_timesteps
         self.stopped = False
+        if self.num_timesteps == 0 and not self.history:
+            self.evaluate()
 
     def _crossed(self, every: int) -> bool:
         return self.num_timesteps // every > self.last // every

@@ -340,7 +340,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         _sync_obs_stats(m.get_env(), eval_env)
         r, _ = run_agent_episodes(m, eval_env)
         result = {"mean": float(r.mean()), "std": float(r.std())}
-        if on_eval is not None:
+        if on_eval is not None and m.num_timesteps > 0:  # step 0: the start, the same for every trial
             on_eval(int(m.num_timesteps) * chunk, result)
         return result
 

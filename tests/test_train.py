@@ -106,13 +106,15 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
         train(cfg, tmp_path / "cut", progress=False)
     resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
     assert resumed["steps"] == full["steps"] == 192
-    assert [h["step"] for h in resumed["eval_history"]] == [h["step"] for h in full["eval_history"]] == [0, 64, 128, 192]
+    steps = [0, 64, 128, 192]
+    assert [h["step"] for h in resumed["eval_history"]] == [h["step"] for h in full["eval_history"]] == steps
     # the learning rate of the last update at each evaluation (step 0: the start, before any update): the resumed
     # run's match the uninterrupted run's
     lr_full = {h["step"]: h["lr"] for h in full["eval_history"]}
     lr_cut = {h["step"]: h["lr"] for h in resumed["eval_history"]}
     assert lr_cut == pytest.approx(lr_full)
-    assert lr_full[0] == pytest.approx(3e-4) and lr_full[64] > lr_full[128] > 0  # linear decay: 3e-4 x (1 - step / 192) after the update at `step`
+    # linear decay: 3e-4 x (1 - step / 192) after the update at `step`
+    assert lr_full[0] == pytest.approx(3e-4) and lr_full[64] > lr_full[128] > 0
     assert lr_full[128] == pytest.approx(3e-4 * (1 - 128 / 192))
     assert (tmp_path / "cut" / "learning_curve.png").exists() and resumed["final"]["episodes"] == 1
     # and the replay command rebuilds the env and action space from the run folder

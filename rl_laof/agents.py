@@ -5,6 +5,7 @@ extractor (so a pretrained latent policy's weights load into it), and that initi
     features    PixelFeatures = rl_laof.models.policy.PixelEncoder behind SB3's interface
     init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1;
                 SOF skills -> the actor distilled from the skill prior
+    fine-tuning a pretrained start: a frozen encoder, a critic warm-up (the actor held for the first steps)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
@@ -103,6 +105,49 @@ def init_from_latent_policy(model, policy: BCPolicy | FlowPolicy) -> list[str]:
             pol.action_net.bias.zero_()
         copied.append("mean=0")
     return copied
+
+
+def freeze_encoders(model) -> list[str]:
+    """Hold every pixel encoder of ``model`` fixed (no gradient, so the optimiser leaves it alone): PPO then
+    trains its heads on the pretrained features. Not stored in a checkpoint: apply again after loading."""
+    extractors = [m for m in model.policy.modules() if isinstance(m, PixelFeatures)]
+    for ext in extractors:
+        ext.requires_grad_(False)
+    return ["encoder frozen"] if extractors else []
+
+
+def actor_parameters(model) -> list[nn.Parameter]:
+    """The parameters of an on-policy actor-critic that shape the action distribution only: the actor MLP,
+    the action head, the log std (and the actor LSTM). The critic and shared encoder are not among them."""
+    pol = model.policy
+    params: list[nn.Parameter] = []
+    for name in ("action_net", "lstm_actor"):
+        if getattr(pol, name, None) is not None:
+            params += list(getattr(pol, name).parameters())
+    extractor = getattr(pol, "mlp_extractor", None)
+    if extractor is not None:
+        params += list(extractor.policy_net.parameters())
+    if isinstance(getattr(pol, "log_std", None), nn.Parameter):
+        params.append(pol.log_std)
+    return params
+
+
+class CriticWarmup(BaseCallback):
+    """For the first ``steps`` agent steps only the critic learns: the actor's parameters take no gradient in
+    those updates, so the pretrained policy is not pushed around by advantages from an untrained value
+    function. Decided from ``num_timesteps`` before each update, so a resumed run does the same."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def _on_rollout_end(self) -> None:
+        hold = self.num_timesteps <= self.steps
+        for p in actor_parameters(self.model):
+            p.requires_grad_(not hold)
+
+    def _on_step(self) -> bool:
+        return True
 
 
 def init_from_skill_prior(model, skill_env, obs: np.ndarray, steps: int, seed: int = 0,

@@ -875,6 +875,9 @@ class TrainConfig:
     image_size: int = 64
     frame_stack: int = 3
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
+    freeze_encoder: bool = False  # keep a pretrained pixel encoder fixed (a fresh one always trains)
+    critic_warmup_steps: int = 0  # on-policy: agent steps during which only the critic learns (the actor is
+    #                               held at its pretrained start while the value function catches up)
     # ---- SOF skills (latent "sof"): one decision per H-step chunk; steps, evaluations and checkpoints still
     # count environment steps, and the discount per decision is gamma^H
     skills: str | None = None  # a skills run folder (python -m rl_laof.skills); None: runs/skills/<domain>-...
@@ -939,6 +942,11 @@ class TrainConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
         if self.action_repeat is not None and self.action_repeat < 1:
             raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
+        if self.critic_warmup_steps < 0:
+            raise ValueError(f"critic_warmup_steps={self.critic_warmup_steps}: must be >= 0.")
+        if self.critic_warmup_steps and not self.on_policy:
+            raise ValueError(f"critic_warmup_steps holds an actor-critic's actor; {self.algo} is off-policy: "
+                             "use ppo, a2c, trpo or recurrent-ppo.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
         if not 0 <= self.learning_rate_end <= self.learning_rate:

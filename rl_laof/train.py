@@ -172,6 +172,7 @@ def decision_config(cfg: TrainConfig, chunk: int) -> TrainConfig:
     return dataclasses.replace(cfg, total_steps=max(1, cfg.total_steps // chunk),
                                eval_every=max(1, cfg.eval_every // chunk),
                                checkpoint_every=max(1, cfg.checkpoint_every // chunk), n_steps=n_steps,
+                               critic_warmup_steps=cfg.critic_warmup_steps // chunk,
                                batch_size=min(cfg.batch_size, n_steps * cfg.num_envs), gamma=cfg.gamma ** chunk)
 
 
@@ -275,10 +276,18 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     that step (what a kill after a checkpoint leaves; the resume test uses it). ``on_eval(env_step, result)``
     sees every periodic evaluation (a sweep's pruner); what it raises ends the run, with its envs closed."""
     import torch
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
     from envs import get_task
-    from rl_laof.agents import ALGOS, init_from_latent_policy, init_from_skill_prior, policy_kwargs
+    from rl_laof.agents import (
+        ALGOS,
+        CriticWarmup,
+        freeze_encoders,
+        init_from_latent_policy,
+        init_from_skill_prior,
+        policy_kwargs,
+    )
     from rl_laof.sb3_loop import LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
 
     get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
@@ -331,6 +340,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         if skills is not None and cfg.init_policy:
             frames = skill_dataset_frames(skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
             copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
+    # a pretrained encoder (the latent policy's) held fixed: set again on every (re)start, checkpoints do not keep it
+    if cfg.freeze_encoder and latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
+        frozen = freeze_encoders(model)
+        copied = copied + frozen if loaded is None else copied
     if skills is not None and cfg.kl_coef > 0:
         inner.agent_log_prob = _agent_log_prob(model)
     eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, latent_agent, meta,
@@ -344,9 +357,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
             on_eval(int(m.num_timesteps) * chunk, result)
         return result
 
-    callback = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval,
+    periodic = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval,
                                 history, f"{cfg.algo} {cfg.latent} {cfg.task}", progress,
                                 on_best=lambda m: m.save(run_dir / "best_model.zip"), stop_at=stop_at)
+    callback = periodic
+    if cfg.critic_warmup_steps > 0:
+        callback = CallbackList([periodic, CriticWarmup(cfg.critic_warmup_steps)])
     steps0 = model.num_timesteps
     t0 = time.time()
     remaining = cfg.total_steps - model.num_timesteps
@@ -381,9 +397,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skill_meta["run"] if skill_meta else None,
         "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run_dir),
         "latent_agent": str(agent_dir) if agent_dir else None, "initialised": copied,
-        "train_seconds": round(train_s, 1), "eval_seconds": round(callback.eval_seconds, 1),
+        "train_seconds": round(train_s, 1), "eval_seconds": round(periodic.eval_seconds, 1),
         # agent steps per second of training (rollouts and updates; evaluation excluded), this invocation
-        "steps_per_s": round(chunk * (model.num_timesteps - steps0) / max(train_s - callback.eval_seconds, 1e-9), 1),
+        "steps_per_s": round(chunk * (model.num_timesteps - steps0) / max(train_s - periodic.eval_seconds, 1e-9), 1),
         "final": {"mean": float(final.mean()), "std": float(final.std()), "episodes": len(final),
                   "returns": final.round(2).tolist()},
         "best_eval": max(history, key=lambda h: h["mean"]) if history else None,

@@ -150,6 +150,35 @@ def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_agents, tmp_pa
     assert lrs[-1] == pytest.approx(1e-5) and min(lrs) >= 1e-5
 
 
+def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_agents, tmp_path):
+    """freeze_encoder keeps the latent policy's encoder; during the critic warm-up the actor (MLP, mean, log
+    std) keeps the latent BC policy's weights too; after it, the actor learns."""
+    from stable_baselines3 import PPO
+
+    from rl_laof.imitate import load_agent
+    from rl_laof.train import train
+
+    bc = load_agent(latent_agents["bc"])[0].policy
+
+    def trained(**kw):  # three updates, at 64, 128 and 192 steps (the last one at learning rate 0)
+        report = train(_cfg("bc", latent_agents, total_steps=192, freeze_encoder=True, **kw), tmp_path / str(kw),
+                       progress=False)
+        return report, PPO.load(Path(report["run_dir"]) / "final_model.zip", device="cpu").policy
+
+    report, held = trained(critic_warmup_steps=192)
+    assert "encoder frozen" in report["initialised"]
+    for name, p in bc.encoder.state_dict().items():
+        assert torch.equal(held.features_extractor.encoder.state_dict()[name], p), name
+    assert torch.equal(held.action_net.weight, bc.head[-1].weight)
+    assert torch.equal(held.mlp_extractor.policy_net[0].weight, bc.head[0].weight)
+    assert torch.allclose(held.log_std, torch.full_like(held.log_std, -1.0))
+    _, moved = trained(critic_warmup_steps=64)  # held for the first update only
+    assert torch.equal(moved.features_extractor.encoder.conv.head[1].weight, bc.encoder.conv.head[1].weight)
+    assert not torch.equal(moved.action_net.weight, bc.head[-1].weight)
+    with pytest.raises(ValueError, match="off-policy"):
+        TrainConfig(algo="sac", critic_warmup_steps=10)
+
+
 @pytest.mark.parametrize("algo", ["recurrent-ppo", "sac", "a2c"])
 def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_path, algo):
     """Each algorithm trains in the latent space on pixels; the recurrent policy gets the encoder only."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from typing import Any
 
 
@@ -19,20 +20,124 @@ def stage_parser(prog: str, doc: str | None, presets: dict[str, dict[str, Any]],
 
 
 def parse_sets(cls, items: list[str]) -> dict[str, Any]:
-    """``--set FIELD=VALUE`` items as config overrides for the dataclass ``cls`` (values parsed as bool,
-    None, int, float or str)."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+    """``--set FIELD=VALUE`` items as config overrides for the dataclass ``cls``, each value parsed by its
+    field's type (bool, int, float, str, optional, tuple / list, dict, a nested config): a value of the wrong
+    type is refused with the field and the type it wants, before anything runs."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in fields:
             raise ValueError(f"--set {item!r}: use FIELD=VALUE with a {cls.__name__} field "
                              f"({', '.join(sorted(fields))})")
-        out[key] = parse_value(value)
+        try:
+            out[key] = convert(value, hints[key])
+        except ValueError as exc:
+            raise ValueError(f"--set {item}: {key} wants {describe(hints[key])} ({exc})") from None
     return out
 
 
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def describe(tp: Any) -> str:
+    """A type annotation in words: "an integer", "none or a number", "a list of strings"..."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [describe(a) for a in args if a is not type(None)]
+        return ("none or " if type(None) in args else "") + " or ".join(inner)
+    if origin in (tuple, list):
+        return f"a list of {_PLURAL.get(args[0], 'values') if args else 'values'}"
+    if origin is dict or tp is dict:
+        return 'a JSON object, e.g. {"key": 1}'
+    return _WORDS.get(tp, "a name (see --help)" if dataclasses.is_dataclass(tp) else "a value")
+
+
+_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+
+
+def convert(value: str, tp: Any) -> Any:
+    """``value`` (command-line text) as the type ``tp``; ValueError when it is not one."""
+    import json
+    import types
+    import typing
+
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and value.strip().lower() == "none":
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return convert(value, a)
+            except ValueError:
+                pass
+        raise ValueError(f"got {value!r}")
+    if tp is bool:
+        if value.strip().lower() in _TRUE:
+            return True
+        if value.strip().lower() in _FALSE:
+            return False
+        raise ValueError(f"got {value!r}")
+    if tp is int:
+        try:
+            x = float(value)  # 1e5 and 100000 alike; 1.5 is not an integer
+        except ValueError:
+            raise ValueError(f"got {value!r}") from None
+        if not x.is_integer():
+            raise ValueError(f"got {value!r}")
+        return int(x)
+    if tp is float:
+        try:
+            x = float(value)
+        except ValueError:
+            raise ValueError(f"got {value!r}") from None
+        if not math.isfinite(x):
+            raise ValueError(f"got {value!r}, not a finite number")
+        return x
+    if tp is str or tp is Any:
+        return parse_value(value) if tp is Any else value
+    if origin in (tuple, list):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                items = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON: {exc}") from None
+            if not isinstance(items, list):
+                raise ValueError(f"got {value!r}")
+            items = [i if isinstance(i, str) else json.dumps(i) for i in items]
+        else:  # comma-separated
+            items = [i.strip() for i in text.split(",") if i.strip()]
+        elem = args[0] if args else Any
+        converted = [convert(str(i), elem) for i in items]
+        return tuple(converted) if origin is tuple else converted
+    if origin is dict or tp is dict:
+        try:
+            d = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(d, dict):
+            raise ValueError(f"got {value!r}")
+        return d
+    if dataclasses.is_dataclass(tp) and hasattr(tp, "parse"):  # e.g. distractors=laom
+        try:
+            return tp.parse(value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+    return parse_value(value)
+
+
 def parse_value(v: str) -> Any:
+    """Untyped command-line text: a JSON list / object, a bool, None, an int, a float, else the string."""
     if v.startswith("[") or v.startswith("{"):  # a list or dict in JSON, e.g. fsq_levels=[8,5,5,5]
         import json
 

@@ -327,6 +327,7 @@ class CollectConfig:
         object.__setattr__(self, "label_trajectories", tuple(int(n) for n in self.label_trajectories))
         if self.episodes < 1:
             raise ValueError(f"episodes={self.episodes}: need at least one training episode.")
+        self.env_config("train", 0)  # the env settings (image size...): refused here, before an expert is resolved
         for name in ("eval_episodes", "heldout_bg_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 0.")

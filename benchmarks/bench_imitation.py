@@ -1,11 +1,13 @@
-"""Imitation from video with 1 % action labels: do latent policies beat BC on the labels?
+"""Imitation from video with 1 % action labels: do latent policies beat BC on the labels? Three seeds,
+bootstrap intervals.
 
-    python benchmarks/bench_imitation.py [--quick]
+    python benchmarks/bench_imitation.py [--quick] [--level laom] [--seeds 3]
 
-On cheetah-run with hard distractors (the quick dataset: 32 training episodes of 250 steps at action
-repeat 4, 80 labelled transitions = 1 %), trains with the same encoder, budget and labels:
+On cheetah-run at the benchmark's distractor level (``bench_latent_quality``'s dataset: 32 training
+episodes of 250 steps at action repeat 4, 80 labelled transitions = 1 %), with the same encoder, budget
+(the ``quick`` imitation preset) and labels:
 
-  bc_all           BC on every transition with its true action (the normaliser; not a 1 % method)
+  bc_all           BC on every transition with its true action (the ceiling; not a 1 % method)
   bc_labels        BC on the 80 labelled transitions only
   idm_bc           a pixel IDM trained on the labels relabels every transition, then BC
   lapo_bc          latent BC on LAPO's latents, decoder trained on the labels (IDM-latent mode)
@@ -14,12 +16,17 @@ repeat 4, 80 labelled transitions = 1 %), trains with the same encoder, budget a
   laof_action_lafp LAFP on LAOF-Action's latents (action-decoder regularisation in pretraining)
   random           uniform random actions (the floor; no training)
 
-The latent action models are ``bench_latent_quality``'s runs (trained here if missing). Each policy is
-evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out background
-videos (``ret_heldout_*``), over eval_seeds x eval_episodes episodes; returns are divided by bc_all's.
-``ms_bc`` / ``ms_lafp``: median ms per action (one observation, policy + decoder) of laof_bc / laof_lafp,
-measured here, interleaved. Targets (the papers' claims): ret_laof_lafp >= ret_laof_bc >= ret_lapo_bc;
-ms_lafp < 2 x ms_bc. The last line is one JSON object.
+Seed s of a method uses ``bench_latent_quality``'s latent model of seed s (trained here if missing) and
+imitation seed s. Each policy is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``)
+and with held-out background videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Returns
+are divided by the data's mean return (the expert's, with its action noise), so ``ret_bc_all`` is
+``ret_bc_all_vs_data``; each figure is the mean over seeds with its 95 % bootstrap interval
+(``rl_laof.stats``). ``action_mse_*``: the policy's action MSE on the held-out episodes over the
+mean-action MSE. ``ms_bc`` / ``ms_lafp``: median ms per action (one observation, policy + decoder) of
+laof_bc / laof_lafp (seed 0), measured here, interleaved. Targets: ret_bc_all >= 0.6;
+ret_laof_lafp >= ret_laof_bc >= ret_lapo_bc, decided only where the intervals separate;
+ms_lafp < 2 x ms_bc. Writes ``benchmarks/results/imitation.json`` (a full run); the last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -30,18 +37,20 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
-from bench_latent_quality import lam_run  # noqa: E402
+from bench_latent_quality import dataset, lam_run  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.artifacts import runs_root  # noqa: E402
+from rl_laof import stats  # noqa: E402
+from rl_laof.artifacts import atomic_path, read_json, runs_root, write_json  # noqa: E402
 from rl_laof.config import IMITATION_PRESETS, ImitationConfig, from_preset  # noqa: E402
+from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.imitate import evaluate_returns, imitate, latency_ms, load_agent, plot_normalised_returns  # noqa: E402
-from rl_laof.pretrain import find_or_build_dataset  # noqa: E402
 
 TASK = "cheetah-run"
 METHODS = {  # name -> (ImitationConfig fields, latent-quality run providing the latents)
@@ -54,14 +63,13 @@ METHODS = {  # name -> (ImitationConfig fields, latent-quality run providing the
     "laof_action_lafp": (dict(latent="laof-action", policy="lafp"), "laof_action_1pct"),
 }
 QUICK = dict(steps=400, decoder_steps=400, idm_steps=400, eval_episodes=4, eval_seeds=1)
+RESULTS = Path(__file__).resolve().parent / "results" / "imitation.json"
+BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
 
 
-def random_returns(data, cfg: ImitationConfig, progress: bool) -> dict:
+def random_returns(data, cfg: ImitationConfig, root: Path, progress: bool) -> dict:
     """Returns of uniform random actions under the same evaluation protocol (cached beside the runs)."""
-    from rl_laof.artifacts import read_json, write_json
-    from rl_laof.data.dataset import VideoDataset
-
-    path = runs_root() / "bench" / "imitation" / f"random-{cfg.eval_seeds}x{cfg.eval_episodes}.json"
+    path = root / f"random-{cfg.eval_seeds}x{cfg.eval_episodes}.json"
     if path.exists():
         return read_json(path)
     ds = VideoDataset(data)
@@ -71,65 +79,109 @@ def random_returns(data, cfg: ImitationConfig, progress: bool) -> dict:
     return out
 
 
+def latencies(reports: dict[str, dict], frame_stack: int) -> dict[str, float]:
+    """Median ms per action of laof_bc, laof_lafp and bc_labels (seed 0), interleaved in this process."""
+    loaded = {k: load_agent(reports[k]["run_dir"]) for k in ("laof_bc", "laof_lafp", "bc_labels") if k in reports}
+    if not loaded:
+        return {}
+    size = next(iter(loaded.values()))[1]["image_size"]
+    shape = (3 * frame_stack, size, size)
+    times: dict[str, list[float]] = {k: [] for k in loaded}
+    for _ in range(5):
+        for k, (agent, _) in loaded.items():
+            times[k].append(latency_ms(agent, shape, 100))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="400 training steps per stage, 4 evaluation episodes per background set")
+                   help="a smoke run: tiny data, 400 training steps per stage, 4 evaluation episodes, 2 seeds")
+    p.add_argument("--level", default="laom", help="distractor level of the data and the evaluation")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; --quick 2)")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
+    methods = args.methods.split(",")
+    if unknown := set(methods) - set(METHODS):
+        p.error(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
+    seeds = args.seeds or (2 if args.quick else 3)
+    if seeds < 1:
+        p.error(f"--seeds {seeds}: must be >= 1")
     progress = not args.no_progress
     t0 = time.perf_counter()
-    data = find_or_build_dataset(TASK, "quick", flow=True, progress=progress)
-    out_root = runs_root() / "bench" / "imitation" / ("quick" if args.quick else "full")
+    data = dataset(args.level, args.quick, progress)
+    ds = VideoDataset(data)
+    data_return = float(np.mean([e.ret for e in ds.episodes["train"]]))
+    root = runs_root() / "bench" / "imitation" / ("quick" if args.quick else "full") / args.level
     base = from_preset(ImitationConfig, IMITATION_PRESETS, "quick", **(QUICK if args.quick else {}))
-    result: dict = {"task": TASK, "quick": args.quick, "dataset": str(data)}
-    reports = {}
-    for name, (fields, lam_name) in METHODS.items():
-        lam = lam_run(lam_name, data, args.quick, progress)["run_dir"] if lam_name else None
-        cfg = dataclasses.replace(base, lam_run=lam, normalise=False, **fields)
-        if progress:
-            print(f"== {name}: {cfg.tag}", flush=True)
-        reports[name] = imitate(cfg, data, out_root / name, progress=progress)
-    ref = reports["bc_all"]["returns"]
-    rows = {}
-    for name, rep in reports.items():
-        for bg, key in (("train", "ret"), ("eval", "ret_heldout")):
-            r = rep["returns"][bg]
-            result[f"{key}_{name}"] = round(r["mean"] / ref[bg]["mean"], 3)
-            result[f"raw_{key}_{name}"] = round(r["mean"], 1)
-            result[f"seed_std_{key}_{name}"] = round(r["std_seeds"] / ref[bg]["mean"], 3)
-        rows[name] = {bg: {"mean": rep["returns"][bg]["mean"] / ref[bg]["mean"],
-                           "std": rep["returns"][bg]["std_seeds"] / ref[bg]["mean"]} for bg in ("train", "eval")}
-    result["episodes_per_background"] = reports["bc_all"]["returns"]["train"]["episodes"]
-    # the floor: uniform random actions, same episodes
-    rand = random_returns(data, base, progress)
-    rows["random"] = {bg: {"mean": r["mean"] / ref[bg]["mean"], "std": r["std_seeds"] / ref[bg]["mean"]}
-                      for bg, r in rand.items()}
-    result["ret_random"] = round(rand["train"]["mean"] / ref["train"]["mean"], 3)
-    result["raw_ret_random"] = round(rand["train"]["mean"], 1)
-    result["ret_heldout_random"] = round(rand["eval"]["mean"] / ref["eval"]["mean"], 3)
-    # latency: the two laof policies, interleaved in this process (same threads, same machine state)
-    loaded = {k: load_agent(reports[k]["run_dir"]) for k in ("laof_bc", "laof_lafp", "bc_labels")}
-    agents = {k: agent for k, (agent, _) in loaded.items()}
-    size = loaded["laof_bc"][1]["image_size"]
-    shape = (3 * base.frame_stack, size, size)
-    times: dict[str, list[float]] = {k: [] for k in agents}
-    for _ in range(5):
-        for k, agent in agents.items():
-            times[k].append(latency_ms(agent, shape, 100))
-    ms = {k: float(np.median(v)) for k, v in times.items()}
-    result["ms_bc"], result["ms_lafp"], result["ms_bc_pixels"] = (round(ms["laof_bc"], 3), round(ms["laof_lafp"], 3),
-                                                                  round(ms["bc_labels"], 3))
-    result["lafp_vs_bc_latency"] = round(ms["laof_lafp"] / ms["laof_bc"], 2)
-    plot_normalised_returns(rows, out_root / "returns.png",
-                            f"{TASK}, hard distractors, 1 % labels: return / BC on all labels")
+    result: dict = {"task": TASK, "quick": args.quick, "level": args.level, "dataset": str(data), "seeds": seeds,
+                    "data_return": round(data_return, 1),
+                    "episodes_per_background": base.eval_seeds * base.eval_episodes}
+    per_seed: dict[str, dict[str, list[float]]] = {}
+    reports0: dict[str, dict] = {}
+    for name in methods:
+        fields, lam_name = METHODS[name]
+        for seed in range(seeds):
+            lam = lam_run(lam_name, data, args.quick, progress, seed=seed, level=args.level)["run_dir"] \
+                if lam_name else None
+            cfg = dataclasses.replace(base, lam_run=lam, normalise=False, seed=seed, **fields)
+            if progress:
+                print(f"== {name} seed {seed}: {cfg.tag}", flush=True)
+            rep = imitate(cfg, data, root / f"{name}-s{seed}", progress=progress)
+            if seed == 0:
+                reports0[name] = rep
+            row = per_seed.setdefault(name, {})
+            for bg, key in BACKGROUNDS:
+                row.setdefault(key, []).append(rep["returns"][bg]["mean"] / data_return)
+                row.setdefault(f"raw_{key}", []).append(rep["returns"][bg]["mean"])
+            row.setdefault("action_mse", []).append(rep["action_mse"]["eval"])
+    summary: dict[str, dict] = {}
+    for name, row in per_seed.items():
+        for key, values in row.items():
+            s = summary[f"{key}_{name}"] = stats.interval(values)
+            digits = 1 if key.startswith("raw_") else 3
+            result[f"{key}_{name}"] = round(s["mean"], digits)
+            if len(values) > 1:
+                result[f"{key}_{name}_lo"] = round(s["lo"], digits)
+                result[f"{key}_{name}_hi"] = round(s["hi"], digits)
+            result[f"{key}_{name}_seeds"] = [round(v, digits) for v in values]
+    rand = random_returns(data, base, root, progress)
+    for bg, key in BACKGROUNDS:
+        result[f"{key}_random"] = round(rand[bg]["mean"] / data_return, 3)
+        result[f"raw_{key}_random"] = round(rand[bg]["mean"], 1)
+    if "bc_all" in per_seed:
+        result["ret_bc_all_vs_data"] = result["ret_bc_all"]
+    ms = latencies(reports0, base.frame_stack)
+    if "laof_bc" in ms and "laof_lafp" in ms:
+        result["ms_bc"], result["ms_lafp"] = round(ms["laof_bc"], 3), round(ms["laof_lafp"], 3)
+        result["lafp_vs_bc_latency"] = round(ms["laof_lafp"] / ms["laof_bc"], 2)
+    if "bc_labels" in ms:
+        result["ms_bc_pixels"] = round(ms["bc_labels"], 3)
+
+    def verdict(a: str, b: str) -> str | None:
+        return stats.verdict(summary[f"ret_{a}"], summary[f"ret_{b}"]) if f"ret_{a}" in summary and \
+            f"ret_{b}" in summary else None
+
     result["targets"] = {
-        "lafp_ge_laof_bc": result["ret_laof_lafp"] >= result["ret_laof_bc"],
-        "laof_bc_ge_lapo_bc": result["ret_laof_bc"] >= result["ret_lapo_bc"],
-        "ms_lafp_lt_2x_ms_bc": result["ms_lafp"] < 2 * result["ms_bc"],
+        "bc_all_ge_0.6_data": ((summary["ret_bc_all"]["lo"] >= 0.6 if seeds > 1 else result["ret_bc_all"] >= 0.6)
+                               if "ret_bc_all" in summary else None),
+        "laof_lafp_vs_laof_bc": verdict("laof_lafp", "laof_bc"),
+        "laof_bc_vs_lapo_bc": verdict("laof_bc", "lapo_bc"),
+        "ms_lafp_lt_2x_ms_bc": result["ms_lafp"] < 2 * result["ms_bc"] if "ms_lafp" in result else None,
     }
-    result["plot"] = str(out_root / "returns.png")
+    rows = {name: {bg: {"mean": summary[f"{key}_{name}"]["mean"],
+                        "std": float(np.std(per_seed[name][key]))} for bg, key in BACKGROUNDS}
+            for name in per_seed}
+    rows["random"] = {bg: {"mean": rand[bg]["mean"] / data_return, "std": 0.0} for bg, _ in BACKGROUNDS}
+    plot = RESULTS.parent / "imitation_returns.png" if not args.quick else root / "returns.png"
+    plot_normalised_returns(rows, plot, f"{TASK}, {args.level} distractors, 1 % labels: return / data's return",
+                            ylabel="return / data's return")
+    result["plot"] = str(plot)
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.quick and set(methods) == set(METHODS):
+        with atomic_path(RESULTS) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
     return result
 

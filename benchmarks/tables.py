@@ -2,6 +2,8 @@
 
     python benchmarks/tables.py latent_quality      # prints the markdown table
     python benchmarks/tables.py lam_speed           # where a LAOF step's time goes (from the same file)
+    python benchmarks/tables.py imitation           # policies with 1 % labels
+    python benchmarks/tables.py train               # the main job: PPO in latent action spaces
 
 A figure in the README is always one of these files' numbers, so it has its command and its data beside it.
 """
@@ -29,10 +31,12 @@ LATENT_ROWS = [  # (key, label)
 ]
 
 
-def _cell(r: dict, key: str) -> str:
+def _cell(r: dict, key: str, digits: int = 3) -> str:
     if key not in r:
         return "–"
-    return f"{r[key]:.3f} [{r[key + '_lo']:.3f}, {r[key + '_hi']:.3f}]"
+    if key + "_lo" not in r:  # one seed: no interval
+        return f"{r[key]:.{digits}f}"
+    return f"{r[key]:.{digits}f} [{r[key + '_lo']:.{digits}f}, {r[key + '_hi']:.{digits}f}]"
 
 
 def latent_quality(r: dict) -> str:
@@ -80,8 +84,48 @@ def lam_speed(r: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"latent_quality": latent_quality, "lam_speed": lam_speed}
-SOURCE = {"latent_quality": "latent_quality", "lam_speed": "latent_quality"}  # table -> results file
+IMITATION_ROWS = [  # (key, label)
+    ("bc_all", "BC on all labels (the ceiling)"),
+    ("bc_labels", "BC on the 1 % labels"),
+    ("idm_bc", "IDM relabelling + BC"),
+    ("lapo_bc", "latent BC (LAPO)"),
+    ("laof_bc", "latent BC (LAOF)"),
+    ("laof_lafp", "**LAFP (LAOF)**"),
+    ("laof_action_lafp", "LAFP (LAOF-Action)"),
+]
+
+
+def imitation(r: dict) -> str:
+    """Per method: return / data's return on the data's and held-out backgrounds (mean [95 % CI] over seeds),
+    the raw return, and the held-out action MSE / mean action (``imitation.json``)."""
+    lines = ["| method | return / data, data's backgrounds | held-out backgrounds | raw return | "
+             "held-out action MSE / mean action |", "|---|---|---|---|---|"]
+    for key, label in IMITATION_ROWS:
+        if f"ret_{key}" not in r:
+            continue
+        lines.append(f"| {label} | {_cell(r, f'ret_{key}')} | {_cell(r, f'ret_heldout_{key}')} | "
+                     f"{r[f'raw_ret_{key}']:.1f} | {_cell(r, f'action_mse_{key}')} |")
+    lines.append(f"| uniform random actions | {r['ret_random']:.3f} | {r['ret_heldout_random']:.3f} | "
+                 f"{r['raw_ret_random']:.1f} | – |")
+    return "\n".join(lines)
+
+
+def train(r: dict) -> str:
+    """The main job's benchmark: per action space, step-0 / final / best return and steps/s (``train.json``)."""
+    lines = ["| action space | return at step 0 | final return | best evaluation | agent steps/s |",
+             "|---|---|---|---|---|"]
+    for key, label in (("none", "raw actions"), ("lapo", "LAPO latents"), ("laof", "**LAOF latents**")):
+        if f"ret_{key}" not in r:
+            continue
+        lines.append(f"| {label} | {_cell(r, f'first_eval_{key}', 1)} | {_cell(r, f'ret_{key}', 1)} | "
+                     f"{_cell(r, f'best_{key}', 1)} | {_cell(r, f'sps_{key}', 1)} |")
+    lines.append(f"| the pixel env alone (random actions) | – | – | – | {r['sps_env_only']:.1f} |")
+    return "\n".join(lines)
+
+
+TABLES = {"latent_quality": latent_quality, "lam_speed": lam_speed, "imitation": imitation, "train": train}
+SOURCE = {"latent_quality": "latent_quality", "lam_speed": "latent_quality", "imitation": "imitation",
+          "train": "train"}  # table -> results file
 
 
 def main() -> None:

@@ -375,7 +375,8 @@ def latency_ms(act: Callable[[np.ndarray], np.ndarray], obs_shape: tuple[int, ..
     return float(np.median(times) * 1000)
 
 
-def plot_normalised_returns(rows: dict[str, dict[str, dict[str, float]]], path: Path, title: str) -> None:
+def plot_normalised_returns(rows: dict[str, dict[str, dict[str, float]]], path: Path, title: str,
+                            ylabel: str = "return / BC on all labels") -> None:
     """Bar chart: per method, normalised return (mean, seed spread) per background set."""
     import matplotlib
 
@@ -394,7 +395,7 @@ def plot_normalised_returns(rows: dict[str, dict[str, dict[str, float]]], path: 
                label={"train": "data's backgrounds", "eval": "held-out backgrounds"}.get(bg, bg))
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(names)), names, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("return / BC on all labels")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -38,6 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "study_bc.json"
 BASE = dict(latent="none", labels=1.0, normalise=False, eval_seeds=1, eval_episodes=8, eval_backgrounds=("train",))
 ARMS: dict[str, dict] = {
     "quick": {},
+    "bf16": dict(precision="bf16"),
+    "steps8k_bf16": dict(steps=8000, precision="bf16"),
+    "steps16k_bf16": dict(steps=16000, precision="bf16"),
     "steps8k": dict(steps=8000),
     "steps8k_b128": dict(steps=8000, batch_size=128),
     "width32": dict(width=32),

@@ -657,9 +657,12 @@ class ImitationConfig:
     latency_calls: int = 200
     normalise: bool = True  # divide returns by BC on all labels (trained too if missing)
     threads: int | None = None
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast forward passes) | "auto" (bf16 where native)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
         if self.latent != "none" and self.latent not in LAM_METHODS:
             raise ValueError(f"Unknown latent {self.latent!r}; valid: none, {', '.join(LAM_METHODS)}.")
         if self.policy not in POLICY_TYPES:
@@ -694,6 +697,10 @@ class ImitationConfig:
         for name in ("steps", "batch_size", "decoder_steps", "decoder_batch_size", "idm_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
+
+    @property
+    def resolved_precision(self) -> str:
+        return self.precision if self.precision != "auto" else _native_bf16()
 
     @property
     def resolved_decoder(self) -> str | None:

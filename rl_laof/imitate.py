@@ -50,6 +50,7 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
+from rl_laof.models.precision import autocast
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -87,8 +88,9 @@ def _batched(fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, size: i
 
 def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, torch.Generator], torch.Tensor],
         steps: int, lr: float, weight_decay: float, grad_clip: float, run_dir: Path, seed: int,
-        checkpoint_every: int, writer=None, progress: bool = True) -> list[dict[str, float]]:
-    """Train ``module`` (its parameters that require grad) on ``loss_fn(rng, generator)`` for ``steps``.
+        checkpoint_every: int, writer=None, progress: bool = True, precision: str = "fp32") -> list[dict[str, float]]:
+    """Train ``module`` (its parameters that require grad) on ``loss_fn(rng, generator)`` for ``steps``, its
+    forward passes at ``precision`` ("fp32" or "bf16" autocast).
 
     A finished stage is loaded from ``<run_dir>/<stage>.pt``; an unfinished one resumes from its checkpoint
     with every random state, so an interrupted stage ends where an uninterrupted one would.
@@ -116,7 +118,8 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
     module.train()
     bar = tqdm(total=steps, initial=step, desc=stage, unit="step", disable=not progress, dynamic_ncols=True)
     while step < steps:
-        loss = loss_fn(rng, gen)
+        with autocast(precision):
+            loss = loss_fn(rng, gen).float()
         if not torch.isfinite(loss):
             raise ValueError(f"{stage}: loss is {float(loss)} at step {step}; lower the learning rate")
         opt.zero_grad(set_to_none=True)
@@ -208,7 +211,7 @@ def idm_relabel(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, run_d
         return F.mse_loss(idm(x), data.actions[rows])
 
     hist = fit("idm", idm, loss, cfg.idm_steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 10,
-               cfg.checkpoint_every, writer, progress)
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision)
     actions = _batched(lambda r: idm(pair(r)), np.arange(data.n))
     actions[data.labelled] = data.actions[data.labelled]
     return actions, hist
@@ -230,7 +233,7 @@ def train_policy(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, data: Tran
         return policy.loss(obs, targets[b], gen)
 
     return fit("policy", policy, loss, cfg.steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 20,
-               cfg.checkpoint_every, writer, progress)
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision)
 
 
 def decoder_inputs(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, features: torch.Tensor,

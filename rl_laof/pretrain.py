@@ -42,6 +42,7 @@ from rl_laof.flow.agent_targets import AgentFlowTargets
 from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.models.augment import random_homographies
 from rl_laof.models.lam import LatentActionModel
+from rl_laof.models.precision import autocast as precision_autocast
 
 # config fields that do not change what a run computes (a resumed run may change them)
 _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
@@ -382,7 +383,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
 
 def autocast(cfg: LAMConfig):
     """The training step's forward pass at the config's precision (bf16 autocast, or a no-op for fp32)."""
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    return precision_autocast(cfg.precision)
 
 
 class HeldOutEvaluation:

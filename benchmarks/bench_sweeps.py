@@ -17,7 +17,7 @@ Everything runs through the real command, ``python -m sweeps.tune``, in fresh pr
    split the sweep scored), and on the held-out-background episodes, which it never saw (target:
    probe_tuned < probe_default).
 
-The last line is one JSON object.
+Writes ``benchmarks/results/sweeps.json`` (a full run); the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.artifacts import runs_root  # noqa: E402
+from rl_laof.artifacts import atomic_path, runs_root  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "sweeps.json"
 
 
 def sweep(runs: Path, name: str, workers: int, n_trials: int, steps: int, every: int, dataset: Path,
@@ -124,6 +126,9 @@ def main() -> None:
     }
     result["targets"] = {"scaling>=1.6": result["scaling"] >= 1.6,
                          "probe_tuned<probe_default": result["probe_tuned"] < result["probe_default"]}
+    if not args.quick:
+        with atomic_path(RESULTS) as tmp:
+            Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))
 
 

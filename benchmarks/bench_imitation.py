@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from bench_args import seed_count, subset  # noqa: E402
 from bench_latent_quality import dataset, lam_run  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
@@ -102,12 +103,8 @@ def main() -> dict:
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    methods = args.methods.split(",")
-    if unknown := set(methods) - set(METHODS):
-        p.error(f"unknown methods {sorted(unknown)}; valid: {', '.join(METHODS)}")
-    seeds = args.seeds or (2 if args.quick else 3)
-    if seeds < 1:
-        p.error(f"--seeds {seeds}: must be >= 1")
+    methods = subset(p, args.methods, METHODS, "methods")
+    seeds = seed_count(p, args.seeds, args.quick)
     progress = not args.no_progress
     t0 = time.perf_counter()
     data = dataset(args.level, args.quick, progress)

@@ -29,8 +29,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from bench_args import seed_count, subset  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import stats  # noqa: E402
@@ -70,12 +72,8 @@ def main() -> dict:
     p.add_argument("--latents", default=",".join(LATENTS), help="comma-separated, from none, lapo, laof")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    latents = args.latents.split(",")
-    if unknown := set(latents) - set(LATENTS):
-        p.error(f"unknown latents {sorted(unknown)}; valid: {', '.join(LATENTS)}")
-    seeds = args.seeds or (2 if args.quick else 3)
-    if seeds < 1:
-        p.error(f"--seeds {seeds}: must be >= 1")
+    latents = subset(p, args.latents, LATENTS, "latents")
+    seeds = seed_count(p, args.seeds, args.quick)
     t0 = time.perf_counter()
     base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=TASK, **(QUICK if args.quick else {}))
     out_root = runs_root() / "bench" / "train" / ("quick" if args.quick else "full")

@@ -108,32 +108,33 @@ def convert(value: str, tp: Any) -> Any:
     if origin in (tuple, list):
         text = value.strip()
         if text.startswith("["):
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"not valid JSON: {exc}") from None
-            if not isinstance(items, list):
-                raise ValueError(f"got {value!r}")
-            items = [i if isinstance(i, str) else json.dumps(i) for i in items]
+            items = [i if isinstance(i, str) else json.dumps(i) for i in _json(value, list)]
         else:  # comma-separated
             items = [i.strip() for i in text.split(",") if i.strip()]
         elem = args[0] if args else Any
         converted = [convert(str(i), elem) for i in items]
         return tuple(converted) if origin is tuple else converted
     if origin is dict or tp is dict:
-        try:
-            d = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON: {exc}") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"got {value!r}")
-        return d
+        return _json(value, dict)
     if dataclasses.is_dataclass(tp) and hasattr(tp, "parse"):  # e.g. distractors=laom
         try:
             return tp.parse(value)
         except (TypeError, ValueError) as exc:
             raise ValueError(str(exc)) from None
     return parse_value(value)
+
+
+def _json(value: str, kind: type) -> Any:
+    """``value`` as JSON of type ``kind`` (list or dict); ValueError otherwise."""
+    import json
+
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(parsed, kind):
+        raise ValueError(f"got {value!r}")
+    return parsed
 
 
 def parse_value(v: str) -> Any:

@@ -9,7 +9,8 @@ one PPO acts in, [-1, 1]^D, clipped), decoded by the frozen decoder; ``--pcs K``
 in the K leading principal directions of the policy's own latents on the first rollout, scaled by their
 std (noise of the same size as the data's spread, in the directions the data spreads in). Reports the mean
 return over ``--episodes`` episodes per std, and the action-space noise each std causes (the std of decoded
-actions around the noiseless ones). Writes ``benchmarks/results/study_ppo_start.json``.
+actions around the noiseless ones). Writes ``benchmarks/results/study_ppo_start.json`` (one entry per noise
+kind: ``all_dims``, ``pcs<K>``).
 """
 
 from __future__ import annotations
@@ -91,7 +92,10 @@ def main() -> dict:
             print(json.dumps(row), flush=True)
     finally:
         venv.close()
-    write_json(RESULTS, out)
+    # one entry per noise kind ("all_dims", "pcs<K>"), beside the others already in the file
+    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    saved[f"pcs{args.pcs}" if args.pcs else "all_dims"] = out
+    write_json(RESULTS, saved)
     print(json.dumps(out))
     return out
 

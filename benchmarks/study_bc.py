@@ -1,6 +1,6 @@
 """What limits behaviour cloning from pixels? BC on every label, one factor changed at a time.
 
-    python benchmarks/study_bc.py [--arms quick,steps8k,...] [--seeds 1] [--level laom] [--episodes 32]
+    python benchmarks/study_bc.py [--arms quick,steps8k,...] [--seeds 1] [--level laom] [--dataset DIR]
 
 Each arm is ``rl_laof.imitate`` with ``latent none, labels 1.0`` (the BC-on-all-labels normaliser of
 ``bench_imitation``) and some ImitationConfig fields changed. Reported per arm and seed:
@@ -67,24 +67,38 @@ def main() -> dict:
     p.add_argument("--arms", default="quick,steps8k", help=f"comma-separated, from {', '.join(ARMS)}")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--level", default="laom", help="the quick dataset's distractor level")
+    p.add_argument("--dataset", default=None,
+                   help="a collected dataset folder instead of the quick one (e.g. 128 episodes); its rows are "
+                        "keyed by the folder's name")
     p.add_argument("--dm-control", default="quick", help="arms also evaluated on the dm_control backend")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     from rl_laof.imitate import imitate, load_agent
     from rl_laof.pretrain import find_or_build_dataset
 
-    data = find_or_build_dataset("cheetah-run", "quick", "exact", distractors=args.level,
-                                 progress=not args.no_progress)
+    if args.dataset:
+        data = Path(args.dataset) / "dataset.h5"
+        tag = f"-{Path(args.dataset).name}"
+    else:
+        data = find_or_build_dataset("cheetah-run", "quick", "exact", distractors=args.level,
+                                     progress=not args.no_progress)
+        tag = ""
     ds = VideoDataset(data)
+    if ds.config["distractors"]["difficulty"] != args.level:
+        sys.exit(f"{data} was collected at distractor level {ds.config['distractors']['difficulty']!r}, "
+                 f"not --level {args.level!r}")
     data_return = float(np.mean([e.ret for e in ds.episodes["train"]]))
-    out: dict = {"level": args.level, "dataset": str(data), "data_return": round(data_return, 1), "arms": {}}
+    out: dict = {"level": args.level, "dataset": str(data), "data_return": round(data_return, 1), "arms": {},
+                 "datasets": {}}
     if RESULTS.exists():
         old = json.loads(RESULTS.read_text())
         if old.get("level") == args.level:
-            out["arms"] = old["arms"]
+            out = {**out, **{k: old[k] for k in ("arms", "datasets", "dataset", "data_return") if k in old}}
+    out["datasets"][tag.lstrip("-") or "quick"] = dict(path=str(data), data_return=round(data_return, 1),
+                                                      transitions=sum(e.length for e in ds.episodes["train"]))
     for arm in args.arms.split(","):
         for seed in range(args.seeds):
-            key = f"{arm}-s{seed}"
+            key = f"{arm}{tag}-s{seed}"
             if key in out["arms"]:
                 continue
             cfg = ImitationConfig(**{**BASE, **ARMS[arm], "seed": seed})
@@ -92,7 +106,7 @@ def main() -> dict:
             t0 = time.perf_counter()
             report = imitate(cfg, data, run, progress=not args.no_progress)
             agent, _ = load_agent(run)
-            row = dict(arm=arm, seed=seed, seconds=report["stages"]["policy_seconds"],
+            row = dict(arm=arm, seed=seed, dataset=tag.lstrip("-") or "quick", seconds=report["stages"]["policy_seconds"],
                        wall_s=round(time.perf_counter() - t0, 1),
                        heldout_mse=report["action_mse"]["eval"], train_mse=report["action_mse"]["train"],
                        heldout_bg_mse=report["action_mse"].get("heldout_bg"),

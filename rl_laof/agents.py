@@ -4,6 +4,7 @@ extractor (so a pretrained latent policy's weights load into it), and that initi
     registry    "ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc" -> (class, policy name)
     features    PixelFeatures = rl_laof.models.policy.PixelEncoder behind SB3's interface
     init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1;
+                a residual agent (rl_laof.latent_env.ResidualLatentVecEnv) -> mean 0;
                 SOF skills -> the actor distilled from the skill prior
     fine-tuning a pretrained start: a frozen encoder, a critic warm-up (the actor held for the first steps)
 """
@@ -67,7 +68,7 @@ def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         kw["net_arch"] = dict(pi=arch, vf=arch)
     if cfg.algo not in ("td3",):
         kw["log_std_init"] = 0.0 if (cfg.latent != "none" and cfg.latent_policy == "lafp") else cfg.log_std_init
-    if cfg.obs == "pixels":
+    if cfg.obs == "pixels" and not cfg.residual:  # a residual agent observes the frozen policy's features
         kw.update(features_extractor_class=PixelFeatures, normalize_images=False,
                   features_extractor_kwargs=dict(frame_stack=cfg.frame_stack, features=cfg.features, width=cfg.width))
         if cfg.algo in ("sac", "td3", "tqc"):
@@ -105,6 +106,17 @@ def init_from_latent_policy(model, policy: BCPolicy | FlowPolicy) -> list[str]:
             pol.action_net.bias.zero_()
         copied.append("mean=0")
     return copied
+
+
+def zero_mean(model) -> list[str]:
+    """Set an actor-critic's action mean to exactly 0 (a residual agent starts as the policy it corrects)."""
+    net = getattr(model.policy, "action_net", None)
+    if net is None:
+        return []
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+    return ["mean=0"]
 
 
 def freeze_encoders(model) -> list[str]:

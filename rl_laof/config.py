@@ -883,6 +883,10 @@ class TrainConfig:
     image_size: int = 64
     frame_stack: int = 3
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
+    residual_pcs: int = 0  # latent_policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
+    #                        features, adds a residual along this many leading principal directions of the
+    #                        training latents (rl_laof.latent_env.ResidualLatentVecEnv); 0 = the agent acts with
+    #                        the whole latent, its encoder and actor initialised from the BC policy
     freeze_encoder: bool = False  # keep a pretrained pixel encoder fixed (a fresh one always trains)
     critic_warmup_steps: int = 0  # on-policy: agent steps during which only the critic learns (the actor is
     #                               held at its pretrained start while the value function catches up)
@@ -952,6 +956,8 @@ class TrainConfig:
             raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
         if self.critic_warmup_steps < 0:
             raise ValueError(f"critic_warmup_steps={self.critic_warmup_steps}: must be >= 0.")
+        if self.residual_pcs < 0:
+            raise ValueError(f"residual_pcs={self.residual_pcs}: must be >= 0 (0: act with the whole latent).")
         if self.critic_warmup_steps and not self.on_policy:
             raise ValueError(f"critic_warmup_steps holds an actor-critic's actor; {self.algo} is off-policy: "
                              "use ppo, a2c, trpo or recurrent-ppo.")
@@ -965,12 +971,20 @@ class TrainConfig:
         return self.algo not in OFF_POLICY
 
     @property
+    def residual(self) -> bool:
+        """The agent acts as a residual on the frozen latent BC policy's features (see ``residual_pcs``)."""
+        return self.residual_pcs > 0 and self.latent not in ("none", "sof") and self.latent_policy == "bc" \
+            and self.obs == "pixels"
+
+    @property
     def resolved_action_repeat(self) -> int:
         return self.action_repeat or DATASET_ACTION_REPEAT.get(self.task, 2)
 
     @property
     def tag(self) -> str:
         latent = self.latent if self.latent == "none" else f"{self.latent}-{self.latent_policy}"
+        if self.residual:
+            latent += f"-res{self.residual_pcs}"
         return f"{self.algo}-{latent}-{self.obs}-{self.preset}-s{self.seed}"
 
     def resolved_algo_kwargs(self) -> dict[str, Any]:

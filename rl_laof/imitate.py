@@ -46,6 +46,7 @@ from rl_laof.models.policy import (
     BCPolicy,
     FlowPolicy,
     LatentNormalizer,
+    LatentPCA,
     PixelEncoder,
     PixelIDM,
     random_shift,
@@ -57,6 +58,7 @@ _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls"
               "checkpoint_every")
 EVAL_SEED = 10_000  # evaluation env seeds: EVAL_SEED + 1000 * background + seed index (same for every method)
 LOG_EVERY = 50
+PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent agent
 
 
 # --------------------------------------------------------------------------- data
@@ -470,7 +472,10 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
                     "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
                     "policy": policy.state_dict(),
                     "decoder": decoder.state_dict() if decoder is not None else None,
-                    "normalizer": norm.state_dict() if norm is not None else None}, tmp)
+                    "normalizer": norm.state_dict() if norm is not None else None,
+                    # the training latents' principal directions: the residual action space of rl_laof.train
+                    "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
+                                   if cfg.latent != "none" else None)}, tmp)
     agent = ImitationAgent(policy, decoder, cfg.seed)
     returns = evaluate_returns(agent, ds, cfg, progress)
     errors = {split: round(action_error(agent, ds, split, cfg.frame_stack), 4)

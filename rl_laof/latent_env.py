@@ -6,8 +6,20 @@ environment actions.
     mode "noise"   the action is the source noise z0 of the frozen LAFP flow policy, in [-3, 3]^D
                    (+-3 sigma of its N(0, I) prior); z = ODE(z0 | current observation), then decoder(z)
 
+    ResidualLatentVecEnv
+                   the frozen latent BC policy acts; the agent observes that policy's pixel features and
+                   adds a residual u in [-3, 3]^k along the k leading principal directions of the training
+                   latents, in units of the data's spread along each: z = pi_BC(o) + sum_i u_i std_i v_i,
+                   env action = decoder(z). u = 0 is the latent BC policy exactly.
+
 Actions outside the bounds are clipped before decoding; ``last_latents`` / ``last_env_actions`` hold what
 the decoder saw and gave on the last step. Everything here is frozen and runs without gradients.
+
+Why a residual in a few directions: PPO's Gaussian exploration over all D latent dimensions puts most of
+its noise where the data never goes and the decoder extrapolates (``benchmarks/study_ppo_start.py``: at
+std 0.37 on 128 dims the decoded actions deviate by 0.95 RMS, near-random rollouts); along the data's
+leading directions the same deviation needs a 2.5x larger step. The frozen encoder also makes PPO an MLP
+over features: no convolution is trained, which is most of a pixel agent's update time on a CPU.
 """
 
 from __future__ import annotations
@@ -17,10 +29,11 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from rl_laof.models.policy import ActionDecoder, FlowPolicy
+from rl_laof.models.policy import ActionDecoder, BCPolicy, FlowPolicy, LatentPCA
 
 LATENT_MODES = ("latent", "noise")
 NOISE_BOUND = 3.0
+RESIDUAL_BOUND = 3.0  # the residual's range along each principal direction, in units of the data's spread
 
 
 class LatentActionVecEnv(VecEnvWrapper):
@@ -62,3 +75,67 @@ class LatentActionVecEnv(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         self._obs = obs
         return obs, rewards, dones, infos
+
+
+def stored_pca(meta: dict, k: int, where: str = "the latent agent") -> LatentPCA:
+    """The ``k`` leading principal directions stored in an imitation run's ``agent.pt`` (``meta``)."""
+    state = meta.get("latent_pca")
+    if state is None:
+        raise ValueError(f"{where} stores no principal directions of its latents (made before they were kept): "
+                         "rebuild it with python -m rl_laof.imitate, or pass --set residual_pcs=0")
+    stored = state["components"].shape[0]
+    if not 1 <= k <= stored:
+        raise ValueError(f"residual_pcs={k}: {where} stores {stored} principal directions; use 1..{stored}")
+    pca = LatentPCA(state["components"].shape[1], stored)
+    pca.load_state_dict(state)
+    return pca.leading(k)
+
+
+class ResidualLatentVecEnv(VecEnvWrapper):
+    """The frozen latent BC policy plus an agent's residual in ``pca``'s directions (see the module docstring).
+    Observations are the policy's encoder features (float32, in [-1, 1]: the encoder ends in tanh)."""
+
+    def __init__(self, venv: VecEnv, policy: BCPolicy, decoder: ActionDecoder, pca: LatentPCA):
+        if not isinstance(policy, BCPolicy):
+            raise ValueError("a residual agent acts around a latent BC policy (an imitation run with --policy bc)")
+        features = policy.encoder.norm.normalized_shape[0]
+        obs_space = gym.spaces.Box(-1.0, 1.0, shape=(features,), dtype=np.float32)
+        space = gym.spaces.Box(-RESIDUAL_BOUND, RESIDUAL_BOUND, shape=(pca.k,), dtype=np.float32)
+        super().__init__(venv, observation_space=obs_space, action_space=space)
+        self.policy = policy.eval().requires_grad_(False)
+        self.decoder = decoder.eval().requires_grad_(False)
+        self.pca = pca.eval()
+        self._base: torch.Tensor | None = None  # the BC policy's latents at the current observations
+        self.pixels: np.ndarray | None = None  # the current pixel observations (what the features are of)
+        self.last_latents: np.ndarray | None = None
+        self.last_env_actions: np.ndarray | None = None
+
+    @torch.no_grad()
+    def _observe(self, obs: np.ndarray) -> np.ndarray:
+        self.pixels = obs
+        feats = self.policy.encoder(torch.from_numpy(np.ascontiguousarray(obs)))
+        self._base = self.policy.head(feats)
+        return feats.numpy()
+
+    @torch.no_grad()
+    def decode(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        u = torch.from_numpy(np.clip(np.asarray(actions, np.float32).reshape(self.num_envs, -1),
+                                     -RESIDUAL_BOUND, RESIDUAL_BOUND))
+        z = self._base + self.pca.offset(u)
+        return z.numpy(), self.decoder(z).numpy()
+
+    def reset(self):
+        return self._observe(self.venv.reset())
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.last_latents, self.last_env_actions = self.decode(actions)
+        self.venv.step_async(self.last_env_actions)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:  # SB3 bootstraps truncated episodes from terminal_observation: give it features
+            if "terminal_observation" in info:
+                with torch.no_grad():
+                    info["terminal_observation"] = self.policy.encoder(
+                        torch.from_numpy(np.ascontiguousarray(info["terminal_observation"][None])))[0].numpy()
+        return self._observe(obs), rewards, dones, infos

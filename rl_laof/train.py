@@ -208,6 +208,11 @@ def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict 
         return SkillVecEnv(venv, skills, cfg.skill_action, cfg.kl_coef if training else 0.0)
     if agent is None:
         return venv
+    if cfg.residual:
+        from rl_laof.latent_env import ResidualLatentVecEnv, stored_pca
+
+        return ResidualLatentVecEnv(venv, agent.policy, agent.decoder,
+                                    stored_pca(meta, cfg.residual_pcs, f"the latent agent of {meta.get('dataset')}"))
     mode = "noise" if cfg.latent_policy == "lafp" else "latent"
     return LatentActionVecEnv(venv, agent.decoder, meta["out_dim"], mode,
                               agent.policy if mode == "noise" else None)
@@ -287,6 +292,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         init_from_latent_policy,
         init_from_skill_prior,
         policy_kwargs,
+        zero_mean,
     )
     from rl_laof.sb3_loop import LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
 
@@ -335,13 +341,16 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
                          **cfg.resolved_algo_kwargs())
         except TypeError as exc:
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
-        if latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
+        if cfg.residual:
+            copied = zero_mean(model) + [f"residual on the frozen latent BC policy ({cfg.residual_pcs} directions)"]
+        elif latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
             copied = init_from_latent_policy(model, latent_agent.policy)
         if skills is not None and cfg.init_policy:
             frames = skill_dataset_frames(skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
             copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
     # a pretrained encoder (the latent policy's) held fixed: set again on every (re)start, checkpoints do not keep it
-    if cfg.freeze_encoder and latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
+    if cfg.freeze_encoder and latent_agent is not None and cfg.init_policy and cfg.obs == "pixels" \
+            and not cfg.residual:
         frozen = freeze_encoders(model)
         copied = copied + frozen if loaded is None else copied
     if skills is not None and cfg.kl_coef > 0:

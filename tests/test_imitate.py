@@ -70,6 +70,26 @@ def test_flow_matching_covers_both_modes_where_bc_collapses_to_the_mean():
     assert mean_pred.abs().max() < 0.3
 
 
+def test_latent_pca_recovers_the_data_directions_and_spread():
+    from rl_laof.models.policy import LatentPCA
+
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=gen))
+    spread = torch.tensor([3.0, 2.0, 1.0] + [0.1] * 13)
+    z = (torch.randn(20_000, 16, generator=gen) * spread) @ q.T + 5.0
+    pca = LatentPCA.fit(z, 3)
+    assert torch.allclose(pca.std, spread[:3], rtol=0.03)
+    assert torch.allclose((pca.components @ q[:, :3]).abs(), torch.eye(3), atol=0.02)  # up to sign
+    share = (spread[:3] ** 2).sum() / (spread ** 2).sum()
+    assert abs(float(pca.explained.sum()) - float(share)) < 0.01
+    u = torch.randn(5, 3, generator=gen)
+    torch.testing.assert_close(pca.coords(pca.mean + pca.offset(u)), u, atol=1e-4, rtol=0)
+    two = pca.leading(2)
+    assert two.k == 2 and torch.equal(two.components, pca.components[:2])
+    with pytest.raises(ValueError, match="1..16"):
+        LatentPCA.fit(z, 17)
+
+
 def test_sampler_steps_land_on_the_x_prediction():
     """z += (x - z) / (K - k) is Euler on v = (x - z) / (1 - tau) over an even grid: the last step returns x."""
     fm = FlowPolicy(_toy_encoder(), 2, 32, euler_steps=3, time_embed=16).eval()

@@ -4,6 +4,7 @@ flags give clear errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,48 @@ def test_the_agent_starts_from_the_latent_bc_policy(latent_agents):
         torch.testing.assert_close(mean, bc, atol=1e-5, rtol=1e-5)
     finally:
         venv.close()
+
+
+def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the_principal_directions(
+        latent_agents, tmp_path):
+    from stable_baselines3 import PPO
+
+    from rl_laof.agents import policy_kwargs, zero_mean
+    from rl_laof.imitate import ImitationAgent
+    from rl_laof.train import load_latent_space, make_env, train
+
+    cfg = _cfg("bc", latent_agents, residual_pcs=4)
+    assert cfg.residual and cfg.tag.startswith("ppo-laof-bc-res4-")
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    venv = make_env(cfg, 2, 0, agent, meta)
+    try:
+        assert venv.action_space.shape == (4,) and venv.observation_space.shape == (16,)  # the features
+        obs = venv.reset()
+        obs_pixels = venv.pixels
+        with torch.no_grad():
+            np.testing.assert_allclose(obs, agent.policy.encoder(torch.from_numpy(obs_pixels)).numpy(), atol=1e-6)
+        bc_actions = ImitationAgent(agent.policy, agent.decoder)(obs_pixels)
+        venv.step(np.zeros((2, 4), np.float32))  # no residual: exactly the imitation agent
+        np.testing.assert_allclose(venv.last_env_actions, bc_actions, atol=1e-6)
+        pca = venv.pca
+        assert pca.k == 4 and torch.all(pca.std[:-1] >= pca.std[1:])
+        torch.testing.assert_close(pca.components @ pca.components.T, torch.eye(4), atol=1e-5, rtol=0)
+        model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, policy_kwargs=policy_kwargs(cfg), device="cpu")
+        assert zero_mean(model) == ["mean=0"]
+        assert model.predict(obs, deterministic=True)[0].tolist() == [[0.0] * 4] * 2
+        u = np.array([[9.0, 0, 0, 0], [0, -1.0, 0, 0]], np.float32)  # 9: clipped to the bound, 3
+        obs_pixels = venv.pixels
+        with torch.no_grad():
+            z_bc = agent.policy(torch.from_numpy(obs_pixels))
+            z = z_bc + torch.stack([3 * pca.std[0] * pca.components[0], -pca.std[1] * pca.components[1]])
+        venv.step(u)
+        np.testing.assert_allclose(venv.last_latents, z.numpy(), atol=1e-5)
+    finally:
+        venv.close()
+    report = train(dataclasses.replace(cfg, total_steps=64), tmp_path / "res", progress=False)
+    assert report["initialised"][0] == "mean=0" and report["eval_history"][0]["step"] == 0
+    with pytest.raises(ValueError, match="residual_pcs=64"):
+        train(_cfg("bc", latent_agents, residual_pcs=64), tmp_path / "too-many", progress=False)
 
 
 def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_agents, tmp_path):

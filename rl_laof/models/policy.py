@@ -6,6 +6,8 @@
                    z_tau = tau z + (1 - tau) z0,  z0 ~ N(0, I),  tau ~ U(0, 1),   loss ||z - x(z_tau, tau, obs)||^2
                    sampled with K Euler steps of v = (x - z_tau) / (1 - tau)
     ActionDecoder  normalised latent -> action
+    LatentPCA      the principal directions of the normalised training latents (an RL agent's residual
+                   action space: rl_laof.latent_env)
 
 Latents are normalised per dimension to [-1, 1] over the training set (centre (max + min) / 2, scale
 (max - min) / 2), as LAFP does, so one noise scale fits every latent space.
@@ -44,6 +46,55 @@ class LatentNormalizer(nn.Module):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z * self.scale + self.centre
+
+
+class LatentPCA(nn.Module):
+    """The ``k`` leading principal directions of a set of latents: ``mean`` (D), ``components`` (k, D,
+    orthonormal rows, by decreasing variance), ``std`` (k, the spread along each) and ``explained`` (k, each
+    one's fraction of the total variance). ``offset(u)`` = sum_i u_i std_i components_i: u in units of
+    the data's spread along each direction."""
+
+    def __init__(self, dim: int, k: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("components", torch.zeros(k, dim))
+        self.register_buffer("std", torch.ones(k))
+        self.register_buffer("explained", torch.zeros(k))
+
+    @classmethod
+    def fit(cls, z: torch.Tensor, k: int) -> LatentPCA:
+        if not 1 <= k <= z.shape[1]:
+            raise ValueError(f"k={k} principal directions of {z.shape[1]}-D latents: use 1..{z.shape[1]}")
+        z = z.double()
+        mean = z.mean(0)
+        _, s, vh = torch.linalg.svd(z - mean, full_matrices=False)
+        var = s ** 2 / max(len(z) - 1, 1)
+        pca = cls(z.shape[1], k)
+        pca.mean.copy_(mean.float())
+        pca.components.copy_(vh[:k].float())
+        pca.std.copy_(var[:k].sqrt().clamp_min(1e-6).float())
+        pca.explained.copy_((var[:k] / var.sum().clamp_min(1e-12)).float())
+        return pca
+
+    @property
+    def k(self) -> int:
+        return self.components.shape[0]
+
+    def leading(self, k: int) -> LatentPCA:
+        """The first ``k`` directions."""
+        if not 1 <= k <= self.k:
+            raise ValueError(f"{k} principal directions: {self.k} are stored; use 1..{self.k}")
+        out = LatentPCA(self.mean.shape[0], k)
+        out.load_state_dict({"mean": self.mean, "components": self.components[:k], "std": self.std[:k],
+                             "explained": self.explained[:k]})
+        return out
+
+    def offset(self, u: torch.Tensor) -> torch.Tensor:
+        return (u * self.std) @ self.components
+
+    def coords(self, z: torch.Tensor) -> torch.Tensor:
+        """Coordinates of latents in the directions, in units of their std (the inverse of mean + offset)."""
+        return ((z - self.mean) @ self.components.T) / self.std
 
 
 def random_shift(frames: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:

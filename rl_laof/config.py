@@ -874,7 +874,7 @@ class TrainConfig:
     latent_agent: str | None = None  # an imitation run folder (agent.pt); None: shipped, else built at the preset
     task: str = "cheetah-run"
     obs: str = "pixels"  # "pixels" | "state"
-    distractors: str = "hard"
+    distractors: str = "laom"  # LAOM's level, the benchmarks' (where latent actions carry the action: README)
     preset: str = "quick"
     seed: int = 0
     num_envs: int = 8
@@ -883,7 +883,7 @@ class TrainConfig:
     image_size: int = 64
     frame_stack: int = 3
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
-    residual_pcs: int = 0  # latent_policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
+    residual_pcs: int = 8  # latent_policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
     #                        features, adds a residual along this many leading principal directions of the
     #                        training latents (rl_laof.latent_env.ResidualLatentVecEnv); 0 = the agent acts with
     #                        the whole latent, its encoder and actor initialised from the BC policy

@@ -290,6 +290,12 @@ class ImitationAgent:
         return out.numpy()
 
 
+def distractor_level(ds: VideoDataset) -> str | None:
+    """The distractor difficulty a dataset was collected at (None where its config does not say)."""
+    d = ds.config.get("distractors")
+    return d.get("difficulty") if isinstance(d, dict) else d
+
+
 def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict[str, Any]]:
     """The trained agent of an imitation run (``agent.pt``) and its saved metadata (config, task, latent
     normaliser, latent model run): what the PPO stage starts from."""
@@ -470,6 +476,7 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
     with atomic_path(run_dir / "agent.pt") as tmp:
         torch.save({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
                     "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
+                    "distractors": distractor_level(ds),
                     "policy": policy.state_dict(),
                     "decoder": decoder.state_dict() if decoder is not None else None,
                     "normalizer": norm.state_dict() if norm is not None else None,

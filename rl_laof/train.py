@@ -33,6 +33,7 @@ import numpy as np
 from rl_laof.artifacts import read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
+    DistractorConfig,
     LAM_PRESETS,
     TRAIN_ALGOS,
     TRAIN_LATENTS,
@@ -73,7 +74,8 @@ def find_latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = 
     from rl_laof.imitate import imitate
     from rl_laof.pretrain import find_or_build_dataset
 
-    dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress)
+    dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
+                                    distractors=cfg.distractors)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
                        seed=cfg.seed, normalise=False, threads=cfg.threads)
     return Path(imitate(icfg, dataset, progress=progress)["run_dir"])
@@ -99,7 +101,8 @@ def build_tuned_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation
     if cfg.latent in ("none", "sof"):
         raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's pretrain / imitate "
                          "sections do not apply")
-    dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress)
+    dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
+                                    distractors=cfg.distractors)
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": cfg.latent,
                                                                  "seed": cfg.seed, "threads": cfg.threads})
     key = hashlib.sha1(json.dumps([lam_cfg.to_dict(), imitation_overrides], sort_keys=True, default=str)
@@ -126,6 +129,9 @@ def load_latent_space(cfg: TrainConfig, agent_dir: Path):
         problems.append(f"{meta['image_size']} px x {icfg['frame_stack']} frames")
     if icfg["latent"] != cfg.latent or icfg["policy"] != cfg.latent_policy:
         problems.append(f"latent {icfg['latent']} / {icfg['policy']}")
+    level = meta.get("distractors")  # stored since issue 18
+    if cfg.obs == "pixels" and level is not None and level != DistractorConfig.parse(cfg.distractors).difficulty:
+        problems.append(f"{level} distractors (not {cfg.distractors})")
     if problems:
         raise ValueError(f"{agent_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
     return agent, meta
@@ -220,6 +226,16 @@ def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict 
 
 # --------------------------------------------------------------------------- evaluation
 
+def _pixels(venv, obs: np.ndarray) -> np.ndarray:
+    """The pixel observations behind ``obs`` (a residual agent observes features; its wrapper keeps the frames)."""
+    inner = venv
+    while inner is not None:
+        if getattr(inner, "pixels", None) is not None:
+            return inner.pixels
+        inner = getattr(inner, "venv", None)
+    return obs
+
+
 def run_agent_episodes(model, venv, deterministic: bool = True, record: bool = False):
     """Returns of the first episode of every env of ``venv`` (and env 0's frames when ``record``)."""
     obs = venv.reset()
@@ -229,7 +245,8 @@ def run_agent_episodes(model, venv, deterministic: bool = True, record: bool = F
     frames = []
     while np.isnan(returns).any():
         if record and np.isnan(returns[0]):
-            frames.append(np.asarray(obs[0, -3:]).transpose(1, 2, 0) if obs.ndim == 4 else None)
+            pixels = _pixels(venv, obs)
+            frames.append(np.asarray(pixels[0, -3:]).transpose(1, 2, 0) if pixels.ndim == 4 else None)
         action, state = model.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
         obs, _, dones, infos = venv.step(action)
         starts = dones
@@ -445,7 +462,7 @@ def build_parser():
     p.add_argument("--kl-coef", type=float, default=None,
                    help="--latent sof, tokens: weight of the KL(agent || skill prior) penalty (default 0)")
     p.add_argument("--obs", default=None, choices=["pixels", "state"], help="observation type (default pixels)")
-    p.add_argument("--distractors", default=None, help="none / easy / medium / hard / laom (default hard)")
+    p.add_argument("--distractors", default=None, help="none / easy / medium / hard / laom (default laom)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--num-envs", type=int, default=None, help="parallel envs")
     p.add_argument("--steps", type=int, default=None, help="total agent steps")

@@ -52,7 +52,7 @@ def _cfg(policy: str, agents: dict, **kw) -> TrainConfig:
 def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_agents, policy):
     from rl_laof.train import load_latent_space, make_env
 
-    cfg = _cfg(policy, latent_agents)
+    cfg = _cfg(policy, latent_agents, residual_pcs=0)
     agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
     venv = make_env(cfg, 2, 0, agent, meta)
     try:
@@ -81,7 +81,7 @@ def test_the_agent_starts_from_the_latent_bc_policy(latent_agents):
     from rl_laof.agents import init_from_latent_policy, policy_kwargs
     from rl_laof.train import load_latent_space, make_env
 
-    cfg = _cfg("bc", latent_agents)
+    cfg = _cfg("bc", latent_agents, residual_pcs=0)
     agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
     venv = make_env(cfg, 2, 0, agent, meta)
     try:
@@ -204,7 +204,8 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_a
     bc = load_agent(latent_agents["bc"])[0].policy
 
     def trained(**kw):  # three updates, at 64, 128 and 192 steps (the last one at learning rate 0)
-        report = train(_cfg("bc", latent_agents, total_steps=192, freeze_encoder=True, **kw), tmp_path / str(kw),
+        report = train(_cfg("bc", latent_agents, total_steps=192, freeze_encoder=True, residual_pcs=0,
+                               **kw), tmp_path / str(kw),
                        progress=False)
         return report, PPO.load(Path(report["run_dir"]) / "final_model.zip", device="cpu").policy
 
@@ -228,7 +229,8 @@ def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_pat
     from rl_laof.train import train
 
     extra = dict(buffer_size=256, batch_size=16) if algo == "sac" else {}
-    cfg = _cfg("bc", latent_agents, algo=algo, total_steps=64, eval_every=64, checkpoint_every=64, **extra)
+    cfg = _cfg("bc", latent_agents, algo=algo, total_steps=64, eval_every=64, checkpoint_every=64,
+               residual_pcs=0, **extra)
     report = train(cfg, tmp_path / algo, progress=False)
     assert report["steps"] >= 64 and np.isfinite(report["final"]["mean"])
     expected = {"recurrent-ppo": ["encoder"], "sac": ["encoder"], "a2c": ["encoder", "actor", "mean"]}[algo]

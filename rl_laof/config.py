@@ -1008,7 +1008,8 @@ class TrainConfig:
 
 
 # The dataclass defaults are the quick preset: 20k agent steps (80k control steps at action repeat 4, 80
-# episodes), ~8 minutes of PPO on 2 cores: the pixel env renders ~80 agent steps/s, PPO runs at ~45.
+# episodes), ~5 minutes of PPO on 2 cores in the residual latent space (86 agent steps/s; the pixel env alone
+# steps ~117; benchmarks/results/train.json).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "paper": dict(total_steps=1_000_000, num_envs=16, width=32, features=512, hidden=512, eval_every=50_000,

@@ -106,7 +106,8 @@ def main() -> dict:
             t0 = time.perf_counter()
             report = imitate(cfg, data, run, progress=not args.no_progress)
             agent, _ = load_agent(run)
-            row = dict(arm=arm, seed=seed, dataset=tag.lstrip("-") or "quick", seconds=report["stages"]["policy_seconds"],
+            row = dict(arm=arm, seed=seed, dataset=tag.lstrip("-") or "quick",
+                       seconds=report["stages"]["policy_seconds"],
                        wall_s=round(time.perf_counter() - t0, 1),
                        heldout_mse=report["action_mse"]["eval"], train_mse=report["action_mse"]["train"],
                        heldout_bg_mse=report["action_mse"].get("heldout_bg"),

@@ -33,11 +33,11 @@ import numpy as np
 from rl_laof.artifacts import read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
-    DistractorConfig,
     LAM_PRESETS,
     TRAIN_ALGOS,
     TRAIN_LATENTS,
     TRAIN_PRESETS,
+    DistractorConfig,
     ImitationConfig,
     LAMConfig,
     TrainConfig,

@@ -67,6 +67,9 @@ def fit_ridge(x: torch.Tensor, a: torch.Tensor, penalty: float):
 
 
 def study(run: Path, labels: float) -> dict:
+    if not (run / "targets.pt").exists() or not (run / "config.json").exists():
+        sys.exit(f"{run}: not a latent imitation run (no targets.pt / config.json); make one with "
+                 f"python -m rl_laof.imitate --latent laof --out {run}")
     saved = torch.load(run / "targets.pt", map_location="cpu", weights_only=False)
     config = json.loads((run / "config.json").read_text())
     ds = VideoDataset(config["dataset"], flow=None)

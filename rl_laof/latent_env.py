@@ -133,9 +133,11 @@ class ResidualLatentVecEnv(VecEnvWrapper):
 
     def step_wait(self):
         obs, rewards, dones, infos = self.venv.step_wait()
-        for info in infos:  # SB3 bootstraps truncated episodes from terminal_observation: give it features
-            if "terminal_observation" in info:
-                with torch.no_grad():
-                    info["terminal_observation"] = self.policy.encoder(
-                        torch.from_numpy(np.ascontiguousarray(info["terminal_observation"][None])))[0].numpy()
+        ended = [i for i, info in enumerate(infos) if "terminal_observation" in info]
+        if ended:  # SB3 bootstraps truncated episodes from terminal_observation: give it features (one batch)
+            with torch.no_grad():
+                feats = self.policy.encoder(torch.from_numpy(np.stack([infos[i]["terminal_observation"]
+                                                                       for i in ended]))).numpy()
+            for i, f in zip(ended, feats, strict=True):
+                infos[i]["terminal_observation"] = f
         return self._observe(obs), rewards, dones, infos

@@ -130,12 +130,29 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
             z = z_bc + torch.stack([3 * pca.std[0] * pca.components[0], -pca.std[1] * pca.components[1]])
         venv.step(u)
         np.testing.assert_allclose(venv.last_latents, z.numpy(), atol=1e-5)
+        for _ in range(1000):  # to the end of an episode: SB3 bootstraps from the terminal observation's features
+            _, _, dones, infos = venv.step(np.zeros((2, 4), np.float32))
+            if dones.any():
+                break
+        assert dones.all()  # both envs started together
+        for info in infos:
+            assert info["terminal_observation"].shape == (16,) and np.abs(info["terminal_observation"]).max() <= 1
     finally:
         venv.close()
     report = train(dataclasses.replace(cfg, total_steps=64), tmp_path / "res", progress=False)
     assert report["initialised"][0] == "mean=0" and report["eval_history"][0]["step"] == 0
     with pytest.raises(ValueError, match="residual_pcs=64"):
         train(_cfg("bc", latent_agents, residual_pcs=64), tmp_path / "too-many", progress=False)
+
+
+def test_a_latent_policy_of_another_distractor_level_is_refused(latent_agents):
+    from rl_laof.train import load_latent_space
+
+    cfg = _cfg("bc", latent_agents)
+    _, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    assert meta["distractors"] == "hard"
+    with pytest.raises(ValueError, match="hard distractors \\(not none\\); pass --rebuild"):
+        load_latent_space(_cfg("bc", latent_agents, distractors="none"), Path(cfg.latent_agent))
 
 
 def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_agents, tmp_path):

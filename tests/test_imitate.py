@@ -4,6 +4,7 @@ interpolation starts the ODE where LAFP's formula says, stages resume exactly, a
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -224,8 +225,9 @@ def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_datase
     (["--set", "bogus=1"], "ImitationConfig field"),
     (["--dataset", "/nonexistent/ds"], "nonexistent"),
 ])
-def test_bad_flags_give_clear_errors(args, message):
+def test_bad_flags_give_clear_errors(args, message, tmp_path):
+    env = {**os.environ, "RL_LAOF_RUNS": str(tmp_path / "runs")}  # the user's own runs must not change the answer
     proc = subprocess.run([sys.executable, "-m", "rl_laof.imitate", "--no-progress", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr

@@ -5,6 +5,7 @@ flags give clear errors."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -266,9 +267,11 @@ def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_pat
     (["--latent-agent", "/nonexistent/agent"], "no agent.pt"),
     (["--obs", "state", "--latent-policy", "lafp"], "use --obs pixels"),
 ])
-def test_bad_flags_give_clear_errors(args, message):
+def test_bad_flags_give_clear_errors(args, message, tmp_path):
+    # an empty runs root: the user's own runs (e.g. the main job's folder) must not change the answer
+    env = {**os.environ, "RL_LAOF_RUNS": str(tmp_path / "runs")}
     proc = subprocess.run([sys.executable, "-m", "rl_laof.train", "--no-progress", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
 

@@ -46,6 +46,9 @@ ARMS: dict[str, dict] = {
     "width32": dict(width=32),
     "no_augment": dict(augment=False),
     "steps8k_width32": dict(steps=8000, width=32),
+    "steps8k_bf16_cos": dict(steps=8000, precision="bf16", lr_schedule="cosine"),
+    "steps8k_bf16_w32": dict(steps=8000, precision="bf16", width=32),
+    "steps8k_bf16_w32_cos": dict(steps=8000, precision="bf16", width=32, lr_schedule="cosine"),
 }
 
 

@@ -638,6 +638,7 @@ class ImitationConfig:
     steps: int = 2000
     batch_size: int = 64
     lr: float = 3e-4
+    lr_schedule: str = "constant"  # every stage's: "constant" | "cosine" (decayed to 0 over the stage's steps)
     weight_decay: float = 1e-4
     grad_clip: float = 10.0
     # ---- action decoder (and the relabelling IDM)
@@ -663,6 +664,8 @@ class ImitationConfig:
         object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule={self.lr_schedule!r}: use 'constant' or 'cosine'.")
         if self.latent != "none" and self.latent not in LAM_METHODS:
             raise ValueError(f"Unknown latent {self.latent!r}; valid: none, {', '.join(LAM_METHODS)}.")
         if self.policy not in POLICY_TYPES:

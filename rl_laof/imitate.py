@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -88,11 +89,27 @@ def _batched(fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, size: i
 
 # --------------------------------------------------------------------------- training stages
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def scheduled_lr(lr: float, schedule: str, step: int, steps: int) -> float:
+    """The learning rate of update ``step`` (0-based) of ``steps``: constant, or a half cosine from ``lr``
+    to 0 (never below 0, never above ``lr``)."""
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
+    raise ValueError(f"Unknown learning-rate schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}.")
+
+
 def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, torch.Generator], torch.Tensor],
         steps: int, lr: float, weight_decay: float, grad_clip: float, run_dir: Path, seed: int,
-        checkpoint_every: int, writer=None, progress: bool = True, precision: str = "fp32") -> list[dict[str, float]]:
+        checkpoint_every: int, writer=None, progress: bool = True, precision: str = "fp32",
+        schedule: str = "constant") -> list[dict[str, float]]:
     """Train ``module`` (its parameters that require grad) on ``loss_fn(rng, generator)`` for ``steps``, its
-    forward passes at ``precision`` ("fp32" or "bf16" autocast).
+    forward passes at ``precision`` ("fp32" or "bf16" autocast), at learning rate ``lr`` (``schedule``
+    "constant") or ``lr`` decayed to 0 along a half cosine ("cosine"; a function of the step, so a resumed
+    stage continues the same schedule).
 
     A finished stage is loaded from ``<run_dir>/<stage>.pt``; an unfinished one resumes from its checkpoint
     with every random state, so an interrupted stage ends where an uninterrupted one would.
@@ -127,6 +144,8 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        for group in opt.param_groups:
+            group["lr"] = scheduled_lr(lr, schedule, step, steps)
         opt.step()
         step += 1
         running = [running[0] + float(loss.detach()), running[1] + 1]
@@ -213,7 +232,7 @@ def idm_relabel(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, run_d
         return F.mse_loss(idm(x), data.actions[rows])
 
     hist = fit("idm", idm, loss, cfg.idm_steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 10,
-               cfg.checkpoint_every, writer, progress, cfg.resolved_precision)
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision, cfg.lr_schedule)
     actions = _batched(lambda r: idm(pair(r)), np.arange(data.n))
     actions[data.labelled] = data.actions[data.labelled]
     return actions, hist
@@ -235,7 +254,7 @@ def train_policy(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, data: Tran
         return policy.loss(obs, targets[b], gen)
 
     return fit("policy", policy, loss, cfg.steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 20,
-               cfg.checkpoint_every, writer, progress, cfg.resolved_precision)
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision, cfg.lr_schedule)
 
 
 def decoder_inputs(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, features: torch.Tensor,
@@ -270,7 +289,7 @@ def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: 
         return F.mse_loss(decoder(x), a_lab[i])
 
     return fit("decoder", decoder, loss, cfg.decoder_steps, cfg.decoder_lr, cfg.decoder_weight_decay, cfg.grad_clip,
-               run_dir, cfg.seed + 30, cfg.checkpoint_every, writer, progress)
+               run_dir, cfg.seed + 30, cfg.checkpoint_every, writer, progress, schedule=cfg.lr_schedule)
 
 
 # --------------------------------------------------------------------------- the agent and its evaluation

@@ -135,7 +135,21 @@ def test_interpolation_starts_the_ode_at_the_formula(fixed_tau):
     assert float(first[0][1].abs().max()) == 0.0
 
 
-def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path):
+def test_the_cosine_schedule_decays_from_lr_to_zero_and_never_below():
+    from rl_laof.imitate import scheduled_lr
+
+    lrs = [scheduled_lr(1e-3, "cosine", s, 100) for s in range(0, 120)]  # past the end too
+    assert lrs[0] == 1e-3 and lrs[50] == pytest.approx(5e-4) and lrs[100] == pytest.approx(0.0)
+    assert all(b <= a for a, b in zip(lrs, lrs[1:], strict=False)) and min(lrs) >= 0.0
+    assert scheduled_lr(1e-3, "constant", 99, 100) == 1e-3
+    with pytest.raises(ValueError, match="Unknown learning-rate schedule 'linear'"):
+        scheduled_lr(1e-3, "linear", 0, 100)
+    with pytest.raises(ValueError, match="lr_schedule='linear'"):
+        ImitationConfig(lr_schedule="linear")
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path, schedule):
     from rl_laof.imitate import fit
 
     def make():
@@ -154,18 +168,25 @@ def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path):
         return f
 
     ref = make()
-    fit("stage", ref, loss_fn(ref), 25, 1e-2, 0.0, 1.0, tmp_path / "a", 7, checkpoint_every=10, progress=False)
+    fit("stage", ref, loss_fn(ref), 25, 1e-2, 0.0, 1.0, tmp_path / "a", 7, checkpoint_every=10, progress=False,
+        schedule=schedule)
     (tmp_path / "b").mkdir()
     (tmp_path / "a").mkdir(exist_ok=True)
     m = make()
     with pytest.raises(KeyboardInterrupt):
         fit("stage", m, loss_fn(m, kill_at=17), 25, 1e-2, 0.0, 1.0, tmp_path / "b", 7, checkpoint_every=10,
-            progress=False)
+            progress=False, schedule=schedule)
     assert (tmp_path / "b" / "checkpoints" / "stage.pt").exists()
     m2 = make()
-    hist = fit("stage", m2, loss_fn(m2), 25, 1e-2, 0.0, 1.0, tmp_path / "b", 7, checkpoint_every=10, progress=False)
+    hist = fit("stage", m2, loss_fn(m2), 25, 1e-2, 0.0, 1.0, tmp_path / "b", 7, checkpoint_every=10, progress=False,
+               schedule=schedule)
     for p, q in zip(ref.parameters(), m2.parameters(), strict=True):
         assert torch.equal(p, q)
+    if schedule == "cosine":  # the schedule acts: the same data at a constant rate ends elsewhere
+        const = make()
+        fit("stage", const, loss_fn(const), 25, 1e-2, 0.0, 1.0, tmp_path / "c", 7, checkpoint_every=10,
+            progress=False)
+        assert not torch.equal(const.weight, m2.weight)
     assert [h["step"] for h in hist] == [25]
     assert not (tmp_path / "b" / "checkpoints" / "stage.pt").exists()
 

@@ -85,8 +85,8 @@ class DMCPixelEnv:
                 from dm_control import suite
 
                 from envs.assets import KEY_COLOR
+                from envs.config import DistractorConfig
                 from envs.distractors import Distractors
-                from rl_laof.config import DistractorConfig
 
                 task = envs.get_task(TASK)
                 self.env = suite.load(task.domain, task.task, task_kwargs={"random": seed})

@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from envs.tasks import get_task  # noqa: E402
 from rl_laof.artifacts import write_json  # noqa: E402
-from rl_laof.config import DATASET_ACTION_REPEAT  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_ppo_start.json"
 
@@ -72,7 +72,7 @@ def main() -> dict:
     ds_cfg = meta["config"]
     venv = envs.make(meta["task"], num_envs=args.episodes, obs="pixels", distractors=args.distractors,
                      image_size=meta["image_size"], frame_stack=ds_cfg["frame_stack"],
-                     action_repeat=DATASET_ACTION_REPEAT.get(meta["task"], 2),
+                     action_repeat=get_task(meta["task"]).pixel_action_repeat,
                      seed=20_000, backend="envpool")
     rng = np.random.default_rng(0)
     out = {"agent": args.agent, "distractors": args.distractors, "pcs": args.pcs, "rows": []}

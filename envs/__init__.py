@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from envs.config import DistractorConfig, EnvConfig
 from envs.gl import GLUnavailableError, ensure_gl
 from envs.tasks import TASKS, TaskSpec, get_task
-from rl_laof.config import DistractorConfig, EnvConfig
 
 try:  # load EGL before anything can import envpool (see envs.gl); errors surface in make()
     ensure_gl()

@@ -29,7 +29,7 @@ import numpy as np
 
 from envs.assets import KEY_COLOR
 from envs.backgrounds import BackgroundBank, clean_sky, make_background_bank
-from rl_laof.config import DistractorConfig
+from envs.config import DistractorConfig
 
 OBJ_FIELDS = 9  # x, y, vx, vy, radius, r, g, b, shape (0 disc, 1 square)
 

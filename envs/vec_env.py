@@ -20,9 +20,9 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from envs.config import EnvConfig
 from envs.distractors import Distractors
 from envs.simulators import Batch, state_space_from
-from rl_laof.config import EnvConfig
 
 
 class DistractedVecEnv(VecEnv):

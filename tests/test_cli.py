@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from envs.config import DistractorConfig
 from rl_laof.cli import parse_sets
-from rl_laof.config import CollectConfig, DistractorConfig, ImitationConfig, LAMConfig, SkillConfig, TrainConfig
+from rl_laof.config import CollectConfig, ImitationConfig, LAMConfig, SkillConfig, TrainConfig
 
 
 @pytest.mark.parametrize("cls, item, expected", [

@@ -8,8 +8,8 @@ from conftest import key_mask
 
 from envs.assets import KEY_COLOR
 from envs.backgrounds import clean_sky
+from envs.config import DistractorConfig
 from envs.distractors import Distractors, invert_affine, shake_affine
-from rl_laof.config import DistractorConfig
 
 SIZE = 32
 

@@ -54,8 +54,9 @@ def test_run_config_records_the_calibrated_sigma(lam_dataset, tmp_path):
 def test_camfree_flow_of_a_shaken_clip_equals_the_unshaken_clips(tmp_path, gl):
     """Camera shake is image-space: the same physics seen through a shaking camera has the same camera-free
     agent flow as seen through a still one, while the observed flow differs."""
+    from envs.config import DistractorConfig
     from rl_laof.collect import collect
-    from rl_laof.config import CollectConfig, DistractorConfig
+    from rl_laof.config import CollectConfig
     from rl_laof.flow.targets import fill_flow
 
     def clip(distractors: str):

@@ -463,6 +463,7 @@ class ImitationConfig:
     lam_run: str | None = None  # run folder of the latent action model (None: the default run, trained if missing)
     # ---- policy
     frame_stack: int = 3  # must equal the latent action model's
+    encoder: str = "halving"  # the pixel encoder (rl_laof.models.policy.ENCODERS)
     width: int = 16  # base channel count of the pixel encoder
     features: int = 256  # observation embedding
     hidden: int = 256
@@ -500,6 +501,8 @@ class ImitationConfig:
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule={self.lr_schedule!r}: use 'constant' or 'cosine'.")
+        if self.encoder not in ("halving", "drq", "drq_s2"):  # rl_laof.models.policy.ENCODERS
+            raise ValueError(f"encoder={self.encoder!r}: use 'halving', 'drq' or 'drq_s2'.")
         if self.latent != "none" and self.latent not in LAM_METHODS:
             raise ValueError(f"Unknown latent {self.latent!r}; valid: none, {', '.join(LAM_METHODS)}.")
         if self.policy not in POLICY_TYPES:

@@ -239,7 +239,7 @@ def idm_relabel(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, run_d
 
 
 def make_policy(cfg: ImitationConfig, out_dim: int, image_size: int) -> BCPolicy | FlowPolicy:
-    enc = PixelEncoder(cfg.frame_stack, cfg.features, cfg.width, image_size)
+    enc = PixelEncoder(cfg.frame_stack, cfg.features, cfg.width, image_size, cfg.encoder)
     if cfg.policy == "lafp":
         return FlowPolicy(enc, out_dim, cfg.hidden, cfg.euler_steps, cfg.time_embed)
     return BCPolicy(enc, out_dim, cfg.hidden)

@@ -58,6 +58,24 @@ class ConvEncoder(nn.Module):
         return self.head(self.convs(x))
 
 
+class SpatialConvEncoder(nn.Module):
+    """DrQ-v2's trunk: a 3x3 stride-2 conv, then 3x3 convs (ReLU, no norm) at ``width`` channels, keeping a
+    fine spatial grid (25x25 at 64 px) for the linear layer: positions of small parts survive, which four
+    halvings to 4x4 blur. ``last_stride`` 2 halves the last grid (13x13): ~4x fewer linear weights."""
+
+    def __init__(self, cin: int, out_dim: int, width: int, image_size: int, last_stride: int = 1):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(cin, width, 3, 2), nn.ReLU(), nn.Conv2d(width, width, 3, 1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, 1), nn.ReLU(), nn.Conv2d(width, width, 3, last_stride), nn.ReLU())
+        side = (image_size - 3) // 2 + 1 - 4
+        side = (side - 3) // last_stride + 1
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * side * side, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(x))
+
+
 class ConvDecoder(nn.Module):
     """A vector -> (C, H, W) images, upsampling from 4x4; the last doubling is a transposed conv that
     writes the C output channels directly (no full-resolution hidden layer: 3-5x cheaper on CPU).

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_laof.models.blocks import ConvEncoder, mlp
+from rl_laof.models.blocks import ConvEncoder, SpatialConvEncoder, mlp
 from rl_laof.models.lam import to_float
 
 
@@ -107,12 +107,20 @@ def random_shift(frames: torch.Tensor, generator: torch.Generator, pad: int = 4)
     return torch.stack([x[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
 
 
-class PixelEncoder(nn.Module):
-    """Frame stack -> features (conv encoder, LayerNorm, tanh: DrQ-v2's trunk)."""
+#: Pixel encoder kinds: ``halving`` (4x4 stride-2 convs down to 4x4, the latent models' encoder), ``drq``
+#: (DrQ-v2's 3x3 trunk on a 25x25 grid at 64 px), ``drq_s2`` (the same, last conv stride 2: a 13x13 grid).
+ENCODERS = ("halving", "drq", "drq_s2")
 
-    def __init__(self, frame_stack: int, features: int, width: int, image_size: int):
+
+class PixelEncoder(nn.Module):
+    """Frame stack -> features (conv encoder of ``kind``, LayerNorm, tanh: DrQ-v2's trunk)."""
+
+    def __init__(self, frame_stack: int, features: int, width: int, image_size: int, kind: str = "halving"):
         super().__init__()
-        self.conv = ConvEncoder(3 * frame_stack, features, width, image_size)
+        if kind not in ENCODERS:
+            raise ValueError(f"Unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}.")
+        self.conv = (ConvEncoder(3 * frame_stack, features, width, image_size) if kind == "halving" else
+                     SpatialConvEncoder(3 * frame_stack, features, width, image_size, 2 if kind == "drq_s2" else 1))
         self.norm = nn.LayerNorm(features)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -1,20 +1,32 @@
-"""README tables made from the committed benchmark results (``benchmarks/results/<name>.json``).
+"""Tables made from the committed benchmark results (``benchmarks/results/<name>.json``).
 
-    python benchmarks/tables.py latent_quality      # prints the markdown table
+    python benchmarks/tables.py readme              # the README's results table: one row per headline figure
+    python benchmarks/tables.py latent_quality      # held-out probes per method and level (docs/latent-models.md)
     python benchmarks/tables.py lam_speed           # where a LAOF step's time goes (from the same file)
-    python benchmarks/tables.py imitation           # policies with 1 % labels
-    python benchmarks/tables.py train               # the main job: PPO in latent action spaces
+    python benchmarks/tables.py imitation           # policies with 1 % labels (docs/policies.md)
+    python benchmarks/tables.py train               # the main job: PPO in latent action spaces (docs/agents.md)
+    python benchmarks/tables.py --write             # rewrite every generated table in README.md and docs/*.md
+    python benchmarks/tables.py --check             # exit 1 if any of them differs from what the results give
 
-A figure in the README is always one of these files' numbers, so it has its command and its data beside it.
+A figure in the README or the docs is always one of these files' numbers, so it has its command and its data
+beside it. Generated tables sit between marker comments, ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->``
+(NAME is one of the tables above); ``--write`` replaces what is between them and leaves the rest of the page
+alone. A results file that does not exist yet (a benchmark that has not been run) is skipped: the README table
+lists it as missing, and a per-benchmark table says which command makes it. ``tests/test_docs.py`` fails when a
+committed table differs from what this script makes, so run ``--write`` after a benchmark writes its JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
 
 LATENT_ROWS = [  # (key, label)
     ("untrained", "untrained model (step 0: the floor)"),
@@ -127,16 +139,239 @@ TABLES = {"latent_quality": latent_quality, "lam_speed": lam_speed, "imitation":
 SOURCE = {"latent_quality": "latent_quality", "lam_speed": "latent_quality", "imitation": "imitation",
           "train": "train"}  # table -> results file
 
+# --- the README's single results table ---------------------------------------------------------------------
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("name", choices=list(TABLES))
-    args = p.parse_args()
-    path = RESULTS / f"{SOURCE[args.name]}.json"
-    if not path.exists():
-        p.error(f"{path} does not exist: run python benchmarks/bench_{SOURCE[args.name]}.py first")
-    print(TABLES[args.name](json.loads(path.read_text())))
+COMMANDS = {  # results file -> the command that writes it; a file's own ``source.command`` wins
+    "envs": "python benchmarks/bench_envs.py",
+    "data": "python benchmarks/bench_data.py",
+    "flow": "python benchmarks/bench_flow.py",
+    "latent_quality": "python benchmarks/bench_latent_quality.py",
+    "imitation": "python benchmarks/bench_imitation.py",
+    "train": "python benchmarks/bench_train.py",
+    "skills": "python benchmarks/bench_skills.py",
+    "sweeps": "python benchmarks/bench_sweeps.py",
+    "study_bc": "python benchmarks/study_bc.py",
+    "study_decoder": "python benchmarks/study_decoder.py",
+    "study_ppo_start": "python benchmarks/study_ppo_start.py",
+}
+STUDY_BC_128 = ("python benchmarks/study_bc.py --arms bf16,steps8k_bf16,steps16k_bf16 "
+                "--dataset runs/datasets/cheetah-run/laom-ar4-128ep-s0")
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One row of the README's results table: a figure of one results file.
+
+    ``key`` is a top-level key, or a path into nested values; a path element ``"field=value"`` picks the item
+    of a list whose ``field`` equals ``value``. The 95 % interval is read from ``<key>_lo`` / ``<key>_hi``
+    beside the value, where the file has them.
+    """
+
+    source: str
+    figure: str
+    key: str | tuple[str, ...]
+    digits: int = 3
+    unit: str = ""
+    command: str | None = None
+
+
+HEADLINES = [
+    Headline("envs", "frames/s, ours with hard distractors (16 envs, 64×64, 3 frames)", "fps_ours", 0),
+    Headline("envs", "ours / plain EnvPool pixels (target ≥ 5)", "ratio_vs_envpool_default", 1, "×"),
+    Headline("envs", "ours with / without distractors (target ≥ 0.85)", "distractor_cost", 2),
+    Headline("envs", "ours / dm_control `AsyncVectorEnv` with the same distractors (target ≥ 3)",
+             "ratio_vs_dmc_vector", 1, "×"),
+    Headline("data", "collection frames/s (2 workers, 3 render passes, HDF5)", "collect_fps", 0),
+    Headline("data", "collection / dm_control's own single-process render", "collect_vs_plain_render", 1, "×"),
+    Headline("data", "window loader / what a quick LAM step consumes (target ≥ 3)", "loader_vs_train_ratio", 0),
+    Headline("flow", "EPE on agent pixels (px), predicting no motion", "epe_zero", 2),
+    Headline("flow", "EPE on agent pixels (px), ours (TV-L1, Numba)", "epe_ours", 2),
+    Headline("flow", "EPE ours / OpenCV TV-L1 (target ≤ 1.1)", "ours_vs_tvl1_epe", 2),
+    Headline("flow", "pairs/s ours / OpenCV TV-L1 (target ≥ 20)", "ours_vs_tvl1_speed", 0, "×"),
+    Headline("flow", "exact flow pairs/s, Numba / NumPy (target ≥ 10)", "exact_numba_vs_numpy", 1, "×"),
+    Headline("latent_quality", "held-out probe / mean action, **LAOF**, LAOM level", "probe_laof"),
+    Headline("latent_quality", "the same, LAPO", "probe_lapo"),
+    Headline("latent_quality", "the same, LAOM", "probe_laom"),
+    Headline("latent_quality", "the same, untrained model (the floor)", "probe_untrained"),
+    Headline("latent_quality", "the same, LAOF-Action, 1 % labels", "probe_laof_action_1pct"),
+    Headline("latent_quality", "the same, LAOM-Action, 1 % labels", "probe_laom_action_1pct"),
+    Headline("latent_quality", "LAOF on held-out backgrounds, LAOM level", "probe_heldout_bg_laof"),
+    Headline("latent_quality", "LAOF, hard level", "probe_hard_laof"),
+    Headline("latent_quality", "LAOF's flow decoder / predicting no motion", "flow_vs_zero"),
+    Headline("latent_quality", "LAOF training samples/s, now / before issue 17", "speedup", 2, "×"),
+    Headline("imitation", "BC on all labels, return / data's return (target ≥ 0.6)", "ret_bc_all"),
+    Headline("imitation", "**LAFP (LAOF)**, 1 % labels, return / data's return", "ret_laof_lafp"),
+    Headline("imitation", "latent BC (LAOF), the same", "ret_laof_bc"),
+    Headline("imitation", "latent BC (LAPO), the same", "ret_lapo_bc"),
+    Headline("imitation", "BC on the 1 % labels, the same", "ret_bc_labels"),
+    Headline("imitation", "ms per action, LAFP / latent BC (target < 2)", "lafp_vs_bc_latency", 2, "×"),
+    Headline("train", "PPO in LAOF's residual latent space: return at step 0", "first_eval_laof", 1),
+    Headline("train", "the same: **final return** after 20k agent steps", "ret_laof", 1),
+    Headline("train", "final return, LAPO's residual latent space", "ret_lapo", 1),
+    Headline("train", "final return, raw actions", "ret_none", 1),
+    Headline("train", "agent steps/s in LAOF's space / the env alone (target ≥ 0.7)", "sps_laof_vs_env_only", 3),
+    Headline("skills", "mean return over walker stand / walk / run, SOF skill policy", "ret_sof", 1),
+    Headline("skills", "the same, LAOF latent BC", "ret_laof_bc", 1),
+    Headline("skills", "the same, BC on the labels", "ret_bc_labels", 1),
+    Headline("skills", "PPO on walker-walk, 20k env steps, over SOF skill tokens", "ppo_sof", 1),
+    Headline("skills", "the same on raw actions", "ppo_raw", 1),
+    Headline("sweeps", "trials/h, 2 workers / 1 worker (target ≥ 1.6)", "scaling", 2),
+    Headline("sweeps", "LAOF-Action probe MSE, tuned config", "probe_tuned"),
+    Headline("sweeps", "the same, default config", "probe_default"),
+    Headline("study_bc", "BC on all labels, 32 episodes, quick: return", ("arms", "quick-s0", "ret_envpool"), 1,
+             command="python benchmarks/study_bc.py --arms quick,bf16,steps8k_bf16"),
+    Headline("study_bc", "BC on all labels, 128 episodes, 8000 steps: return",
+             ("arms", "steps8k_bf16-laom-ar4-128ep-s0-s0", "ret_envpool"), 1, command=STUDY_BC_128),
+    Headline("study_bc", "the same: held-out action MSE / mean action",
+             ("arms", "steps8k_bf16-laom-ar4-128ep-s0-s0", "heldout_mse"), command=STUDY_BC_128),
+    Headline("study_decoder", "LAOF latents, 80 labels: MLP decoder, MSE / mean action",
+             ("runs", "laof-bc-laom", "decoders", "mlp")),
+    Headline("study_decoder", "the same, ridge decoder (penalty 10)", ("runs", "laof-bc-laom", "decoders", "ridge_10")),
+    Headline("study_decoder", "LAPO latents, best decoder (ridge, penalty 100)",
+             ("runs", "lapo-bc-laom", "decoders", "ridge_100")),
+    Headline("study_ppo_start", "hard-level LAOF latent BC: decoded action deviation (RMS), latent noise std 0.37 "
+             "in all 128 dims",
+             ("all_dims", "rows", "std=0.37", "action_noise")),
+    Headline("study_ppo_start", "the same, noise in the 8 leading principal directions at the data's spread",
+             ("pcs8", "rows", "std=1.0", "action_noise"), command="python benchmarks/study_ppo_start.py --pcs 8"),
+]
+
+
+def _lookup(r, path: tuple[str, ...]):
+    """The value at ``path`` and the dict that holds it (None, None where the path does not exist)."""
+    parent, value = None, r
+    for part in path:
+        if isinstance(value, list) and "=" in part:
+            field, want = part.split("=", 1)
+            value = next((it for it in value if isinstance(it, dict) and str(it.get(field)) == want), None)
+            continue
+        if not isinstance(value, dict) or part not in value:
+            return None, None
+        parent, value = value, value[part]
+    return value, parent
+
+
+def _headline_value(r: dict, h: Headline) -> str | None:
+    path = (h.key,) if isinstance(h.key, str) else h.key
+    value, parent = _lookup(r, path)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    text = f"{value:.{h.digits}f}{h.unit}"
+    lo, hi = parent.get(path[-1] + "_lo"), parent.get(path[-1] + "_hi")
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+        text += f" [{lo:.{h.digits}f}, {hi:.{h.digits}f}]"
+    return text
+
+
+def load_results(results: Path = RESULTS) -> dict[str, dict]:
+    """Every ``<name>.json`` in ``results`` that parses, by name (a missing or unreadable file is skipped)."""
+    out = {}
+    for path in sorted(results.glob("*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def readme(results: dict[str, dict] | None = None) -> str:
+    """The README's results table: one row per headline figure of the results files that exist."""
+    results = load_results() if results is None else results
+    lines = ["| benchmark | figure | value [95 % interval] | command |", "|---|---|---|---|"]
+    seeded = []
+    for h in HEADLINES:
+        r = results.get(h.source)
+        if r is None or (value := _headline_value(r, h)) is None:
+            continue
+        source = r.get("source") if isinstance(r.get("source"), dict) else {}
+        command = h.command or source.get("command") or r.get("command") or COMMANDS[h.source]
+        name = f"`{h.source}`"
+        if r.get("seeded_from_readme"):
+            name += " †"
+            if h.source not in seeded:
+                seeded.append(h.source)
+        lines.append(f"| {name} | {h.figure} | {value} | `{command}` |")
+    notes = ["", "Values are from `benchmarks/results/<benchmark>.json`; an interval is shown where the file has "
+             "one (mean over seeds, 95 % bootstrap interval), otherwise the figure is one run."]
+    if seeded:
+        commits = ", ".join(f"`{s}` at `{str(results[s].get('source', {}).get('commit', '?'))[:7]}`" for s in seeded)
+        notes.append(f"† Seeded from the README's own figures ({commits}); the JSON line a run of the command "
+                     "prints replaces them.")
+    missing = [s for s in COMMANDS if s not in results]
+    if missing:
+        notes.append("Not in `benchmarks/results/` yet: " + ", ".join(
+            f"`{s}.json` (`{COMMANDS[s]}`)" for s in missing) + ".")
+    return "\n".join(lines + notes)
+
+
+# --- generated blocks in README.md and docs/*.md ---------------------------------------------------------
+
+BLOCK = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
+
+
+def block(name: str, results: dict[str, dict] | None = None) -> str:
+    """What belongs between the ``results:<name>`` markers, made from the results that exist now."""
+    results = load_results() if results is None else results
+    if name == "readme":
+        return readme(results)
+    if name not in TABLES:
+        raise KeyError(f"unknown generated table {name!r}; known: readme, {', '.join(TABLES)}")
+    source = SOURCE[name]
+    if source not in results:
+        return (f"_`benchmarks/results/{source}.json` does not exist yet: `{COMMANDS[source]}` writes it, "
+                f"then `python benchmarks/tables.py --write` fills this table._")
+    return TABLES[name](results[source])
+
+
+def render(text: str, results: dict[str, dict] | None = None, only: str | None = None) -> str:
+    """``text`` with every generated block (or only the ``only`` ones) rewritten from the results."""
+    results = load_results() if results is None else results
+
+    def sub(m: re.Match) -> str:
+        if only is not None and m.group(2) != only:
+            return m.group(0)
+        return f"{m.group(1)}{block(m.group(2), results)}\n{m.group(4)}"
+
+    return BLOCK.sub(sub, text)
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    """The pages that may hold generated tables: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="With --write or --check and no NAME, every generated table is handled.")
+    p.add_argument("name", nargs="?", choices=["readme", *TABLES], help="the table to print (or to write/check)")
+    p.add_argument("--write", action="store_true",
+                   help="rewrite the generated tables in README.md and docs/*.md from benchmarks/results/")
+    p.add_argument("--check", action="store_true", help="exit 1 if a generated table differs from the results")
+    args = p.parse_args(argv)
+    if args.write or args.check:
+        results = load_results()
+        stale = []
+        for page in pages():
+            if not page.exists():
+                continue
+            text = page.read_text()
+            new = render(text, results, args.name)
+            if new != text:
+                stale.append(page.relative_to(ROOT))
+                if args.write:
+                    page.write_text(new)
+        verb = "rewrote" if args.write else "out of date"
+        print(f"{verb}: {', '.join(map(str, stale))}" if stale else "every generated table is up to date")
+        return 1 if stale and args.check else 0
+    if args.name is None:
+        p.error("name a table to print, or pass --write / --check")
+    if args.name != "readme":
+        path = RESULTS / f"{SOURCE[args.name]}.json"
+        if not path.exists():
+            p.error(f"{path} does not exist: run {COMMANDS[SOURCE[args.name]]} first")
+    print(block(args.name))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -48,10 +48,10 @@ from bench_latent_quality import dataset, lam_run  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import stats  # noqa: E402
-from rl_laof.artifacts import atomic_path, read_json, runs_root, write_json  # noqa: E402
 from rl_laof.config import IMITATION_PRESETS, ImitationConfig, from_preset  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.imitate import evaluate_returns, imitate, latency_ms, load_agent, plot_normalised_returns  # noqa: E402
+from rl_laof.runs import atomic_path, read_json, runs_root, write_json  # noqa: E402
 
 TASK = "cheetah-run"
 METHODS = {  # name -> (ImitationConfig fields, latent-quality run providing the latents)

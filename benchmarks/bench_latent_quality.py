@@ -47,7 +47,6 @@ import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import stats  # noqa: E402
-from rl_laof.artifacts import atomic_path, dataset_dir, runs_root  # noqa: E402
 from rl_laof.config import (  # noqa: E402
     COLLECT_PRESETS,
     DIFFICULTY_SCALE,
@@ -56,6 +55,7 @@ from rl_laof.config import (  # noqa: E402
     LAMConfig,
     from_preset,
 )
+from rl_laof.runs import atomic_path, dataset_dir, runs_root  # noqa: E402
 
 TASK = "cheetah-run"
 LEVELS = ("laom", "hard")

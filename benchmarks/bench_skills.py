@@ -32,7 +32,6 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.artifacts import runs_root  # noqa: E402
 from rl_laof.config import (  # noqa: E402
     IMITATION_PRESETS,
     LAM_PRESETS,
@@ -46,6 +45,7 @@ from rl_laof.config import (  # noqa: E402
     TrainConfig,
     from_preset,
 )
+from rl_laof.runs import runs_root  # noqa: E402
 
 TASKS = ("walker-stand", "walker-walk", "walker-run")
 PPO_TASK = "walker-walk"

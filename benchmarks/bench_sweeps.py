@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.artifacts import atomic_path, runs_root  # noqa: E402
+from rl_laof.runs import atomic_path, runs_root  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "sweeps.json"
 

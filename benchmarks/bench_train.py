@@ -5,7 +5,7 @@ spaces, at equal budgets, over seeds.
 
 cheetah-run with the main job's distractors, the ``quick`` train preset (20k agent steps at action repeat 4,
 8 envs; ``--quick``: 4096 steps, 2 seeds: a smoke run). ``lapo`` / ``laof`` act through the shipped latent
-policies and decoders (``artifacts/``; built when missing) and start from latent BC; ``none`` is PPO on raw
+policies and decoders (``pretrained/``; built when missing) and start from latent BC; ``none`` is PPO on raw
 actions with the same encoder. Seeds vary PPO (its initialisation where it has one, exploration, the env
 seeds); the latent policy it starts from is the shipped one, as in the main job.
 
@@ -36,8 +36,8 @@ from bench_args import seed_count, subset  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import stats  # noqa: E402
-from rl_laof.artifacts import atomic_path, runs_root  # noqa: E402
 from rl_laof.config import TRAIN_PRESETS, TrainConfig, from_preset  # noqa: E402
+from rl_laof.runs import atomic_path, runs_root  # noqa: E402
 from rl_laof.train import train  # noqa: E402
 
 TASK = "cheetah-run"

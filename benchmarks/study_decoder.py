@@ -33,12 +33,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from rl_laof.artifacts import write_json  # noqa: E402
 from rl_laof.config import ImitationConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.imitate import Transitions  # noqa: E402
 from rl_laof.models.blocks import mlp  # noqa: E402
 from rl_laof.models.policy import LatentPCA  # noqa: E402
+from rl_laof.runs import write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_decoder.json"
 DEFAULT_RUNS = "runs/pilot/ppo/laof-bc-laom,runs/pilot/ppo/lapo-bc-laom"

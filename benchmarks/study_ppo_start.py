@@ -28,7 +28,7 @@ import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.tasks import get_task  # noqa: E402
-from rl_laof.artifacts import write_json  # noqa: E402
+from rl_laof.runs import write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_ppo_start.json"
 
@@ -60,7 +60,7 @@ def rollout(agent, decoder, venv, std: float, rng: np.random.Generator, basis: n
 
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--agent", default="artifacts/cheetah-run/laof-bc", help="an imitation run folder")
+    p.add_argument("--agent", default="pretrained/cheetah-run/laof-bc", help="an imitation run folder")
     p.add_argument("--distractors", default="hard")
     p.add_argument("--stds", default="0,0.05,0.1,0.2,0.37")
     p.add_argument("--pcs", type=int, default=0, help="noise in the K leading principal directions (0: all dims)")

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from envs.config import DistractorConfig
-from rl_laof.artifacts import atomic_path, dataset_dir, read_json, write_json
 from rl_laof.cli import stage_parser
 from rl_laof.config import COLLECT_PRESETS, CollectConfig, from_preset
 from rl_laof.data import format as fmt
 from rl_laof.data.labels import make_label_splits
+from rl_laof.runs import atomic_path, dataset_dir, read_json, write_json
 
 _SPLIT_CODE = {s: i for i, s in enumerate(fmt.SPLITS)}
 _NOT_IDENTITY = ("workers",)  # fields that do not change the dataset: a resume may change them

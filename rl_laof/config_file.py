@@ -70,7 +70,7 @@ def config_section(path: str | Path | None, section: str, required: bool = True)
 def write_config_file(path: str | Path, sections: dict[str, dict[str, Any]], source: dict[str, Any] | None = None
                       ) -> Path:
     """Write a config file (atomically), checking it reads back."""
-    from rl_laof.artifacts import write_json
+    from rl_laof.runs import write_json
 
     path = Path(path)
     write_json(path, {"format": FORMAT, **{k: v for k, v in sections.items() if v}, "source": source or {}})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_laof.artifacts import read_json, write_json
+from rl_laof.runs import read_json, write_json
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", seed: int = 123,

@@ -6,7 +6,7 @@ killed run resumes where it stopped, and writes ``report.json``: the return of t
 policies on *both* backends (EnvPool, where it trained, and dm_control, where datasets are
 collected), next to the published PPO references.
 
-Run directory (``rl_laof.artifacts.expert_dir``)::
+Run directory (``rl_laof.runs.expert_dir``)::
 
     config.json                 resolved ExpertConfig
     tb/                         TensorBoard logs
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from rl_laof.artifacts import expert_dir, read_json, write_json
 from rl_laof.cli import stage_parser
 from rl_laof.config import EXPERT_PRESETS, ExpertConfig, from_preset
+from rl_laof.runs import expert_dir, read_json, write_json
 from rl_laof.sb3_loop import PeriodicCallback, load_checkpoint, replace_dir, save_checkpoint
 from rl_laof.sb3_loop import plot_learning_curve as plot_learning_curve_of
 

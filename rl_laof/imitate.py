@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_laof.artifacts import atomic_path, read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
     LAM_METHODS,
@@ -53,6 +52,7 @@ from rl_laof.models.policy import (
     random_shift,
 )
 from rl_laof.models.precision import autocast
+from rl_laof.runs import atomic_path, read_json, refuse_other_config, runs_root, write_json
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",

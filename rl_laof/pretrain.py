@@ -25,15 +25,6 @@ import torch
 
 from rl_laof import distributed as dist
 from rl_laof import probes
-from rl_laof.artifacts import (
-    atomic_path,
-    dataset_dir,
-    lam_dir,
-    latest_checkpoint,
-    read_json,
-    refuse_other_config,
-    write_json,
-)
 from rl_laof.config import COLLECT_PRESETS, LAM_METHODS, LAM_PRESETS, CollectConfig, LAMConfig, from_preset
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
@@ -43,6 +34,15 @@ from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.models.augment import random_homographies
 from rl_laof.models.lam import LatentActionModel
 from rl_laof.models.precision import autocast as precision_autocast
+from rl_laof.runs import (
+    atomic_path,
+    dataset_dir,
+    lam_dir,
+    latest_checkpoint,
+    read_json,
+    refuse_other_config,
+    write_json,
+)
 
 # config fields that do not change what a run computes (a resumed run may change them)
 _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")

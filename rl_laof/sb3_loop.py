@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rl_laof.artifacts import atomic_path, latest_checkpoint, read_json, write_json
+from rl_laof.runs import atomic_path, latest_checkpoint, read_json, write_json
 
 Evaluate = Callable[[Any], dict[str, float]]  # model -> {"mean": ..., "std": ...}
 

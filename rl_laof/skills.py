@@ -27,12 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rl_laof.artifacts import read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import SKILL_PRESETS, SkillConfig, WindowConfig, from_preset
 from rl_laof.data import VideoDataset, WindowDataset
 from rl_laof.imitate import fit
 from rl_laof.models.policy import random_shift
 from rl_laof.models.skills import SkillPrior, SkillTokenizer, Translator
+from rl_laof.runs import read_json, refuse_other_config, runs_root, write_json
 
 STAGES = ("pretrain", "prior", "translate")
 STAGE_FILES = {"pretrain": "tokenizer", "prior": "prior", "translate": "translator"}

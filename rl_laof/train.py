@@ -10,7 +10,7 @@ the prior at the start. Step counts (``--steps``, evaluation and checkpoint inte
 
 What the latent space needs — expert, dataset, flow targets, latent action model, latent policy and
 decoder — is found, or built by running those stages at the chosen preset. The project ships the quick
-preset's latent policies and decoders in ``artifacts/`` (each with the command that made it) so a first run
+preset's latent policies and decoders in ``pretrained/`` (each with the command that made it) so a first run
 starts training at once; ``--rebuild`` ignores them and makes everything here.
 
 Output (``runs/train/<task>/<run>``): TensorBoard logs, periodic evaluation, checkpoints (``--resume``
@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 
-from rl_laof.artifacts import read_json, refuse_other_config, runs_root, write_json
 from rl_laof.config import (
     IMITATION_PRESETS,
     LAM_PRESETS,
@@ -43,9 +42,10 @@ from rl_laof.config import (
     TrainConfig,
     from_preset,
 )
+from rl_laof.runs import read_json, refuse_other_config, runs_root, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "artifacts"
+SHIPPED = ROOT / "pretrained"
 #: config fields a resumed run may change
 _NOT_IDENTITY = ("total_steps", "eval_every", "checkpoint_every", "eval_episodes", "final_eval_episodes", "threads")
 EVAL_SEED = 50_000  # periodic evaluation envs; the final evaluation uses EVAL_SEED + 1

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     storage = st.open_storage(st.storage_spec(cfg))  # an unreachable database fails here, before any work
     st.create_or_load(cfg, storage, st.identity(cfg, [p.describe() for p in space], fixed), command=argv)
     shared = objectives.prepare(cfg, progress=not args.no_progress)
-    from rl_laof.artifacts import write_json
+    from rl_laof.runs import write_json
 
     write_json(out / "shared.json", shared)
     t0 = time.time()

@@ -276,7 +276,7 @@ def test_bad_flags_give_clear_errors(args, message, tmp_path):
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "artifacts" / "cheetah-run").iterdir()))
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "pretrained" / "cheetah-run").iterdir()))
 def test_shipped_latent_policies_load_and_record_their_command(name):
     from rl_laof.train import load_latent_space, shipped_agent
 

@@ -103,7 +103,7 @@ def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
     atomically and marked ``complete`` last: what resumable stages write before merging."""
     import h5py
 
-    from rl_laof.artifacts import atomic_path
+    from rl_laof.runs import atomic_path
 
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_laof.artifacts import atomic_path
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.encoding import flow_to_uint8
+from rl_laof.runs import atomic_path
 
 
 def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 0) -> Path:

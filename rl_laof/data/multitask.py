@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
+from rl_laof.runs import atomic_path
 
 MULTITASK_SUFFIX = "-multitask"
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rl_laof.artifacts import atomic_path
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_backend
 from rl_laof.flow.calibrate import FLOW_SOURCES, agent_speeds, masked_agent_flow, source_keys, speed_summary
 from rl_laof.flow.exact import FlowInputs
+from rl_laof.runs import atomic_path
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
 

@@ -51,10 +51,11 @@ from bench_latent_quality import dataset, lam_run  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
+from envs.rollout import policy_returns  # noqa: E402
 from rl_laof import stats  # noqa: E402
 from rl_laof.config import COLLECT_PRESETS, IMITATION_PRESETS, CollectConfig, ImitationConfig, from_preset  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.imitate import evaluate_returns, imitate, latency_ms, load_agent, plot_normalised_returns  # noqa: E402
+from rl_laof.imitate import imitate, latency_ms, load_agent, plot_normalised_returns  # noqa: E402
 from rl_laof.runs import atomic_path, dataset_dir, read_json, runs_root, write_json  # noqa: E402
 
 TASK = "cheetah-run"
@@ -96,7 +97,9 @@ def random_returns(data, cfg: ImitationConfig, root: Path, progress: bool) -> di
         return read_json(path)
     ds = VideoDataset(data)
     rng = np.random.default_rng(0)
-    out = evaluate_returns(lambda obs: rng.uniform(-1, 1, (len(obs), ds.action_dim)), ds, cfg, progress)
+    out = policy_returns(lambda obs: rng.uniform(-1, 1, (len(obs), ds.action_dim)), **ds.env_settings,
+                         frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds, seeds=cfg.eval_seeds,
+                         episodes=cfg.eval_episodes, progress=progress)
     write_json(path, out)
     return out
 

@@ -56,7 +56,7 @@ ARMS: dict[str, dict] = {
 
 def backend_return(agent, ds: VideoDataset, frame_stack: int, backend: str, episodes: int = 8) -> float:
     from envs.config import DistractorConfig
-    from rl_laof.imitate import EVAL_SEED, run_episodes
+    from envs.rollout import EVAL_SEED, run_episodes
 
     venv = envs.make(ds.task, num_envs=episodes, obs="pixels", distractors=DistractorConfig.parse(
         ds.config["distractors"]), image_size=ds.image_shape[-1], frame_stack=frame_stack,

@@ -200,7 +200,7 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     from envs import get_task
 
     get_task(cfg.task)
-    out = Path(out) if out is not None else dataset_dir(cfg.task, default_name(cfg))
+    out = Path(out) if out is not None else dataset_dir(cfg.task, cfg.name)
     final = out / "dataset.h5"
     out.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(cfg.to_dict()))
@@ -308,11 +308,6 @@ def _expert_info(expert: str) -> dict:
                     return_envpool=r.get("best", {}).get("envpool", {}).get("mean"),
                     return_dm_control=r.get("best", {}).get("dm_control", {}).get("mean"))
     return info
-
-
-def default_name(cfg: CollectConfig) -> str:
-    d = cfg.distractors
-    return f"{d.difficulty}-ar{cfg.action_repeat}-{cfg.preset}-s{cfg.seed}"
 
 
 # --------------------------------------------------------------------------- CLI

@@ -15,25 +15,9 @@ from typing import Any
 
 from envs.config import OBS_TYPES, DistractorConfig, EnvConfig
 from envs.tasks import get_task
-
-# --------------------------------------------------------------------------- presets
-
-PRESET_NAMES = ("quick", "paper")
-
-
-def from_preset(cls, presets: dict[str, dict[str, Any]], preset: str, **overrides: Any):
-    """``cls(**presets[preset], **overrides)``; ``None`` overrides are ignored (unset CLI flags)."""
-    if preset not in presets:
-        raise ValueError(f"Unknown preset {preset!r} for {cls.__name__}; valid: {', '.join(presets)}.")
-    fields = {f.name for f in dataclasses.fields(cls)}
-    bad = sorted(set(overrides) - fields)
-    if bad:
-        raise TypeError(f"{cls.__name__} has no field(s) {bad}; fields: {', '.join(sorted(fields))}.")
-    values = dict(presets[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    values.setdefault("preset", preset)
-    return cls(**values)
-
+from rl_laof.precision import native_bf16
+from rl_laof.presets import PRESET_NAMES, from_preset  # noqa: F401  (moved; importers follow in the config step)
+from rl_laof.runs import dataset_name
 
 # --------------------------------------------------------------------------- experts
 
@@ -118,9 +102,6 @@ EXPERT_PRESETS: dict[str, dict[str, Any]] = {
 
 # --------------------------------------------------------------------------- datasets
 
-SPLITS = ("train", "eval", "heldout_bg")
-
-
 @dataclass(frozen=True)
 class CollectConfig:
     """A video dataset rolled out by an expert on the dm_control backend (``rl_laof.collect``).
@@ -179,6 +160,11 @@ class CollectConfig:
             raise ValueError(f"compression={self.compression!r}: use 'lzf', 'gzip' or None.")
         if self.expert_which not in ("best", "final"):
             raise ValueError(f"expert_which={self.expert_which!r}: use 'best' or 'final'.")
+
+    @property
+    def name(self) -> str:
+        """The dataset's folder name under runs/datasets/<task>/ (``rl_laof.runs.dataset_name``)."""
+        return dataset_name(self.distractors.difficulty, self.action_repeat, self.preset, self.seed)
 
     def split_sizes(self) -> dict[str, int]:
         return {"train": self.episodes, "eval": self.eval_episodes, "heldout_bg": self.heldout_bg_episodes}
@@ -390,7 +376,7 @@ class LAMConfig:
             fdm=self.fdm or ("latent" if laom else "pixel"),
             augment=self.augment if self.augment is not None else laom,
             flow_sigma=self.flow_sigma if self.flow_sigma is not None else flow_sigma,
-            precision=self.precision if self.precision != "auto" else _native_bf16(),
+            precision=self.precision if self.precision != "auto" else native_bf16(),
             flow_weight=self.flow_weight if self.flow_weight is not None else flow_w,
             action_weight=self.action_weight if self.action_weight is not None else action_w,
             labels=self.labels if (self.labels is not None or not self.supervised
@@ -405,16 +391,6 @@ class LAMConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _native_bf16() -> str:
-    """"bf16" where oneDNN computes bfloat16 natively (AVX-512-BF16 / AMX), else "fp32" (emulated bf16 is slower)."""
-    try:
-        import torch
-
-        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
-    except Exception:  # an old torch without the query
-        return "fp32"
 
 
 # The dataclass defaults are the quick preset.
@@ -540,7 +516,7 @@ class ImitationConfig:
 
     @property
     def resolved_precision(self) -> str:
-        return self.precision if self.precision != "auto" else _native_bf16()
+        return self.precision if self.precision != "auto" else native_bf16()
 
     @property
     def resolved_decoder(self) -> str | None:

@@ -23,7 +23,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
 
     from rl_laof.agents import ALGOS
     from rl_laof.config import TrainConfig
-    from rl_laof.train import load_latent_space, load_skill_space, make_env, run_agent_episodes
+    from rl_laof.train import agent_returns, load_latent_space, load_skill_space, make_env
 
     run_dir = Path(run_dir)
     model_file = run_dir / f"{which}_model.zip"
@@ -42,7 +42,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
         venv.training, venv.norm_reward = False, False
     model = ALGOS[cfg.algo].algo_class.load(model_file, device="cpu")
     try:
-        returns, frames = run_agent_episodes(model, venv, record=video and cfg.obs == "pixels")
+        returns, frames = agent_returns(model, venv, record=video and cfg.obs == "pixels")
     finally:
         venv.close()
     out = {"run": str(run_dir), "which": which, "episodes": episodes, "mean": float(returns.mean()),

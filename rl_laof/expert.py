@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.rollout import run_episodes
 from rl_laof.cli import stage_parser
 from rl_laof.config import EXPERT_PRESETS, ExpertConfig, from_preset
 from rl_laof.runs import expert_dir, read_json, write_json
@@ -151,13 +152,7 @@ def evaluate(act, task: str, episodes: int, seed: int, backend: str = "envpool",
     """Return of ``act(obs) -> actions`` over ``episodes`` episodes (one per env, all run in parallel)."""
     venv = make_state_env(task, episodes, seed, action_repeat, backend)
     try:
-        obs = venv.reset()
-        returns = np.full(episodes, np.nan)
-        while np.isnan(returns).any():
-            obs, _, dones, infos = venv.step(act(obs, deterministic))
-            for i in np.flatnonzero(dones):
-                if np.isnan(returns[i]):
-                    returns[i] = infos[i]["episode"]["r"]
+        returns = run_episodes(venv, lambda obs: act(obs, deterministic))
     finally:
         venv.close()
     return dict(backend=backend, episodes=episodes, seed=seed, mean=float(returns.mean()),

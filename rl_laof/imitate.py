@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,13 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from envs.rollout import policy_returns
 from rl_laof.config import (
     IMITATION_PRESETS,
     LAM_METHODS,
     LAM_PRESETS,
-    DistractorConfig,
     ImitationConfig,
     LAMConfig,
     WindowConfig,
@@ -41,6 +39,7 @@ from rl_laof.config import (
 )
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
+from rl_laof.fit import fit
 from rl_laof.models.policy import (
     ActionDecoder,
     BCPolicy,
@@ -51,14 +50,11 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
-from rl_laof.models.precision import autocast
-from rl_laof.runs import atomic_path, read_json, refuse_other_config, runs_root, write_json
+from rl_laof.runs import atomic_path, imitation_dir, read_json, refuse_other_config, write_json
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
               "checkpoint_every")
-EVAL_SEED = 10_000  # evaluation env seeds: EVAL_SEED + 1000 * background + seed index (same for every method)
-LOG_EVERY = 50
 PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent agent
 
 
@@ -88,87 +84,6 @@ def _batched(fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, size: i
 
 
 # --------------------------------------------------------------------------- training stages
-
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def scheduled_lr(lr: float, schedule: str, step: int, steps: int) -> float:
-    """The learning rate of update ``step`` (0-based) of ``steps``: constant, or a half cosine from ``lr``
-    to 0 (never below 0, never above ``lr``)."""
-    if schedule == "constant":
-        return lr
-    if schedule == "cosine":
-        return lr * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / steps))
-    raise ValueError(f"Unknown learning-rate schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}.")
-
-
-def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, torch.Generator], torch.Tensor],
-        steps: int, lr: float, weight_decay: float, grad_clip: float, run_dir: Path, seed: int,
-        checkpoint_every: int, writer=None, progress: bool = True, precision: str = "fp32",
-        schedule: str = "constant") -> list[dict[str, float]]:
-    """Train ``module`` (its parameters that require grad) on ``loss_fn(rng, generator)`` for ``steps``, its
-    forward passes at ``precision`` ("fp32" or "bf16" autocast), at learning rate ``lr`` (``schedule``
-    "constant") or ``lr`` decayed to 0 along a half cosine ("cosine"; a function of the step, so a resumed
-    stage continues the same schedule).
-
-    A finished stage is loaded from ``<run_dir>/<stage>.pt``; an unfinished one resumes from its checkpoint
-    with every random state, so an interrupted stage ends where an uninterrupted one would.
-    """
-    from tqdm import tqdm
-
-    done = run_dir / f"{stage}.pt"
-    if done.exists():
-        saved = torch.load(done, map_location="cpu", weights_only=False)
-        module.load_state_dict(saved["model"])
-        module.eval()
-        return saved["history"]
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr, weight_decay=weight_decay)
-    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    step, history, running = 0, [], [0.0, 0]
-    ckpt = run_dir / "checkpoints" / f"{stage}.pt"
-    if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
-        module.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        rng.bit_generator.state = st["rng"]
-        gen.set_state(st["gen"])
-        step, history, running = st["step"], st["history"], st["running"]
-    module.train()
-    bar = tqdm(total=steps, initial=step, desc=stage, unit="step", disable=not progress, dynamic_ncols=True)
-    while step < steps:
-        with autocast(precision):
-            loss = loss_fn(rng, gen).float()
-        if not torch.isfinite(loss):
-            raise ValueError(f"{stage}: loss is {float(loss)} at step {step}; lower the learning rate")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        for group in opt.param_groups:
-            group["lr"] = scheduled_lr(lr, schedule, step, steps)
-        opt.step()
-        step += 1
-        running = [running[0] + float(loss.detach()), running[1] + 1]
-        bar.update(1)
-        if step % LOG_EVERY == 0 or step == steps:
-            history.append({"step": step, "loss": running[0] / running[1]})
-            running = [0.0, 0]
-            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-            if writer is not None:
-                writer.add_scalar(f"{stage}/loss", history[-1]["loss"], step)
-        if step % checkpoint_every == 0 and step < steps:
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(ckpt) as tmp:
-                torch.save({"step": step, "model": module.state_dict(), "optimizer": opt.state_dict(),
-                            "rng": rng.bit_generator.state, "gen": gen.get_state(), "history": history,
-                            "running": running}, tmp)
-    bar.close()
-    module.eval()
-    with atomic_path(done) as tmp:
-        torch.save({"model": module.state_dict(), "history": history}, tmp)
-    ckpt.unlink(missing_ok=True)
-    return history
-
 
 def find_lam(cfg: ImitationConfig, ds: VideoDataset, progress: bool = True) -> Path:
     """The latent action model's run folder: ``cfg.lam_run``, or the default run at the preset (trained now
@@ -332,51 +247,6 @@ def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict
     return ImitationAgent(policy, decoder, seed), saved
 
 
-def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """The return of the first episode of every env of ``venv`` (a VecMonitor'd VecEnv)."""
-    obs = venv.reset()
-    returns = np.full(venv.num_envs, np.nan)
-    while np.isnan(returns).any():
-        obs, _, dones, infos = venv.step(act(obs))
-        for i in np.flatnonzero(dones):
-            if np.isnan(returns[i]):
-                returns[i] = infos[i]["episode"]["r"]
-    return returns
-
-
-def evaluate_returns(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, cfg: ImitationConfig,
-                     progress: bool = True, task: str | None = None) -> dict[str, dict[str, Any]]:
-    """Returns on the EnvPool pixel env with the dataset's distractors; per background set (``train``: the
-    data's background videos, ``eval``: held-out ones) over ``eval_seeds`` x ``eval_episodes`` episodes.
-    ``cfg``: any config with those fields and ``frame_stack``; ``task``: one task of a multi-task dataset.
-    A stateful ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
-    import envs
-
-    dist = DistractorConfig.parse(ds.config["distractors"])
-    out: dict[str, dict[str, Any]] = {}
-    for b, background in enumerate(cfg.eval_backgrounds):
-        per_seed = []
-        for s in range(cfg.eval_seeds):
-            venv = envs.make(task or ds.task, num_envs=cfg.eval_episodes, obs="pixels",
-                             distractors=dataclasses.replace(dist, background_split=background),
-                             image_size=ds.image_shape[-1], frame_stack=cfg.frame_stack,
-                             action_repeat=int(ds.config.get("action_repeat", 1)),
-                             seed=EVAL_SEED + 1000 * b + s, backend="envpool")
-            if hasattr(act, "reset"):
-                act.reset()
-            try:
-                per_seed.append(run_episodes(venv, act))
-            finally:
-                venv.close()
-        r = np.stack(per_seed)
-        out[background] = {"mean": float(r.mean()), "std_episodes": float(r.std()),
-                           "std_seeds": float(r.mean(1).std()), "seed_means": r.mean(1).round(2).tolist(),
-                           "episodes": int(r.size)}
-        if progress:
-            print(f"  returns, {background} backgrounds: {r.mean():.1f} +- {r.std():.1f} ({r.size} episodes)")
-    return out
-
-
 def action_error(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, split: str, frame_stack: int,
                  limit: int = 4000) -> float:
     """The agent's action MSE on (the first ``limit``) transitions of ``split``, divided by the MSE of
@@ -438,7 +308,7 @@ def plot_normalised_returns(rows: dict[str, dict[str, dict[str, float]]], path: 
 # --------------------------------------------------------------------------- one run
 
 def run_dir_for(cfg: ImitationConfig, ds: VideoDataset) -> Path:
-    return runs_root() / "imitate" / ds.task / ds.path.parent.name / f"{cfg.tag}-{cfg.preset}-s{cfg.seed}"
+    return imitation_dir(ds.task, ds.path.parent.name, cfg.tag, cfg.preset, cfg.seed)
 
 
 def reference_config(cfg: ImitationConfig) -> ImitationConfig:
@@ -503,7 +373,8 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
                     "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
                                    if cfg.latent != "none" else None)}, tmp)
     agent = ImitationAgent(policy, decoder, cfg.seed)
-    returns = evaluate_returns(agent, ds, cfg, progress)
+    returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
+                             seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)
     errors = {split: round(action_error(agent, ds, split, cfg.frame_stack), 4)
               for split in ("train", "eval", "heldout_bg") if ds.episodes.get(split)}
     report: dict[str, Any] = {

@@ -33,7 +33,7 @@ from rl_laof.flow.agent_targets import AgentFlowTargets
 from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.models.augment import random_homographies
 from rl_laof.models.lam import LatentActionModel
-from rl_laof.models.precision import autocast as precision_autocast
+from rl_laof.precision import autocast as precision_autocast
 from rl_laof.runs import (
     atomic_path,
     dataset_dir,
@@ -54,10 +54,10 @@ def find_or_build_dataset(task: str, preset: str, flow: bool, progress: bool = T
     """The task's default dataset at ``preset`` (hard distractors unless ``overrides`` say otherwise: any
     ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with its exact flow targets
     when ``flow``."""
-    from rl_laof.collect import collect, default_name
+    from rl_laof.collect import collect
 
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task, **overrides)
-    path = dataset_dir(task, default_name(cfg))
+    path = dataset_dir(task, cfg.name)
     if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
         collect(cfg, path, progress=progress)
     if flow:
@@ -210,8 +210,7 @@ def load_lam(run_dir: str | Path) -> LatentActionModel:
 # --------------------------------------------------------------------------- training
 
 def run_dir_for(cfg: LAMConfig, dataset: Path, task: str) -> Path:
-    tag = cfg.method if not cfg.supervised else f"{cfg.method}-{cfg.label_split}"
-    return lam_dir(task, Path(dataset).name, f"{tag}-{cfg.preset}-s{cfg.seed}")
+    return lam_dir(task, dataset, cfg.method, cfg.preset, cfg.seed, cfg.label_split if cfg.supervised else None)
 
 
 def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,

@@ -1,10 +1,14 @@
-"""Where every stage writes, and how a later stage finds what an earlier one made.
+"""Where every stage writes, and how a later stage finds what an earlier one made: the one module that names
+run folders.
 
 Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./runs``):
 
-    runs/experts/<task>/<algo>[-ar<k>]-<preset>-s<seed>/  expert checkpoints, eval history, report.json
-    runs/datasets/<task>/<name>/dataset.h5          video datasets (rl_laof.collect)
-    runs/lam/<task>/<dataset>/<run>/                latent action models (rl_laof.pretrain)
+    runs/experts/<task>/<algo>[-ar<k>]-<preset>-s<seed>/           experts (rl_laof.expert)
+    runs/datasets/<task>/<level>-ar<k>-<preset>-s<seed>/dataset.h5  video datasets (rl_laof.collect)
+    runs/lam/<task>/<dataset>/<method>[-<labels>]-<preset>-s<seed>/ latent action models (rl_laof.pretrain)
+    runs/imitate/<task>/<dataset>/<tag>-<preset>-s<seed>/           latent policies (rl_laof.imitate)
+    runs/skills/<task>/<dataset>/sof-<preset>-s<seed>/              SOF skills (rl_laof.skills)
+    runs/train/<task>/<tag>/                                        agents (rl_laof.train)
 
 Every file is written atomically (:func:`atomic_path`): a killed run leaves the previous version or
 nothing, never half a file.
@@ -30,12 +34,42 @@ def expert_dir(task: str, algo: str = "ppo", preset: str = "quick", seed: int = 
     return runs_root() / "experts" / task / f"{algo.lower()}{ar}-{preset}-s{seed}"
 
 
+def dataset_name(level: str, action_repeat: int, preset: str, seed: int) -> str:
+    """A collected dataset's folder name: its distractor level, action repeat, preset and seed."""
+    return f"{level}-ar{action_repeat}-{preset}-s{seed}"
+
+
 def dataset_dir(task: str, name: str) -> Path:
     return runs_root() / "datasets" / task / name
 
 
-def lam_dir(task: str, dataset: str, run: str) -> Path:
-    return runs_root() / "lam" / task / dataset / run
+def lam_dir(task: str, dataset: str | os.PathLike, method: str, preset: str, seed: int,
+            label_split: str | None = None) -> Path:
+    """A latent action model's run: ``<method>[-<label split>]-<preset>-s<seed>`` in a folder named after
+    ``dataset`` as the caller holds it (``rl_laof.pretrain`` holds the dataset's file, so its runs sit under
+    ``dataset.h5/``; a tuned agent's model the dataset's folder)."""
+    tag = method if label_split is None else f"{method}-{label_split}"
+    return runs_root() / "lam" / task / Path(dataset).name / f"{tag}-{preset}-s{seed}"
+
+
+def imitation_dir(task: str, dataset: str, tag: str, preset: str, seed: int) -> Path:
+    """A latent policy's run (``rl_laof.imitate``): ``dataset`` is the dataset's folder name."""
+    return runs_root() / "imitate" / task / dataset / f"{tag}-{preset}-s{seed}"
+
+
+def skills_dir(task: str, dataset: str, preset: str, seed: int) -> Path:
+    """A skills run (``rl_laof.skills``): ``task`` is the (multi-task) dataset's, ``dataset`` its folder name."""
+    return runs_root() / "skills" / task / dataset / f"sof-{preset}-s{seed}"
+
+
+def skills_dirs(task: str, preset: str, seed: int) -> list[Path]:
+    """Every skills run folder of ``task`` (a multi-task dataset's) at ``preset`` and ``seed``, any dataset."""
+    return list((runs_root() / "skills" / task).glob(f"*/sof-{preset}-s{seed}"))
+
+
+def train_dir(task: str, tag: str) -> Path:
+    """An agent's run (``rl_laof.train``)."""
+    return runs_root() / "train" / task / tag
 
 
 @contextlib.contextmanager

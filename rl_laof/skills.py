@@ -27,12 +27,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from envs.rollout import policy_returns
 from rl_laof.config import SKILL_PRESETS, SkillConfig, WindowConfig, from_preset
 from rl_laof.data import VideoDataset, WindowDataset
-from rl_laof.imitate import fit
+from rl_laof.fit import fit
 from rl_laof.models.policy import random_shift
 from rl_laof.models.skills import SkillPrior, SkillTokenizer, Translator
-from rl_laof.runs import read_json, refuse_other_config, runs_root, write_json
+from rl_laof.runs import read_json, refuse_other_config, skills_dir, write_json
 
 STAGES = ("pretrain", "prior", "translate")
 STAGE_FILES = {"pretrain": "tokenizer", "prior": "prior", "translate": "translator"}
@@ -145,7 +146,7 @@ def all_tokens(tokenizer: SkillTokenizer, data: ChunkData, batch: int = 512) -> 
 # --------------------------------------------------------------------------- run folder
 
 def run_dir_for(cfg: SkillConfig, ds: VideoDataset) -> Path:
-    return runs_root() / "skills" / ds.task / ds.path.parent.name / f"sof-{cfg.preset}-s{cfg.seed}"
+    return skills_dir(ds.task, ds.path.parent.name, cfg.preset, cfg.seed)
 
 
 class SkillRun:
@@ -356,15 +357,16 @@ def token_report(run: SkillRun, tok: SkillTokenizer, prior: SkillPrior | None) -
 
 def evaluate(run: SkillRun, progress: bool = True) -> dict[str, Any]:
     """Per task: returns of the skill policy (the whole pipeline); plus the token report."""
-    from rl_laof.imitate import evaluate_returns
-
     tok, prior, tr = run.tokenizer(progress), run.prior(progress), run.translator(progress)
     report: dict[str, Any] = {"tokens": token_report(run, tok, prior), "returns": {}}
     for task_id, task in enumerate(run.ds.tasks):
         policy = SkillPolicy(tok, prior, tr, task_id, run.cfg.seed)
         if progress:
             print(f"{task}: skill policy")
-        report["returns"][task] = evaluate_returns(policy, run.ds, run.cfg, progress, task=task)
+        report["returns"][task] = policy_returns(policy, **{**run.ds.env_settings, "task": task},
+                                                 frame_stack=run.cfg.frame_stack, backgrounds=run.cfg.eval_backgrounds,
+                                                 seeds=run.cfg.eval_seeds, episodes=run.cfg.eval_episodes,
+                                                 progress=progress)
     means = [r[run.cfg.eval_backgrounds[0]]["mean"] for r in report["returns"].values()]
     report["mean_over_tasks"] = float(np.mean(means))
     return report

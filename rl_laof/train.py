@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.rollout import run_episodes
 from rl_laof.config import (
     IMITATION_PRESETS,
     LAM_PRESETS,
@@ -42,7 +43,7 @@ from rl_laof.config import (
     TrainConfig,
     from_preset,
 )
-from rl_laof.runs import read_json, refuse_other_config, runs_root, write_json
+from rl_laof.runs import read_json, refuse_other_config, skills_dirs, train_dir, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "pretrained"
@@ -140,8 +141,8 @@ def load_latent_space(cfg: TrainConfig, agent_dir: Path):
 def default_skills_run(cfg: TrainConfig) -> Path | None:
     """A finished skills run of the preset and seed whose tasks include ``cfg.task`` (newest first)."""
     domain = cfg.task.split("-")[0]
-    runs = sorted((runs_root() / "skills" / f"{domain}-multitask").glob(f"*/sof-{cfg.preset}-s{cfg.seed}"),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+    runs = sorted(skills_dirs(f"{domain}-multitask", cfg.preset, cfg.seed), key=lambda p: p.stat().st_mtime,
+                  reverse=True)
     for run in runs:
         if (run / "translator.pt").exists() and cfg.task in read_json(run / "config.json").get("tasks", []):
             return run
@@ -236,23 +237,35 @@ def _pixels(venv, obs: np.ndarray) -> np.ndarray:
     return obs
 
 
-def run_agent_episodes(model, venv, deterministic: bool = True, record: bool = False):
+class AgentPolicy:
+    """An SB3 model as a policy of ``envs.rollout.run_episodes``: ``predict`` with its recurrent state (if any),
+    told where episodes start by ``episodes_ended``."""
+
+    def __init__(self, model, deterministic: bool = True):
+        self.model, self.deterministic = model, deterministic
+        self.state, self.starts = None, None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.starts is None:
+            self.starts = np.ones(len(obs), bool)
+        action, self.state = self.model.predict(obs, state=self.state, episode_start=self.starts,
+                                                deterministic=self.deterministic)
+        return action
+
+    def episodes_ended(self, dones: np.ndarray) -> None:
+        self.starts = dones
+
+
+def agent_returns(model, venv, deterministic: bool = True, record: bool = False):
     """Returns of the first episode of every env of ``venv`` (and env 0's frames when ``record``)."""
-    obs = venv.reset()
-    n = venv.num_envs
-    returns = np.full(n, np.nan)
-    state, starts = None, np.ones(n, bool)
+    policy = AgentPolicy(model, deterministic)
     frames = []
-    while np.isnan(returns).any():
-        if record and np.isnan(returns[0]):
-            pixels = _pixels(venv, obs)
-            frames.append(np.asarray(pixels[0, -3:]).transpose(1, 2, 0) if pixels.ndim == 4 else None)
-        action, state = model.predict(obs, state=state, episode_start=starts, deterministic=deterministic)
-        obs, _, dones, infos = venv.step(action)
-        starts = dones
-        for i in np.flatnonzero(dones):
-            if np.isnan(returns[i]):
-                returns[i] = infos[i]["episode"]["r"]
+
+    def keep(obs: np.ndarray) -> None:
+        pixels = _pixels(venv, obs)
+        frames.append(np.asarray(pixels[0, -3:]).transpose(1, 2, 0) if pixels.ndim == 4 else None)
+
+    returns = run_episodes(venv, policy, keep if record else None, policy.episodes_ended)
     return returns, frames
 
 
@@ -288,7 +301,7 @@ def _agent_log_prob(model):
 # --------------------------------------------------------------------------- training
 
 def run_dir_for(cfg: TrainConfig) -> Path:
-    return runs_root() / "train" / cfg.task / cfg.tag
+    return train_dir(cfg.task, cfg.tag)
 
 
 def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, rebuild: bool = False,
@@ -377,7 +390,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
 
     def periodic_eval(m) -> dict[str, float]:
         _sync_obs_stats(m.get_env(), eval_env)
-        r, _ = run_agent_episodes(m, eval_env)
+        r, _ = agent_returns(m, eval_env)
         result = {"mean": float(r.mean()), "std": float(r.std())}
         if on_eval is not None and m.num_timesteps > 0:  # step 0: the start, the same for every trial
             on_eval(int(m.num_timesteps) * chunk, result)
@@ -413,7 +426,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, latent_agent,
                                               meta, skills, training=False), training=False)
     _sync_obs_stats(venv, final_env)
-    final, _ = run_agent_episodes(model, final_env)
+    final, _ = agent_returns(model, final_env)
     final_env.close()
     if chunk > 1:  # report environment steps
         history = [{**h, "step": h["step"] * chunk} for h in history]

@@ -136,7 +136,7 @@ def test_interpolation_starts_the_ode_at_the_formula(fixed_tau):
 
 
 def test_the_cosine_schedule_decays_from_lr_to_zero_and_never_below():
-    from rl_laof.imitate import scheduled_lr
+    from rl_laof.fit import scheduled_lr
 
     lrs = [scheduled_lr(1e-3, "cosine", s, 100) for s in range(0, 120)]  # past the end too
     assert lrs[0] == 1e-3 and lrs[50] == pytest.approx(5e-4) and lrs[100] == pytest.approx(0.0)
@@ -150,7 +150,7 @@ def test_the_cosine_schedule_decays_from_lr_to_zero_and_never_below():
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path, schedule):
-    from rl_laof.imitate import fit
+    from rl_laof.fit import fit
 
     def make():
         torch.manual_seed(0)

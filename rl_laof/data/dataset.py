@@ -151,6 +151,13 @@ class VideoDataset:
         """The tasks of the episodes (``EpisodeInfo.task_id`` indexes it): one for a single-task dataset."""
         return list(self.attrs.get("tasks") or [self.task])
 
+    @property
+    def env_settings(self) -> dict[str, Any]:
+        """The env the data was collected in, as ``envs.rollout.policy_returns`` takes it: task, distractors,
+        image size and action repeat (the frame stack is the policy's)."""
+        return {"task": self.task, "distractors": self.config["distractors"], "image_size": self.image_shape[-1],
+                "action_repeat": int(self.config.get("action_repeat", 1))}
+
     def task_ids(self, split: str, episodes: int | None = None) -> np.ndarray:
         """(E,) task id of each episode of ``split`` (the first ``episodes``), in load_split's order."""
         return np.array([e.task_id for e in self.episodes[split][:episodes]], np.int64)

@@ -1,0 +1,73 @@
+"""Episode returns: the one loop that runs a policy in a VecEnv until every env has finished an episode, and
+the evaluation of a pixel policy over background sets and seeds built on it.
+
+A policy here is a callable ``act(obs) -> actions`` on a batch of observations; a stateful one (an SB3
+recurrent policy) is told which envs just finished through ``on_dones``. Returns are the VecMonitor's
+(``info["episode"]["r"]``): the first episode of each env counts, later ones are ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from envs import make
+from envs.config import DistractorConfig
+
+#: evaluation env seeds of :func:`policy_returns`: EVAL_SEED + 1000 * background index + seed index (the same
+#: for every method, so every policy meets the same episodes)
+EVAL_SEED = 10_000
+
+
+def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], record: Callable[[np.ndarray], None] | None = None,
+                 on_dones: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    """The return of the first episode of every env of ``venv`` (a VecMonitor'd VecEnv) under ``act``.
+
+    ``record(obs)`` sees every observation of env 0's first episode (before its action); ``on_dones(dones)``
+    sees each step's done flags (a recurrent policy starts a new episode's state there)."""
+    obs = venv.reset()
+    returns = np.full(venv.num_envs, np.nan)
+    while np.isnan(returns).any():
+        if record is not None and np.isnan(returns[0]):
+            record(obs)
+        obs, _, dones, infos = venv.step(act(obs))
+        if on_dones is not None:
+            on_dones(dones)
+        for i in np.flatnonzero(dones):
+            if np.isnan(returns[i]):
+                returns[i] = infos[i]["episode"]["r"]
+    return returns
+
+
+def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distractors: Any, image_size: int,
+                   frame_stack: int, action_repeat: int, backgrounds: Sequence[str] = ("train",), seeds: int = 1,
+                   episodes: int = 8, progress: bool = True) -> dict[str, dict[str, Any]]:
+    """Returns of a pixel policy on the EnvPool env with ``distractors`` (a level, a dict or a
+    :class:`DistractorConfig`), per background set (``train``: the training background videos, ``eval``: the
+    held-out ones) over ``seeds`` x ``episodes`` episodes (each seed's episodes run in parallel). A stateful
+    ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
+    dist = DistractorConfig.parse(distractors)
+    out: dict[str, dict[str, Any]] = {}
+    for b, background in enumerate(backgrounds):
+        per_seed = []
+        for s in range(seeds):
+            venv = make(task, num_envs=episodes, obs="pixels",
+                        distractors=dataclasses.replace(dist, background_split=background),
+                        image_size=image_size, frame_stack=frame_stack, action_repeat=action_repeat,
+                        seed=EVAL_SEED + 1000 * b + s, backend="envpool")
+            if hasattr(act, "reset"):
+                act.reset()
+            try:
+                per_seed.append(run_episodes(venv, act))
+            finally:
+                venv.close()
+        r = np.stack(per_seed)
+        out[background] = {"mean": float(r.mean()), "std_episodes": float(r.std()),
+                           "std_seeds": float(r.mean(1).std()), "seed_means": r.mean(1).round(2).tolist(),
+                           "episodes": int(r.size)}
+        if progress:
+            print(f"  returns, {background} backgrounds: {r.mean():.1f} +- {r.std():.1f} ({r.size} episodes)")
+    return out

@@ -112,13 +112,14 @@ def main() -> dict:
                     "per_task": {t: {} for t in TASKS}}
 
     # --- SOF on the multi-task video, evaluated per task
-    from rl_laof.skills import SkillRun, evaluate
+    from rl_laof.sof.evaluation import evaluate_skills
+    from rl_laof.sof.training import SkillRun
 
     t = time.perf_counter()
     scfg = from_preset(SkillConfig, SKILL_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES,
                        **{**EVAL, **size["skills"]})
     run = SkillRun(scfg, merged, root / "sof")
-    sof = evaluate(run, progress)
+    sof = evaluate_skills(run, progress)
     for task in TASKS:
         result["per_task"][task]["sof"] = mean_return(sof["returns"][task])
     result["sof_tokens"] = sof["tokens"]

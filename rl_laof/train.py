@@ -151,7 +151,8 @@ def default_skills_run(cfg: TrainConfig) -> Path | None:
 
 def load_skill_space(cfg: TrainConfig):
     """(SkillPolicy for cfg.task, skills metadata) from ``cfg.skills`` or the default run, checked against the env."""
-    from rl_laof.skills import SkillPolicy, load_skills
+    from rl_laof.sof.policy import SkillPolicy
+    from rl_laof.sof.training import load_skills
 
     run = Path(cfg.skills) if cfg.skills is not None else default_skills_run(cfg)
     if run is None:

@@ -92,10 +92,11 @@ def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict
 def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
            report: Report) -> list[float]:
     """sof: tokenizer, prior and translator; mean return of the skill policy over the dataset's tasks."""
-    from rl_laof.skills import SkillRun, evaluate
+    from rl_laof.sof.evaluation import evaluate_skills
+    from rl_laof.sof.training import SkillRun
 
     scfg = stage_config("skills", cfg.preset, overrides)
-    return [float(evaluate(SkillRun(scfg, shared["dataset"], trial_dir / "skills"), progress=False)
+    return [float(evaluate_skills(SkillRun(scfg, shared["dataset"], trial_dir / "skills"), progress=False)
                   ["mean_over_tasks"])]
 
 

@@ -13,7 +13,7 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 
 from rl_laof.config import SkillConfig
-from rl_laof.models.skills import FSQ, SkillPrior, SkillTokenizer, Translator
+from rl_laof.models.skill_models import FSQ, SkillPrior, SkillTokenizer, Translator
 
 TINY = SkillConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, encoder_layers=1, decoder_layers=1,
                    width=8, prior_d_model=32, prior_layers=1, translator_hidden=32, tokenizer_steps=30,
@@ -82,7 +82,7 @@ def test_tokenizer_is_causal():
 
 def test_flow_loss_weights_the_agents_cells():
     """background 1 is the plain mean L1; background 0 is the mean over the agent's cells only."""
-    from rl_laof.skills import flow_l1
+    from rl_laof.sof.data import flow_l1
 
     torch.manual_seed(0)
     target, recon = torch.randn(3, 4, 2, 8, 8), torch.randn(3, 4, 2, 8, 8)
@@ -165,7 +165,7 @@ class ScriptedEnv(VecEnv):
 
 
 def _skill_policy(cfg=TINY):
-    from rl_laof.skills import SkillPolicy
+    from rl_laof.sof.policy import SkillPolicy
 
     torch.manual_seed(0)
     return SkillPolicy(SkillTokenizer(cfg, 32).eval(), SkillPrior(cfg, 32, 2).eval(), Translator(cfg, 32, 6).eval(),
@@ -257,7 +257,8 @@ def test_translator_never_sees_unlabelled_actions(skill_dataset, tmp_path):
     """The translator trained on a copy of the dataset whose unlabelled actions are garbage is bit-identical to
     the one trained on the real data; and a window with an unlabelled step cannot hand out its actions."""
     from rl_laof.data import VideoDataset
-    from rl_laof.skills import ChunkData, SkillRun
+    from rl_laof.sof.data import ChunkData
+    from rl_laof.sof.training import SkillRun
 
     copy = tmp_path / "garbage"
     shutil.copytree(skill_dataset, copy)
@@ -313,7 +314,7 @@ def test_skills_cli_all_stages(skill_dataset, tmp_path):
 def test_train_with_sof_skills(skill_dataset, tmp_path):
     """PPO over skill tokens: one decision per chunk, env steps counted, gamma^H, actor distilled from the prior."""
     from rl_laof.config import TrainConfig
-    from rl_laof.skills import SkillRun
+    from rl_laof.sof.training import SkillRun
     from rl_laof.train import train
 
     run = SkillRun(TINY, skill_dataset, tmp_path / "skills")

@@ -17,15 +17,18 @@ first steps are; ``tests/test_skills.py`` checks it by perturbing later steps.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_laof.config import SkillConfig
 from rl_laof.models.blocks import ConvDecoder, ConvEncoder, mlp
 from rl_laof.models.lam import to_float
 from rl_laof.models.policy import PixelEncoder
+
+if TYPE_CHECKING:  # the config of the stage above (rl_laof.sof) types the constructors, nothing more
+    from rl_laof.sof.config import SkillConfig
 
 
 class FSQ(nn.Module):

@@ -40,8 +40,10 @@ from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.data.windows import WindowDataset  # noqa: E402
 from rl_laof.flow.agent_targets import AgentFlowTargets  # noqa: E402
 from rl_laof.flow.encoding import agent_flow, encode_flow_rgb  # noqa: E402
-from rl_laof.models.lam import LatentActionModel  # noqa: E402
-from rl_laof.pretrain import Batches, HeldOutEvaluation, autocast, flow_calibration  # noqa: E402
+from rl_laof.lam.evaluation import HeldOutEvaluation  # noqa: E402
+from rl_laof.lam.training import Batches, flow_calibration  # noqa: E402
+from rl_laof.models.lam_model import LatentActionModel  # noqa: E402
+from rl_laof.precision import autocast  # noqa: E402
 
 PHASES = ("data", "forward", "backward", "optimiser")
 
@@ -83,7 +85,7 @@ def step_flops(model: LatentActionModel, cfg: LAMConfig, batch: dict) -> float:
 
     counter = FlopCounterMode(display=False)  # one context: entering it again would reset the counts
     with counter:
-        with autocast(cfg):
+        with autocast(cfg.precision):
             loss, _ = model.losses(batch)
         loss.backward()
     model.zero_grad(set_to_none=True)
@@ -100,7 +102,7 @@ def profile(cfg: LAMConfig, ds: VideoDataset, batches, steps: int, warmup: int =
         t0 = time.perf_counter()
         batch = batches.next()
         t1 = time.perf_counter()
-        with autocast(cfg):
+        with autocast(cfg.precision):
             loss, _ = model.losses(batch)
         t2 = time.perf_counter()
         opt.zero_grad(set_to_none=True)

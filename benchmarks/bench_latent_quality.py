@@ -46,15 +46,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from envs.config import DIFFICULTY_SCALE, DistractorConfig  # noqa: E402
 from rl_laof import stats  # noqa: E402
-from rl_laof.config import (  # noqa: E402
-    COLLECT_PRESETS,
-    DIFFICULTY_SCALE,
-    CollectConfig,
-    DistractorConfig,
-    LAMConfig,
-    from_preset,
-)
+from rl_laof.config import COLLECT_PRESETS, CollectConfig, LAMConfig, from_preset  # noqa: E402
 from rl_laof.runs import atomic_path, dataset_dir, runs_root  # noqa: E402
 
 TASK = "cheetah-run"
@@ -87,14 +81,14 @@ QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_step
 def dataset(level: str, quick: bool, progress: bool = True) -> Path:
     """The benchmark's dataset at distractor ``level`` ("none" for the clean one), collected with exact flow
     if missing."""
-    from rl_laof.collect import collect, default_name
+    from rl_laof.collect import collect
     from rl_laof.flow.targets import fill_flow
 
     size = QUICK_DATA if quick else DATA
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
                       **size)
     # the full run's data is the quick collection preset (shared with every stage); the smoke run's is its own
-    path = dataset_dir(TASK, default_name(cfg) + ("-smoke" if quick else ""))
+    path = dataset_dir(TASK, cfg.name + ("-smoke" if quick else ""))
     collect(cfg, path, progress=progress)
     fill_flow(path, "exact", progress=progress)
     return path
@@ -103,7 +97,7 @@ def dataset(level: str, quick: bool, progress: bool = True) -> Path:
 def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, level: str = "hard") -> dict:
     """Train (or find) run ``name`` of :data:`METHODS` (or ``lapo_clean``) at ``seed`` on ``data``; returns its
     report. ``bench_imitation`` reuses these runs."""
-    from rl_laof.pretrain import train_lam
+    from rl_laof.lam.training import train_lam
 
     fields = CLEAN[name] if name in CLEAN else METHODS[name]
     budget = QUICK_BUDGET if quick else BUDGET

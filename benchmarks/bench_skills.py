@@ -126,8 +126,8 @@ def main() -> dict:
     timings["sof_s"] = round(time.perf_counter() - t, 1)
 
     # --- LAOF on the same multi-task video; per task latent BC and BC on the labels
-    from rl_laof.imitate import imitate
-    from rl_laof.pretrain import train_lam
+    from rl_laof.imitation.training import imitate
+    from rl_laof.lam.training import train_lam
 
     t = time.perf_counter()
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, "quick", method="laof", **size["lam"])

@@ -78,7 +78,8 @@ def main() -> dict:
     p.add_argument("--dm-control", default="quick", help="arms also evaluated on the dm_control backend")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    from rl_laof.imitate import imitate, load_agent
+    from rl_laof.imitation.agent import load_agent
+    from rl_laof.imitation.training import imitate
     from rl_laof.pretrain import find_or_build_dataset
 
     if args.dataset:

@@ -35,7 +35,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from rl_laof.config import ImitationConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.imitate import Transitions  # noqa: E402
+from rl_laof.imitation.training import Transitions  # noqa: E402
 from rl_laof.models.blocks import mlp  # noqa: E402
 from rl_laof.models.policy import LatentPCA  # noqa: E402
 from rl_laof.runs import write_json  # noqa: E402

@@ -66,7 +66,7 @@ def main() -> dict:
     p.add_argument("--pcs", type=int, default=0, help="noise in the K leading principal directions (0: all dims)")
     p.add_argument("--episodes", type=int, default=8)
     args = p.parse_args()
-    from rl_laof.imitate import load_agent
+    from rl_laof.imitation.agent import load_agent
 
     agent, meta = load_agent(args.agent)
     ds_cfg = meta["config"]

@@ -56,7 +56,7 @@ class PixelFeatures(BaseFeaturesExtractor):
         self.encoder = PixelEncoder(frame_stack, features, width, observation_space.shape[-1])
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.encoder(obs / 255.0 - 0.5)  # = rl_laof.models.lam.to_float on the uint8 values
+        return self.encoder(obs / 255.0 - 0.5)  # = rl_laof.models.lam_model.to_float on the uint8 values
 
 
 def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:

@@ -72,14 +72,17 @@ def find_latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = 
     shipped = shipped_agent(cfg.task, cfg.latent, cfg.latent_policy)
     if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick":
         return shipped
-    from rl_laof.imitate import imitate
+    from rl_laof.data.dataset import VideoDataset
+    from rl_laof.imitate import find_lam
+    from rl_laof.imitation.training import imitate
     from rl_laof.pretrain import find_or_build_dataset
 
     dataset = find_or_build_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
                                     distractors=cfg.distractors)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
                        seed=cfg.seed, normalise=False, threads=cfg.threads)
-    return Path(imitate(icfg, dataset, progress=progress)["run_dir"])
+    return Path(imitate(icfg, dataset, progress=progress,
+                        lam=lambda: find_lam(icfg, VideoDataset(dataset), progress))["run_dir"])
 
 
 def build_tuned_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation_overrides: dict[str, Any],
@@ -90,10 +93,11 @@ def build_tuned_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation
     import hashlib
 
     from rl_laof.data.dataset import VideoDataset
-    from rl_laof.imitate import imitate
-    from rl_laof.imitate import run_dir_for as imitation_dir
-    from rl_laof.pretrain import find_or_build_dataset, train_lam
-    from rl_laof.pretrain import run_dir_for as lam_dir_for
+    from rl_laof.imitation.training import default_run_dir as imitation_dir
+    from rl_laof.imitation.training import imitate
+    from rl_laof.lam.training import default_run_dir as lam_dir_for
+    from rl_laof.lam.training import train_lam
+    from rl_laof.pretrain import find_or_build_dataset
 
     method = lam_overrides.get("method", cfg.latent)
     if method != cfg.latent:
@@ -119,7 +123,7 @@ def build_tuned_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation
 
 def load_latent_space(cfg: TrainConfig, agent_dir: Path):
     """(imitation agent, its metadata), checked against the env the agent will see."""
-    from rl_laof.imitate import load_agent
+    from rl_laof.imitation.agent import load_agent
 
     agent, meta = load_agent(agent_dir, cfg.seed)
     icfg = meta["config"]

@@ -50,7 +50,7 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
     if not dataset.exists():
         raise FileNotFoundError(f"--dataset {dataset}: no such dataset")
     if cfg.target == "lafp":  # the policy imitates the latents of the preset's LAOF model, trained once here
-        from rl_laof.pretrain import train_lam
+        from rl_laof.lam.training import train_lam
 
         lam_cfg = stage_config("pretrain", cfg.preset, {"method": "laof", "seed": cfg.seed})
         return {"dataset": str(dataset),
@@ -61,7 +61,7 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
 def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
                  report: Report) -> list[float]:
     """laof / lapo / laom: train the model; probe MSE and / or the return of latent BC on its latents."""
-    from rl_laof.pretrain import train_lam
+    from rl_laof.lam.training import train_lam
 
     lam_cfg = stage_config("pretrain", cfg.preset, overrides)
     rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False,
@@ -70,7 +70,7 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
     if cfg.objective in ("probe", "both"):
         values.append(float(rep["probes"]["eval"]["linear_action_mse"]))
     if cfg.objective in ("return", "both"):
-        from rl_laof.imitate import imitate
+        from rl_laof.imitation.training import imitate
 
         icfg = stage_config("imitate", cfg.preset, {
             "latent": lam_cfg.method, "policy": "bc", "lam_run": rep["run_dir"], "seed": cfg.seed,
@@ -83,7 +83,7 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
 def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
                        report: Report) -> list[float]:
     """lafp: the flow-matching latent policy and its decoder on the frozen LAOF latents; episode return."""
-    from rl_laof.imitate import imitate
+    from rl_laof.imitation.training import imitate
 
     icfg = stage_config("imitate", cfg.preset, overrides)
     return [float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)["returns"]["train"]["mean"])]

@@ -40,7 +40,7 @@ def test_sigma_calibration_is_deterministic_and_recorded(lam_dataset):
 
 
 def test_run_config_records_the_calibrated_sigma(lam_dataset, tmp_path):
-    from rl_laof.pretrain import train_lam
+    from rl_laof.lam.training import train_lam
 
     cfg = LAMConfig(method="laof", width=8, batch_size=8, steps=2, eval_every=2, checkpoint_every=2, eval_windows=16,
                     mlp_probe_steps=0, flow_resolution=16)
@@ -96,7 +96,7 @@ def test_agent_weighted_loss_counts_the_agent():
 def test_flow_loss_falls_below_predicting_zero(lam_dataset, tmp_path):
     """A few dozen steps on the tiny dataset: the flow decoder's held-out error must drop below the error of
     predicting no motion (if it sat at that value the flow term would not be acting)."""
-    from rl_laof.pretrain import train_lam
+    from rl_laof.lam.training import train_lam
 
     cfg = LAMConfig(method="laof", width=8, batch_size=16, lr=1e-3, steps=60, eval_every=60, checkpoint_every=60,
                     eval_windows=64, mlp_probe_steps=0, flow_resolution=16)

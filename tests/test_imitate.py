@@ -113,7 +113,7 @@ def test_sampler_steps_land_on_the_x_prediction():
 
 @pytest.mark.parametrize("fixed_tau", [None, 0.4])
 def test_interpolation_starts_the_ode_at_the_formula(fixed_tau):
-    from rl_laof.imitate import decoder_inputs
+    from rl_laof.imitation.training import decoder_inputs
 
     cfg = ImitationConfig(latent="laof", policy="lafp", decoder="interp", interp_tau=fixed_tau)
     fm = FlowPolicy(_toy_encoder(), 2, 32, euler_steps=3, time_embed=16).eval()
@@ -194,7 +194,8 @@ def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path, schedule):
 @pytest.mark.usefixtures("gl")
 def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
     from rl_laof.data.dataset import VideoDataset
-    from rl_laof.imitate import Transitions, make_policy, train_decoder
+    from rl_laof.imitation.agent import make_policy
+    from rl_laof.imitation.training import Transitions, train_decoder
     from rl_laof.models.policy import ActionDecoder
 
     ds = VideoDataset(lam_dataset)
@@ -215,8 +216,8 @@ def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
 @pytest.mark.usefixtures("gl")
 def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_dataset, tmp_path, monkeypatch):
     from rl_laof.config import LAMConfig
-    from rl_laof.imitate import imitate
-    from rl_laof.pretrain import train_lam
+    from rl_laof.imitation.training import imitate
+    from rl_laof.lam.training import train_lam
 
     monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
     lam = train_lam(LAMConfig(method="laof", width=8, batch_size=16, steps=10, eval_every=10, eval_windows=32,

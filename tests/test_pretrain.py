@@ -35,7 +35,7 @@ def tiny(method: str, **kw) -> LAMConfig:
 
 @pytest.mark.parametrize("method", LAM_METHODS)
 def test_every_method_trains_and_its_loss_falls(dataset, tmp_path, method):
-    from rl_laof.pretrain import train_lam
+    from rl_laof.lam.training import train_lam
 
     report = train_lam(tiny(method, steps=30), dataset, tmp_path / method, progress=False)
     h = report["history"]
@@ -61,7 +61,7 @@ def _batch(dataset, cfg: LAMConfig, rows) -> dict:
 
 def test_flow_decoder_sees_only_the_latent(dataset):
     """Hold z fixed and change o_t: the flow prediction (and flow loss) must not move, the FDM's must."""
-    from rl_laof.models.lam import LatentActionModel
+    from rl_laof.models.lam_model import LatentActionModel
 
     cfg = tiny("laof").resolved(flow_sigma=0.05)
     model = LatentActionModel(cfg, 32, 6).eval()
@@ -83,7 +83,7 @@ def test_flow_decoder_sees_only_the_latent(dataset):
 
 @pytest.mark.parametrize("method", ["laom-action", "laof-action"])
 def test_resume_reproduces_an_uninterrupted_run(dataset, tmp_path, method):
-    from rl_laof.pretrain import train_lam
+    from rl_laof.lam.training import train_lam
 
     cfg = tiny(method, steps=12, eval_every=6, checkpoint_every=4)
     full = train_lam(cfg, dataset, tmp_path / "full", progress=False)

@@ -32,8 +32,8 @@ TINY_TRAIN = dict(num_envs=2, n_steps=32, batch_size=32, n_epochs=1, width=4, fe
 def latent_agents(lam_dataset, tmp_path_factory):
     """Imitation runs (latent BC and LAFP) on a tiny LAOF model of the test dataset."""
     from rl_laof.config import LAMConfig
-    from rl_laof.imitate import imitate
-    from rl_laof.pretrain import train_lam
+    from rl_laof.imitation.training import imitate
+    from rl_laof.lam.training import train_lam
 
     root = tmp_path_factory.mktemp("agents")
     lam = train_lam(LAMConfig(method="laof", width=8, batch_size=16, steps=5, eval_every=5, eval_windows=32,
@@ -102,7 +102,7 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
     from stable_baselines3 import PPO
 
     from rl_laof.agents import policy_kwargs, zero_mean
-    from rl_laof.imitate import ImitationAgent
+    from rl_laof.imitation.agent import ImitationAgent
     from rl_laof.train import load_latent_space, make_env, train
 
     cfg = _cfg("bc", latent_agents, residual_pcs=4)
@@ -216,7 +216,7 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_a
     std) keeps the latent BC policy's weights too; after it, the actor learns."""
     from stable_baselines3 import PPO
 
-    from rl_laof.imitate import load_agent
+    from rl_laof.imitation.agent import load_agent
     from rl_laof.train import train
 
     bc = load_agent(latent_agents["bc"])[0].policy

@@ -9,7 +9,7 @@ Layout: :mod:`rl_laof.data.format`; collection: ``python -m rl_laof.collect``; a
 contact sheet: ``python -m rl_laof.data.inspect DIR``.
 """
 
-from rl_laof.config import WindowConfig
+from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import EpisodeInfo, SplitArrays, VideoDataset
 from rl_laof.data.format import DatasetError
 from rl_laof.data.labels import make_label_splits

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from rl_laof.config import WindowConfig
+from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import SplitArrays, VideoDataset
 
 

@@ -1,5 +1,6 @@
-"""Networks of the latent action models (``rl_laof.models.lam``) and their building blocks."""
+"""Networks only: the latent action model (``lam_model``), pixel policies and action decoders (``policy``), SOF
+skill models (``skill_models``), and their building blocks (``blocks``, ``vq``, ``augment``)."""
 
-from rl_laof.models.lam import LatentActionModel
+from rl_laof.models.lam_model import LatentActionModel
 
 __all__ = ["LatentActionModel"]

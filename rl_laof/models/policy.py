@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_laof.models.blocks import ConvEncoder, SpatialConvEncoder, mlp
-from rl_laof.models.lam import to_float
+from rl_laof.models.lam_model import to_float
 
 
 class LatentNormalizer(nn.Module):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_laof.models.blocks import ConvDecoder, ConvEncoder, mlp
-from rl_laof.models.lam import to_float
+from rl_laof.models.lam_model import to_float
 from rl_laof.models.policy import PixelEncoder
 
 if TYPE_CHECKING:  # the config of the stage above (rl_laof.sof) types the constructors, nothing more

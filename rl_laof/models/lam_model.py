@@ -13,16 +13,19 @@ Policies and decoders downstream use the pre-quantisation latent ``encode(obs, n
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_laof.config import LAMConfig
 from rl_laof.flow.agent_targets import flow_loss
 from rl_laof.models.augment import random_homographies, warp
 from rl_laof.models.blocks import ConvDecoder, ConvEncoder, UNet, mlp
 from rl_laof.models.vq import VectorQuantizerEMA
+
+if TYPE_CHECKING:  # the config of the stage above (rl_laof.lam) types the constructor, nothing more
+    from rl_laof.lam.config import LAMConfig
 
 OBS_EMBED = 256  # LAOM's observation embedding size (latent FDM)
 

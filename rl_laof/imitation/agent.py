@@ -1,0 +1,60 @@
+"""A trained imitation agent: the policy network a config describes, the agent acting with it (policy, then
+the action decoder where there is one), and ``load_agent`` for an imitation run's ``agent.pt`` (what the PPO
+stage starts from)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.imitation.config import ImitationConfig
+from rl_laof.models.policy import ActionDecoder, BCPolicy, FlowPolicy, PixelEncoder
+
+
+def make_policy(cfg: ImitationConfig, out_dim: int, image_size: int) -> BCPolicy | FlowPolicy:
+    enc = PixelEncoder(cfg.frame_stack, cfg.features, cfg.width, image_size, cfg.encoder)
+    if cfg.policy == "lafp":
+        return FlowPolicy(enc, out_dim, cfg.hidden, cfg.euler_steps, cfg.time_embed)
+    return BCPolicy(enc, out_dim, cfg.hidden)
+
+
+class ImitationAgent:
+    """uint8 observations (N, 3s, H, W) -> actions (N, A): policy, then the decoder where there is one."""
+
+    def __init__(self, policy: BCPolicy | FlowPolicy, decoder: ActionDecoder | None, seed: int = 0):
+        self.policy, self.decoder = policy.eval(), (decoder.eval() if decoder is not None else None)
+        self.gen = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        out = self.policy.act(torch.from_numpy(np.ascontiguousarray(obs)), self.gen)
+        if self.decoder is not None:
+            out = self.decoder(out)
+        return out.numpy()
+
+
+def distractor_level(ds: VideoDataset) -> str | None:
+    """The distractor difficulty a dataset was collected at (None where its config does not say)."""
+    d = ds.config.get("distractors")
+    return d.get("difficulty") if isinstance(d, dict) else d
+
+
+def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict[str, Any]]:
+    """The trained agent of an imitation run (``agent.pt``) and its saved metadata (config, task, latent
+    normaliser, latent model run): what the PPO stage starts from."""
+    path = Path(run_dir) / "agent.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no trained agent (run python -m rl_laof.imitate first)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ImitationConfig(**{**saved["config"], "eval_backgrounds": tuple(saved["config"]["eval_backgrounds"])})
+    policy = make_policy(cfg, saved["out_dim"], saved["image_size"])
+    policy.load_state_dict(saved["policy"])
+    decoder = None
+    if saved["decoder"] is not None:
+        decoder = ActionDecoder(saved["out_dim"], saved["action_dim"], cfg.decoder_hidden)
+        decoder.load_state_dict(saved["decoder"])
+    return ImitationAgent(policy, decoder, seed), saved

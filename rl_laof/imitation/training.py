@@ -1,0 +1,266 @@
+"""Training one imitation run: the targets (a frozen latent action model's latents, an IDM's relabelling, or
+the labels), the policy (latent BC or LAFP flow matching), the action decoder on the labels with the policy
+frozen; then its evaluation and report, normalised by BC on all labels. Every stage is resumable
+(``rl_laof.fit``) and kept in the run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+
+from envs.rollout import policy_returns
+from rl_laof.data.config import WindowConfig
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.data.windows import WindowDataset
+from rl_laof.fit import fit
+from rl_laof.imitation.agent import ImitationAgent, distractor_level, make_policy
+from rl_laof.imitation.config import ImitationConfig
+from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns
+from rl_laof.lam.evaluation import latents
+from rl_laof.lam.training import load_lam
+from rl_laof.models.policy import (
+    ActionDecoder,
+    BCPolicy,
+    FlowPolicy,
+    LatentNormalizer,
+    LatentPCA,
+    PixelIDM,
+    random_shift,
+)
+from rl_laof.runs import Upstream, atomic_path, imitation_dir, read_json, refuse_other_config, resolve, write_json
+
+#: config fields that change only the evaluation: finished training stages are reused when they change
+_EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
+              "checkpoint_every")
+PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent agent
+TARGETS_FILE = "targets.pt"  # the latent targets of a run, kept once computed
+
+
+class Transitions:
+    """The training split's transitions (k = 1 windows) with the label split of ``cfg``."""
+
+    def __init__(self, ds: VideoDataset, cfg: ImitationConfig):
+        wcfg = WindowConfig(frame_stack=cfg.frame_stack, max_offset=1, label_split=cfg.label_split,
+                            with_masks=False, with_states=False, with_flow=False)
+        self.windows = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed)
+        self.n = self.windows.data.num_transitions
+        self.labelled = np.flatnonzero(self.windows.labelled_mask)
+        if len(self.labelled) == 0:
+            raise ValueError(f"label split {cfg.label_split!r} of {ds.path} labels no transition")
+        self.actions = torch.from_numpy(np.asarray(self.windows.data["actions"], np.float32))
+
+    def obs(self, rows: np.ndarray, future: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        b = self.windows.gather(rows)
+        return (b["obs"], b["next_obs"]) if future else b["obs"]
+
+
+def _batched(fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, size: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([fn(rows[i:i + size]) for i in range(0, len(rows), size)])
+
+
+def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, run_dir: Path,
+                   lam_run: Upstream | None) -> tuple[torch.Tensor, LatentNormalizer, str]:
+    """Normalised pre-quantisation latents z_t of every training transition, from the frozen latent model
+    ``lam_run`` (else ``cfg.lam_run``; resolved only when the run folder does not hold the latents yet)."""
+    path = run_dir / TARGETS_FILE
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        norm = LatentNormalizer(saved["z"].shape[1])
+        norm.load_state_dict(saved["normalizer"])
+        return saved["z"], norm, saved["lam_run"]
+    lam_run = resolve(lam_run if lam_run is not None else cfg.lam_run)
+    if lam_run is None:
+        raise ValueError(f"latent {cfg.latent!r} needs a latent action model: set lam_run, or run through "
+                         "rl_laof.pipeline.latent_policy (it finds or trains the preset's)")
+    if not (lam_run / "model.pt").exists():
+        raise FileNotFoundError(f"{lam_run}: no model.pt; train it with python -m rl_laof.pretrain --method "
+                                f"{cfg.latent} --dataset {ds.path.parent} --out {lam_run}")
+    lam = load_lam(lam_run)
+    saved_meta = torch.load(lam_run / "model.pt", map_location="cpu", weights_only=False)
+    lam_tasks = saved_meta.get("tasks") or [saved_meta.get("task")]  # a multi-task model serves each of its tasks
+    if ds.task not in lam_tasks or saved_meta.get("image_size") != ds.image_shape[-1]:
+        raise ValueError(f"{lam_run} was trained on {saved_meta.get('task')} at {saved_meta.get('image_size')} px; "
+                         f"the dataset is {ds.task} at {ds.image_shape[-1]} px")
+    if lam.cfg.frame_stack != cfg.frame_stack:
+        raise ValueError(f"{lam_run} stacks {lam.cfg.frame_stack} frames, the policy {cfg.frame_stack}: "
+                         f"use --set frame_stack={lam.cfg.frame_stack}")
+    z = torch.from_numpy(latents(lam, data.windows, np.arange(data.n)))
+    norm = LatentNormalizer.fit(z)
+    z_norm = norm.normalize(z)
+    with atomic_path(path) as tmp:
+        torch.save({"z": z_norm, "normalizer": norm.state_dict(), "lam_run": str(lam_run)}, tmp)
+    return z_norm, norm, str(lam_run)
+
+
+def idm_relabel(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, run_dir: Path, writer,
+                progress: bool) -> tuple[torch.Tensor, list]:
+    """The IDM baseline's targets: an inverse dynamics model from pixels trained on the labelled transitions
+    predicts every transition's action (labelled ones keep their true label)."""
+    idm = PixelIDM(cfg.frame_stack, ds.action_dim, cfg.width, ds.image_shape[-1], cfg.hidden)
+
+    def pair(rows: np.ndarray) -> torch.Tensor:
+        return torch.cat(data.obs(rows, future=True), 1)
+
+    def loss(rng, gen):
+        rows = data.labelled[rng.integers(0, len(data.labelled), cfg.batch_size)]
+        x = pair(rows)
+        x = random_shift(x, gen) if cfg.augment else x
+        return F.mse_loss(idm(x), data.actions[rows])
+
+    hist = fit("idm", idm, loss, cfg.idm_steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 10,
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision, cfg.lr_schedule)
+    actions = _batched(lambda r: idm(pair(r)), np.arange(data.n))
+    actions[data.labelled] = data.actions[data.labelled]
+    return actions, hist
+
+
+def train_policy(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, data: Transitions, targets: torch.Tensor,
+                 rows: np.ndarray, run_dir: Path, writer, progress: bool) -> list:
+    def loss(rng, gen):
+        b = rows[rng.integers(0, len(rows), cfg.batch_size)]
+        obs = data.obs(b)
+        obs = random_shift(obs, gen) if cfg.augment else obs
+        return policy.loss(obs, targets[b], gen)
+
+    return fit("policy", policy, loss, cfg.steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 20,
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision, cfg.lr_schedule)
+
+
+def decoder_inputs(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, features: torch.Tensor,
+                   z_idm: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """What the decoder is trained on for labelled transitions with policy features ``features`` and IDM
+    latents ``z_idm``, in the configured mode (the policy is frozen: nothing here has a gradient)."""
+    mode = cfg.resolved_decoder
+    with torch.no_grad():
+        if mode == "idm":
+            return z_idm
+        if isinstance(policy, BCPolicy):  # "sample": the deterministic BC prediction
+            return policy.head(features)
+        z0 = torch.randn(z_idm.shape, generator=gen)
+        if mode == "sample":
+            return policy.sample_from(features, z0, 0.0)
+        tau_i = (torch.full((len(z_idm),), cfg.interp_tau) if cfg.interp_tau is not None
+                 else torch.rand(len(z_idm), generator=gen))
+        return policy.sample_from(features, policy.interpolation_start(z0, z_idm, tau_i), tau_i)
+
+
+def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: ActionDecoder, data: Transitions,
+                  z_norm: torch.Tensor, run_dir: Path, writer=None, progress: bool = True) -> list:
+    """The action decoder on the labelled transitions only, with the policy frozen."""
+    policy.eval().requires_grad_(False)
+    lab = data.labelled
+    features = _batched(lambda r: policy.encoder(data.obs(r)), lab)  # frozen: computed once
+    z_lab, a_lab = z_norm[lab], data.actions[lab]
+
+    def loss(rng, gen):
+        i = torch.from_numpy(rng.integers(0, len(lab), cfg.decoder_batch_size))
+        x = decoder_inputs(cfg, policy, features[i], z_lab[i], gen)
+        return F.mse_loss(decoder(x), a_lab[i])
+
+    return fit("decoder", decoder, loss, cfg.decoder_steps, cfg.decoder_lr, cfg.decoder_weight_decay, cfg.grad_clip,
+               run_dir, cfg.seed + 30, cfg.checkpoint_every, writer, progress, schedule=cfg.lr_schedule)
+
+
+def default_run_dir(cfg: ImitationConfig, ds: VideoDataset) -> Path:
+    """Where a run of ``cfg`` on ``ds`` goes by default."""
+    return imitation_dir(ds.task, ds.path.parent.name, cfg.tag, cfg.preset, cfg.seed)
+
+
+def reference_config(cfg: ImitationConfig) -> ImitationConfig:
+    """BC on all labels with the same architecture and budget: what returns are normalised by."""
+    return dataclasses.replace(cfg, latent="none", policy="bc", relabel="none", labels=1.0, decoder=None,
+                               interp_tau=None, lam_run=None, normalise=False)
+
+
+def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
+            lam: Upstream | None = None) -> dict[str, Any]:
+    """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
+    run folder of the latent action model a latent policy imitates when ``cfg.lam_run`` does not name one
+    (``rl_laof.pipeline.latent_policy`` passes one that finds or trains the preset's)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ds = VideoDataset(dataset)
+    run_dir = Path(out) if out is not None else default_run_dir(cfg, ds)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = json.loads(json.dumps(cfg.to_dict()))
+    refuse_other_config(run_dir, config, _EVAL_ONLY)
+    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
+    report_file = run_dir / "report.json"
+    if report_file.exists() and read_json(report_file)["config"] == config:
+        return read_json(report_file)
+
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    writer = SummaryWriter(str(run_dir / "tb"))
+    data = Transitions(ds, cfg)
+    stages: dict[str, Any] = {}
+    lam_run, norm, decoder = None, None, None
+    t0 = time.perf_counter()
+    if cfg.latent != "none":
+        targets, norm, lam_run = latent_targets(cfg, ds, data, run_dir, lam)
+        rows = np.arange(data.n)
+    elif cfg.relabel == "idm":
+        targets, stages["idm"] = idm_relabel(cfg, ds, data, run_dir, writer, progress)
+        rows = np.arange(data.n)
+    else:
+        targets, rows = data.actions, data.labelled
+    stages["targets_seconds"] = round(time.perf_counter() - t0, 1)
+
+    t0 = time.perf_counter()
+    policy = make_policy(cfg, targets.shape[1], ds.image_shape[-1])
+    stages["policy"] = train_policy(cfg, policy, data, targets, rows, run_dir, writer, progress)
+    stages["policy_seconds"] = round(time.perf_counter() - t0, 1)
+    if cfg.latent != "none":
+        t0 = time.perf_counter()
+        decoder = ActionDecoder(targets.shape[1], ds.action_dim, cfg.decoder_hidden)
+        stages["decoder"] = train_decoder(cfg, policy, decoder, data, targets, run_dir, writer, progress)
+        stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
+    writer.close()
+
+    with atomic_path(run_dir / "agent.pt") as tmp:
+        torch.save({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
+                    "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
+                    "distractors": distractor_level(ds),
+                    "policy": policy.state_dict(),
+                    "decoder": decoder.state_dict() if decoder is not None else None,
+                    "normalizer": norm.state_dict() if norm is not None else None,
+                    # the training latents' principal directions: the residual action space of rl_laof.train
+                    "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
+                                   if cfg.latent != "none" else None)}, tmp)
+    agent = ImitationAgent(policy, decoder, cfg.seed)
+    returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
+                             seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)
+    errors = {split: round(action_error(agent, ds, split, cfg.frame_stack), 4)
+              for split in ("train", "eval", "heldout_bg") if ds.episodes.get(split)}
+    report: dict[str, Any] = {
+        "tag": cfg.tag, "task": ds.task, "dataset": str(ds.path), "run_dir": str(run_dir), "config": config,
+        "lam_run": lam_run, "train_transitions": int(len(rows)), "labelled_transitions": int(len(data.labelled)),
+        "stages": stages, "returns": returns, "action_mse": errors,
+        "ms_per_action": round(latency_ms(agent, (3 * cfg.frame_stack, *ds.image_shape[1:]), cfg.latency_calls), 3),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if cfg.normalise:
+        is_ref = dataclasses.replace(cfg, normalise=False) == reference_config(cfg)
+        ref = report if is_ref else imitate(reference_config(cfg), ds.path, progress=progress)
+        report["reference_run"] = ref["run_dir"]
+        report["normalised"] = {bg: {"mean": r["mean"] / ref["returns"][bg]["mean"],
+                                     "std": r["std_seeds"] / abs(ref["returns"][bg]["mean"])}
+                                for bg, r in returns.items() if bg in ref["returns"]}
+        plot_normalised_returns({cfg.tag: report["normalised"],
+                                 "BC, all labels": {bg: {"mean": 1.0, "std": ref["returns"][bg]["std_seeds"]
+                                                         / abs(ref["returns"][bg]["mean"])}
+                                                    for bg in report["normalised"]}},
+                                run_dir / "returns.png", f"{ds.task}: {cfg.tag}")
+    report["seconds"] = round(time.perf_counter() - t_start, 1)
+    write_json(report_file, report)
+    return report

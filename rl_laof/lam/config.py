@@ -1,0 +1,191 @@
+"""The latent action model stage's config (``python -m rl_laof.pretrain``) and its presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from rl_laof.data.config import WindowConfig
+from rl_laof.flow.agent_targets import FLOW_LOSSES
+from rl_laof.flow.calibrate import FLOW_SOURCES
+from rl_laof.precision import native_bf16
+
+LAM_METHODS = ("lapo", "laom", "laof", "lapo-action", "laom-action", "laof-action")
+
+
+@dataclass(frozen=True)
+class LAMConfig:
+    """A latent action model and its training (``python -m rl_laof.pretrain``).
+
+    Fields left ``None`` take the method's published setting (:meth:`resolved`):
+
+    ============  =======  =======  ==========  ===========================================
+    method        latent   FDM      IDM offset  losses
+    ============  =======  =======  ==========  ===========================================
+    lapo          vq       pixel    1           FDM + VQ
+    laof          cont.    pixel    1           FDM + flow (z-only flow decoder on the agent's flow)
+    laom          cont.    latent   U{1..10}    latent FDM vs EMA target encoder, augmented
+    ``*-action``  same + an action head on labelled batches: weight lambda = labelled share of the
+                  samples in a step (lapo / laof; laof's flow weight becomes 1 - lambda), 0.001 (laom)
+    ============  =======  =======  ==========  ===========================================
+    """
+
+    method: str = "laof"
+    preset: str = "quick"
+    seed: int = 0
+    # ---- data
+    frame_stack: int = 3
+    max_offset: int | None = None  # IDM sees (o_t, o_{t+k}), k ~ U{1..max_offset}; None: 10 for laom*, else 1
+    labels: float | None = None  # fraction of labelled transitions (label split frac-<f>) for *-action
+    labelled_trajectories: int | None = None  # or N whole labelled episodes (split traj-<N>)
+    train_episodes: int | None = None  # train on the first N training episodes only (None: all; data-size studies)
+    # ---- model
+    latent: str | None = None  # "vq" | "continuous"; None: vq for lapo* / laof*, continuous for laom*
+    latent_dim: int = 128
+    vq_codebooks: int = 2  # LAPO: 128-d latent = 2 codebooks x 4 positions x 16-d, 64 codes each
+    vq_positions: int = 4
+    vq_codes: int = 64
+    vq_decay: float = 0.999
+    vq_commitment: float = 0.05
+    fdm: str | None = None  # "pixel" (U-Net on o_t, z at input and bottleneck) | "latent"; None: by method
+    width: int = 16  # base channel count of every conv net
+    # side at which the pixel FDM sees o_t and predicts o_{t+1} (None: the frame size; the IDM always sees it).
+    # 32 measured: LAPO on clean data probes the same (0.265 vs 0.264 of the mean action at 64) at 1.5x the speed
+    fdm_resolution: int | None = 32
+    ema_tau: float = 0.001  # LAOM's target encoder
+    augment: bool | None = None  # LAOM's shift / rotate / perspective augmentation; None: laom* only
+    action_head: str = "linear"  # "linear" | "mlp"
+    # LAOF's flow target: sigma calibrated from the data (None) so the flow_sigma_percentile-th agent-pixel
+    # speed of the training split encodes to full value (rl_laof.flow.calibrate), or a fixed value
+    flow_sigma: float | None = None
+    flow_sigma_percentile: float = 90.0
+    flow_source: str = "observed"  # "observed" (displayed frames) | "camfree" (camera shake removed)
+    flow_loss: str = "agent"  # "agent": per-sample weighted to the agent's cells | "plain": LAOF's plain MSE
+    flow_bg_weight: float = 0.1  # weight of a cell without the agent in the "agent" loss
+    # side of the flow decoder's output (None: the frame size). 16 measured best: held-out probe 0.26 of the mean
+    # action at 1100 samples/s against 0.28 at 660 samples/s for 64 (LAOM level, 1000 steps, README)
+    flow_resolution: int | None = 16
+    # ---- loss weights (the sweeps tune these)
+    fdm_weight: float = 1.0
+    vq_weight: float = 1.0
+    flow_weight: float | None = None  # None: 1 for laof, 1 - lambda for laof-action, 0 otherwise
+    action_weight: float | None = None  # None: lambda for lapo/laof-action, 0.001 for laom-action, else 0
+    # ---- optimisation
+    steps: int = 1000
+    batch_size: int = 64
+    labelled_batch_size: int = 32  # a second batch from the labelled windows (*-action)
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 2.0
+    # "bf16": forward passes under bfloat16 autocast (convs and matmuls in bf16, norms, VQ and losses in fp32;
+    # weights and optimiser stay fp32): 1.4x the samples/s of "fp32" on an AVX-512-BF16 CPU (README);
+    # "auto": bf16 where the CPU computes it natively, else fp32 (the run's config records which)
+    precision: str = "auto"
+    threads: int | None = None  # torch CPU threads per process (None: torch's default)
+    # ---- evaluation
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    eval_windows: int = 1024  # held-out windows for the periodic loss + linear probe
+    probe_train_windows: int | None = None  # training windows the final probes are fit on (None: all)
+    mlp_probe_steps: int = 1500
+
+    def __post_init__(self) -> None:
+        if self.method not in LAM_METHODS:
+            raise ValueError(f"Unknown method {self.method!r}; valid: {', '.join(LAM_METHODS)}.")
+        if self.latent not in (None, "vq", "continuous"):
+            raise ValueError(f"latent={self.latent!r}: use 'vq' or 'continuous'.")
+        if self.fdm not in (None, "pixel", "latent"):
+            raise ValueError(f"fdm={self.fdm!r}: use 'pixel' or 'latent'.")
+        if self.action_head not in ("linear", "mlp"):
+            raise ValueError(f"action_head={self.action_head!r}: use 'linear' or 'mlp'.")
+        if self.labels is not None and self.labelled_trajectories is not None:
+            raise ValueError("Give --labels or --labelled-trajectories, not both.")
+        if not self.method.endswith("-action") and (self.labels is not None or self.labelled_trajectories is not None):
+            raise ValueError(f"--method {self.method} uses no labels; give --labels / --labelled-trajectories to "
+                             f"{self.method}-action.")
+        if self.labels is not None and not 0.0 < self.labels <= 1.0:
+            raise ValueError(f"labels={self.labels}: a fraction in (0, 1].")
+        if self.latent_dim % (self.vq_codebooks * self.vq_positions):
+            raise ValueError(f"latent_dim={self.latent_dim} must split into {self.vq_codebooks} codebooks x "
+                             f"{self.vq_positions} positions.")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be >= 1.")
+        if self.train_episodes is not None and self.train_episodes < 1:
+            raise ValueError(f"train_episodes={self.train_episodes}: need at least 1 (or None for all).")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
+        if self.flow_source not in FLOW_SOURCES:
+            raise ValueError(f"flow_source={self.flow_source!r}: use one of {', '.join(FLOW_SOURCES)}.")
+        if self.flow_loss not in FLOW_LOSSES:
+            raise ValueError(f"flow_loss={self.flow_loss!r}: use one of {', '.join(FLOW_LOSSES)}.")
+        if not 0.0 < self.flow_sigma_percentile < 100.0:
+            raise ValueError(f"flow_sigma_percentile={self.flow_sigma_percentile}: a percentile in (0, 100).")
+        if self.flow_sigma is not None and self.flow_sigma <= 0:
+            raise ValueError(f"flow_sigma={self.flow_sigma}: must be > 0 (or None to calibrate it from the data).")
+        for name in ("flow_resolution", "fdm_resolution"):
+            r = getattr(self, name)
+            if r is not None and (r < 8 or r & (r - 1)):
+                raise ValueError(f"{name}={r}: a power of two >= 8 that divides the frame size (e.g. 16, 32), "
+                                 "or None for the frame size.")
+        if self.flow_bg_weight < 0:
+            raise ValueError(f"flow_bg_weight={self.flow_bg_weight}: must be >= 0.")
+
+    @property
+    def base(self) -> str:
+        return self.method.removesuffix("-action")
+
+    @property
+    def supervised(self) -> bool:
+        return self.method.endswith("-action")
+
+    @property
+    def label_split(self) -> str:
+        """The dataset's label split the action head trains on ("none" without supervision)."""
+        if not self.supervised:
+            return "none"
+        if self.labelled_trajectories is not None:
+            return f"traj-{self.labelled_trajectories}"
+        return f"frac-{self.labels if self.labels is not None else 0.01:g}"
+
+    def resolved(self, flow_sigma: float | None = None) -> LAMConfig:
+        """Every ``None`` replaced by the method's setting; ``flow_sigma``: the sigma calibrated from the
+        dataset (``rl_laof.flow.calibrate``), used when the config does not fix one."""
+        laom = self.base == "laom"
+        lam = self.labelled_batch_size / (self.batch_size + self.labelled_batch_size) if self.supervised else 0.0
+        flow_w = (1.0 - lam) if self.base == "laof" else 0.0
+        action_w = (0.001 if laom else lam) if self.supervised else 0.0
+        return dataclasses.replace(
+            self,
+            max_offset=self.max_offset if self.max_offset is not None else (10 if laom else 1),
+            # LAOF's paper: continuous latents beat VQ. Measured here too (README): under LAOM-level distractors
+            # LAOF's flow decoder on a VQ latent never beat the best constant prediction (held-out probe 0.88 of
+            # the mean action, as the untrained model), on a continuous one it reached 0.26 in the same 1000 steps
+            latent=self.latent or ("vq" if self.base == "lapo" else "continuous"),
+            fdm=self.fdm or ("latent" if laom else "pixel"),
+            augment=self.augment if self.augment is not None else laom,
+            flow_sigma=self.flow_sigma if self.flow_sigma is not None else flow_sigma,
+            precision=self.precision if self.precision != "auto" else native_bf16(),
+            flow_weight=self.flow_weight if self.flow_weight is not None else flow_w,
+            action_weight=self.action_weight if self.action_weight is not None else action_w,
+            labels=self.labels if (self.labels is not None or not self.supervised
+                                   or self.labelled_trajectories is not None) else 0.01,
+        )
+
+    def window_config(self) -> WindowConfig:
+        r = self.resolved()
+        # LAOF's flow targets are encoded once per split (rl_laof.flow.agent_targets), not gathered per window
+        return WindowConfig(frame_stack=r.frame_stack, max_offset=r.max_offset, label_split=r.label_split,
+                            with_masks=False, with_states=True, with_flow=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The dataclass defaults are the quick preset.
+LAM_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    # LAOF's Procgen setting: batch 128, 50k steps
+    "paper": dict(steps=50_000, batch_size=128, labelled_batch_size=64, width=64, eval_every=2500,
+                  checkpoint_every=1000, eval_windows=4096, mlp_probe_steps=5000),
+}

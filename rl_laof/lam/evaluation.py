@@ -1,0 +1,120 @@
+"""How good a latent action model is, on held-out data: its losses, its latents, and probes of what they carry
+(``rl_laof.lam.probes``): the periodic evaluation during training and the final report's probes."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.data.windows import WindowDataset
+from rl_laof.flow.agent_targets import AgentFlowTargets
+from rl_laof.lam import probes
+from rl_laof.lam.config import LAMConfig
+from rl_laof.models.augment import random_homographies
+from rl_laof.models.lam_model import LatentActionModel
+
+
+@torch.no_grad()
+def latents(model: LatentActionModel, windows: WindowDataset, rows: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Pre-quantisation latents of (o_t, o_{t+1}) for transition rows of a split (k = 1 always)."""
+    out = []
+    for i in range(0, len(rows), batch):
+        b = windows.gather(rows[i:i + batch])
+        out.append(model.encode(b["obs"], b["next_obs"]).numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def eval_losses(model: LatentActionModel, batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for b in batches:
+        _, m = model.losses(b, None, torch.Generator().manual_seed(0))
+        for k, v in m.items():
+            sums[k] = sums.get(k, 0.0) + v
+    return {k: v / len(batches) for k, v in sums.items()}
+
+
+def spread(n: int, k: int | None) -> np.ndarray:
+    """k rows spread evenly over n (all of them when k is None or >= n)."""
+    if k is None or k >= n:
+        return np.arange(n)
+    return np.linspace(0, n - 1, k).astype(np.int64)
+
+
+def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp: bool = True) -> dict[str, Any]:
+    """Every probe of ``rl_laof.probes`` on the held-out splits, fit on the training episodes."""
+    wcfg = dataclasses.replace(cfg.window_config(), max_offset=1, with_flow=False, with_masks=False)
+    train = WindowDataset(ds, "train", wcfg)
+    rows = spread(train.data.num_transitions, cfg.probe_train_windows)
+    z_tr = latents(model, train, rows)
+    a_tr = train.data["actions"][rows]
+    ds_tr = _state_change(train, rows)
+    out: dict[str, Any] = {"train_transitions": len(rows)}
+    label_masks = {name: m[rows] for name, m in ds.labels.items() if name.startswith("frac-") and name != "frac-0"}
+    label_masks["all"] = np.ones(len(rows), bool)
+    for split in ("eval", "heldout_bg"):
+        if not ds.episodes.get(split):
+            continue
+        test = WindowDataset(ds, split, wcfg)
+        trows = np.arange(test.data.num_transitions)
+        z_te, a_te = latents(model, test, trows), test.data["actions"][trows]
+        r = {"transitions": len(trows),
+             "linear_action_mse": probes.linear_probe(z_tr, a_tr, z_te, a_te),
+             "mean_action_mse": probes.mean_action_mse(a_tr, a_te),
+             "state_change_mse": probes.state_probe(z_tr, ds_tr, z_te, _state_change(test, trows)),
+             "budget_curve": probes.budget_curve(z_tr, a_tr, label_masks, z_te, a_te)}
+        if mlp:
+            r["mlp_action_mse"] = probes.mlp_probe(z_tr, a_tr, z_te, a_te, cfg.mlp_probe_steps, cfg.seed)
+        out[split] = r
+    out["label_counts"] = {k: int(m.sum()) for k, m in label_masks.items()}
+    return out
+
+
+def _state_change(w: WindowDataset, rows: np.ndarray) -> np.ndarray:
+    fr = w.data.frame_start[w.episode[rows]] + w.t[rows]
+    s = w.data["states"]
+    return (s[fr + 1] - s[fr]).astype(np.float64)
+
+
+class HeldOutEvaluation:
+    """The periodic held-out evaluation of a run: the losses (and their trivial-predictor baselines) on
+    ``eval_windows`` fixed windows of the eval episodes, and a linear action probe fit on training windows
+    and scored on those eval windows. Built once; calling it evaluates a model (and leaves it in train mode)."""
+
+    def __init__(self, ds: VideoDataset, cfg: LAMConfig, train: WindowDataset,
+                 targets: dict[str, AgentFlowTargets]):
+        wcfg = cfg.window_config()
+        self.train, self.cfg = train, cfg
+        self.ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
+        rows = spread(self.ev.data.num_transitions, cfg.eval_windows)
+        flow_mean = targets["train"].mean_target()[None] if targets else None
+        self.batches = []
+        for i in range(0, len(rows), 256):
+            b = self.ev.gather(rows[i:i + 256])
+            if targets:  # the flow targets, and the training split's mean target (the best constant prediction)
+                b.update(targets["eval"].get(rows[i:i + 256]), flow_mean=flow_mean)
+            if cfg.augment:
+                b["homography"] = random_homographies(len(b["obs"]), torch.Generator().manual_seed(i))
+            self.batches.append(b)
+        # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone); fit on
+        # every training episode, also when the model trains on the first train_episodes only
+        probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
+        self.probe_train = WindowDataset(ds, "train", probe_cfg,
+                                         arrays=train.data if cfg.train_episodes is None else None)
+        self.probe_eval = WindowDataset(ds, "eval", probe_cfg, arrays=self.ev.data)
+
+    def __call__(self, model: LatentActionModel) -> dict[str, float]:
+        model.eval()
+        m = {f"eval/{k}": v for k, v in eval_losses(model, self.batches).items()}
+        tr, ev = self.probe_train, self.probe_eval
+        rows_tr = spread(tr.data.num_transitions, self.cfg.eval_windows)
+        rows_ev = spread(ev.data.num_transitions, self.cfg.eval_windows)
+        m["eval/linear_probe_action_mse"] = probes.linear_probe(
+            latents(model, tr, rows_tr), tr.data["actions"][rows_tr], latents(model, ev, rows_ev),
+            ev.data["actions"][rows_ev])
+        model.train()
+        return m

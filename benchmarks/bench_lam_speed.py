@@ -184,14 +184,14 @@ def table(r: dict) -> str:
 
 
 def main() -> dict:
-    from rl_laof.pretrain import find_or_build_dataset
+    from rl_laof.pipeline import default_dataset
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default=None, help="default: the quick cheetah-run dataset at the LAOM level")
     p.add_argument("--method", default="laof")
     p.add_argument("--steps", type=int, default=20)
     args = p.parse_args()
-    dataset = args.dataset or find_or_build_dataset("cheetah-run", "quick", flow=True, distractors="laom")
+    dataset = args.dataset or default_dataset("cheetah-run", "quick", flow=True, distractors="laom")
     r = measure(dataset, args.method, args.steps)
     print(table(r), file=sys.stderr)
     print(json.dumps(r))

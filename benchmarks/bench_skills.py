@@ -61,9 +61,9 @@ QUICK = dict(expert_steps=300_000, episodes=6, eval_episodes=2, heldout=0, episo
 
 def build_data(size: dict, tag: str, progress: bool):
     """Per-task experts and datasets (with exact flow), merged; returns (per-task dataset dirs, merged dir)."""
+    from agents.expert import train_expert
     from rl_laof.collect import collect
     from rl_laof.data.multitask import merge_datasets
-    from rl_laof.expert import train_expert
     from rl_laof.flow.targets import fill_flow
 
     datasets = {}
@@ -152,7 +152,7 @@ def main() -> dict:
                               for t in TASKS}  # the noisy experts' episodes (250 of 500 steps)
 
     # --- PPO over skills vs raw actions at equal env steps
-    from rl_laof.train import train
+    from rl_laof.pipeline import agent as train
 
     t = time.perf_counter()
     tcfg = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=PPO_TASK, total_steps=size["ppo_steps"],

@@ -80,11 +80,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     args = p.parse_args()
-    from rl_laof.pretrain import find_or_build_dataset
+    from rl_laof.pipeline import default_dataset
 
     mode = "quick" if args.quick else "full"
     runs = (runs_root() / "bench" / "sweeps" / mode).resolve()
-    dataset = find_or_build_dataset("cheetah-run", "quick", flow=True).resolve()
+    dataset = default_dataset("cheetah-run", "quick", flow=True).resolve()
     t_start = time.time()
     n_tp, steps_tp = (4, 20) if args.quick else (6, 60)
     runs_tp = {}

@@ -37,8 +37,8 @@ from bench_args import seed_count, subset  # noqa: E402
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import stats  # noqa: E402
 from rl_laof.config import TRAIN_PRESETS, TrainConfig, from_preset  # noqa: E402
+from rl_laof.pipeline import agent as train  # noqa: E402
 from rl_laof.runs import atomic_path, runs_root  # noqa: E402
-from rl_laof.train import train  # noqa: E402
 
 TASK = "cheetah-run"
 LATENTS = ("none", "lapo", "laof")
@@ -48,7 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "train.json"
 
 def env_only_sps(cfg: TrainConfig, steps: int = 2048) -> float:
     """Agent steps/s of the training env alone: the same EnvPool pixel env, random actions, no agent."""
-    from rl_laof.train import make_env
+    from agents.training import make_env
 
     venv = make_env(cfg, cfg.num_envs, cfg.seed + 123)
     try:

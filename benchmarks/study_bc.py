@@ -80,14 +80,14 @@ def main() -> dict:
     args = p.parse_args()
     from rl_laof.imitation.agent import load_agent
     from rl_laof.imitation.training import imitate
-    from rl_laof.pretrain import find_or_build_dataset
+    from rl_laof.pipeline import default_dataset
 
     if args.dataset:
         data = Path(args.dataset) / "dataset.h5"
         tag = f"-{Path(args.dataset).name}"
     else:
-        data = find_or_build_dataset("cheetah-run", "quick", "exact", distractors=args.level,
-                                     progress=not args.no_progress)
+        data = default_dataset("cheetah-run", "quick", "exact", distractors=args.level,
+                               progress=not args.no_progress)
         tag = ""
     ds = VideoDataset(data)
     if ds.config["distractors"]["difficulty"] != args.level:

@@ -70,10 +70,9 @@ def resolve_expert(cfg: CollectConfig, progress: bool = True) -> str:
     if cfg.expert == "random":
         return "random"
     if cfg.expert == "auto":
-        from rl_laof.expert import find_or_train_expert
+        from rl_laof.pipeline import expert
 
-        return str(find_or_train_expert(cfg.task, cfg.expert_preset, progress=progress,
-                                        action_repeat=cfg.action_repeat))
+        return str(expert(cfg.task, cfg.expert_preset, progress=progress, action_repeat=cfg.action_repeat))
     path = Path(cfg.expert)
     if not (path / cfg.expert_which / "model.zip").exists():
         raise FileNotFoundError(f"--expert {path}: not an expert run directory (no {cfg.expert_which}/model.zip). "
@@ -84,7 +83,7 @@ def resolve_expert(cfg: CollectConfig, progress: bool = True) -> str:
 def load_policy(expert: str, cfg: CollectConfig, action_dim: int):
     if expert == "random":
         return RandomPolicy(action_dim)
-    from rl_laof.expert import Expert
+    from agents.expert import Expert
 
     loaded = Expert.load(expert, cfg.expert_which)
     if loaded.config.get("task") != cfg.task:

@@ -20,20 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rl_laof.config import IMITATION_PRESETS, LAM_METHODS, LAM_PRESETS, ImitationConfig, LAMConfig, from_preset
-from rl_laof.data.dataset import VideoDataset
-from rl_laof.imitation.training import imitate
-from rl_laof.lam.training import train_lam
-
-
-def find_lam(cfg: ImitationConfig, ds: VideoDataset, progress: bool = True) -> Path:
-    """The latent action model's run folder: ``cfg.lam_run``, or the default run at the preset (trained now
-    if missing, on the same labels for a ``-action`` model)."""
-    supervised = cfg.latent.endswith("-action")
-    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, method=cfg.latent, seed=cfg.seed,
-                          labels=cfg.labels if supervised else None, threads=cfg.threads)
-    return Path(train_lam(lam_cfg, ds.path, progress=progress)["run_dir"])
-
+from rl_laof import pipeline
+from rl_laof.config import IMITATION_PRESETS, LAM_METHODS, ImitationConfig, from_preset
 
 # --------------------------------------------------------------------------- CLI
 
@@ -89,18 +77,13 @@ def config_from_args(args) -> ImitationConfig:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from rl_laof.pretrain import find_or_build_dataset
-
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     dataset = args.dataset
     if dataset is None:
         flow = cfg.latent.removesuffix("-action") == "laof"
-        dataset = find_or_build_dataset(args.task, args.preset, flow, progress=not args.no_progress)
-    lam = None
-    if cfg.latent != "none" and cfg.lam_run is None:
-        lam = lambda: find_lam(cfg, VideoDataset(dataset), not args.no_progress)  # noqa: E731
-    report = imitate(cfg, dataset, args.out, progress=not args.no_progress, lam=lam)
+        dataset = pipeline.default_dataset(args.task, args.preset, flow, progress=not args.no_progress)
+    report = pipeline.latent_policy(cfg, dataset, args.out, progress=not args.no_progress)
     summary = {"run": report["run_dir"], "tag": report["tag"], "ms_per_action": report["ms_per_action"],
                **{f"return_{bg}": round(r["mean"], 1) for bg, r in report["returns"].items()}}
     if "normalised" in report:

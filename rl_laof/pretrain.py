@@ -18,35 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rl_laof import distributed as dist
-from rl_laof.config import COLLECT_PRESETS, CollectConfig, from_preset
-from rl_laof.data import format as fmt
+from rl_laof import pipeline
+from rl_laof.config import from_preset
 from rl_laof.lam.config import LAM_METHODS, LAM_PRESETS, LAMConfig
 from rl_laof.lam.training import train_lam
-from rl_laof.runs import dataset_dir
-
-# --------------------------------------------------------------------------- data
-
-def find_or_build_dataset(task: str, preset: str, flow: bool, progress: bool = True, **overrides: Any) -> Path:
-    """The task's default dataset at ``preset`` (hard distractors unless ``overrides`` say otherwise: any
-    ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with its exact flow targets
-    when ``flow``."""
-    from rl_laof.collect import collect
-
-    cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task, **overrides)
-    path = dataset_dir(task, cfg.name)
-    if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
-        collect(cfg, path, progress=progress)
-    if flow:
-        from rl_laof.flow.targets import fill_flow
-
-        fill_flow(path, "exact", progress=progress)
-    return path
-
-
-def _complete(h5: Path) -> bool:
-    with fmt.open_h5(h5) as f:
-        return bool(fmt.root_attrs(f)["complete"])
-
 
 # --------------------------------------------------------------------------- CLI
 
@@ -95,8 +70,8 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = config_from_args(args)
     dataset = args.dataset
     if dataset is None:
-        dataset = find_or_build_dataset(args.task, args.preset, cfg.resolved().flow_weight > 0,
-                                        progress=not args.no_progress)
+        dataset = pipeline.default_dataset(args.task, args.preset, cfg.resolved().flow_weight > 0,
+                                           progress=not args.no_progress)
     try:
         report = train_lam(cfg, dataset, args.out, progress=not args.no_progress)
         main_process = dist.is_main()

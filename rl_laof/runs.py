@@ -26,14 +26,14 @@ from typing import Any
 #: an upstream artifact a stage library takes: its path, or a function that returns the path when the stage
 #: first needs it (``rl_laof.pipeline`` passes one that finds or builds the artifact then, so a finished run
 #: never builds what it no longer needs)
-Upstream = str | os.PathLike | Callable[[], str | os.PathLike]
+Upstream = str | os.PathLike | Callable[[], str | os.PathLike | None]
 
 
 def resolve(upstream: Upstream | None) -> Path | None:
-    """The path an :data:`Upstream` stands for (calling it if it is a function); None stays None."""
-    if upstream is None:
-        return None
-    return Path(upstream() if callable(upstream) else upstream)
+    """The path an :data:`Upstream` stands for (calling it if it is a function); None (given or returned: nothing
+    found) stays None."""
+    path = upstream() if callable(upstream) else upstream
+    return None if path is None else Path(path)
 
 
 def runs_root() -> Path:

@@ -31,7 +31,7 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
     """What every trial shares, built once before any worker starts (two workers must not both collect
     a dataset or train the same default model): the dataset, and the frozen upstream runs of the
     downstream targets. Returns fixed stage overrides / paths for the trials."""
-    from rl_laof.pretrain import find_or_build_dataset
+    from rl_laof.pipeline import default_dataset
 
     if cfg.target == "sof":
         if cfg.dataset is None:
@@ -41,12 +41,12 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
             raise FileNotFoundError(f"--dataset {cfg.dataset}: no such dataset")
         return {"dataset": str(cfg.dataset), "fixed": {}}
     if cfg.target == "ppo":
-        from rl_laof.train import find_latent_agent
+        from rl_laof.pipeline import latent_agent
 
         tcfg = stage_config("train", cfg.preset, {"task": cfg.task, "latent": "laof"})
-        return {"dataset": None, "fixed": {"latent_agent": str(find_latent_agent(tcfg, progress=progress))}}
+        return {"dataset": None, "fixed": {"latent_agent": str(latent_agent(tcfg, progress=progress))}}
     laof = cfg.target in ("laof", "lafp")
-    dataset = Path(cfg.dataset) if cfg.dataset else find_or_build_dataset(cfg.task, cfg.preset, laof, progress)
+    dataset = Path(cfg.dataset) if cfg.dataset else default_dataset(cfg.task, cfg.preset, laof, progress)
     if not dataset.exists():
         raise FileNotFoundError(f"--dataset {dataset}: no such dataset")
     if cfg.target == "lafp":  # the policy imitates the latents of the preset's LAOF model, trained once here
@@ -103,7 +103,7 @@ def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], 
 def ppo(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
         report: Report) -> list[float]:
     """ppo: the agent in the LAOF latent action space; final evaluation return (periodic ones are reported)."""
-    from rl_laof.train import train
+    from rl_laof.pipeline import agent as train
 
     tcfg = stage_config("train", cfg.preset, overrides)
     rollout = tcfg.n_steps * tcfg.num_envs

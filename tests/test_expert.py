@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agents.algorithms import resolve_algorithm
+from agents.expert import Expert
+from agents.expert import evaluate_expert as evaluate
 from rl_laof.config import EXPERT_PRESETS, ExpertConfig, from_preset
-from rl_laof.expert import Expert, evaluate, resolve_algorithm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -173,7 +173,7 @@ def _skill_policy(cfg=TINY):
 
 
 def test_skill_env_sums_rewards_and_ends_the_chunk_with_the_episode():
-    from rl_laof.skill_env import SkillVecEnv
+    from agents.skill_env import SkillVecEnv
 
     inner = ScriptedEnv(3, end_at={1: 2})  # env 1's episode ends at the chunk's 2nd step (of 4)
     env = SkillVecEnv(inner, _skill_policy(), "tokens")
@@ -206,7 +206,7 @@ def test_skill_policy_replans_after_each_executed_part_of_a_chunk():
 
 
 def test_skill_env_continuous_codes_and_kl_term():
-    from rl_laof.skill_env import SkillVecEnv
+    from agents.skill_env import SkillVecEnv
 
     env = SkillVecEnv(ScriptedEnv(2, {}), _skill_policy(), "continuous")
     assert env.action_space.shape == (TINY.tokens * 3,)
@@ -314,8 +314,8 @@ def test_skills_cli_all_stages(skill_dataset, tmp_path):
 def test_train_with_sof_skills(skill_dataset, tmp_path):
     """PPO over skill tokens: one decision per chunk, env steps counted, gamma^H, actor distilled from the prior."""
     from rl_laof.config import TrainConfig
+    from rl_laof.pipeline import agent as train
     from rl_laof.sof.training import SkillRun
-    from rl_laof.train import train
 
     run = SkillRun(TINY, skill_dataset, tmp_path / "skills")
     run.tokenizer(False), run.prior(False), run.translator(False)

@@ -51,7 +51,7 @@ def _cfg(policy: str, agents: dict, **kw) -> TrainConfig:
 
 @pytest.mark.parametrize("policy", ["bc", "lafp"])
 def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_agents, policy):
-    from rl_laof.train import load_latent_space, make_env
+    from agents.training import load_latent_space, make_env
 
     cfg = _cfg(policy, latent_agents, residual_pcs=0)
     agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
@@ -79,8 +79,8 @@ def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_
 def test_the_agent_starts_from_the_latent_bc_policy(latent_agents):
     from stable_baselines3 import PPO
 
-    from rl_laof.agents import init_from_latent_policy, policy_kwargs
-    from rl_laof.train import load_latent_space, make_env
+    from agents.policy import init_from_latent_policy, policy_kwargs
+    from agents.training import load_latent_space, make_env
 
     cfg = _cfg("bc", latent_agents, residual_pcs=0)
     agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
@@ -101,9 +101,10 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
         latent_agents, tmp_path):
     from stable_baselines3 import PPO
 
-    from rl_laof.agents import policy_kwargs, zero_mean
+    from agents.policy import policy_kwargs, zero_mean
+    from agents.training import load_latent_space, make_env
     from rl_laof.imitation.agent import ImitationAgent
-    from rl_laof.train import load_latent_space, make_env, train
+    from rl_laof.pipeline import agent as train
 
     cfg = _cfg("bc", latent_agents, residual_pcs=4)
     assert cfg.residual and cfg.tag.startswith("ppo-laof-bc-res4-")
@@ -147,7 +148,7 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
 
 
 def test_a_latent_policy_of_another_distractor_level_is_refused(latent_agents):
-    from rl_laof.train import load_latent_space
+    from agents.training import load_latent_space
 
     cfg = _cfg("bc", latent_agents)
     _, meta = load_latent_space(cfg, Path(cfg.latent_agent))
@@ -157,7 +158,7 @@ def test_a_latent_policy_of_another_distractor_level_is_refused(latent_agents):
 
 
 def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_agents, tmp_path):
-    from rl_laof.train import train
+    from rl_laof.pipeline import agent as train
 
     cfg = _cfg("bc", latent_agents, total_steps=192)
     full = train(cfg, tmp_path / "full", progress=False)
@@ -179,7 +180,7 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
     assert lr_full[128] == pytest.approx(3e-4 * (1 - 128 / 192))
     assert (tmp_path / "cut" / "learning_curve.png").exists() and resumed["final"]["episodes"] == 1
     # and the replay command rebuilds the env and action space from the run folder
-    from rl_laof.evaluate import evaluate_run
+    from agents.replay import evaluate_run
 
     replay = evaluate_run(tmp_path / "cut", episodes=1)
     assert Path(replay["gif"]).exists() and np.isfinite(replay["mean"])
@@ -188,7 +189,7 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
 def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
     import cloudpickle
 
-    from rl_laof.sb3_loop import LinearSchedule
+    from agents.loop import LinearSchedule
 
     for end in (0.0, 1e-5):
         schedule = cloudpickle.loads(cloudpickle.dumps(LinearSchedule(3e-4, end)))  # as checkpoints store it
@@ -203,7 +204,7 @@ def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
 
 def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_agents, tmp_path):
     """100 steps in 64-step rollouts end at 128: the last update runs past the total at the floor rate."""
-    from rl_laof.train import train
+    from rl_laof.pipeline import agent as train
 
     report = train(_cfg("bc", latent_agents, total_steps=100, learning_rate_end=1e-5), tmp_path, progress=False)
     assert report["steps"] == 128
@@ -217,7 +218,7 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_a
     from stable_baselines3 import PPO
 
     from rl_laof.imitation.agent import load_agent
-    from rl_laof.train import train
+    from rl_laof.pipeline import agent as train
 
     bc = load_agent(latent_agents["bc"])[0].policy
 
@@ -244,7 +245,7 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_a
 @pytest.mark.parametrize("algo", ["recurrent-ppo", "sac", "a2c"])
 def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_path, algo):
     """Each algorithm trains in the latent space on pixels; the recurrent policy gets the encoder only."""
-    from rl_laof.train import train
+    from rl_laof.pipeline import agent as train
 
     extra = dict(buffer_size=256, batch_size=16) if algo == "sac" else {}
     cfg = _cfg("bc", latent_agents, algo=algo, total_steps=64, eval_every=64, checkpoint_every=64,
@@ -278,7 +279,8 @@ def test_bad_flags_give_clear_errors(args, message, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "pretrained" / "cheetah-run").iterdir()))
 def test_shipped_latent_policies_load_and_record_their_command(name):
-    from rl_laof.train import load_latent_space, shipped_agent
+    from agents.training import load_latent_space
+    from rl_laof.pipeline import shipped_agent
 
     latent, policy = name.rsplit("-", 1)
     path = shipped_agent("cheetah-run", latent, policy)

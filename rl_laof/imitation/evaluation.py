@@ -46,10 +46,10 @@ def latency_ms(act: Callable[[np.ndarray], np.ndarray], obs_shape: tuple[int, ..
 def plot_normalised_returns(rows: dict[str, dict[str, dict[str, float]]], path: Path, title: str,
                             ylabel: str = "return / BC on all labels") -> None:
     """Bar chart: per method, normalised return (mean, seed spread) per background set."""
-    import matplotlib  # deferred: matplotlib only for the plot
+    import matplotlib  # deferred: matplotlib only for plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: matplotlib only for the plot
+    import matplotlib.pyplot as plt  # deferred: matplotlib only for plots
 
     names = list(rows)
     backgrounds = list(dict.fromkeys(bg for r in rows.values() for bg in r))

@@ -7,7 +7,7 @@
                    sampled with K Euler steps of v = (x - z_tau) / (1 - tau)
     ActionDecoder  normalised latent -> action
     LatentPCA      the principal directions of the normalised training latents (an RL agent's residual
-                   action space: rl_laof.latent_env)
+                   action space: agents.latent_env)
 
 Latents are normalised per dimension to [-1, 1] over the training set (centre (max + min) / 2, scale
 (max - min) / 2), as LAFP does, so one noise scale fits every latent space.

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from rl_laof.config import SKILL_ACTIONS
+from agents.config import SKILL_ACTIONS
 from rl_laof.sof.policy import SkillPolicy
 
 

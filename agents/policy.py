@@ -1,17 +1,15 @@
-"""stable-baselines3 agents on pixels: one registry of algorithms, our pixel encoder as their features
-extractor (so a pretrained latent policy's weights load into it), and that initialisation.
+"""stable-baselines3 agents on pixels: our pixel encoder as their features extractor (so a pretrained latent
+policy's weights load into it), their network arguments, and how they start from what was pretrained.
 
-    registry    "ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc" -> (class, policy name)
     features    PixelFeatures = rl_laof.models.policy.PixelEncoder behind SB3's interface
     init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1;
-                a residual agent (rl_laof.latent_env.ResidualLatentVecEnv) -> mean 0;
+                a residual agent (agents.latent_env.ResidualLatentVecEnv) -> mean 0;
                 SOF skills -> the actor distilled from the skill prior
     fine-tuning a pretrained start: a frozen encoder, a critic warm-up (the actor held for the first steps)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -21,31 +19,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from rl_laof.config import TrainConfig
+from agents.config import TrainConfig
+from agents.skill_env import SkillVecEnv
 from rl_laof.models.policy import BCPolicy, FlowPolicy, PixelEncoder
-
-
-@dataclass(frozen=True)
-class AlgoSpec:
-    cls_name: str  # key of rl_laof.expert.algorithm_table() (SB3 / sb3-contrib class, lower case)
-    recurrent: bool = False
-
-    @property
-    def algo_class(self) -> type:
-        from rl_laof.expert import algorithm_table
-
-        return algorithm_table()[self.cls_name]
-
-    def policy_name(self) -> str:
-        # the features extractor is ours, so the "Mlp" policies (no image transposition or scaling) fit pixels
-        return "MlpLstmPolicy" if self.recurrent else "MlpPolicy"
-
-
-ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec("ppo"), "a2c": AlgoSpec("a2c"), "trpo": AlgoSpec("trpo"),
-    "recurrent-ppo": AlgoSpec("recurrentppo", recurrent=True),
-    "sac": AlgoSpec("sac"), "td3": AlgoSpec("td3"), "tqc": AlgoSpec("tqc"),
-}
 
 
 class PixelFeatures(BaseFeaturesExtractor):
@@ -170,8 +146,6 @@ def init_from_skill_prior(model, skill_env, obs: np.ndarray, steps: int, seed: i
     The agent's token distribution is factorised over the n tokens while the prior's is autoregressive, so
     the agent starts at the closest factorised fit; a continuous agent fits its mean to the sampled codes
     (its log std stays put). Returns what was initialised."""
-    from rl_laof.skill_env import SkillVecEnv
-
     assert isinstance(skill_env, SkillVecEnv)
     pol = model.policy
     skills = skill_env.skills

@@ -1,5 +1,5 @@
-"""What every stable-baselines3 training run here shares (experts, agents in latent spaces): periodic
-evaluation with best-model saving, checkpoints that resume, a progress bar, the learning curve.
+"""The shared stable-baselines3 training loop (experts, agents in latent spaces): periodic evaluation with
+best-model saving, checkpoints that resume, a progress bar, the learning curve.
 
 Every schedule counts agent steps (``model.num_timesteps``); a checkpoint holds the model, the VecNormalize
 statistics, the replay buffer where there is one, and the evaluation history, in a folder written whole and
@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecNormalize
+from tqdm import tqdm
 
 from rl_laof.runs import atomic_path, latest_checkpoint, read_json, write_json
 
@@ -57,8 +59,6 @@ class PeriodicCallback(BaseCallback):
         self.t0 = time.time() - (history[-1]["wall_s"] if history else 0.0)
 
     def _on_training_start(self) -> None:
-        from tqdm import tqdm
-
         self.bar = tqdm(total=self.total_steps, initial=self.num_timesteps, unit="step", disable=not self.progress,
                         desc=self.desc, dynamic_ncols=True)
         self.last = self.num_timesteps
@@ -124,8 +124,6 @@ def replace_dir(tmp: Path, dst: Path) -> None:
 
 def save_checkpoint(model, run_dir: Path, history: list) -> Path:
     """Model, normalisation stats (and replay buffer) in a new folder; ``latest.json`` then points to it."""
-    from stable_baselines3.common.vec_env import VecNormalize
-
     ckpts = run_dir / "checkpoints"
     dst = ckpts / f"step-{model.num_timesteps:012d}"
     tmp = dst.with_name(dst.name + ".tmp")
@@ -163,10 +161,10 @@ def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any]
 def plot_learning_curve(history: list[dict], path: Path, title: str, label: str,
                         references: dict[str, float] | None = None) -> None:
     """Evaluation return (mean +- std over episodes) against agent steps, with horizontal references."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib only for plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib only for plots
 
     fig, ax = plt.subplots(figsize=(6, 4))
     if history:

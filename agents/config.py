@@ -1,0 +1,258 @@
+"""The agents' configs: experts on state observations (``ExpertConfig``, ``python -m rl_laof.expert``) and agents
+in latent action or skill spaces (``TrainConfig``, ``python -m rl_laof.train``), with their presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from envs.config import OBS_TYPES, DistractorConfig
+from envs.tasks import get_task
+from rl_laof.imitation.config import POLICY_TYPES
+
+ON_POLICY_ALGOS = ("ppo", "a2c", "trpo", "recurrentppo")
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """An expert trained on state observations (EnvPool backend) with stable-baselines3.
+
+    ``algo`` names any SB3 / sb3-contrib algorithm for continuous actions (ppo, sac, td3, tqc,
+    trpo, a2c, ddpg, crossq...); ``algo_kwargs`` override its constructor arguments. On-policy
+    algorithms normalise observations and rewards (VecNormalize, as CleanRL's PPO); off-policy ones
+    normalise observations only (their critics learn the reward's scale themselves).
+    """
+
+    task: str = "cheetah-run"
+    algo: str = "ppo"
+    preset: str = "quick"
+    total_steps: int = 3_000_000  # environment (agent) steps over all envs
+    num_envs: int | None = None  # None: 64 for on-policy algorithms, 4 for off-policy ones
+    seed: int = 0
+    action_repeat: int = 1
+    net_arch: tuple[int, ...] = (64, 64)  # CleanRL's PPO; also the fastest on CPU
+    normalize_obs: bool = True
+    normalize_reward: bool | None = None  # None: on for on-policy algorithms, off for off-policy
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_every: int = 500_000  # agent steps between evaluations
+    eval_episodes: int = 8
+    final_eval_episodes: int = 32  # per backend, for the report
+    checkpoint_every: int = 500_000
+    torch_threads: int = 0  # 0: all cores
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algo", self.algo.lower())
+        object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
+        if self.num_envs is None:
+            object.__setattr__(self, "num_envs", 64 if self.on_policy else 4)
+        for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "final_eval_episodes",
+                     "checkpoint_every", "action_repeat"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ExpertConfig.{name}={getattr(self, name)}: must be >= 1.")
+
+    @property
+    def on_policy(self) -> bool:
+        return self.algo in ON_POLICY_ALGOS
+
+    @property
+    def resolved_normalize_reward(self) -> bool:
+        return self.on_policy if self.normalize_reward is None else bool(self.normalize_reward)
+
+    def resolved_algo_kwargs(self) -> dict[str, Any]:
+        """The algorithm's constructor arguments: our defaults for it, then ``algo_kwargs``."""
+        if self.on_policy:
+            base: dict[str, Any] = dict(n_steps=128, learning_rate=3e-4, gamma=0.99)
+            if self.algo in ("ppo", "recurrentppo", "trpo"):
+                base.update(batch_size=1024, gae_lambda=0.95)
+            if self.algo in ("ppo", "recurrentppo"):
+                base.update(n_epochs=10, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5)
+        else:
+            base = dict(learning_rate=3e-4, buffer_size=min(1_000_000, self.total_steps), batch_size=256,
+                        gamma=0.99, learning_starts=min(5_000, self.total_steps // 10), train_freq=1,
+                        gradient_steps=-1)
+        base.update(self.algo_kwargs)
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["resolved_algo_kwargs"] = self.resolved_algo_kwargs()
+        return d
+
+
+# The dataclass defaults are the quick preset; other presets override them.
+EXPERT_PRESETS: dict[str, dict[str, Any]] = {
+    # ~6 min (cheetah-run, 1 physics step per control step) to ~13 min (walker-walk, 10) on 2 CPU cores
+    "quick": {},
+    # CleanRL's budget for its dm_control PPO references (8M steps)
+    "paper": dict(total_steps=8_000_000, eval_every=250_000, checkpoint_every=250_000,
+                  final_eval_episodes=100),
+}
+
+
+TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof")
+SKILL_ACTIONS = ("tokens", "continuous")
+TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc")
+OFF_POLICY = ("sac", "td3", "tqc")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """An RL agent in a latent action space (``python -m rl_laof.train``).
+
+    ``latent = "none"``: the agent acts with raw actions. Otherwise it acts with the latents of a latent
+    action model, decoded to actions by the frozen action decoder of an imitation run
+    (``rl_laof.imitate``): with ``latent_policy = "bc"`` the action is the normalised latent (bounded by
+    the latent normalisation, [-1, 1]^D) and the agent's encoder and mean start from the latent BC policy;
+    with ``"lafp"`` the action is the source noise z0 of the frozen flow policy (its prior N(0, I):
+    the agent's mean starts at 0, its std at 1, its encoder from the flow policy's). The env runs at the
+    dataset's action repeat, as the latents do.
+    """
+
+    algo: str = "ppo"
+    latent: str = "laof"
+    latent_policy: str = "bc"  # "bc" | "lafp"
+    latent_agent: str | None = None  # an imitation run folder (agent.pt); None: shipped, else built at the preset
+    task: str = "cheetah-run"
+    obs: str = "pixels"  # "pixels" | "state"
+    distractors: str = "laom"  # LAOM's level, the benchmarks' (where latent actions carry the action: README)
+    preset: str = "quick"
+    seed: int = 0
+    num_envs: int = 8
+    total_steps: int = 20_000  # agent steps over all envs
+    action_repeat: int | None = None  # None: the task's pixel action repeat (envs.tasks), as its datasets
+    image_size: int = 64
+    frame_stack: int = 3
+    init_policy: bool = True  # start from the pretrained latent policy where the action type allows
+    residual_pcs: int = 8  # latent_policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
+    #                        features, adds a residual along this many leading principal directions of the
+    #                        training latents (agents.latent_env.ResidualLatentVecEnv); 0 = the agent acts with
+    #                        the whole latent, its encoder and actor initialised from the BC policy
+    freeze_encoder: bool = False  # keep a pretrained pixel encoder fixed (a fresh one always trains)
+    critic_warmup_steps: int = 0  # on-policy: agent steps during which only the critic learns (the actor is
+    #                               held at its pretrained start while the value function catches up)
+    # ---- SOF skills (latent "sof"): one decision per H-step chunk; steps, evaluations and checkpoints still
+    # count environment steps, and the discount per decision is gamma^H
+    skills: str | None = None  # a skills run folder (python -m rl_laof.skills); None: runs/skills/<domain>-...
+    skill_action: str = "tokens"  # "tokens": multi-discrete FSQ codes; "continuous": the pre-quantisation code
+    kl_coef: float = 0.0  # SPiRL-style: chunk reward -= kl_coef (log pi(tokens|o) - log prior(tokens|o, task))
+    skill_init_steps: int = 300  # distillation steps that start the agent as the skill prior
+    # ---- networks (the pixel encoder of rl_laof.models.policy, so a latent policy's weights load)
+    width: int = 16
+    features: int = 256
+    hidden: int = 256
+    log_std_init: float = -1.0  # std e^-1 = 0.37 in the normalised latent / action range ("lafp": 0, the prior)
+    # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any)
+    learning_rate: float = 3e-4  # decays linearly to learning_rate_end over total_steps, then stays there
+    learning_rate_end: float = 0.0  # the schedule's floor (the last rollout may overshoot total_steps)
+    n_steps: int = 256  # on-policy rollout length per env
+    batch_size: int = 256
+    n_epochs: int = 4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    normalize_reward: bool = True  # on-policy algorithms only
+    buffer_size: int = 100_000  # off-policy algorithms only
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    # ---- evaluation, checkpoints
+    eval_every: int = 5_000
+    eval_episodes: int = 4
+    final_eval_episodes: int = 8
+    checkpoint_every: int = 5_000
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "algo", self.algo.lower())
+        if self.algo not in TRAIN_ALGOS:
+            raise ValueError(f"Unknown algo {self.algo!r}; valid: {', '.join(TRAIN_ALGOS)}.")
+        if self.latent not in TRAIN_LATENTS:
+            raise ValueError(f"Unknown latent {self.latent!r}; valid: {', '.join(TRAIN_LATENTS)}.")
+        if self.skill_action not in SKILL_ACTIONS:
+            raise ValueError(f"Unknown skill_action {self.skill_action!r}; valid: {', '.join(SKILL_ACTIONS)}.")
+        if self.latent == "sof":
+            if self.obs != "pixels":
+                raise ValueError("latent 'sof' plans skills from pixels: use --obs pixels.")
+            if self.algo not in ("ppo", "a2c", "trpo"):
+                raise ValueError(f"latent 'sof' (a chunk per decision, multi-discrete tokens) runs with ppo, a2c or "
+                                 f"trpo, not {self.algo}.")
+            if self.kl_coef < 0:
+                raise ValueError(f"kl_coef={self.kl_coef}: must be >= 0.")
+            if self.kl_coef > 0 and self.skill_action != "tokens":
+                raise ValueError("kl_coef > 0 needs the prior's density over the actions: use --skill-action tokens.")
+        if self.latent_policy not in POLICY_TYPES:
+            raise ValueError(f"Unknown latent_policy {self.latent_policy!r}; valid: {', '.join(POLICY_TYPES)}.")
+        if self.obs not in OBS_TYPES:
+            raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
+        if self.obs == "state" and self.latent_policy == "lafp" and self.latent != "none":
+            raise ValueError("latent_policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
+        DistractorConfig.parse(self.distractors)
+        if self.obs == "state" and DistractorConfig.parse(self.distractors).active_kinds:
+            object.__setattr__(self, "distractors", "none")  # distractors are pixels; state obs has none
+        for name in ("num_envs", "total_steps", "n_steps", "batch_size", "n_epochs", "eval_every",
+                     "eval_episodes", "final_eval_episodes", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
+        if self.action_repeat is not None and self.action_repeat < 1:
+            raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
+        if self.critic_warmup_steps < 0:
+            raise ValueError(f"critic_warmup_steps={self.critic_warmup_steps}: must be >= 0.")
+        if self.residual_pcs < 0:
+            raise ValueError(f"residual_pcs={self.residual_pcs}: must be >= 0 (0: act with the whole latent).")
+        if self.critic_warmup_steps and not self.on_policy:
+            raise ValueError(f"critic_warmup_steps holds an actor-critic's actor; {self.algo} is off-policy: "
+                             "use ppo, a2c, trpo or recurrent-ppo.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
+        if not 0 <= self.learning_rate_end <= self.learning_rate:
+            raise ValueError(f"learning_rate_end={self.learning_rate_end}: must be in [0, learning_rate].")
+
+    @property
+    def on_policy(self) -> bool:
+        return self.algo not in OFF_POLICY
+
+    @property
+    def residual(self) -> bool:
+        """The agent acts as a residual on the frozen latent BC policy's features (see ``residual_pcs``)."""
+        return self.residual_pcs > 0 and self.latent not in ("none", "sof") and self.latent_policy == "bc" \
+            and self.obs == "pixels"
+
+    @property
+    def resolved_action_repeat(self) -> int:
+        return self.action_repeat or get_task(self.task).pixel_action_repeat
+
+    @property
+    def tag(self) -> str:
+        latent = self.latent if self.latent == "none" else f"{self.latent}-{self.latent_policy}"
+        if self.residual:
+            latent += f"-res{self.residual_pcs}"
+        return f"{self.algo}-{latent}-{self.obs}-{self.preset}-s{self.seed}"
+
+    def resolved_algo_kwargs(self) -> dict[str, Any]:
+        """The algorithm's constructor arguments (without the learning rate schedule and policy)."""
+        if self.on_policy:
+            base: dict[str, Any] = dict(n_steps=self.n_steps, gamma=self.gamma, ent_coef=self.ent_coef)
+            if self.algo in ("ppo", "recurrent-ppo", "trpo"):
+                base.update(batch_size=self.batch_size, gae_lambda=self.gae_lambda)
+            if self.algo in ("ppo", "recurrent-ppo"):
+                base.update(n_epochs=self.n_epochs, clip_range=self.clip_range)
+            if self.algo == "trpo":
+                base.pop("ent_coef")
+        else:
+            base = dict(buffer_size=min(self.buffer_size, self.total_steps), batch_size=self.batch_size,
+                        gamma=self.gamma, learning_starts=min(1000, self.total_steps // 10))
+        base.update(self.algo_kwargs)
+        return base
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The dataclass defaults are the quick preset: 20k agent steps (80k control steps at action repeat 4, 80
+# episodes), ~5 minutes of PPO on 2 cores in the residual latent space (86 agent steps/s; the pixel env alone
+# steps ~117; benchmarks/results/train.json).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "paper": dict(total_steps=1_000_000, num_envs=16, width=32, features=512, hidden=512, eval_every=50_000,
+                  checkpoint_every=50_000, eval_episodes=16, final_eval_episodes=50),
+}

@@ -1,0 +1,356 @@
+"""Training an agent in a latent action or skill space (the main job, ``python -m rl_laof.train``): the env
+and its action space (``agents.latent_env``, ``agents.skill_env``), the SB3 model and how it starts, the shared
+loop (``agents.loop``), periodic and final evaluation, the report and learning curve.
+
+The action space is loaded from its upstream runs (an imitation run's ``agent.pt``, a skills run), which this
+module takes as folders; ``rl_laof.pipeline`` finds or builds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.vec_env import VecNormalize
+
+import envs
+from agents.algorithms import ALGOS
+from agents.config import TrainConfig
+from agents.latent_env import LatentActionVecEnv, ResidualLatentVecEnv, stored_pca
+from agents.loop import LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
+from agents.policy import (
+    CriticWarmup,
+    freeze_encoders,
+    init_from_latent_policy,
+    init_from_skill_prior,
+    policy_kwargs,
+    zero_mean,
+)
+from agents.skill_env import SkillVecEnv
+from envs.config import DistractorConfig
+from envs.rollout import run_episodes
+from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
+from rl_laof.imitation.agent import load_agent
+from rl_laof.runs import Upstream, read_json, refuse_other_config, resolve, train_dir, write_json
+from rl_laof.sof.policy import SkillPolicy
+from rl_laof.sof.training import load_skills
+
+#: config fields a resumed run may change
+_NOT_IDENTITY = ("total_steps", "eval_every", "checkpoint_every", "eval_episodes", "final_eval_episodes", "threads")
+EVAL_SEED = 50_000  # periodic evaluation envs; the final evaluation uses EVAL_SEED + 1
+
+
+# --------------------------------------------------------------------------- the action space
+
+def latent_agent_dir(cfg: TrainConfig, latent_agent: Upstream | None = None) -> Path | None:
+    """The imitation run whose latent policy and decoder make the action space: ``latent_agent`` (resolved
+    now), else ``cfg.latent_agent``; None for the latents "none" and "sof"."""
+    if cfg.latent in ("none", "sof"):
+        return None
+    path = resolve(latent_agent if latent_agent is not None else cfg.latent_agent)
+    if path is None:
+        raise ValueError(f"latent {cfg.latent!r} needs a latent policy: set latent_agent, or run through "
+                         "rl_laof.pipeline.agent (it finds or builds the preset's)")
+    check_latent_agent(cfg, path)
+    return path
+
+
+def check_latent_agent(cfg: TrainConfig, path: Path) -> None:
+    """Refuse a folder without an imitation run's ``agent.pt``, saying how to make one."""
+    if not (path / "agent.pt").exists():
+        raise FileNotFoundError(f"{path}: no agent.pt (make one with python -m rl_laof.imitate --latent "
+                                f"{cfg.latent} --policy {cfg.latent_policy} --out {path})")
+
+
+def load_latent_space(cfg: TrainConfig, agent_dir: Path):
+    """(imitation agent, its metadata), checked against the env the agent will see."""
+    agent, meta = load_agent(agent_dir, cfg.seed)
+    icfg = meta["config"]
+    problems = []
+    if meta["task"] != cfg.task:
+        problems.append(f"task {meta['task']} (not {cfg.task})")
+    if cfg.obs == "pixels" and (meta["image_size"] != cfg.image_size or icfg["frame_stack"] != cfg.frame_stack):
+        problems.append(f"{meta['image_size']} px x {icfg['frame_stack']} frames")
+    if icfg["latent"] != cfg.latent or icfg["policy"] != cfg.latent_policy:
+        problems.append(f"latent {icfg['latent']} / {icfg['policy']}")
+    level = meta.get("distractors")  # stored since issue 18
+    if cfg.obs == "pixels" and level is not None and level != DistractorConfig.parse(cfg.distractors).difficulty:
+        problems.append(f"{level} distractors (not {cfg.distractors})")
+    if problems:
+        raise ValueError(f"{agent_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
+    return agent, meta
+
+
+def load_skill_space(cfg: TrainConfig, run: str | Path | None):
+    """(SkillPolicy for cfg.task, skills metadata) from the skills run folder ``run``, checked against the env."""
+    run = Path(run) if run is not None else None
+    if run is None:
+        raise FileNotFoundError(
+            f"no SOF skills for {cfg.task}: build a multi-task dataset of its domain and the skills first — "
+            "see the README, 'SOF skills' (python benchmarks/bench_skills.py builds them), or pass --set skills=RUN")
+    tok, prior, translator, meta = load_skills(run)
+    if cfg.task not in meta["tasks"]:
+        raise ValueError(f"{run}: skills of {meta['tasks']}, not {cfg.task}")
+    problems = []
+    if meta["image_size"] != cfg.image_size or translator.cfg.frame_stack != cfg.frame_stack:
+        problems.append(f"{meta['image_size']} px x {translator.cfg.frame_stack} frames")
+    if int(meta["action_repeat"]) != cfg.resolved_action_repeat:
+        problems.append(f"action repeat {meta['action_repeat']}")
+    if problems:
+        raise ValueError(f"{run}: the skills were learned for {', '.join(problems)}; set the env to match")
+    return SkillPolicy(tok, prior, translator, meta["tasks"].index(cfg.task), cfg.seed), {**meta, "run": str(run)}
+
+
+def decision_config(cfg: TrainConfig, chunk: int) -> TrainConfig:
+    """What SB3 counts for a skill agent: decisions of ``chunk`` env steps, discounted by gamma^chunk."""
+    n_steps = max(8, cfg.n_steps // chunk)
+    return dataclasses.replace(cfg, total_steps=max(1, cfg.total_steps // chunk),
+                               eval_every=max(1, cfg.eval_every // chunk),
+                               checkpoint_every=max(1, cfg.checkpoint_every // chunk), n_steps=n_steps,
+                               critic_warmup_steps=cfg.critic_warmup_steps // chunk,
+                               batch_size=min(cfg.batch_size, n_steps * cfg.num_envs), gamma=cfg.gamma ** chunk)
+
+
+def skill_dataset_frames(meta: dict, task: str, frame_stack: int, count: int = 2048, seed: int = 0) -> np.ndarray:
+    """Frame stacks of ``task``'s training episodes in the skills' dataset (where the prior is distilled)."""
+    ds = VideoDataset(meta["dataset"], flow=None)
+    task_id = ds.tasks.index(task)
+    keep = np.flatnonzero(ds.task_ids("train") == task_id)
+    w = WindowDataset(ds, "train", WindowConfig(frame_stack=frame_stack, label_split="none", with_masks=False,
+                                                with_flow=False), None)
+    rows = np.flatnonzero(np.isin(w.episode, keep))
+    rows = np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False)
+    return w.frames_at(w.episode[rows], w.t[rows]).numpy()
+
+
+def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict | None = None, skills=None,
+             training: bool = True):
+    """The agent's VecEnv: EnvPool pixels (or state) at the dataset's action repeat, with VecMonitor inside
+    (episode returns are the env's), wrapped in the latent or skill action space when there is one (the
+    skills' KL term only shapes the training env's rewards)."""
+    venv = envs.make(cfg.task, num_envs=num_envs, obs=cfg.obs, distractors=cfg.distractors,
+                     image_size=cfg.image_size, frame_stack=cfg.frame_stack,
+                     action_repeat=cfg.resolved_action_repeat, seed=seed, backend="envpool")
+    if skills is not None:
+        return SkillVecEnv(venv, skills, cfg.skill_action, cfg.kl_coef if training else 0.0)
+    if agent is None:
+        return venv
+    if cfg.residual:
+        return ResidualLatentVecEnv(venv, agent.policy, agent.decoder,
+                                    stored_pca(meta, cfg.residual_pcs, f"the latent agent of {meta.get('dataset')}"))
+    mode = "noise" if cfg.latent_policy == "lafp" else "latent"
+    return LatentActionVecEnv(venv, agent.decoder, meta["out_dim"], mode,
+                              agent.policy if mode == "noise" else None)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+def _pixels(venv, obs: np.ndarray) -> np.ndarray:
+    """The pixel observations behind ``obs`` (a residual agent observes features; its wrapper keeps the frames)."""
+    inner = venv
+    while inner is not None:
+        if getattr(inner, "pixels", None) is not None:
+            return inner.pixels
+        inner = getattr(inner, "venv", None)
+    return obs
+
+
+class AgentPolicy:
+    """An SB3 model as a policy of ``envs.rollout.run_episodes``: ``predict`` with its recurrent state (if any),
+    told where episodes start by ``episodes_ended``."""
+
+    def __init__(self, model, deterministic: bool = True):
+        self.model, self.deterministic = model, deterministic
+        self.state, self.starts = None, None
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if self.starts is None:
+            self.starts = np.ones(len(obs), bool)
+        action, self.state = self.model.predict(obs, state=self.state, episode_start=self.starts,
+                                                deterministic=self.deterministic)
+        return action
+
+    def episodes_ended(self, dones: np.ndarray) -> None:
+        self.starts = dones
+
+
+def agent_returns(model, venv, deterministic: bool = True, record: bool = False):
+    """Returns of the first episode of every env of ``venv`` (and env 0's frames when ``record``)."""
+    policy = AgentPolicy(model, deterministic)
+    frames = []
+
+    def keep(obs: np.ndarray) -> None:
+        pixels = _pixels(venv, obs)
+        frames.append(np.asarray(pixels[0, -3:]).transpose(1, 2, 0) if pixels.ndim == 4 else None)
+
+    returns = run_episodes(venv, policy, keep if record else None, policy.episodes_ended)
+    return returns, frames
+
+
+def _sync_obs_stats(train_env, eval_env) -> None:
+    if isinstance(train_env, VecNormalize) and isinstance(eval_env, VecNormalize):
+        eval_env.obs_rms = train_env.obs_rms
+
+
+def _wrap_normalize(cfg: TrainConfig, venv, training: bool = True):
+    norm_obs = cfg.obs == "state"
+    norm_rew = cfg.normalize_reward and cfg.on_policy and training
+    if not (norm_obs or norm_rew):
+        return venv
+    return VecNormalize(venv, norm_obs=norm_obs, norm_reward=norm_rew, gamma=cfg.gamma, training=training)
+
+
+def _agent_log_prob(model):
+    """log pi(actions | obs) of an SB3 agent, for the skill env's KL term."""
+    def log_prob(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            dist = model.policy.get_distribution(torch.as_tensor(obs).float())
+            return dist.log_prob(torch.as_tensor(actions)).numpy()
+
+    return log_prob
+
+
+# --------------------------------------------------------------------------- training
+
+def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
+          stop_at: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
+          latent_agent: Upstream | None = None, skills: Upstream | None = None) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) an agent; returns the report. ``stop_at``: checkpoint and stop at
+    that step (what a kill after a checkpoint leaves; the resume test uses it). ``on_eval(env_step, result)``
+    sees every periodic evaluation (a sweep's pruner); what it raises ends the run, with its envs closed.
+
+    The action space comes from ``latent_agent`` (an imitation run, else ``cfg.latent_agent``) or, for latent
+    ``sof``, from ``skills`` (a skills run, else ``cfg.skills``); each may be a function that returns the folder
+    when the run first needs it (``rl_laof.pipeline.agent`` passes ones that find or build them)."""
+    envs.get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run_dir = Path(out) if out is not None else train_dir(cfg.task, cfg.tag)
+    config = json.loads(json.dumps(cfg.to_dict()))
+    cfg_file = run_dir / "config.json"
+    if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
+        if not resume and (run_dir / "checkpoints").exists() and not (run_dir / "report.json").exists():
+            raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it, --fresh to start "
+                             "over, or --out for another folder.")
+    report_file = run_dir / "report.json"
+    if report_file.exists() and read_json(report_file)["steps"] >= cfg.total_steps and stop_at is None:
+        return read_json(report_file)
+
+    t_start = time.time()
+    agent_dir = latent_agent_dir(cfg, latent_agent)
+    latent_agent, meta = load_latent_space(cfg, agent_dir) if agent_dir is not None else (None, None)
+    skills_run = resolve(skills if skills is not None else cfg.skills) if cfg.latent == "sof" else None
+    skills, skill_meta, chunk = None, None, 1
+    if cfg.latent == "sof":
+        skills, skill_meta = load_skill_space(cfg, skills_run)
+        chunk = skills.cfg.chunk
+    cfg = decision_config(cfg, chunk) if chunk > 1 else cfg  # from here on SB3 counts decisions
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_file, {"config": config, "latent_agent": str(agent_dir) if agent_dir else None,
+                          "skills": skill_meta["run"] if skill_meta else None})
+    spec = ALGOS[cfg.algo]
+    algo = spec.algo_class
+    inner = make_env(cfg, cfg.num_envs, cfg.seed, latent_agent, meta, skills)
+    loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner) if norm else inner,
+                             run_dir / "tb") if resume else None
+    history: list[dict] = []
+    copied: list[str] = []
+    if loaded is not None:
+        model, venv, history, _ = loaded
+        if progress:
+            print(f"resuming {run_dir} from step {model.num_timesteps}")
+    else:
+        venv = _wrap_normalize(cfg, inner)
+        schedule = LinearSchedule(cfg.learning_rate, cfg.learning_rate_end)
+        try:
+            model = algo(spec.policy_name(), venv, learning_rate=schedule, seed=cfg.seed, device="cpu",
+                         policy_kwargs=policy_kwargs(cfg), tensorboard_log=str(run_dir / "tb"), verbose=0,
+                         **cfg.resolved_algo_kwargs())
+        except TypeError as exc:
+            raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
+        if cfg.residual:
+            copied = zero_mean(model) + [f"residual on the frozen latent BC policy ({cfg.residual_pcs} directions)"]
+        elif latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
+            copied = init_from_latent_policy(model, latent_agent.policy)
+        if skills is not None and cfg.init_policy:
+            frames = skill_dataset_frames(skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
+            copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
+    # a pretrained encoder (the latent policy's) held fixed: set again on every (re)start, checkpoints do not keep it
+    if cfg.freeze_encoder and latent_agent is not None and cfg.init_policy and cfg.obs == "pixels" \
+            and not cfg.residual:
+        frozen = freeze_encoders(model)
+        copied = copied + frozen if loaded is None else copied
+    if skills is not None and cfg.kl_coef > 0:
+        inner.agent_log_prob = _agent_log_prob(model)
+    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, latent_agent, meta,
+                                             skills, training=False), training=False)
+
+    def periodic_eval(m) -> dict[str, float]:
+        _sync_obs_stats(m.get_env(), eval_env)
+        r, _ = agent_returns(m, eval_env)
+        result = {"mean": float(r.mean()), "std": float(r.std())}
+        if on_eval is not None and m.num_timesteps > 0:  # step 0: the start, the same for every trial
+            on_eval(int(m.num_timesteps) * chunk, result)
+        return result
+
+    periodic = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval,
+                                history, f"{cfg.algo} {cfg.latent} {cfg.task}", progress,
+                                on_best=lambda m: m.save(run_dir / "best_model.zip"), stop_at=stop_at)
+    callback = periodic
+    if cfg.critic_warmup_steps > 0:
+        callback = CallbackList([periodic, CriticWarmup(cfg.critic_warmup_steps)])
+    steps0 = model.num_timesteps
+    t0 = time.time()
+    remaining = cfg.total_steps - model.num_timesteps
+    if remaining > 0:
+        try:
+            model.learn(remaining, callback=callback, reset_num_timesteps=loaded is None, tb_log_name="run")
+        except BaseException:
+            eval_env.close()
+            venv.close()
+            raise
+    train_s = time.time() - t0
+    eval_env.close()
+    if stop_at is not None and model.num_timesteps < cfg.total_steps:
+        venv.close()
+        return {"checkpoint_step": read_json(run_dir / "checkpoints" / "latest.json")["step"]}
+    save_checkpoint(model, run_dir, history)
+    model.save(run_dir / "final_model.zip")
+    if isinstance(venv, VecNormalize):
+        venv.save(str(run_dir / "vecnormalize.pkl"))
+    venv.close()
+
+    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, latent_agent,
+                                              meta, skills, training=False), training=False)
+    _sync_obs_stats(venv, final_env)
+    final, _ = agent_returns(model, final_env)
+    final_env.close()
+    if chunk > 1:  # report environment steps
+        history = [{**h, "step": h["step"] * chunk} for h in history]
+    report = {
+        "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "latent_policy": cfg.latent_policy,
+        "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps) * chunk,
+        "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skill_meta["run"] if skill_meta else None,
+        "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run_dir),
+        "latent_agent": str(agent_dir) if agent_dir else None, "initialised": copied,
+        "train_seconds": round(train_s, 1), "eval_seconds": round(periodic.eval_seconds, 1),
+        # agent steps per second of training (rollouts and updates; evaluation excluded), this invocation
+        "steps_per_s": round(chunk * (model.num_timesteps - steps0) / max(train_s - periodic.eval_seconds, 1e-9), 1),
+        "final": {"mean": float(final.mean()), "std": float(final.std()), "episodes": len(final),
+                  "returns": final.round(2).tolist()},
+        "best_eval": max(history, key=lambda h: h["mean"]) if history else None,
+        "eval_history": history, "config": config, "wall_seconds": round(time.time() - t_start, 1),
+        "sb3_config": json.loads(json.dumps(cfg.to_dict())) if chunk > 1 else None,
+    }
+    plot_learning_curve(history, run_dir / "learning_curve.png",
+                        f"{cfg.task}, {cfg.distractors} distractors: {cfg.algo} with latent {cfg.latent}",
+                        f"{cfg.algo} ({cfg.latent}), eval", {f"final: {final.mean():.0f}": float(final.mean())})
+    write_json(report_file, report)
+    return report

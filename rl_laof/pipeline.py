@@ -1,0 +1,171 @@
+"""The pipeline: the only code that finds or builds an upstream artifact, along one chain
+
+    expert -> dataset -> flow -> latent model -> latent policy -> skills (-> agent)
+
+Each function here returns a finished artifact (its run folder, or its report), finding it under the runs
+root (``rl_laof.runs``) or in the shipped ``pretrained/`` folder, and otherwise building it, and what it
+needs, with the stage libraries at the chosen preset (with their progress bars). So one command,
+``python -m rl_laof.train``, works on a fresh machine. The stage libraries themselves never find or build
+what comes before them: they take its folder, or a function from here that returns it when first needed
+(``rl_laof.runs.Upstream``), so a finished run never builds what it no longer needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agents import training as agent_training
+from agents.config import EXPERT_PRESETS, ExpertConfig, TrainConfig
+from agents.expert import train_expert
+from rl_laof.collect import collect
+from rl_laof.data import format as fmt
+from rl_laof.data.config import COLLECT_PRESETS, CollectConfig
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.flow.targets import fill_flow
+from rl_laof.imitation import training as imitation
+from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
+from rl_laof.lam import training as lam
+from rl_laof.lam.config import LAM_PRESETS, LAMConfig
+from rl_laof.presets import from_preset
+from rl_laof.runs import dataset_dir, expert_dir, read_json, skills_dirs
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "pretrained"  # the quick preset's latent policies and decoders, each with its command.txt
+
+
+# --------------------------------------------------------------------------- expert -> dataset -> flow
+
+def expert(task: str, preset: str = "quick", algo: str = "ppo", seed: int = 0, progress: bool = True,
+           action_repeat: int = 1) -> Path:
+    """The run folder of a finished expert, training (or resuming) it first where needed."""
+    run_dir = expert_dir(task, algo, preset, seed, action_repeat)
+    if not (run_dir / "report.json").exists():
+        train_expert(from_preset(ExpertConfig, EXPERT_PRESETS, preset, task=task, algo=algo, seed=seed,
+                                 action_repeat=action_repeat), run_dir, progress=progress)
+    return run_dir
+
+
+def default_dataset(task: str, preset: str, flow: bool, progress: bool = True, **overrides: Any) -> Path:
+    """The task's default dataset at ``preset`` (hard distractors unless ``overrides`` say otherwise: any
+    ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with its exact flow targets
+    when ``flow``."""
+    cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task, **overrides)
+    path = dataset_dir(task, cfg.name)
+    if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
+        collect(cfg, path, progress=progress)
+    if flow:
+        fill_flow(path, "exact", progress=progress)
+    return path
+
+
+def _complete(h5: Path) -> bool:
+    with fmt.open_h5(h5) as f:
+        return bool(fmt.root_attrs(f)["complete"])
+
+
+# --------------------------------------------------------------------------- latent model -> latent policy
+
+def latent_model(cfg: ImitationConfig, ds: VideoDataset, progress: bool = True) -> Path:
+    """The preset's latent action model for an imitation config on ``ds`` (trained now if missing, on the same
+    labels for a ``-action`` model): its run folder."""
+    supervised = cfg.latent.endswith("-action")
+    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, method=cfg.latent, seed=cfg.seed,
+                          labels=cfg.labels if supervised else None, threads=cfg.threads)
+    return Path(lam.train_lam(lam_cfg, ds.path, progress=progress)["run_dir"])
+
+
+def latent_policy(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None,
+                  progress: bool = True) -> dict[str, Any]:
+    """An imitation run of ``cfg`` on ``dataset`` (its report): the latent action model is ``cfg.lam_run``, or
+    the preset's (:func:`latent_model`, built only if the run still needs its latents)."""
+    def model() -> Path:
+        return latent_model(cfg, VideoDataset(dataset), progress)
+
+    needs_model = cfg.latent != "none" and cfg.lam_run is None
+    return imitation.imitate(cfg, dataset, out, progress, lam=model if needs_model else None)
+
+
+# --------------------------------------------------------------------------- the agent's action space
+
+def shipped_agent(task: str, latent: str, policy: str) -> Path:
+    """Where the shipped latent policy of a task, latent action model and policy type lives."""
+    return SHIPPED / task / f"{latent}-{policy}"
+
+
+def latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True) -> Path | None:
+    """The imitation run (``agent.pt``: latent policy, decoder, normaliser) the agent's action space comes
+    from: ``cfg.latent_agent``, the shipped one (quick preset, unless ``rebuild``), else the preset's run (built
+    with every stage it needs). None for the latents "none" and "sof"."""
+    if cfg.latent in ("none", "sof"):
+        return None
+    if cfg.latent_agent is not None:
+        path = Path(cfg.latent_agent)
+        agent_training.check_latent_agent(cfg, path)
+        return path
+    shipped = shipped_agent(cfg.task, cfg.latent, cfg.latent_policy)
+    if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick":
+        return shipped
+    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
+                              distractors=cfg.distractors)
+    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
+                       seed=cfg.seed, normalise=False, threads=cfg.threads)
+    return Path(latent_policy(icfg, dataset, progress=progress)["run_dir"])
+
+
+def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation_overrides: dict[str, Any],
+                       progress: bool = True) -> Path:
+    """The latent policy for ``cfg`` built with a config file's ``pretrain`` / ``imitate`` sections (e.g. a
+    sweep's best values): latent action model, then imitation, each in its own run folder (named by a hash
+    of the values, so the preset's runs are left alone)."""
+    method = lam_overrides.get("method", cfg.latent)
+    if method != cfg.latent:
+        raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {cfg.latent}: "
+                         f"pass --latent {method}")
+    if cfg.latent in ("none", "sof"):
+        raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's pretrain / imitate "
+                         "sections do not apply")
+    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
+                              distractors=cfg.distractors)
+    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": cfg.latent,
+                                                                 "seed": cfg.seed, "threads": cfg.threads})
+    key = hashlib.sha1(json.dumps([lam_cfg.to_dict(), imitation_overrides], sort_keys=True, default=str)
+                       .encode()).hexdigest()[:8]
+    lam_run = lam.default_run_dir(lam_cfg, dataset, cfg.task)
+    lam_report = lam.train_lam(lam_cfg, dataset, lam_run.with_name(f"{lam_run.name}-cfg{key}"), progress=progress)
+    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset,
+                       **{**imitation_overrides, "latent": cfg.latent, "policy": cfg.latent_policy, "seed": cfg.seed,
+                          "normalise": False, "threads": cfg.threads, "lam_run": lam_report["run_dir"]})
+    out = imitation.default_run_dir(icfg, VideoDataset(dataset))
+    return Path(latent_policy(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
+
+
+def skills(cfg: TrainConfig) -> Path | None:
+    """The skills run for an agent with latent "sof": ``cfg.skills``, else the newest finished skills run of
+    the preset and seed whose tasks include ``cfg.task`` (None if there is none: skills are built by hand, see
+    docs/skills.md)."""
+    if cfg.skills is not None:
+        return Path(cfg.skills)
+    domain = cfg.task.split("-")[0]
+    runs = sorted(skills_dirs(f"{domain}-multitask", cfg.preset, cfg.seed), key=lambda p: p.stat().st_mtime,
+                  reverse=True)
+    for run in runs:
+        if (run / "translator.pt").exists() and cfg.task in read_json(run / "config.json").get("tasks", []):
+            return run
+    return None
+
+
+# --------------------------------------------------------------------------- the agent
+
+def agent(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, rebuild: bool = False,
+          progress: bool = True, stop_at: int | None = None,
+          on_eval: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) an agent in its action space (``agents.training.train``), finding or
+    building the latent policy (:func:`latent_agent`) or the skills (:func:`skills`) when the run needs them;
+    returns its report."""
+    return agent_training.train(cfg, out, resume, progress, stop_at, on_eval,
+                                latent_agent=lambda: latent_agent(cfg, rebuild, progress),
+                                skills=lambda: skills(cfg))

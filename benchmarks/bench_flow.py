@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.collect import random_episode  # noqa: E402
+from rl_laof.data.collection import random_episode  # noqa: E402
 from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy  # noqa: E402
 from rl_laof.flow.backends import cuda_problem, estimate_flow_cupy, exact_flow_cupy  # noqa: E402
 from rl_laof.flow.estimate import estimate_flow_numba, to_gray  # noqa: E402

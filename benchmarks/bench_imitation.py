@@ -81,14 +81,14 @@ BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
 def big_dataset(level: str, quick: bool, progress: bool = True) -> Path:
     """The benchmark's dataset with 128 training episodes (the smoke run: its own small one), collected if
     missing; no flow (only BC uses it)."""
-    from rl_laof.collect import collect
+    from rl_laof import pipeline
 
     if quick:
         return dataset(level, quick, progress)
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
                       episodes=BIG_EPISODES)
     path = dataset_dir(TASK, f"{level}-ar{cfg.action_repeat}-{BIG_EPISODES}ep-s{cfg.seed}")
-    collect(cfg, path, progress=progress)
+    pipeline.dataset(cfg, path, progress=progress)
     return path
 
 

@@ -81,7 +81,7 @@ QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_step
 def dataset(level: str, quick: bool, progress: bool = True) -> Path:
     """The benchmark's dataset at distractor ``level`` ("none" for the clean one), collected with exact flow
     if missing."""
-    from rl_laof.collect import collect
+    from rl_laof import pipeline
     from rl_laof.flow.targets import fill_flow
 
     size = QUICK_DATA if quick else DATA
@@ -89,7 +89,7 @@ def dataset(level: str, quick: bool, progress: bool = True) -> Path:
                       **size)
     # the full run's data is the quick collection preset (shared with every stage); the smoke run's is its own
     path = dataset_dir(TASK, cfg.name + ("-smoke" if quick else ""))
-    collect(cfg, path, progress=progress)
+    pipeline.dataset(cfg, path, progress=progress)
     fill_flow(path, "exact", progress=progress)
     return path
 

@@ -62,7 +62,7 @@ QUICK = dict(expert_steps=300_000, episodes=6, eval_episodes=2, heldout=0, episo
 def build_data(size: dict, tag: str, progress: bool):
     """Per-task experts and datasets (with exact flow), merged; returns (per-task dataset dirs, merged dir)."""
     from agents.expert import train_expert
-    from rl_laof.collect import collect
+    from rl_laof import pipeline
     from rl_laof.data.multitask import merge_datasets
     from rl_laof.flow.targets import fill_flow
 
@@ -79,7 +79,7 @@ def build_data(size: dict, tag: str, progress: bool):
                              episode_steps=size["episode_steps"], action_repeat=ACTION_REPEAT,
                              label_fractions=(0.0,), label_trajectories=(1, 2, 4))
         out = runs_root() / "datasets" / task / f"hard-ar{ACTION_REPEAT}-skills-{tag}-s0"
-        collect(ccfg, out, progress=progress)
+        pipeline.dataset(ccfg, out, progress=progress)
         fill_flow(out, "exact", progress=progress)
         datasets[task] = out
     merged = merge_datasets(list(datasets.values()),

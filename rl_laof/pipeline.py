@@ -20,8 +20,8 @@ from typing import Any
 
 from agents import training as agent_training
 from agents.config import EXPERT_PRESETS, ExpertConfig, TrainConfig
-from agents.expert import train_expert
-from rl_laof.collect import collect
+from agents.expert import Expert, train_expert
+from rl_laof.data import collection
 from rl_laof.data import format as fmt
 from rl_laof.data.config import COLLECT_PRESETS, CollectConfig
 from rl_laof.data.dataset import VideoDataset
@@ -49,6 +49,23 @@ def expert(task: str, preset: str = "quick", algo: str = "ppo", seed: int = 0, p
     return run_dir
 
 
+def expert_for(cfg: CollectConfig, progress: bool = True) -> str:
+    """The expert a dataset is collected with: "random", the config's expert run folder, or for "auto" the
+    preset's expert (:func:`expert`, trained if missing)."""
+    if cfg.expert == "auto":
+        return str(expert(cfg.task, cfg.expert_preset, progress=progress, action_repeat=cfg.action_repeat))
+    return cfg.expert
+
+
+def dataset(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True,
+            keep_parts: bool = False) -> Path:
+    """The dataset ``cfg`` describes (``out``, default runs/datasets/<task>/<name>), collected (or resumed) if
+    unfinished, with its expert (:func:`expert_for`) found or trained when episodes are left to collect;
+    returns its ``dataset.h5``."""
+    return collection.collect(cfg, out, progress, keep_parts, expert=lambda: expert_for(cfg, progress),
+                              load_expert=Expert.load)
+
+
 def default_dataset(task: str, preset: str, flow: bool, progress: bool = True, **overrides: Any) -> Path:
     """The task's default dataset at ``preset`` (hard distractors unless ``overrides`` say otherwise: any
     ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with its exact flow targets
@@ -56,7 +73,7 @@ def default_dataset(task: str, preset: str, flow: bool, progress: bool = True, *
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task, **overrides)
     path = dataset_dir(task, cfg.name)
     if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
-        collect(cfg, path, progress=progress)
+        dataset(cfg, path, progress=progress)
     if flow:
         fill_flow(path, "exact", progress=progress)
     return path

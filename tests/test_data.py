@@ -236,7 +236,7 @@ def test_inspect_writes_summary_and_contact_sheet(collected, tmp_path):
 
 
 def test_collect_refuses_a_different_config_in_the_same_folder(collected):
-    from rl_laof.collect import collect
+    from rl_laof.data.collection import collect
 
     cfg = CollectConfig(expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=1, episode_steps=25,
                         image_size=32, workers=1)
@@ -245,7 +245,7 @@ def test_collect_refuses_a_different_config_in_the_same_folder(collected):
 
 
 def test_collect_without_flow_inputs_and_bad_input(gl, tmp_path):
-    from rl_laof.collect import collect
+    from rl_laof.data.collection import collect
 
     cfg = CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, episode_steps=6,
                         image_size=32, workers=1, exact_flow_inputs=False, distractors="easy")

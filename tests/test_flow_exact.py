@@ -12,7 +12,7 @@ pytestmark = pytest.mark.usefixtures("gl")
 
 def record(distractors: str, steps: int, action_repeat: int = 2, task: str = "cheetah-run", size: int = 64):
     """An episode's frames and exact-flow inputs from the dm_control backend, in the dataset layout."""
-    from rl_laof.collect import random_episode
+    from rl_laof.data.collection import random_episode
 
     ep, attrs = random_episode(task, distractors, steps, action_repeat, size, seed=5)
     return ep, attrs["camera_fovy"]
@@ -108,9 +108,9 @@ def test_occluded_pixels_are_invalid(shaken):
 
 
 def test_flow_targets_for_a_dataset(tmp_path):
-    from rl_laof.collect import collect
     from rl_laof.config import CollectConfig, WindowConfig
     from rl_laof.data import DatasetError, VideoDataset, WindowDataset
+    from rl_laof.data.collection import collect
     from rl_laof.flow.targets import fill_flow
 
     cfg = CollectConfig(expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=0, episode_steps=8,

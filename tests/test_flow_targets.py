@@ -55,8 +55,8 @@ def test_camfree_flow_of_a_shaken_clip_equals_the_unshaken_clips(tmp_path, gl):
     """Camera shake is image-space: the same physics seen through a shaking camera has the same camera-free
     agent flow as seen through a still one, while the observed flow differs."""
     from envs.config import DistractorConfig
-    from rl_laof.collect import collect
     from rl_laof.config import CollectConfig
+    from rl_laof.data.collection import collect
     from rl_laof.flow.targets import fill_flow
 
     def clip(distractors: str):

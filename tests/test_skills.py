@@ -25,8 +25,8 @@ TINY = SkillConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, enco
 def skill_dataset(tmp_path_factory, gl):
     """walker-stand + walker-walk, random actions, 2 + 1 episodes of 24 steps each, 32 px, exact flow, merged."""
     from envs.config import DistractorConfig
-    from rl_laof.collect import collect
     from rl_laof.config import CollectConfig
+    from rl_laof.data.collection import collect
     from rl_laof.data.multitask import merge_datasets
     from rl_laof.flow.targets import fill_flow
 

@@ -1,30 +1,78 @@
-"""What every stage's command line shares: ``--task`` and ``--preset`` over a preset table."""
+"""The command-line base every ``python -m rl_laof.<stage>`` command is built on.
+
+A command is three functions: ``build_parser()`` (:func:`stage_parser` with ``--task`` and ``--preset``, the
+stage's own flags, then :func:`add_run_flags`: ``--set``, ``--config``, ``--out``, ``--no-progress``),
+``config_from_args(args)`` (:func:`stage_config`: the preset, then the config file, then the flags, then
+``--set``) and ``main(argv)`` (config -> ``rl_laof.pipeline`` -> the stage's library -> :func:`print_summary`),
+run by :func:`run`, which turns bad input into a one-line error. ``--set`` values are parsed by their config
+field's type (:func:`parse_sets`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
+from rl_laof.presets import from_preset
 
-def stage_parser(prog: str, doc: str | None, presets: dict[str, dict[str, Any]],
-                 preset_help: str) -> argparse.ArgumentParser:
+
+def stage_parser(prog: str, doc: str | None, presets: dict[str, dict[str, Any]], preset_help: str,
+                 task: bool = True) -> argparse.ArgumentParser:
     """An argparse parser for ``python -m <prog>``: the module docstring's first paragraph as the
-    description, defaults shown in ``--help``, and the two flags every stage has."""
+    description, defaults shown in ``--help``, and the flags every stage has (``--task`` where ``task``)."""
     p = argparse.ArgumentParser(prog=f"python -m {prog}", description=(doc or "").split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", default="cheetah-run", help="dm_control task, e.g. cheetah-run, walker-walk")
+    if task:
+        p.add_argument("--task", default="cheetah-run", help="dm_control task, e.g. cheetah-run, walker-walk")
     p.add_argument("--preset", default="quick", choices=list(presets), help=preset_help)
     return p
+
+
+def add_run_flags(p: argparse.ArgumentParser, out: str | None = None, config_cls: type | None = None,
+                  set_example: str | None = None, config_help: str | None = None, progress: bool = True) -> None:
+    """The flags a stage's run takes after its own: ``--set`` (fields of ``config_cls``), ``--config``
+    (where ``config_help`` says what the file gives), ``--out`` (``out``: what it names by default) and
+    ``--no-progress``."""
+    if config_cls is not None:
+        name = config_cls.__name__
+        p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help=f"any other {name} field, e.g. --set {set_example} (repeatable)" if set_example
+                       else f"any {name} field")
+    if config_help is not None:
+        p.add_argument("--config", type=Path, default=None, metavar="FILE", help=config_help)
+    if out is not None:
+        p.add_argument("--out", type=Path, default=None, help=out)
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def stage_config(cls, presets: dict[str, dict[str, Any]], preset: str, file: dict[str, Any] | None = None,
+                 flags: dict[str, Any] | None = None, sets: Iterable[str] = ()):
+    """A stage's config: the ``preset``, then ``file`` (a config file's section), then the command's ``flags``
+    (None: not given), then the ``--set FIELD=VALUE`` items, each overriding the one before."""
+    overrides: dict[str, Any] = dict(file or {})
+    overrides.update({k: v for k, v in (flags or {}).items() if v is not None})
+    overrides.update(parse_sets(cls, list(sets)))
+    return from_preset(cls, presets, preset, **overrides)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """A command's one-line JSON result on stdout (what a script reads)."""
+    print(json.dumps(summary, default=str))
 
 
 def parse_sets(cls, items: list[str]) -> dict[str, Any]:
     """``--set FIELD=VALUE`` items as config overrides for the dataclass ``cls``, each value parsed by its
     field's type (bool, int, float, str, optional, tuple / list, dict, a nested config): a value of the wrong
     type is refused with the field and the type it wants, before anything runs."""
-    import typing
-
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     out: dict[str, Any] = {}
@@ -45,9 +93,6 @@ _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 def describe(tp: Any) -> str:
     """A type annotation in words: "an integer", "none or a number", "a list of strings"..."""
-    import types
-    import typing
-
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [describe(a) for a in args if a is not type(None)]
@@ -65,10 +110,6 @@ _PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 def convert(value: str, tp: Any) -> Any:
     """``value`` (command-line text) as the type ``tp``; ValueError when it is not one."""
-    import json
-    import types
-    import typing
-
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and value.strip().lower() == "none":
@@ -126,8 +167,6 @@ def convert(value: str, tp: Any) -> Any:
 
 def _json(value: str, kind: type) -> Any:
     """``value`` as JSON of type ``kind`` (list or dict); ValueError otherwise."""
-    import json
-
     try:
         parsed = json.loads(value)
     except json.JSONDecodeError as exc:
@@ -140,8 +179,6 @@ def _json(value: str, kind: type) -> Any:
 def parse_value(v: str) -> Any:
     """Untyped command-line text: a JSON list / object, a bool, None, an int, a float, else the string."""
     if v.startswith("[") or v.startswith("{"):  # a list or dict in JSON, e.g. fsq_levels=[8,5,5,5]
-        import json
-
         try:
             return json.loads(v)
         except json.JSONDecodeError as exc:
@@ -158,15 +195,11 @@ def parse_value(v: str) -> Any:
     return v
 
 
-def run(main, argv: list[str] | None = None) -> None:
-    """Run a stage's ``main``; bad input (a ValueError, a missing file, a corrupt dataset, no GPU...)
-    ends with its one-line message and exit status 2 instead of a traceback."""
-    import sys
-
-    from rl_laof.data.format import DatasetError
-
+def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
+    """Run a stage's ``main``; bad input (a ValueError, a missing file, a corrupt dataset: a DatasetError is
+    a RuntimeError, no GPU...) ends with its one-line message and exit status 2 instead of a traceback."""
     try:
         main(argv)
-    except (ValueError, KeyError, FileNotFoundError, DatasetError, RuntimeError, NotImplementedError) as exc:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, NotImplementedError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

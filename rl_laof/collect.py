@@ -1,32 +1,22 @@
 """Video datasets: ``python -m rl_laof.collect --task cheetah-run --distractors hard --episodes N --out DIR``.
 
-Rolls an expert (with optional Gaussian action noise) out on the dm_control backend, with
-distractors, and writes ``DIR/dataset.h5`` (layout: :mod:`rl_laof.data.format`).
-
-* Each episode is a pure function of (config, expert, split, index): its env, distractors and
-  action noise are seeded from those alone. So the result does not depend on the number of
-  workers, and a resumed collection writes exactly what an uninterrupted one would have.
-* Episodes are rolled out by ``workers`` processes; each finished episode is written atomically
-  to ``DIR/parts/`` and a rerun skips the parts already there (resume). When all are done they are
-  merged into ``dataset.h5`` (written to a temporary name, then renamed) and the parts removed.
+Rolls an expert (with optional Gaussian action noise) out on the dm_control backend, with distractors, and
+writes ``DIR/dataset.h5`` (layout: :mod:`rl_laof.data.format`; the collection: :mod:`rl_laof.data.collection`,
+multi-process and resumable). ``--expert auto`` finds the preset's expert or trains it first.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
-from typing import Any
 
 from envs.config import DistractorConfig
 from rl_laof import pipeline
-from rl_laof.cli import stage_parser
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.data.config import COLLECT_PRESETS, CollectConfig
 from rl_laof.data.dataset import VideoDataset
-from rl_laof.presets import from_preset
 
-# --------------------------------------------------------------------------- CLI
 
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.collect", __doc__, COLLECT_PRESETS,
@@ -50,22 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-exact-flow-inputs", dest="exact_flow_inputs", action="store_false", default=None,
                    help="do not store depth, geom ids and poses (smaller files; no exact flow later)")
     p.add_argument("--compression", default=None, choices=["lzf", "gzip", "none"], help="HDF5 compression")
-    p.add_argument("--out", type=Path, default=None, help="dataset folder (default runs/datasets/<task>/<name>)")
     p.add_argument("--keep-parts", action="store_true", help="keep the per-episode part files after merging")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_flags(p, out="dataset folder (default runs/datasets/<task>/<name>)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> CollectConfig:
     compression = None if args.compression in (None, "none") else args.compression
-    overrides: dict[str, Any] = dict(
+    cfg = stage_config(CollectConfig, COLLECT_PRESETS, args.preset, flags=dict(
         task=args.task, distractors=DistractorConfig.parse(args.distractors) if args.distractors else None,
         episodes=args.episodes, eval_episodes=args.eval_episodes, heldout_bg_episodes=args.heldout_bg_episodes,
         episode_steps=args.episode_steps, image_size=args.image_size, action_repeat=args.action_repeat,
         expert=args.expert, action_noise=args.action_noise, workers=args.workers, seed=args.seed,
-        exact_flow_inputs=args.exact_flow_inputs, compression=compression,
-    )
-    cfg = from_preset(CollectConfig, COLLECT_PRESETS, args.preset, **overrides)
+        exact_flow_inputs=args.exact_flow_inputs, compression=compression))
     if args.compression == "none":
         cfg = dataclasses.replace(cfg, compression=None)
     if args.full_episodes:
@@ -75,13 +62,11 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
 
 def main(argv: list[str] | None = None) -> Path:
     args = build_parser().parse_args(argv)
-    cfg = config_from_args(args)
-    path = pipeline.dataset(cfg, args.out, progress=not args.no_progress, keep_parts=args.keep_parts)
-    print(json.dumps(dict(dataset=str(path), **VideoDataset(path).summary(brief=True))))
+    path = pipeline.dataset(config_from_args(args), args.out, progress=not args.no_progress,
+                            keep_parts=args.keep_parts)
+    print_summary(dict(dataset=str(path), **VideoDataset(path).summary(brief=True)))
     return path
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

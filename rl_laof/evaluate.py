@@ -1,6 +1,6 @@
 """Replay a trained agent: ``python -m rl_laof.evaluate RUN_DIR [--episodes N] [--which final|best]``.
 
-Rebuilds the run's env and action space (``rl_laof.train``), runs N episodes with deterministic actions,
+Rebuilds the run's env and action space (``agents.replay``), runs N episodes with deterministic actions,
 prints their returns as JSON and writes a video of the first episode (what the agent sees, upscaled) to
 ``RUN_DIR/replay.gif`` (and ``.mp4`` where ffmpeg is available).
 """
@@ -8,28 +8,31 @@ prints their returns as JSON and writes a video of the first episode (what the a
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+from typing import Any
 
 from agents.replay import evaluate_run
+from rl_laof.cli import print_summary, run
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rl_laof.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("run_dir", type=Path, help="a run folder of python -m rl_laof.train")
     p.add_argument("--episodes", type=int, default=4)
     p.add_argument("--which", choices=["final", "best"], default="final")
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--no-video", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = build_parser().parse_args(argv)
     if args.episodes < 1:
         raise ValueError(f"--episodes {args.episodes}: need at least 1.")
     out = evaluate_run(args.run_dir, args.episodes, args.which, args.seed, not args.no_video)
-    print(json.dumps(out))
+    print_summary(out)
     return out
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

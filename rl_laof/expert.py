@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from typing import Any
 
 from agents.config import EXPERT_PRESETS, ExpertConfig
 from agents.expert import train_expert
-from rl_laof.cli import stage_parser
-from rl_laof.presets import from_preset
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,32 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=None, help="agent steps between checkpoints")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per periodic evaluation")
     p.add_argument("--final-eval-episodes", type=int, default=None, help="episodes per backend in the report")
-    p.add_argument("--out", type=Path, default=None,
-                   help="run directory (default runs/experts/<task>/<algo>-<preset>-s<seed>)")
     p.add_argument("--fresh", action="store_true", help="delete the run directory's checkpoints and start over")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_flags(p, out="run directory (default runs/experts/<task>/<algo>-<preset>-s<seed>)")
     return p
 
 
-def main(argv: list[str] | None = None) -> dict:
+def config_from_args(args: argparse.Namespace) -> ExpertConfig:
+    return stage_config(ExpertConfig, EXPERT_PRESETS, args.preset, flags=dict(
+        task=args.task, algo=args.algo, total_steps=args.steps, num_envs=args.num_envs, seed=args.seed,
+        action_repeat=args.action_repeat, net_arch=tuple(args.net_arch) if args.net_arch else None,
+        algo_kwargs=args.algo_kwargs, normalize_obs=args.normalize_obs, eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every, eval_episodes=args.eval_episodes,
+        final_eval_episodes=args.final_eval_episodes))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
-    cfg = from_preset(
-        ExpertConfig, EXPERT_PRESETS, args.preset, task=args.task, algo=args.algo, total_steps=args.steps,
-        num_envs=args.num_envs, seed=args.seed, action_repeat=args.action_repeat,
-        net_arch=tuple(args.net_arch) if args.net_arch else None, algo_kwargs=args.algo_kwargs,
-        normalize_obs=args.normalize_obs, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-        eval_episodes=args.eval_episodes, final_eval_episodes=args.final_eval_episodes,
-    )
-    report = train_expert(cfg, args.out, resume=not args.fresh, progress=not args.no_progress)
+    report = train_expert(config_from_args(args), args.out, resume=not args.fresh, progress=not args.no_progress)
     summary = {k: report[k] for k in ("task", "algo", "preset", "steps", "train_wall_s")}
     for which in ("final", "best"):
         summary[which] = {b: round(r["mean"], 1) for b, r in report[which].items()}
     summary["reference_ppo_8M"] = report["reference_ppo_8M"]
-    print(json.dumps(summary))
+    print_summary(summary)
     return report
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

@@ -16,18 +16,17 @@ TensorBoard logs under ``runs/imitate/<task>/<dataset>/<run>``.
 
 from __future__ import annotations
 
-import json
+import argparse
 from pathlib import Path
 from typing import Any
 
 from rl_laof import pipeline
-from rl_laof.config import IMITATION_PRESETS, LAM_METHODS, ImitationConfig, from_preset
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
+from rl_laof.lam.config import LAM_METHODS
 
-# --------------------------------------------------------------------------- CLI
 
-def build_parser():
-    from rl_laof.cli import stage_parser
-
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.imitate", __doc__, IMITATION_PRESETS,
                      "quick: 2000 policy steps of batch 64, width 16 (minutes on 2 cores); "
                      "paper: 50k steps of 256, width 32")
@@ -54,29 +53,19 @@ def build_parser():
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--no-normalise", action="store_true", help="skip BC on all labels (the normaliser)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other ImitationConfig field, e.g. --set decoder_steps=500 (repeatable)")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/imitate/<task>/<dataset>/<run>)")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_flags(p, "run folder (default runs/imitate/<task>/<dataset>/<run>)", ImitationConfig, "decoder_steps=500")
     return p
 
 
-def config_from_args(args) -> ImitationConfig:
-    from rl_laof.cli import parse_sets
-
-    overrides: dict[str, Any] = dict(latent=args.latent, policy=args.policy, labels=args.labels,
-                                     label_trajectories=args.label_trajectories,
-                                     relabel=args.relabel, lam_run=args.lam, decoder=args.decoder,
-                                     interp_tau=args.interp_tau, euler_steps=args.euler_steps, steps=args.steps,
-                                     eval_episodes=args.episodes, eval_seeds=args.seeds, seed=args.seed,
-                                     threads=args.threads)
-    if args.no_normalise:
-        overrides["normalise"] = False
-    overrides.update(parse_sets(ImitationConfig, args.set))
-    return from_preset(ImitationConfig, IMITATION_PRESETS, args.preset, **overrides)
+def config_from_args(args: argparse.Namespace) -> ImitationConfig:
+    flags = dict(latent=args.latent, policy=args.policy, labels=args.labels, label_trajectories=args.label_trajectories,
+                 relabel=args.relabel, lam_run=args.lam, decoder=args.decoder, interp_tau=args.interp_tau,
+                 euler_steps=args.euler_steps, steps=args.steps, eval_episodes=args.episodes, eval_seeds=args.seeds,
+                 seed=args.seed, threads=args.threads, normalise=False if args.no_normalise else None)
+    return stage_config(ImitationConfig, IMITATION_PRESETS, args.preset, flags=flags, sets=args.set)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     dataset = args.dataset
@@ -88,11 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
                **{f"return_{bg}": round(r["mean"], 1) for bg, r in report["returns"].items()}}
     if "normalised" in report:
         summary.update({f"normalised_{bg}": round(r["mean"], 3) for bg, r in report["normalised"].items()})
-    print(json.dumps(summary))
+    print_summary(summary)
     return report
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

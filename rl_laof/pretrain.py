@@ -13,21 +13,19 @@ every process draws the same global batch and trains on its slice, so N processe
 
 from __future__ import annotations
 
-import json
+import argparse
 from pathlib import Path
 from typing import Any
 
 from rl_laof import distributed as dist
 from rl_laof import pipeline
-from rl_laof.config import from_preset
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.config_file import config_section
 from rl_laof.lam.config import LAM_METHODS, LAM_PRESETS, LAMConfig
 from rl_laof.lam.training import train_lam
 
-# --------------------------------------------------------------------------- CLI
 
-def build_parser():
-    from rl_laof.cli import stage_parser
-
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.pretrain", __doc__, LAM_PRESETS,
                      "quick: 1000 steps of batch 64, width 16 (minutes on 2 cores); paper: 50k steps of 128, width 64")
     p.add_argument("--method", default=None, choices=list(LAM_METHODS),
@@ -42,30 +40,20 @@ def build_parser():
     p.add_argument("--width", type=int, default=None, help="base channel count")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other LAMConfig field, e.g. --set flow_weight=0.5 (repeatable)")
-    p.add_argument("--config", type=Path, default=None, metavar="FILE",
-                   help="a config file's 'pretrain' section (e.g. a sweep's best.json); flags and --set win")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/lam/<task>/<dataset>/<run>)")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_flags(p, "run folder (default runs/lam/<task>/<dataset>/<run>)", LAMConfig, "flow_weight=0.5",
+                  "a config file's 'pretrain' section (e.g. a sweep's best.json); flags and --set win")
     return p
 
 
-def config_from_args(args) -> LAMConfig:
-    from rl_laof.cli import parse_sets
-    from rl_laof.config_file import config_section
-
-    overrides: dict[str, Any] = config_section(args.config, "pretrain")
-    flags: dict[str, Any] = dict(method=args.method, labels=args.labels,
-                                 labelled_trajectories=args.labelled_trajectories, latent=args.latent,
-                                 steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
-                                 threads=args.threads)
-    overrides.update({k: v for k, v in flags.items() if v is not None})
-    overrides.update(parse_sets(LAMConfig, args.set))
-    return from_preset(LAMConfig, LAM_PRESETS, args.preset, **overrides)
+def config_from_args(args: argparse.Namespace) -> LAMConfig:
+    return stage_config(LAMConfig, LAM_PRESETS, args.preset, file=config_section(args.config, "pretrain"),
+                        flags=dict(method=args.method, labels=args.labels,
+                                   labelled_trajectories=args.labelled_trajectories, latent=args.latent,
+                                   steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
+                                   threads=args.threads), sets=args.set)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     dataset = args.dataset
@@ -79,14 +67,12 @@ def main(argv: list[str] | None = None) -> dict:
         dist.shutdown()
     if report and main_process:
         pr = report["probes"]
-        print(json.dumps({"method": report["method"], "run": report["run_dir"],
-                          "linear_probe_action_mse": round(pr["eval"]["linear_action_mse"], 4),
-                          "mean_action_mse": round(pr["eval"]["mean_action_mse"], 4),
-                          "train_samples_per_s": report["train_samples_per_s"]}))
+        print_summary({"method": report["method"], "run": report["run_dir"],
+                       "linear_probe_action_mse": round(pr["eval"]["linear_action_mse"], 4),
+                       "mean_action_mse": round(pr["eval"]["mean_action_mse"], 4),
+                       "train_samples_per_s": report["train_samples_per_s"]})
     return report
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

@@ -20,21 +20,20 @@ continues the newest with the same step count and learning-rate schedule), ``rep
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from agents.config import TRAIN_ALGOS, TRAIN_LATENTS, TRAIN_PRESETS, TrainConfig
 from rl_laof import pipeline
-from rl_laof.config import TRAIN_ALGOS, TRAIN_LATENTS, TRAIN_PRESETS, TrainConfig, from_preset
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.config_file import config_section, read_config_file
 from rl_laof.runs import train_dir
 
-# --------------------------------------------------------------------------- CLI
 
-def build_parser():
-    from rl_laof.cli import stage_parser
-
+def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.train", __doc__, TRAIN_PRESETS,
                      "quick: 20k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
     p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
@@ -58,45 +57,33 @@ def build_parser():
     p.add_argument("--num-envs", type=int, default=None, help="parallel envs")
     p.add_argument("--steps", type=int, default=None, help="total agent steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any other TrainConfig field, e.g. --set learning_rate=1e-4 (repeatable)")
-    p.add_argument("--config", type=Path, default=None, metavar="FILE",
-                   help="a config file (e.g. a sweep's best.json): its 'train' section, and its 'pretrain' / "
-                        "'imitate' sections build the latent policy; flags and --set win")
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/train/<task>/<run>)")
     p.add_argument("--resume", action="store_true", help="continue the run in the folder from its newest checkpoint")
     p.add_argument("--fresh", action="store_true", help="delete the run folder and start over")
     p.add_argument("--rebuild", action="store_true",
                    help="ignore the shipped latent policies: build expert, data, latent model and policy here")
-    p.add_argument("--no-progress", action="store_true")
+    add_run_flags(p, "run folder (default runs/train/<task>/<run>)", TrainConfig, "learning_rate=1e-4",
+                  "a config file (e.g. a sweep's best.json): its 'train' section, and its 'pretrain' / 'imitate' "
+                  "sections build the latent policy; flags and --set win")
     return p
 
 
-def config_from_args(args) -> TrainConfig:
-    from rl_laof.cli import parse_sets
-    from rl_laof.config_file import config_section
-
-    overrides: dict[str, Any] = config_section(args.config, "train", required=False)
-    if args.latent is None and "latent" not in overrides:
-        overrides["latent"] = config_section(args.config, "pretrain", required=False).get("method")
-    flags: dict[str, Any] = dict(task=args.task, algo=args.algo, latent=args.latent,
-                                 latent_policy=args.latent_policy, latent_agent=args.latent_agent, obs=args.obs,
-                                 skills=args.skills, skill_action=args.skill_action, kl_coef=args.kl_coef,
-                                 distractors=args.distractors, seed=args.seed, num_envs=args.num_envs,
-                                 total_steps=args.steps, threads=args.threads)
-    overrides.update({k: v for k, v in flags.items() if v is not None})
-    overrides.update(parse_sets(TrainConfig, args.set))
-    return from_preset(TrainConfig, TRAIN_PRESETS, args.preset, **overrides)
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    file = config_section(args.config, "train", required=False)
+    if args.latent is None and "latent" not in file:
+        file["latent"] = config_section(args.config, "pretrain", required=False).get("method")
+    flags = dict(task=args.task, algo=args.algo, latent=args.latent, latent_policy=args.latent_policy,
+                 latent_agent=args.latent_agent, obs=args.obs, skills=args.skills, skill_action=args.skill_action,
+                 kl_coef=args.kl_coef, distractors=args.distractors, seed=args.seed, num_envs=args.num_envs,
+                 total_steps=args.steps, threads=args.threads)
+    return stage_config(TrainConfig, TRAIN_PRESETS, args.preset, file=file, flags=flags, sets=args.set)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     if args.resume and args.fresh:
         raise ValueError("--resume continues a run, --fresh deletes it: give one.")
     if args.config is not None:
-        from rl_laof.config_file import read_config_file
-
         sections = read_config_file(args.config)
         if not {"train", "pretrain", "imitate"} & set(sections):
             raise ValueError(f"--config {args.config}: no train, pretrain or imitate section for rl_laof.train")
@@ -111,13 +98,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.fresh:
         shutil.rmtree(out, ignore_errors=True)
     report = pipeline.agent(cfg, out, resume=args.resume, rebuild=args.rebuild, progress=not args.no_progress)
-    print(json.dumps({"run": report["run_dir"], "steps": report["steps"],
-                      "final_return": round(report["final"]["mean"], 1), "steps_per_s": report["steps_per_s"],
-                      "curve": str(Path(report["run_dir"]) / "learning_curve.png")}))
+    print_summary({"run": report["run_dir"], "steps": report["steps"],
+                   "final_return": round(report["final"]["mean"], 1), "steps_per_s": report["steps_per_s"],
+                   "curve": str(Path(report["run_dir"]) / "learning_curve.png")})
     return report
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

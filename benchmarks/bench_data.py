@@ -36,9 +36,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import envs  # noqa: E402,F401  (loads EGL first)
-from rl_laof.config import CollectConfig, WindowConfig  # noqa: E402
 from rl_laof.data import VideoDataset, WindowDataset  # noqa: E402
 from rl_laof.data.collection import collect  # noqa: E402
+from rl_laof.data.config import CollectConfig, WindowConfig  # noqa: E402
 
 TASK, SIZE = "cheetah-run", 64
 

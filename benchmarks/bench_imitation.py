@@ -53,11 +53,13 @@ import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
 from envs.rollout import policy_returns  # noqa: E402
 from rl_laof import stats  # noqa: E402
-from rl_laof.config import COLLECT_PRESETS, IMITATION_PRESETS, CollectConfig, ImitationConfig, from_preset  # noqa: E402
+from rl_laof.data.config import COLLECT_PRESETS, CollectConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.imitation.agent import load_agent  # noqa: E402
+from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa: E402
 from rl_laof.imitation.evaluation import latency_ms, plot_normalised_returns  # noqa: E402
 from rl_laof.imitation.training import imitate  # noqa: E402
+from rl_laof.presets import from_preset  # noqa: E402
 from rl_laof.runs import atomic_path, dataset_dir, read_json, runs_root, write_json  # noqa: E402
 
 TASK = "cheetah-run"

@@ -35,11 +35,11 @@ import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof import distributed as dist  # noqa: E402
-from rl_laof.config import LAMConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.data.windows import WindowDataset  # noqa: E402
 from rl_laof.flow.agent_targets import AgentFlowTargets  # noqa: E402
 from rl_laof.flow.encoding import agent_flow, encode_flow_rgb  # noqa: E402
+from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.lam.evaluation import HeldOutEvaluation  # noqa: E402
 from rl_laof.lam.training import Batches, flow_calibration  # noqa: E402
 from rl_laof.models.lam_model import LatentActionModel  # noqa: E402

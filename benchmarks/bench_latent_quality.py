@@ -48,7 +48,9 @@ import numpy as np  # noqa: E402
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DIFFICULTY_SCALE, DistractorConfig  # noqa: E402
 from rl_laof import stats  # noqa: E402
-from rl_laof.config import COLLECT_PRESETS, CollectConfig, LAMConfig, from_preset  # noqa: E402
+from rl_laof.data.config import COLLECT_PRESETS, CollectConfig  # noqa: E402
+from rl_laof.lam.config import LAMConfig  # noqa: E402
+from rl_laof.presets import from_preset  # noqa: E402
 from rl_laof.runs import atomic_path, dataset_dir, runs_root  # noqa: E402
 
 TASK = "cheetah-run"

@@ -32,20 +32,13 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.config import (  # noqa: E402
-    IMITATION_PRESETS,
-    LAM_PRESETS,
-    SKILL_PRESETS,
-    TRAIN_PRESETS,
-    CollectConfig,
-    ExpertConfig,
-    ImitationConfig,
-    LAMConfig,
-    SkillConfig,
-    TrainConfig,
-    from_preset,
-)
+from agents.config import TRAIN_PRESETS, ExpertConfig, TrainConfig  # noqa: E402
+from rl_laof.data.config import CollectConfig  # noqa: E402
+from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa: E402
+from rl_laof.lam.config import LAM_PRESETS, LAMConfig  # noqa: E402
+from rl_laof.presets import from_preset  # noqa: E402
 from rl_laof.runs import runs_root  # noqa: E402
+from rl_laof.sof.config import SKILL_PRESETS, SkillConfig  # noqa: E402
 
 TASKS = ("walker-stand", "walker-walk", "walker-run")
 PPO_TASK = "walker-walk"

@@ -35,9 +35,10 @@ import numpy as np  # noqa: E402
 from bench_args import seed_count, subset  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from agents.config import TRAIN_PRESETS, TrainConfig  # noqa: E402
 from rl_laof import stats  # noqa: E402
-from rl_laof.config import TRAIN_PRESETS, TrainConfig, from_preset  # noqa: E402
 from rl_laof.pipeline import agent as train  # noqa: E402
+from rl_laof.presets import from_preset  # noqa: E402
 from rl_laof.runs import atomic_path, runs_root  # noqa: E402
 
 TASK = "cheetah-run"

@@ -30,8 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.config import ImitationConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
+from rl_laof.imitation.config import ImitationConfig  # noqa: E402
 from rl_laof.runs import runs_root, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_bc.json"

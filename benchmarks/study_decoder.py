@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from rl_laof.config import ImitationConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
+from rl_laof.imitation.config import ImitationConfig  # noqa: E402
 from rl_laof.imitation.training import Transitions  # noqa: E402
 from rl_laof.models.blocks import mlp  # noqa: E402
 from rl_laof.models.policy import LatentPCA  # noqa: E402

@@ -9,7 +9,8 @@ A config file is JSON with one section per stage, each a set of fields of that s
      "train": {"learning_rate": 0.0001},                 # TrainConfig
      "source": {...}}                                    # free-form: where the values came from
 
-Precedence: the preset, then the file, then the command line's flags and ``--set``.
+Precedence: the preset, then the file, then the command line's flags and ``--set``. Each stage's config
+lives beside its code; :data:`SECTIONS` names them for config files and for the sweeps that write them.
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+from agents.config import TRAIN_PRESETS, TrainConfig
+from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
+from rl_laof.lam.config import LAM_PRESETS, LAMConfig
+from rl_laof.runs import write_json
+from rl_laof.sof.config import SKILL_PRESETS, SkillConfig
+
 FORMAT = "rl_laof-config/1"
-
-
-def _sections() -> dict[str, type]:
-    from rl_laof.config import ImitationConfig, LAMConfig, SkillConfig, TrainConfig
-
-    return {"pretrain": LAMConfig, "imitate": ImitationConfig, "skills": SkillConfig, "train": TrainConfig}
+#: the stage sections of a config file: section -> (the stage's config dataclass, its presets)
+SECTIONS: dict[str, tuple[type, dict[str, dict[str, Any]]]] = {
+    "pretrain": (LAMConfig, LAM_PRESETS), "imitate": (ImitationConfig, IMITATION_PRESETS),
+    "skills": (SkillConfig, SKILL_PRESETS), "train": (TrainConfig, TRAIN_PRESETS)}
 
 
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -39,7 +44,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
         raise ValueError(f"--config {path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError(f"--config {path}: not an rl_laof config file (needs \"format\": \"{FORMAT}\")")
-    sections = _sections()
+    sections = {name: cls for name, (cls, _) in SECTIONS.items()}
     out: dict[str, dict[str, Any]] = {}
     for name, values in data.items():
         if name in ("format", "source"):
@@ -70,8 +75,6 @@ def config_section(path: str | Path | None, section: str, required: bool = True)
 def write_config_file(path: str | Path, sections: dict[str, dict[str, Any]], source: dict[str, Any] | None = None
                       ) -> Path:
     """Write a config file (atomically), checking it reads back."""
-    from rl_laof.runs import write_json
-
     path = Path(path)
     write_json(path, {"format": FORMAT, **{k: v for k, v in sections.items() if v}, "source": source or {}})
     read_config_file(path)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl_laof.config import SweepConfig
+from sweeps.config import SweepConfig
 from sweeps.spaces import stage_config
 
 Report = Callable[[int, float], None] | None

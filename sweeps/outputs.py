@@ -11,9 +11,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rl_laof.config import SweepConfig
 from rl_laof.config_file import write_config_file
 from rl_laof.runs import atomic_path, write_json
+from sweeps.config import SweepConfig
 from sweeps.spaces import TARGET_STAGE, Param, apply
 from sweeps.study import RETRY, SURPLUS, WORKER, is_retry
 

@@ -14,21 +14,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from rl_laof.config import (
-    IMITATION_PRESETS,
-    LAM_PRESETS,
-    SKILL_PRESETS,
-    TRAIN_PRESETS,
-    ImitationConfig,
-    LAMConfig,
-    SkillConfig,
-    SweepConfig,
-    TrainConfig,
-    from_preset,
-)
+from rl_laof.config_file import SECTIONS
+from rl_laof.presets import from_preset
+from sweeps.config import SweepConfig
 
-STAGES = {"pretrain": (LAMConfig, LAM_PRESETS), "imitate": (ImitationConfig, IMITATION_PRESETS),
-          "skills": (SkillConfig, SKILL_PRESETS), "train": (TrainConfig, TRAIN_PRESETS)}
 #: the stage section each target tunes
 TARGET_STAGE = {"laof": "pretrain", "lapo": "pretrain", "laom": "pretrain", "lafp": "imitate", "sof": "skills",
                 "ppo": "train"}
@@ -36,7 +25,7 @@ TARGET_STAGE = {"laof": "pretrain", "lapo": "pretrain", "laom": "pretrain", "laf
 
 def stage_config(section: str, preset: str, overrides: dict[str, Any]):
     """The config of a stage section (``pretrain`` / ``imitate`` / ``skills`` / ``train``) at a preset."""
-    cls, presets = STAGES[section]
+    cls, presets = SECTIONS[section]
     return from_preset(cls, presets, preset, **overrides)
 
 
@@ -147,7 +136,7 @@ def parse_space_item(item: str) -> Param:
 
 def apply(section: str, values: dict[str, Any]) -> dict[str, Any]:
     """Sampled values as the section's config overrides (TrainConfig's unknown names -> algo_kwargs)."""
-    cls, _ = STAGES[section]
+    cls, _ = SECTIONS[section]
     fields = {f.name for f in dataclasses.fields(cls)}
     out = {k: v for k, v in values.items() if k in fields}
     extra = {k: v for k, v in values.items() if k not in fields}
@@ -160,7 +149,7 @@ def build_space(cfg: SweepConfig, fixed: dict[str, Any], narrowed: list[Param]) 
     """The target's space with ``--space`` items replacing or adding parameters, checked against ``fixed``
     (``--set``) and the preset: a clear error rather than a study of failing trials."""
     section = TARGET_STAGE[cfg.target]
-    cls, _ = STAGES[section]
+    cls, _ = SECTIONS[section]
     fields = {f.name for f in dataclasses.fields(cls)}
     space = {p.name: p for p in default_space(cfg)}
     for p in narrowed:

@@ -35,8 +35,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from rl_laof.config import SweepConfig
 from rl_laof.runs import runs_root
+from sweeps.config import SweepConfig
 
 HEARTBEAT = "rl_laof:heartbeat"
 WORKER = "rl_laof:worker"

@@ -19,15 +19,8 @@ import sys
 import time
 from typing import Any
 
-from rl_laof.config import (
-    SWEEP_OBJECTIVES,
-    SWEEP_PRESETS,
-    SWEEP_PRUNERS,
-    SWEEP_SAMPLERS,
-    SWEEP_TARGETS,
-    SweepConfig,
-    from_preset,
-)
+from rl_laof.presets import from_preset
+from sweeps.config import SWEEP_OBJECTIVES, SWEEP_PRESETS, SWEEP_PRUNERS, SWEEP_SAMPLERS, SWEEP_TARGETS, SweepConfig
 
 
 def build_parser():
@@ -81,14 +74,15 @@ def config_from_args(args) -> SweepConfig:
 def setup(args) -> tuple[SweepConfig, list, dict[str, Any]]:
     """The config, the checked search space and the fixed overrides: every error before any work."""
     from rl_laof.cli import parse_sets
-    from sweeps.spaces import STAGES, TARGET_STAGE, build_space, parse_space_item
+    from rl_laof.config_file import SECTIONS
+    from sweeps.spaces import TARGET_STAGE, build_space, parse_space_item
 
     cfg = config_from_args(args)
     if cfg.target != "sof":
         from envs import get_task
 
         get_task(cfg.task)  # an unknown task: the valid ones
-    cls, _ = STAGES[TARGET_STAGE[cfg.target]]
+    cls, _ = SECTIONS[TARGET_STAGE[cfg.target]]
     fixed = parse_sets(cls, args.set)
     space = build_space(cfg, fixed, [parse_space_item(s) for s in args.space])
     return cfg, space, fixed

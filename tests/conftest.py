@@ -29,8 +29,8 @@ def lam_dataset(tmp_path_factory, gl):
     """A real dataset for the learning stages: 3 + 1 + 1 random-action cheetah-run episodes of 40 steps
     (action repeat 4), 32 px, hard distractors, exact flow, label splits frac-0 / frac-0.1."""
     from envs.config import DistractorConfig
-    from rl_laof.config import CollectConfig
     from rl_laof.data.collection import collect
+    from rl_laof.data.config import CollectConfig
     from rl_laof.flow.targets import fill_flow
 
     cfg = CollectConfig(expert="random", episodes=3, eval_episodes=1, heldout_bg_episodes=1, episode_steps=40,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from agents.config import TrainConfig
 from envs.config import DistractorConfig
 from rl_laof.cli import parse_sets
-from rl_laof.config import CollectConfig, ImitationConfig, LAMConfig, SkillConfig, TrainConfig
+from rl_laof.data.config import CollectConfig
+from rl_laof.imitation.config import ImitationConfig
+from rl_laof.lam.config import LAMConfig
+from rl_laof.sof.config import SkillConfig
 
 
 @pytest.mark.parametrize("cls, item, expected", [

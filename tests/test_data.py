@@ -15,9 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
-from rl_laof.config import CollectConfig, WindowConfig
 from rl_laof.data import DatasetError, VideoDataset, WindowDataset, labelled_and_unlabelled, make_label_splits
 from rl_laof.data import format as fmt
+from rl_laof.data.config import CollectConfig, WindowConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

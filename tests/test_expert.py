@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from agents.algorithms import resolve_algorithm
+from agents.config import EXPERT_PRESETS, ExpertConfig
 from agents.expert import Expert
 from agents.expert import evaluate_expert as evaluate
-from rl_laof.config import EXPERT_PRESETS, ExpertConfig, from_preset
+from rl_laof.presets import from_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 

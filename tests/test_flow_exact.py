@@ -108,9 +108,9 @@ def test_occluded_pixels_are_invalid(shaken):
 
 
 def test_flow_targets_for_a_dataset(tmp_path):
-    from rl_laof.config import CollectConfig, WindowConfig
     from rl_laof.data import DatasetError, VideoDataset, WindowDataset
     from rl_laof.data.collection import collect
+    from rl_laof.data.config import CollectConfig, WindowConfig
     from rl_laof.flow.targets import fill_flow
 
     cfg = CollectConfig(expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=0, episode_steps=8,

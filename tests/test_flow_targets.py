@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rl_laof.config import LAMConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.agent_targets import AgentFlowTargets, flow_loss
 from rl_laof.flow.calibrate import calibrated_sigma, stored_speeds, training_speeds
+from rl_laof.lam.config import LAMConfig
 
 pytestmark = pytest.mark.usefixtures("gl")
 
@@ -55,8 +55,8 @@ def test_camfree_flow_of_a_shaken_clip_equals_the_unshaken_clips(tmp_path, gl):
     """Camera shake is image-space: the same physics seen through a shaking camera has the same camera-free
     agent flow as seen through a still one, while the observed flow differs."""
     from envs.config import DistractorConfig
-    from rl_laof.config import CollectConfig
     from rl_laof.data.collection import collect
+    from rl_laof.data.config import CollectConfig
     from rl_laof.flow.targets import fill_flow
 
     def clip(distractors: str):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rl_laof.config import ImitationConfig
+from rl_laof.imitation.config import ImitationConfig
 from rl_laof.models.policy import BCPolicy, FlowPolicy, PixelEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -215,8 +215,8 @@ def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
 
 @pytest.mark.usefixtures("gl")
 def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_dataset, tmp_path, monkeypatch):
-    from rl_laof.config import LAMConfig
     from rl_laof.imitation.training import imitate
+    from rl_laof.lam.config import LAMConfig
     from rl_laof.lam.training import train_lam
 
     monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from rl_laof.config import LAM_METHODS, LAMConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
+from rl_laof.lam.config import LAM_METHODS, LAMConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("gl")

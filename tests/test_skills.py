@@ -12,8 +12,8 @@ import pytest
 import torch
 from stable_baselines3.common.vec_env import VecEnv
 
-from rl_laof.config import SkillConfig
 from rl_laof.models.skill_models import FSQ, SkillPrior, SkillTokenizer, Translator
+from rl_laof.sof.config import SkillConfig
 
 TINY = SkillConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, encoder_layers=1, decoder_layers=1,
                    width=8, prior_d_model=32, prior_layers=1, translator_hidden=32, tokenizer_steps=30,
@@ -25,8 +25,8 @@ TINY = SkillConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, enco
 def skill_dataset(tmp_path_factory, gl):
     """walker-stand + walker-walk, random actions, 2 + 1 episodes of 24 steps each, 32 px, exact flow, merged."""
     from envs.config import DistractorConfig
-    from rl_laof.config import CollectConfig
     from rl_laof.data.collection import collect
+    from rl_laof.data.config import CollectConfig
     from rl_laof.data.multitask import merge_datasets
     from rl_laof.flow.targets import fill_flow
 
@@ -247,7 +247,7 @@ def test_multitask_merge_keeps_tasks_and_per_task_labels(skill_dataset):
     with pytest.raises(ValueError, match="one embodiment"):
         multitask_name(["walker-walk", "cheetah-run"])
     # the baselines take the same per-task budget: label_trajectories -> traj-<n>
-    from rl_laof.config import ImitationConfig
+    from rl_laof.imitation.config import ImitationConfig
 
     assert ImitationConfig(label_trajectories=1).label_split == "traj-1"
     assert ImitationConfig(label_trajectories=1, labels=1.0).label_split == "all"
@@ -313,7 +313,7 @@ def test_skills_cli_all_stages(skill_dataset, tmp_path):
 
 def test_train_with_sof_skills(skill_dataset, tmp_path):
     """PPO over skill tokens: one decision per chunk, env steps counted, gamma^H, actor distilled from the prior."""
-    from rl_laof.config import TrainConfig
+    from agents.config import TrainConfig
     from rl_laof.pipeline import agent as train
     from rl_laof.sof.training import SkillRun
 

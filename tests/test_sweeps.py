@@ -189,7 +189,7 @@ def test_a_killed_workers_trial_is_retried(lam_dataset, tmp_path):
 # --------------------------------------------------------------------------- the worker loop, in process
 
 def _cfg(**kw):
-    from rl_laof.config import SweepConfig
+    from sweeps.config import SweepConfig
 
     return SweepConfig(**{"n_trials": 3, "heartbeat_s": 0.2, "grace_s": 1.0, **kw})
 
@@ -281,7 +281,7 @@ def test_bad_sweeps_are_refused_before_any_work(tmp_path, monkeypatch):
 
 
 def test_a_study_refuses_other_settings(lam_dataset, tmp_path, monkeypatch):
-    from rl_laof.config import SweepConfig
+    from sweeps.config import SweepConfig
     from sweeps.study import create_or_load, open_storage
 
     storage = open_storage(str(tmp_path / "j.log"))
@@ -291,7 +291,7 @@ def test_a_study_refuses_other_settings(lam_dataset, tmp_path, monkeypatch):
 
 
 def test_every_target_space_fits_its_preset():
-    from rl_laof.config import SweepConfig
+    from sweeps.config import SweepConfig
     from sweeps.spaces import build_space
 
     for target in ("laof", "lapo", "laom"):

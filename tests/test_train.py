@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from rl_laof.config import ImitationConfig, TrainConfig
+from agents.config import TrainConfig
+from rl_laof.imitation.config import ImitationConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("gl")
@@ -31,8 +32,8 @@ TINY_TRAIN = dict(num_envs=2, n_steps=32, batch_size=32, n_epochs=1, width=4, fe
 @pytest.fixture(scope="module")
 def latent_agents(lam_dataset, tmp_path_factory):
     """Imitation runs (latent BC and LAFP) on a tiny LAOF model of the test dataset."""
-    from rl_laof.config import LAMConfig
     from rl_laof.imitation.training import imitate
+    from rl_laof.lam.config import LAMConfig
     from rl_laof.lam.training import train_lam
 
     root = tmp_path_factory.mktemp("agents")

@@ -1,6 +1,6 @@
 """PyTorch datasets of windows over a video dataset, and the loaders that feed training.
 
-A window at transition t of an episode of length T (``rl_laof.config.WindowConfig``)::
+A window at transition t of an episode of length T (``rl_laof.data.config.WindowConfig``)::
 
     obs         o_{t-s+1..t}   (3s, H, W) uint8   frame stack s, oldest first; frames before the
                                                   episode start repeat its first frame (as the env does)

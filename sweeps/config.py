@@ -1,9 +1,4 @@
-"""Configuration dataclasses: the one source of truth for every parameter of every stage.
-
-Each stage's CLI is an argparse front end over one of these dataclasses; every run writes its
-resolved config (``to_dict``) next to its outputs. Named presets: ``quick`` sizes a stage to run
-in minutes on a 2-core CPU (CI, first runs), ``paper`` is the full-size setting.
-"""
+"""The sweeps' config (``python -m sweeps.tune``): an Optuna study over one stage's config, and its presets."""
 
 from __future__ import annotations
 
@@ -11,25 +6,6 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
-
-from agents.config import (  # noqa: F401  (moved; importers follow)
-    EXPERT_PRESETS,
-    OFF_POLICY,
-    ON_POLICY_ALGOS,
-    SKILL_ACTIONS,
-    TRAIN_ALGOS,
-    TRAIN_LATENTS,
-    TRAIN_PRESETS,
-    ExpertConfig,
-    TrainConfig,
-)
-from rl_laof.data.config import COLLECT_PRESETS, CollectConfig, WindowConfig  # noqa: F401  (moved; importers follow)
-from rl_laof.imitation.config import IMITATION_PRESETS, POLICY_TYPES, ImitationConfig  # noqa: F401  (moved)
-from rl_laof.lam.config import LAM_METHODS, LAM_PRESETS, LAMConfig  # noqa: F401  (moved; importers follow)
-from rl_laof.presets import PRESET_NAMES, from_preset  # noqa: F401  (moved; importers follow in the config step)
-from rl_laof.sof.config import SKILL_PRESETS, SkillConfig  # noqa: F401  (moved; importers follow in the config step)
-
-# --------------------------------------------------------------------------- sweeps
 
 SWEEP_TARGETS = ("laof", "lapo", "laom", "lafp", "sof", "ppo")
 SWEEP_OBJECTIVES = ("probe", "return", "both")

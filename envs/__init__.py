@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from stable_baselines3.common.vec_env import VecMonitor
+
 from envs.config import DistractorConfig, EnvConfig
 from envs.gl import GLUnavailableError, ensure_gl
 from envs.tasks import TASKS, TaskSpec, get_task
@@ -26,10 +28,8 @@ __all__ = ["make", "make_from_config", "TASKS", "TaskSpec", "get_task", "GLUnava
 
 def make_from_config(cfg: EnvConfig, monitor: bool = True):
     """Build the VecEnv an :class:`EnvConfig` describes."""
-    from stable_baselines3.common.vec_env import VecMonitor
-
-    from envs.simulators import DMControlSimulator, EnvpoolSimulator
-    from envs.vec_env import DistractedVecEnv
+    from envs.simulators import DMControlSimulator, EnvpoolSimulator  # deferred: after ensure_gl() below (envs.gl)
+    from envs.vec_env import DistractedVecEnv  # deferred: after ensure_gl() below (envs.gl)
 
     task = get_task(cfg.task)
     pixels = cfg.obs == "pixels"

@@ -29,7 +29,7 @@ ASSET_EDIT_VERSION = "1"  # bump when the edits below change, so caches are rebu
 
 def envpool_asset_root() -> Path:
     """EnvPool's own asset tree (``.../envpool_assets``), the unmodified source."""
-    import envpool_assets  # shipped as a dependency of envpool
+    import envpool_assets  # deferred: envpool's asset package, imported with envpool after EGL (envs.gl)
 
     root = Path(envpool_assets.__file__).resolve().parent
     if not (root / "mujoco" / "assets_dmc").is_dir():

@@ -16,7 +16,12 @@ import json
 import os
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
+from PIL import Image, ImageDraw
+
+import envs
+from envs.tasks import get_task
 
 LEVELS = ("none", "easy", "medium", "hard", "laom")
 
@@ -31,8 +36,6 @@ def _upscale(img: np.ndarray, k: int) -> np.ndarray:
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:
-    from PIL import Image, ImageDraw
-
     pil = Image.fromarray(img)
     ImageDraw.Draw(pil).text((3, 2), text, fill=(255, 255, 255), stroke_width=2, stroke_fill=(0, 0, 0))
     return np.asarray(pil)
@@ -41,8 +44,6 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 def rollout_frames(task: str, distractors: str, steps: int, num_envs: int, seed: int, size: int,
                    backend: str = "envpool") -> np.ndarray:
     """(steps, num_envs, H, W, 3): frames under a random policy."""
-    import envs
-
     venv = envs.make(task, num_envs=num_envs, distractors=distractors, seed=seed, image_size=size,
                      backend=backend, monitor=False)
     rng = np.random.default_rng(seed)
@@ -64,8 +65,6 @@ def level_grid(task: str, seed: int, size: int, cols: int = 6, every: int = 8) -
 
 
 def backend_comparison(task: str, level: str, seed: int, size: int, n: int = 4) -> np.ndarray:
-    import envs
-
     ep = rollout_frames(task, level, 1, n, seed, size, backend="envpool")[0]
     venv = envs.make(task, num_envs=n, distractors=level, seed=seed, image_size=size, backend="dm_control",
                      monitor=False)
@@ -90,10 +89,6 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.steps < 2:
         p.error("--steps must be at least 2")
-
-    import imageio.v3 as iio
-
-    from envs.tasks import get_task
 
     get_task(args.task)  # fail early, listing the valid tasks
     out = Path(args.out)

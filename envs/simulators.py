@@ -50,7 +50,7 @@ class EnvpoolSimulator:
     def __init__(self, task: TaskSpec, num_envs: int, pixels: bool, size: int, action_repeat: int,
                  seed: int, num_threads: int = 0, optimised_assets: bool = True):
         ensure_gl()  # before importing envpool, or its first render aborts
-        import envpool
+        import envpool  # deferred: after ensure_gl() has loaded EGL (envs.gl)
 
         self.task, self.num_envs, self.pixels, self.size = task, num_envs, pixels, size
         self.action_repeat = action_repeat
@@ -146,7 +146,7 @@ class EnvpoolSimulator:
 
 @contextlib.contextmanager
 def _quiet_absl():
-    from absl import logging as absl_logging
+    from absl import logging as absl_logging  # deferred: dm_control's, loaded with it (envs.gl)
 
     level = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.ERROR)
@@ -159,7 +159,7 @@ def _quiet_absl():
 @functools.cache
 def dm_control_state_keys(domain: str, task: str) -> tuple[str, ...]:
     """The task's state observation keys, in dm_control's order (the reference for both backends)."""
-    from dm_control import suite
+    from dm_control import suite  # deferred: after MUJOCO_GL is set (envs.gl)
 
     with _quiet_absl():
         env = suite.load(domain, task)
@@ -174,7 +174,7 @@ def agent_geoms(model) -> np.ndarray:
     This keeps the robot's links (cheetah's torso too, whose own joints are unactuated slides)
     and leaves out the world (floor, walls), static targets (reacher) and passive objects the
     agent acts on (finger's spinner, ball_in_cup's ball)."""
-    import mujoco
+    import mujoco  # deferred: after MUJOCO_GL is set (envs.gl)
 
     trees: set[int] = set()
     for a in range(model.nu):
@@ -204,7 +204,7 @@ class DMControlSimulator:
     def __init__(self, task: TaskSpec, num_envs: int, pixels: bool, size: int, action_repeat: int,
                  seed: int, extras: bool = True, optimised_assets: bool = True):
         ensure_gl()
-        from dm_control import suite
+        from dm_control import suite  # deferred: after MUJOCO_GL is set (envs.gl)
 
         self.task, self.num_envs, self.pixels, self.size = task, num_envs, pixels, size
         self.action_repeat = action_repeat
@@ -242,7 +242,7 @@ class DMControlSimulator:
     def _camera(self, i: int):
         """One dm_control Camera per env, kept: ``physics.render`` builds a new one (and its MjvScene)
         on every call, which cost a third of a frame with three passes per frame."""
-        from dm_control.mujoco.engine import Camera
+        from dm_control.mujoco.engine import Camera  # deferred: after MUJOCO_GL is set (envs.gl)
 
         if self._cameras[i] is None:
             self._cameras[i] = Camera(self.envs[i].physics, self.size, self.size, self.task.camera_id)

@@ -86,21 +86,27 @@ def _complete(h5: Path) -> bool:
 
 # --------------------------------------------------------------------------- latent model -> latent policy
 
-def latent_model(cfg: ImitationConfig, ds: VideoDataset, progress: bool = True) -> Path:
+def latent_model(cfg: LAMConfig, dataset: str | Path, progress: bool = True) -> Path:
+    """The run folder of the latent action model ``cfg`` on ``dataset`` (as the caller holds it: the folder
+    names the run's, ``rl_laof.runs.lam_dir``), trained now if missing."""
+    return Path(lam.train_lam(cfg, dataset, progress=progress)["run_dir"])
+
+
+def preset_latent_model(cfg: ImitationConfig, ds: VideoDataset, progress: bool = True) -> Path:
     """The preset's latent action model for an imitation config on ``ds`` (trained now if missing, on the same
     labels for a ``-action`` model): its run folder."""
     supervised = cfg.latent.endswith("-action")
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, method=cfg.latent, seed=cfg.seed,
                           labels=cfg.labels if supervised else None, threads=cfg.threads)
-    return Path(lam.train_lam(lam_cfg, ds.path, progress=progress)["run_dir"])
+    return latent_model(lam_cfg, ds.path, progress)
 
 
 def latent_policy(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """An imitation run of ``cfg`` on ``dataset`` (its report): the latent action model is ``cfg.lam_run``, or
-    the preset's (:func:`latent_model`, built only if the run still needs its latents)."""
+    the preset's (:func:`preset_latent_model`, built only if the run still needs its latents)."""
     def model() -> Path:
-        return latent_model(cfg, VideoDataset(dataset), progress)
+        return preset_latent_model(cfg, VideoDataset(dataset), progress)
 
     needs_model = cfg.latent != "none" and cfg.lam_run is None
     return imitation.imitate(cfg, dataset, out, progress, lam=model if needs_model else None)

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: an upstream artifact a stage library takes: its path, or a function that returns the path when the stage
 #: first needs it (``rl_laof.pipeline`` passes one that finds or builds the artifact then, so a finished run
 #: never builds what it no longer needs)
@@ -133,8 +135,6 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _json_default(o: Any) -> Any:
-    import numpy as np
-
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

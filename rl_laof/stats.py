@@ -19,7 +19,7 @@ REPS = 2000
 
 def interval(values: Sequence[float], reps: int = REPS, seed: int = 0) -> dict[str, Any]:
     """Mean of per-seed ``values`` and its 95 % bootstrap interval: {"mean", "lo", "hi", "values"}."""
-    from rliable import library as rly
+    from rliable import library as rly  # deferred: rliable (with arch and pandas) only for benchmark intervals
 
     x = np.asarray(values, np.float64)
     if x.ndim != 1 or len(x) == 0 or not np.isfinite(x).all():

@@ -14,6 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rl_laof import pipeline
+from rl_laof.imitation.training import imitate
+from rl_laof.lam.training import train_lam
+from rl_laof.sof.evaluation import evaluate_skills
+from rl_laof.sof.training import SkillRun
 from sweeps.config import SweepConfig
 from sweeps.spaces import stage_config
 
@@ -31,8 +36,6 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
     """What every trial shares, built once before any worker starts (two workers must not both collect
     a dataset or train the same default model): the dataset, and the frozen upstream runs of the
     downstream targets. Returns fixed stage overrides / paths for the trials."""
-    from rl_laof.pipeline import default_dataset
-
     if cfg.target == "sof":
         if cfg.dataset is None:
             raise ValueError("target sof needs --dataset: a multi-task dataset with flow (python -m "
@@ -41,28 +44,21 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
             raise FileNotFoundError(f"--dataset {cfg.dataset}: no such dataset")
         return {"dataset": str(cfg.dataset), "fixed": {}}
     if cfg.target == "ppo":
-        from rl_laof.pipeline import latent_agent
-
         tcfg = stage_config("train", cfg.preset, {"task": cfg.task, "latent": "laof"})
-        return {"dataset": None, "fixed": {"latent_agent": str(latent_agent(tcfg, progress=progress))}}
+        return {"dataset": None, "fixed": {"latent_agent": str(pipeline.latent_agent(tcfg, progress=progress))}}
     laof = cfg.target in ("laof", "lafp")
-    dataset = Path(cfg.dataset) if cfg.dataset else default_dataset(cfg.task, cfg.preset, laof, progress)
+    dataset = Path(cfg.dataset) if cfg.dataset else pipeline.default_dataset(cfg.task, cfg.preset, laof, progress)
     if not dataset.exists():
         raise FileNotFoundError(f"--dataset {dataset}: no such dataset")
     if cfg.target == "lafp":  # the policy imitates the latents of the preset's LAOF model, trained once here
-        from rl_laof.lam.training import train_lam
-
         lam_cfg = stage_config("pretrain", cfg.preset, {"method": "laof", "seed": cfg.seed})
-        return {"dataset": str(dataset),
-                "fixed": {"lam_run": train_lam(lam_cfg, dataset, progress=progress)["run_dir"]}}
+        return {"dataset": str(dataset), "fixed": {"lam_run": str(pipeline.latent_model(lam_cfg, dataset, progress))}}
     return {"dataset": str(dataset), "fixed": {}}
 
 
 def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
                  report: Report) -> list[float]:
     """laof / lapo / laom: train the model; probe MSE and / or the return of latent BC on its latents."""
-    from rl_laof.lam.training import train_lam
-
     lam_cfg = stage_config("pretrain", cfg.preset, overrides)
     rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False,
                     on_eval=_forward(report, "eval/linear_probe_action_mse"))
@@ -70,8 +66,6 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
     if cfg.objective in ("probe", "both"):
         values.append(float(rep["probes"]["eval"]["linear_action_mse"]))
     if cfg.objective in ("return", "both"):
-        from rl_laof.imitation.training import imitate
-
         icfg = stage_config("imitate", cfg.preset, {
             "latent": lam_cfg.method, "policy": "bc", "lam_run": rep["run_dir"], "seed": cfg.seed,
             "threads": lam_cfg.threads, "normalise": False, "eval_backgrounds": ("train",)})
@@ -83,8 +77,6 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
 def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
                        report: Report) -> list[float]:
     """lafp: the flow-matching latent policy and its decoder on the frozen LAOF latents; episode return."""
-    from rl_laof.imitation.training import imitate
-
     icfg = stage_config("imitate", cfg.preset, overrides)
     return [float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)["returns"]["train"]["mean"])]
 
@@ -92,8 +84,6 @@ def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict
 def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
            report: Report) -> list[float]:
     """sof: tokenizer, prior and translator; mean return of the skill policy over the dataset's tasks."""
-    from rl_laof.sof.evaluation import evaluate_skills
-    from rl_laof.sof.training import SkillRun
 
     scfg = stage_config("skills", cfg.preset, overrides)
     return [float(evaluate_skills(SkillRun(scfg, shared["dataset"], trial_dir / "skills"), progress=False)
@@ -103,13 +93,12 @@ def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], 
 def ppo(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
         report: Report) -> list[float]:
     """ppo: the agent in the LAOF latent action space; final evaluation return (periodic ones are reported)."""
-    from rl_laof.pipeline import agent as train
-
     tcfg = stage_config("train", cfg.preset, overrides)
     rollout = tcfg.n_steps * tcfg.num_envs
     if tcfg.batch_size > rollout:  # as rl-baselines3-zoo: a minibatch is at most the rollout
         tcfg = dataclasses.replace(tcfg, batch_size=rollout)
-    return [float(train(tcfg, trial_dir / "train", progress=False, on_eval=_forward(report, "mean"))["final"]["mean"])]
+    return [float(pipeline.agent(tcfg, trial_dir / "train", progress=False, on_eval=_forward(report, "mean"))
+                  ["final"]["mean"])]
 
 
 OBJECTIVES = {"laof": latent_model, "lapo": latent_model, "laom": latent_model, "lafp": latent_flow_policy,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +89,11 @@ def export_best(study: optuna.Study, cfg: SweepConfig, space: list[Param], fixed
 def plot(study: optuna.Study, cfg: SweepConfig, out: Path) -> dict[str, str]:
     """history.png, importance.png, parallel.png (+ pareto.png for two objectives); a plot that cannot be
     drawn yet (too few finished trials) is named with the reason instead."""
-    import warnings
-
-    import matplotlib
+    import matplotlib  # deferred: matplotlib only for plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
+    import matplotlib.pyplot as plt  # deferred: matplotlib only for plots
+    from optuna.visualization import matplotlib as ovm  # deferred: optuna's plots import matplotlib
 
     names = value_names(cfg)
     target = None if len(names) == 1 else (lambda t: t.values[0])

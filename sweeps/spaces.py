@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from rl_laof.cli import parse_value
 from rl_laof.config_file import SECTIONS
 from rl_laof.presets import from_preset
 from sweeps.config import SweepConfig
@@ -116,8 +117,6 @@ def default_space(cfg: SweepConfig) -> list[Param]:
 def parse_space_item(item: str) -> Param:
     """``--space NAME=LOW:HIGH`` (``:log`` appended for a log scale, integers give an int range) or
     ``--space NAME=[a,b,c]``."""
-    from rl_laof.cli import parse_value
-
     name, sep, spec = item.partition("=")
     if not sep or not name:
         raise ValueError(f"--space {item!r}: use NAME=LOW:HIGH[:log] or NAME=[choice,...]")

@@ -33,7 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from rl_laof.runs import runs_root
 from sweeps.config import SweepConfig
@@ -63,8 +66,6 @@ def storage_spec(cfg: SweepConfig) -> str:
 
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a URL SQLAlchemy cannot parse: say so elsewhere
@@ -74,16 +75,12 @@ def redact(url: str) -> str:
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
     """A journal file (the path; its folder is made) or an RDB storage (a SQLAlchemy URL), reachable now."""
     if not is_url(spec):
-        from optuna.storages.journal import JournalFileBackend
-
         path = Path(spec)
         if path.is_dir():
             raise ValueError(f"--storage {spec}: a folder; give a journal file path (e.g. {path / 'journal.log'}) "
                              "or a database URL")
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-    import sqlalchemy.exc
-
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if spec.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": 10}

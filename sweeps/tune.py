@@ -12,6 +12,7 @@ plots, and best.json, a config file for ``rl_laof.pretrain --config`` / ``rl_lao
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -19,13 +20,18 @@ import sys
 import time
 from typing import Any
 
+from envs import get_task
+from rl_laof.cli import parse_sets, run
+from rl_laof.config_file import SECTIONS
 from rl_laof.presets import from_preset
+from rl_laof.runs import write_json
+from sweeps import objectives, outputs
+from sweeps import study as st
 from sweeps.config import SWEEP_OBJECTIVES, SWEEP_PRESETS, SWEEP_PRUNERS, SWEEP_SAMPLERS, SWEEP_TARGETS, SweepConfig
+from sweeps.spaces import TARGET_STAGE, apply, build_space, parse_space_item, target_defaults
 
 
 def build_parser():
-    import argparse
-
     p = argparse.ArgumentParser(prog="python -m sweeps.tune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--target", required=True, choices=list(SWEEP_TARGETS), help="the stage whose config is tuned")
@@ -73,14 +79,8 @@ def config_from_args(args) -> SweepConfig:
 
 def setup(args) -> tuple[SweepConfig, list, dict[str, Any]]:
     """The config, the checked search space and the fixed overrides: every error before any work."""
-    from rl_laof.cli import parse_sets
-    from rl_laof.config_file import SECTIONS
-    from sweeps.spaces import TARGET_STAGE, build_space, parse_space_item
-
     cfg = config_from_args(args)
     if cfg.target != "sof":
-        from envs import get_task
-
         get_task(cfg.task)  # an unknown task: the valid ones
     cls, _ = SECTIONS[TARGET_STAGE[cfg.target]]
     fixed = parse_sets(cls, args.set)
@@ -89,10 +89,6 @@ def setup(args) -> tuple[SweepConfig, list, dict[str, Any]]:
 
 
 def worker_main(args, cfg: SweepConfig, space, fixed, shared: dict[str, Any], index: int) -> dict[str, int]:
-    from sweeps import objectives
-    from sweeps import study as st
-    from sweeps.spaces import TARGET_STAGE, apply, target_defaults
-
     storage = st.open_storage(st.storage_spec(cfg))
     study = st.create_or_load(cfg, storage, st.identity(cfg, [p.describe() for p in space], fixed))
     study.sampler = st.make_sampler(cfg, index, len(study.get_trials(deepcopy=False)))
@@ -129,10 +125,6 @@ def spawn_workers(argv: list[str], workers: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from sweeps import objectives, outputs
-    from sweeps import study as st
-    from sweeps.spaces import target_defaults
-
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     cfg, space, fixed = setup(args)
@@ -146,8 +138,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     storage = st.open_storage(st.storage_spec(cfg))  # an unreachable database fails here, before any work
     st.create_or_load(cfg, storage, st.identity(cfg, [p.describe() for p in space], fixed), command=argv)
     shared = objectives.prepare(cfg, progress=not args.no_progress)
-    from rl_laof.runs import write_json
-
     write_json(out / "shared.json", shared)
     t0 = time.time()
     # workers are always child processes (one or many: the same start-up cost); this process coordinates
@@ -162,6 +152,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

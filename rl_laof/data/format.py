@@ -35,11 +35,16 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+
+from rl_laof.runs import atomic_path
 
 FORMAT = "rl_laof-video"
 VERSION = 1
@@ -101,10 +106,6 @@ def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
                extra: dict[str, np.ndarray] | None = None) -> None:
     """One episode in its own file (group ``episode``, plus ``extra`` datasets at the root), written
     atomically and marked ``complete`` last: what resumable stages write before merging."""
-    import h5py
-
-    from rl_laof.runs import atomic_path
-
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             write_episode(f.create_group("episode"), arrays, attrs, compression)
@@ -114,8 +115,6 @@ def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
 
 
 def part_is_complete(path: Path, required: tuple[str, ...] = REQUIRED) -> bool:
-    import h5py
-
     try:
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", False):
@@ -128,8 +127,6 @@ def part_is_complete(path: Path, required: tuple[str, ...] = REQUIRED) -> bool:
 
 def open_h5(path: str | os.PathLike, mode: str = "r"):
     """h5py.File with errors that name the file and say what to do."""
-    import h5py
-
     path = Path(path)
     if not path.exists():
         folder = path.parent if path.suffix == ".h5" else path
@@ -173,9 +170,6 @@ def root_attrs(f) -> dict[str, Any]:
 
 
 def library_versions() -> dict[str, str]:
-    import platform
-    from importlib import metadata
-
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("numpy", "torch", "mujoco", "dm-control", "envpool", "h5py", "stable-baselines3", "gymnasium",
                 "numba"):

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
+from rl_laof.cli import run
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.encoding import flow_to_uint8
 from rl_laof.runs import atomic_path
 
 
 def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 0) -> Path:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib only for plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib only for plots
 
     rng = np.random.default_rng(seed)
     splits = [s for s, eps in ds.episodes.items() if eps]
@@ -76,6 +77,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    from rl_laof.cli import run
-
     run(main)

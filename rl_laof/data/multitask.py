@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from rl_laof.data import format as fmt
@@ -53,8 +54,6 @@ def _check_compatible(sets: list[VideoDataset]) -> None:
 
 def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = True) -> Path:
     """Write ``out/dataset.h5`` (and merged flow files) from single-task ``sources``; returns ``out``."""
-    import h5py
-
     out = Path(out)
     sets = [VideoDataset(s, flow=None) for s in sources]
     _check_compatible(sets)
@@ -109,8 +108,6 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
 
 
 def _copy_episodes(f, sets: list[VideoDataset], tasks: list[str], file_of) -> None:
-    import h5py
-
     for split in fmt.SPLITS:
         new = 0
         for task_id, d in enumerate(sets):

@@ -25,7 +25,7 @@ CUDA_DIR = Path(__file__).parent / "cuda"
 def cuda_problem() -> str | None:
     """Why CuPy cannot run here (None when it can)."""
     try:
-        import cupy
+        import cupy  # deferred: cupy is optional (GPU)
     except ImportError:
         return "CuPy is not installed: pip install -e .[gpu] (cupy-cuda12x)"
     try:
@@ -61,7 +61,7 @@ class CupyLauncher:
     threads = 256
 
     def __init__(self, source: str):
-        import cupy
+        import cupy  # deferred: cupy is optional (GPU)
 
         self.module = cupy.RawModule(code=(CUDA_DIR / source).read_text(), options=KERNEL_OPTIONS)
 
@@ -92,7 +92,7 @@ def exact_flow_on_device(x: FlowInputs, depth_tol: float, xp, launch):
 
 
 def exact_flow_cupy(x: FlowInputs, depth_tol: float = DEPTH_TOL) -> tuple[np.ndarray, np.ndarray]:
-    import cupy
+    import cupy  # deferred: cupy is optional (GPU)
 
     flow, valid = exact_flow_on_device(x, depth_tol, cupy, cupy_launcher("exact_flow.cu"))
     return cupy.asnumpy(flow), cupy.asnumpy(valid).astype(bool)
@@ -149,7 +149,7 @@ def estimate_flow_on_device(g0, g1, params: TVL1Params, xp, launch):
 
 def estimate_flow_cupy(frames0: np.ndarray, frames1: np.ndarray, params: TVL1Params | None = None) -> np.ndarray:
     """TV-L1 flow on the GPU; same inputs and outputs as ``estimate_flow_numba``."""
-    import cupy
+    import cupy  # deferred: cupy is optional (GPU)
 
     g0, g1 = gray_pairs(frames0, frames1)
     u = estimate_flow_on_device(cupy.asarray(g0), cupy.asarray(g1), params or TVL1Params(), cupy,

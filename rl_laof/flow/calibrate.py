@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import h5py
 import numpy as np
 
 from rl_laof.flow.encoding import _diag
@@ -78,8 +79,6 @@ def sigma_from_speed(speed_px: float, height: int, width: int) -> float:
 
 def stored_speeds(flow_file) -> dict[str, dict[str, Any]] | None:
     """The ``agent_speed`` summary a flow file was written with (None for files written before it)."""
-    import h5py
-
     with h5py.File(flow_file, "r") as f:
         raw = f.attrs.get("agent_speed")
     return json.loads(raw) if raw is not None else None

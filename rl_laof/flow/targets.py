@@ -21,7 +21,9 @@ import shutil
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
+from tqdm import tqdm
 
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
@@ -36,8 +38,6 @@ EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom
 def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto", batch: int = 256,
               progress: bool = True) -> Path:
     """Compute (or resume, or find) the ``method`` flow targets of a dataset; returns the flow file."""
-    from tqdm import tqdm
-
     if method not in fmt.FLOW_METHODS:
         raise ValueError(f"Unknown flow method {method!r}; valid: {', '.join(fmt.FLOW_METHODS)}.")
     backend = resolve_backend(backend)
@@ -79,8 +79,6 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         fmt.write_part(part, {k: np.concatenate(v) for k, v in out_arrays.items()},
                        {"index": e.index, "split": split, "length": e.length}, "lzf")
     seconds = time.perf_counter() - t0
-    import h5py
-
     speeds: dict[str, list[np.ndarray]] = {"observed": [], "camfree": []}
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format="rl_laof-flow", method=method, backend=backend, dataset=str(ds.path.name),

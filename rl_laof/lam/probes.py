@@ -86,10 +86,10 @@ def budget_curve(z_train: np.ndarray, y_train: np.ndarray, masks: dict[str, np.n
 def plot_budget_curves(curves: dict[str, dict[str, float]], fractions: dict[str, float], baseline: float,
                        path) -> None:
     """Probe MSE against the number of labelled transitions, one line per model."""
-    import matplotlib
+    import matplotlib  # deferred: matplotlib only for plots
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: matplotlib only for plots
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, curve in curves.items():

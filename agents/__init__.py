@@ -1,1 +1,12 @@
-"""PPO / SB3 agents acting in latent-action and skill spaces (built in the main-job issue)."""
+"""stable-baselines3 / sb3-contrib agents: experts on state, and agents acting in latent-action and skill spaces.
+
+    config       ExpertConfig, TrainConfig and their presets
+    algorithms   the algorithm registry
+    expert       experts: training, evaluation, the Expert a dataset is collected with
+    policy       the pixel features extractor and how an agent starts from what was pretrained
+    latent_env   latent-action VecEnvs (latent, LAFP noise, residual)
+    skill_env    the skill-action VecEnv
+    loop         the shared SB3 loop: evaluation, checkpoints, learning curves
+    training     training an agent (the main job's body)
+    replay       replaying a trained agent, with a video
+"""

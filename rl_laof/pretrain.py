@@ -3,7 +3,7 @@
 Trains LAPO, LAOM or LAOF (``--method``, with ``-action`` for an action head on the labelled share
 given by ``--labels F`` or ``--labelled-trajectories N``) on a video dataset, with progress,
 TensorBoard, periodic held-out evaluation (losses and a linear action probe), checkpoints that
-resume exactly, and a JSON report with the latent-quality probes (``rl_laof.probes``). Without
+resume exactly, and a JSON report with the latent-quality probes (``rl_laof.lam.probes``). Without
 ``--dataset`` it uses the task's default dataset at the preset, collecting it (and its expert, and
 for LAOF its exact flow) first if it is missing.
 

@@ -1,1 +1,2 @@
-"""Optuna sweeps of loss weights and hyper-parameters (built in the sweeps issue)."""
+"""Optuna sweeps of loss weights and hyper-parameters (``python -m sweeps.tune``): config, search spaces,
+objectives, storages and workers, outputs."""

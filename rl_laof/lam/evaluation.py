@@ -46,7 +46,7 @@ def spread(n: int, k: int | None) -> np.ndarray:
 
 
 def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp: bool = True) -> dict[str, Any]:
-    """Every probe of ``rl_laof.probes`` on the held-out splits, fit on the training episodes."""
+    """Every probe of ``rl_laof.lam.probes`` on the held-out splits, fit on the training episodes."""
     wcfg = dataclasses.replace(cfg.window_config(), max_offset=1, with_flow=False, with_masks=False)
     train = WindowDataset(ds, "train", wcfg)
     rows = spread(train.data.num_transitions, cfg.probe_train_windows)

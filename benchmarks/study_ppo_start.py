@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from envs.rollout import run_episodes  # noqa: E402
 from envs.tasks import get_task  # noqa: E402
 from rl_laof.runs import write_json  # noqa: E402
 
@@ -35,26 +36,24 @@ RESULTS = Path(__file__).resolve().parent / "results" / "study_ppo_start.json"
 
 def rollout(agent, decoder, venv, std: float, rng: np.random.Generator, basis: np.ndarray | None):
     """(returns of the first episode per env, mean action-space deviation caused by the noise)."""
-    obs = venv.reset()
     n = venv.num_envs
-    returns = np.full(n, np.nan)
     dev, zs = [], []
-    while np.isnan(returns).any():
-        with torch.no_grad():
-            z = agent.policy.act(torch.from_numpy(np.ascontiguousarray(obs))).numpy()
-            zs.append(z)
-            if basis is None:
-                noise = rng.normal(0, std, z.shape)
-            else:
-                noise = rng.normal(0, std, (n, basis.shape[0])) @ basis
-            zn = np.clip(z + noise, -1, 1).astype(np.float32)
-            a0 = decoder(torch.from_numpy(z)).numpy()
-            a = decoder(torch.from_numpy(zn)).numpy()
+
+    @torch.no_grad()
+    def act(obs: np.ndarray) -> np.ndarray:
+        z = agent.policy.act(torch.from_numpy(np.ascontiguousarray(obs))).numpy()
+        zs.append(z)
+        if basis is None:
+            noise = rng.normal(0, std, z.shape)
+        else:
+            noise = rng.normal(0, std, (n, basis.shape[0])) @ basis
+        zn = np.clip(z + noise, -1, 1).astype(np.float32)
+        a0 = decoder(torch.from_numpy(z)).numpy()
+        a = decoder(torch.from_numpy(zn)).numpy()
         dev.append(np.sqrt(((a - a0) ** 2).mean()))
-        obs, _, dones, infos = venv.step(np.clip(a, -1, 1))
-        for i in np.flatnonzero(dones):
-            if np.isnan(returns[i]):
-                returns[i] = infos[i]["episode"]["r"]
+        return np.clip(a, -1, 1)
+
+    returns = run_episodes(venv, act)
     return returns, float(np.mean(dev)), np.concatenate(zs)
 
 

@@ -9,6 +9,7 @@ Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./ru
     runs/imitate/<task>/<dataset>/<tag>-<preset>-s<seed>/           latent policies (rl_laof.imitate)
     runs/skills/<task>/<dataset>/sof-<preset>-s<seed>/              SOF skills (rl_laof.skills)
     runs/train/<task>/<tag>/                                        agents (rl_laof.train)
+    runs/sweeps/<study>/                                            sweeps (sweeps.tune)
 
 Every file is written atomically (:func:`atomic_path`): a killed run leaves the previous version or
 nothing, never half a file.
@@ -84,6 +85,11 @@ def skills_dirs(task: str, preset: str, seed: int) -> list[Path]:
 def train_dir(task: str, tag: str) -> Path:
     """An agent's run (``rl_laof.train``)."""
     return runs_root() / "train" / task / tag
+
+
+def sweep_dir(study: str) -> Path:
+    """A sweep's outputs and trial folders on this machine (``python -m sweeps.tune``)."""
+    return runs_root() / "sweeps" / study
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
-from rl_laof.runs import runs_root
+from rl_laof.runs import sweep_dir
 from sweeps.config import SweepConfig
 
 HEARTBEAT = "rl_laof:heartbeat"
@@ -57,7 +57,7 @@ def is_url(spec: str) -> bool:
 
 def study_dir(cfg: SweepConfig) -> Path:
     """Where this machine writes the study's outputs and trial folders."""
-    return runs_root() / "sweeps" / cfg.name
+    return sweep_dir(cfg.name)
 
 
 def storage_spec(cfg: SweepConfig) -> str:

@@ -191,9 +191,6 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
                 "aug_gen": aug_gen.get_state() if aug_gen is not None else None})
         dist.barrier()
 
-    def evaluate() -> dict[str, float]:
-        return held_out(model)
-
     limit = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     start_step = step
     samples_per_step = cfg.batch_size + (cfg.labelled_batch_size if lab_batches is not None else 0)
@@ -202,7 +199,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     bar = tqdm(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
                disable=not (progress and dist.is_main()), dynamic_ncols=True)
     if step == 0 and dist.is_main():  # the untrained model: the first point of every curve, and the floor
-        history.append({"step": 0, **evaluate()})  # every claim about training is measured against
+        history.append({"step": 0, **held_out(model)})  # every claim about training is measured against
         model.eval()
         untrained = probe_report(model, ds, cfg, mlp=False)
         model.train()
@@ -228,7 +225,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
             bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         if step % cfg.eval_every == 0 or step == cfg.steps:
             if dist.is_main():
-                m = evaluate()
+                m = held_out(model)
                 for k, v in m.items():
                     writer.add_scalar(k, v, step)
                 history.append({"step": step, "train_loss": metrics["loss"], **m})
@@ -252,7 +249,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
             "train_samples_per_s": round(samples_per_step * (limit - start_step) / train_seconds, 1)
             if train_seconds else None,
             "train_seconds": round(train_seconds, 1),
-            "final_eval": evaluate(),
+            "final_eval": held_out(model),
             "probes": probe_report(model, ds, cfg, mlp=cfg.mlp_probe_steps > 0),
             "untrained_probes": untrained,
         }

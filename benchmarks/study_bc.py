@@ -49,6 +49,8 @@ ARMS: dict[str, dict] = {
     "steps8k_bf16_cos": dict(steps=8000, precision="bf16", lr_schedule="cosine"),
     "steps8k_bf16_w32": dict(steps=8000, precision="bf16", width=32),
     "steps8k_bf16_w32_cos": dict(steps=8000, precision="bf16", width=32, lr_schedule="cosine"),
+    "steps12k_bf16_w32_cos": dict(steps=12000, precision="bf16", width=32, lr_schedule="cosine"),
+    "steps8k_bf16_lr1e3": dict(steps=8000, precision="bf16", lr=1e-3),
     "steps8k_bf16_drq32_cos": dict(steps=8000, precision="bf16", encoder="drq", width=32, lr_schedule="cosine"),
     "steps8k_bf16_drqs2_32_cos": dict(steps=8000, precision="bf16", encoder="drq_s2", width=32, lr_schedule="cosine"),
 }

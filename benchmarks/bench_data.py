@@ -35,6 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_args import write_result  # noqa: E402
+
 import envs  # noqa: E402,F401  (loads EGL first)
 from rl_laof.data import VideoDataset, WindowDataset  # noqa: E402
 from rl_laof.data.collection import collect  # noqa: E402
@@ -152,6 +154,8 @@ def main() -> dict:
         loader_samples_per_s=round(loader), lam_train_samples_per_s=round(train, 1),
         loader_vs_train_ratio=round(loader / train, 1),
     )
+    if not args.quick:
+        write_result("data", result)
     print(json.dumps(result))
     return result
 

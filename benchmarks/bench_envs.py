@@ -30,6 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_args import write_result  # noqa: E402
+
 import envs  # noqa: E402  (loads EGL before envpool is imported)
 
 SIZE, STACK, NUM_ENVS, TASK = 64, 3, 16, "cheetah-run"
@@ -162,6 +164,8 @@ def main(argv=None) -> dict:
     res.update(task=TASK, size=SIZE, frame_stack=STACK, num_envs=NUM_ENVS, seconds_each=seconds,
                cpus=os.cpu_count())
     res = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}
+    if not args.quick:
+        write_result("envs", res)
     print(json.dumps(res))
     return res
 

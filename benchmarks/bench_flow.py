@@ -31,6 +31,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_args import write_result  # noqa: E402
+
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from rl_laof.data.collection import random_episode  # noqa: E402
 from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy  # noqa: E402
@@ -128,6 +130,8 @@ def main() -> dict:
     if gpu:
         result["cupy_vs_numba_estimate"] = round(result["pps_ours_cupy"] / result["pps_ours"], 2)
         result["cupy_vs_numba_exact"] = round(result["pps_exact_cupy"] / result["pps_exact_numba"], 2)
+    if not args.quick:
+        write_result("flow", result)
     print(json.dumps(result))
     return result
 

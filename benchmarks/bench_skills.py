@@ -31,6 +31,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from bench_args import write_result  # noqa: E402
+
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from agents.config import TRAIN_PRESETS, ExpertConfig, TrainConfig  # noqa: E402
 from rl_laof.data.config import CollectConfig  # noqa: E402
@@ -167,6 +169,8 @@ def main() -> dict:
     }
     result["timings"] = timings
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.quick:
+        write_result("skills", result)
     print(json.dumps(result))
     return result
 

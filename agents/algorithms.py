@@ -4,7 +4,11 @@ class and policy)."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
+import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import sb3_contrib
 import stable_baselines3
@@ -37,6 +41,32 @@ def resolve_algorithm(name: str) -> type:
         ok = sorted(k for k in table if k not in _UNSUPPORTED)
         raise ValueError(f"Unknown algorithm {name!r}; valid (stable-baselines3 / sb3-contrib): {', '.join(ok)}.")
     return table[name]
+
+
+#: constructor arguments the run sets itself
+_SET_BY_THE_RUN = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
+
+
+def check_algo_kwargs(algo: type, kwargs: dict[str, Any]) -> None:
+    """Refuse ``algo_kwargs`` that ``algo``'s constructor would reject or misread, before anything runs: a name
+    it does not take (the closest one suggested), or a non-number where its default is a number (a learning
+    rate or a schedule given as text, a fractional count)."""
+    params = inspect.signature(algo.__init__).parameters
+    for name, value in kwargs.items():
+        if name not in params or name in _SET_BY_THE_RUN:
+            valid = sorted(k for k in params if k not in _SET_BY_THE_RUN and k not in ("self", "kwargs"))
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"algo_kwargs: {algo.__name__} takes no {name!r}{hint}; it takes {', '.join(valid)}")
+        default = params[name].default
+        if isinstance(default, bool) or default is inspect.Parameter.empty or default is None:
+            continue
+        if isinstance(default, numbers.Integral) and not (isinstance(value, numbers.Integral)
+                                                          and not isinstance(value, bool)):
+            if not (name in ("train_freq", "gradient_steps") and isinstance(value, (list, tuple))):
+                raise ValueError(f"algo_kwargs: {name}={value!r}: {algo.__name__} wants an integer")
+        elif isinstance(default, float) and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise ValueError(f"algo_kwargs: {name}={value!r}: {algo.__name__} wants a number")
 
 
 @dataclass(frozen=True)

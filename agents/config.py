@@ -10,6 +10,7 @@ from typing import Any
 from envs.config import OBS_TYPES, DistractorConfig
 from envs.tasks import get_task
 from rl_laof.imitation.config import POLICY_TYPES
+from rl_laof.presets import check_ranges
 
 ON_POLICY_ALGOS = ("ppo", "a2c", "trpo", "recurrentppo")
 
@@ -42,6 +43,7 @@ class ExpertConfig:
     torch_threads: int = 0  # 0: all cores
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('net_arch',))
         object.__setattr__(self, "algo", self.algo.lower())
         object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
         if self.num_envs is None:
@@ -163,6 +165,9 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('num_envs', 'total_steps', 'image_size', 'frame_stack', 'width', 'features', 'hidden',
+                           'n_steps', 'batch_size', 'n_epochs', 'buffer_size', 'eval_every', 'eval_episodes',
+                           'final_eval_episodes', 'checkpoint_every'), signed=('log_std_init',))
         object.__setattr__(self, "algo", self.algo.lower())
         if self.algo not in TRAIN_ALGOS:
             raise ValueError(f"Unknown algo {self.algo!r}; valid: {', '.join(TRAIN_ALGOS)}.")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,13 @@ import torch
 from stable_baselines3.common.vec_env import VecNormalize
 
 import envs
-from agents.algorithms import resolve_algorithm
+from agents.algorithms import check_algo_kwargs, resolve_algorithm
 from agents.config import ExpertConfig
-from agents.loop import PeriodicCallback, load_checkpoint, plot_learning_curve, replace_dir, save_checkpoint
+from agents.loop import PeriodicCallback, learn, load_checkpoint, plot_learning_curve, replace_dir, save_checkpoint
 from envs.rollout import run_episodes
-from rl_laof.runs import expert_dir, read_json, write_json
+from rl_laof.runs import expert_dir, read_json, run_folder, write_json
+
+EXPERT_LR_HINT = "lower the learning rate (--algo-kwargs '{\"learning_rate\": ...}')"
 
 #: CleanRL PPO on state, 8M steps, 10 seeds (../shared/REFERENCES.md): mean, std.
 PPO_REFERENCES = {
@@ -139,10 +140,11 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
     """Train (or resume, or just report) the expert ``cfg`` describes; returns the report."""
     envs.get_task(cfg.task)  # unknown task: clear error before anything starts
     algo = resolve_algorithm(cfg.algo)
+    kwargs = cfg.resolved_algo_kwargs()
+    check_algo_kwargs(algo, {k: v for k, v in kwargs.items() if k != "policy_kwargs"})
     if run_dir is None:
         run_dir = expert_dir(cfg.task, cfg.algo, cfg.preset, cfg.seed, cfg.action_repeat)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(run_dir)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     config = cfg.to_dict()
@@ -153,6 +155,7 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != json.loads(json.dumps(config)).get(k))
             raise ValueError(f"{run_dir} holds an expert with another config (differs in {diff}): "
                              "pass --fresh to start over there, or --out for a new directory.")
+    run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         for name in ("checkpoints", "best", "final", "tb", "eval.json", "report.json"):
             p = run_dir / name
@@ -169,11 +172,9 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
     history: list = []
     if loaded is not None:
         model, venv, history, _ = loaded
-        print(f"resuming {run_dir} from step {model.num_timesteps}", file=sys.stderr)
     else:
         venv = VecNormalize(inner, norm_obs=cfg.normalize_obs, norm_reward=cfg.resolved_normalize_reward,
                             gamma=cfg.resolved_algo_kwargs().get("gamma", 0.99))
-        kwargs = cfg.resolved_algo_kwargs()
         policy_kwargs = {**_policy_kwargs(cfg), **kwargs.pop("policy_kwargs", {})}
         try:
             model = algo("MlpPolicy", venv, seed=cfg.seed, device="cpu", tensorboard_log=str(run_dir / "tb"),
@@ -190,10 +191,11 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
 
     callback = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval, history,
                                 f"expert {cfg.algo} {cfg.task}", progress,
-                                on_best=lambda m: save_policy(m, m.get_env(), run_dir / "best"))
+                                on_best=lambda m: save_policy(m, m.get_env(), run_dir / "best"), hint=EXPERT_LR_HINT)
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
-        model.learn(remaining, callback=callback, reset_num_timesteps=ckpt is None, tb_log_name="run")
+        learn(model, remaining, callback, "expert", EXPERT_LR_HINT, reset_num_timesteps=ckpt is None,
+              tb_log_name="run")
     train_s = time.time() - t0
     save_policy(model, venv, run_dir / "final")
     if not (run_dir / "best").exists():

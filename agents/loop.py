@@ -18,11 +18,14 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
-from tqdm import tqdm
 
+from rl_laof.finite import Diverged, check_state, first_non_finite
+from rl_laof.progress import progress_bar
 from rl_laof.runs import atomic_path, latest_checkpoint, read_json, write_json
 
 Evaluate = Callable[[Any], dict[str, float]]  # model -> {"mean": ..., "std": ...}
+#: what to change when a run diverges (the runs' learning rate is a config field of that name)
+LR_HINT = "lower the learning rate (--set learning_rate=...)"
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ class PeriodicCallback(BaseCallback):
 
     def __init__(self, run_dir: Path, total_steps: int, eval_every: int, checkpoint_every: int, evaluate: Evaluate,
                  history: list[dict], desc: str, progress: bool = True,
-                 on_best: Callable[[Any], None] | None = None, stop_at: int | None = None):
+                 on_best: Callable[[Any], None] | None = None, stop_at: int | None = None, hint: str = LR_HINT):
         super().__init__()
+        self.hint = hint  # what a divergence message tells the user to change
         self.stop_at = stop_at  # checkpoint and stop there, as a kill after a checkpoint would (tests)
         self.eval_seconds = 0.0  # time spent evaluating: excluded from training throughput
         self.run_dir, self.total_steps = run_dir, total_steps
@@ -59,8 +63,8 @@ class PeriodicCallback(BaseCallback):
         self.t0 = time.time() - (history[-1]["wall_s"] if history else 0.0)
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total_steps, initial=self.num_timesteps, unit="step", disable=not self.progress,
-                        desc=self.desc, dynamic_ncols=True)
+        self.bar = progress_bar(total=self.total_steps, initial=self.num_timesteps, unit="step", desc=self.desc,
+                                enabled=self.progress)
         self.last = self.num_timesteps
         self.stopped = False
         if self.num_timesteps == 0 and not self.history:
@@ -71,7 +75,9 @@ class PeriodicCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         """Between an update and the next rollout: the model has learnt from every step it counts, so a
-        checkpoint here resumes into the same sequence of updates (and learning rates)."""
+        checkpoint here resumes into the same sequence of updates (and learning rates). A policy the update made
+        non-finite stops the run here, before it is evaluated or saved."""
+        check_state(self.desc, self.model.policy.state_dict(), int(self.num_timesteps), self.hint)
         if self._crossed(self.eval_every):
             self.evaluate()
         if self._crossed(self.checkpoint_every):
@@ -104,12 +110,28 @@ class PeriodicCallback(BaseCallback):
         self.eval_seconds += time.time() - t0
 
     def _on_training_end(self) -> None:
+        check_state(self.desc, self.model.policy.state_dict(), int(self.num_timesteps), self.hint)  # the last update
         if self.stopped:
             self.bar.close()
             return
         if not self.history or self.history[-1]["step"] != self.num_timesteps:
             self.evaluate()  # the final policy is always evaluated (and may be the best)
         self.bar.close()
+
+
+def learn(model, steps: int, callback, stage: str, hint: str = LR_HINT, **kwargs) -> None:
+    """``model.learn(steps, callback, **kwargs)``, ended with one line (:class:`rl_laof.finite.Diverged`)
+    instead of torch's tensor dump when an update made the policy diverge: inside SB3's update that shows as
+    a distribution refusing a NaN mean or a zero scale."""
+    try:
+        model.learn(steps, callback=callback, **kwargs)
+    except ValueError as exc:
+        name = first_non_finite(model.policy.state_dict())
+        if name is None and "invalid values" not in str(exc):
+            raise
+        what = f"{name} is not finite" if name is not None else str(exc).split(" (Tensor")[0].split("\n")[0]
+        raise Diverged(f"{stage}: the policy diverged at step {model.num_timesteps} ({what}); nothing non-finite "
+                       f"was saved; {hint}") from exc
 
 
 def replace_dir(tmp: Path, dst: Path) -> None:
@@ -123,7 +145,9 @@ def replace_dir(tmp: Path, dst: Path) -> None:
 
 
 def save_checkpoint(model, run_dir: Path, history: list) -> Path:
-    """Model, normalisation stats (and replay buffer) in a new folder; ``latest.json`` then points to it."""
+    """Model, normalisation stats (and replay buffer) in a new folder; ``latest.json`` then points to it.
+    A policy holding a non-finite value is refused (:class:`rl_laof.finite.Diverged`): a rerun would resume it."""
+    check_state("checkpoint", model.policy.state_dict(), int(model.num_timesteps), LR_HINT)
     ckpts = run_dir / "checkpoints"
     dst = ckpts / f"step-{model.num_timesteps:012d}"
     tmp = dst.with_name(dst.name + ".tmp")

@@ -23,8 +23,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
     run_dir = Path(run_dir)
     model_file = run_dir / f"{which}_model.zip"
     if not model_file.exists():
-        raise FileNotFoundError(f"{model_file}: no trained agent (train one with python -m rl_laof.train --out "
-                                f"{run_dir})")
+        raise FileNotFoundError(f"{run_dir}: {why_no_model(run_dir, which)}")
     saved = read_json(run_dir / "config.json")
     cfg = TrainConfig(**saved["config"])
     agent, meta = load_latent_space(cfg, Path(saved["latent_agent"])) if saved["latent_agent"] else (None, None)
@@ -46,6 +45,19 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
         out.update(write_video(np.stack(frames), run_dir / "replay"))
     write_json(run_dir / f"evaluate_{which}.json", out)
     return out
+
+
+def why_no_model(run_dir: Path, which: str) -> str:
+    """Why ``run_dir`` has no ``<which>_model.zip``, and what works instead."""
+    if run_dir.exists() and not run_dir.is_dir():
+        return "a file, not a run folder of python -m rl_laof.train"
+    if not (run_dir / "config.json").exists():
+        return "not a run folder of python -m rl_laof.train (no config.json)"
+    other = "best" if which == "final" else "final"
+    if (run_dir / f"{other}_model.zip").exists():
+        return (f"no {which} model: the run did not finish; --which {other} replays its {other} model, and the "
+                "command that started it, with --resume, finishes it")
+    return f"no {which} model yet: the run did not finish; the command that started it, with --resume, continues it"
 
 
 def write_video(frames: np.ndarray, stem: Path, scale: int = 4) -> dict[str, str]:

@@ -21,10 +21,10 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecNormalize
 
 import envs
-from agents.algorithms import ALGOS
+from agents.algorithms import ALGOS, check_algo_kwargs
 from agents.config import TrainConfig
 from agents.latent_env import LatentActionVecEnv, ResidualLatentVecEnv, stored_pca
-from agents.loop import LinearSchedule, PeriodicCallback, load_checkpoint, plot_learning_curve, save_checkpoint
+from agents.loop import LinearSchedule, PeriodicCallback, learn, load_checkpoint, plot_learning_curve, save_checkpoint
 from agents.policy import (
     CriticWarmup,
     freeze_encoders,
@@ -38,7 +38,7 @@ from envs.config import DistractorConfig
 from envs.rollout import run_episodes
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
 from rl_laof.imitation.agent import load_agent
-from rl_laof.runs import Upstream, read_json, refuse_other_config, resolve, train_dir, write_json
+from rl_laof.runs import Upstream, read_json, refuse_other_config, resolve, run_folder, train_dir, write_json
 from rl_laof.sof.policy import SkillPolicy
 from rl_laof.sof.training import load_skills
 
@@ -232,7 +232,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     envs.get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    run_dir = Path(out) if out is not None else train_dir(cfg.task, cfg.tag)
+    run_dir = run_folder(out if out is not None else train_dir(cfg.task, cfg.tag))
+    check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs())
     config = json.loads(json.dumps(cfg.to_dict()))
     cfg_file = run_dir / "config.json"
     if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
@@ -264,8 +265,6 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     copied: list[str] = []
     if loaded is not None:
         model, venv, history, _ = loaded
-        if progress:
-            print(f"resuming {run_dir} from step {model.num_timesteps}")
     else:
         venv = _wrap_normalize(cfg, inner)
         schedule = LinearSchedule(cfg.learning_rate, cfg.learning_rate_end)
@@ -311,7 +310,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
         try:
-            model.learn(remaining, callback=callback, reset_num_timesteps=loaded is None, tb_log_name="run")
+            learn(model, remaining, callback, "train", reset_num_timesteps=loaded is None, tb_log_name="run")
         except BaseException:
             eval_env.close()
             venv.close()

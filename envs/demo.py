@@ -11,7 +11,6 @@ Writes, into ``--out``:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ from PIL import Image, ImageDraw
 
 import envs
 from envs.tasks import get_task
+from rl_laof.cli import command_parser, run  # a command in a lower package: its one-line errors (setup.cfg)
 
 LEVELS = ("none", "easy", "medium", "hard", "laom")
 
@@ -78,8 +78,7 @@ def backend_comparison(task: str, level: str, seed: int, size: int, n: int = 4) 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m envs.demo", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser("envs.demo", __doc__)
     p.add_argument("--task", default="cheetah-run", help="dm_control task name, e.g. cheetah-run, walker-walk")
     p.add_argument("--distractors", default="hard", choices=LEVELS, help="level shown in the video")
     p.add_argument("--steps", type=int, default=120, help="length of the video in env steps")
@@ -88,10 +87,16 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", default="outputs/demo", help="output folder")
     args = p.parse_args(argv)
     if args.steps < 2:
-        p.error("--steps must be at least 2")
-
+        raise ValueError(f"--steps {args.steps}: the video needs at least 2 steps")
+    if not 16 <= args.size <= 512:
+        raise ValueError(f"--size {args.size}: use 16..512 pixels a side (64 is standard)")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: seeds are >= 0")
     get_task(args.task)  # fail early, listing the valid tasks
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    envs.ensure_gl()  # no headless GL: one line, before any file is written
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{args.task}_{args.distractors}"
     video = rollout_frames(args.task, args.distractors, args.steps, 4, args.seed, args.size)
@@ -122,4 +127,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

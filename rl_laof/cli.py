@@ -1,7 +1,8 @@
 """The command-line base every ``python -m rl_laof.<stage>`` command is built on.
 
-A command is three functions: ``build_parser()`` (:func:`stage_parser` with ``--task`` and ``--preset``, the
-stage's own flags, then :func:`add_run_flags`: ``--set``, ``--config``, ``--out``, ``--no-progress``),
+Every command's parser is a :class:`CommandParser` (:func:`command_parser`): a bad flag is one line and exit
+status 2. A stage command is three functions: ``build_parser()`` (:func:`stage_parser` with ``--task`` and
+``--preset``, the stage's own flags, then :func:`add_run_flags`: ``--set``, ``--config``, ``--out``, ``--no-progress``),
 ``config_from_args(args)`` (:func:`stage_config`: the preset, then the config file, then the flags, then
 ``--set``) and ``main(argv)`` (config -> ``rl_laof.pipeline`` -> the stage's library -> :func:`print_summary`),
 run by :func:`run`, which turns bad input into a one-line error. ``--set`` values are parsed by their config
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -24,14 +27,71 @@ from typing import Any
 from rl_laof.presets import from_preset
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default said once: not after a help text that already names it, and not
+    for the defaults that say nothing (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.default in ([], ()) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class CommandParser(argparse.ArgumentParser):
+    """The parser of every ``python -m ...`` command: a bad flag or value ends with one line on stderr (the
+    closest valid name suggested) and exit status 2, not argparse's usage block."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        defaulted = {k for k, v in vars(ns).items() if isinstance(v, Default)}
+        for k in defaulted:
+            setattr(ns, k, str(getattr(ns, k)))  # configs and files get plain strings
+        ns.defaulted = frozenset(getattr(ns, "defaulted", ())) | defaulted
+        return ns, rest
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}{self._suggestion(message)}; see --help\n")
+
+    def _suggestion(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            given, valid = choice.group(1), re.findall(r"'([^']*)'", choice.group(2))
+        else:
+            unknown = re.search(r"unrecognized arguments: (\S+)", message)
+            if not unknown:
+                return ""
+            given, valid = unknown.group(1).split("=")[0], list(self._option_string_actions)
+        close = difflib.get_close_matches(given, valid, n=1)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def command_parser(prog: str, doc: str | None, **kwargs: Any) -> CommandParser:
+    """A :class:`CommandParser` for ``python -m <prog>`` with the module docstring's first paragraph as its
+    description and each default shown once in ``--help``."""
+    return CommandParser(prog=f"python -m {prog}", description=(doc or "").split("\n\n")[0],
+                         formatter_class=HelpFormatter, **kwargs)
+
+
+class Default(str):
+    """A flag's default text, told apart from the same text typed by the user: :class:`CommandParser` turns it
+    into a plain string and notes the flag (:func:`given`)."""
+
+
+def given(args: argparse.Namespace, name: str) -> bool:
+    """Whether the flag ``name`` (its dest) was typed on the command line rather than left at its
+    :class:`Default`."""
+    return getattr(args, name, None) is not None and name not in getattr(args, "defaulted", ())
+
+
 def stage_parser(prog: str, doc: str | None, presets: dict[str, dict[str, Any]], preset_help: str,
                  task: bool = True) -> argparse.ArgumentParser:
-    """An argparse parser for ``python -m <prog>``: the module docstring's first paragraph as the
-    description, defaults shown in ``--help``, and the flags every stage has (``--task`` where ``task``)."""
-    p = argparse.ArgumentParser(prog=f"python -m {prog}", description=(doc or "").split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """A stage command's :func:`command_parser` with the flags every stage has (``--task`` where ``task``,
+    ``--preset``)."""
+    p = command_parser(prog, doc)
     if task:
-        p.add_argument("--task", default="cheetah-run", help="dm_control task, e.g. cheetah-run, walker-walk")
+        p.add_argument("--task", default=Default("cheetah-run"),
+                       help="dm_control task, e.g. cheetah-run, walker-walk (a given --dataset's task must match)")
     p.add_argument("--preset", default="quick", choices=list(presets), help=preset_help)
     return p
 
@@ -196,10 +256,12 @@ def parse_value(v: str) -> Any:
 
 
 def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
-    """Run a stage's ``main``; bad input (a ValueError, a missing file, a corrupt dataset: a DatasetError is
-    a RuntimeError, no GPU...) ends with its one-line message and exit status 2 instead of a traceback."""
+    """Run a command's ``main``; bad input (a ValueError, a missing or unwritable path, a corrupt dataset: a
+    DatasetError is a RuntimeError, no GPU, no EGL, a diverged run...) ends with its message on one line and exit
+    status 2 instead of a traceback."""
     try:
         main(argv)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError, NotImplementedError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as exc:
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"error: {' '.join(text.split())}", file=sys.stderr)
         raise SystemExit(2) from None

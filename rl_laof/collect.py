@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
+import sys
 from pathlib import Path
 
 from envs.config import DistractorConfig
@@ -16,6 +18,7 @@ from rl_laof import pipeline
 from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.data.config import COLLECT_PRESETS, CollectConfig
 from rl_laof.data.dataset import VideoDataset
+from rl_laof.runs import dataset_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,9 +64,12 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
 
 
 def main(argv: list[str] | None = None) -> Path:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    path = pipeline.dataset(config_from_args(args), args.out, progress=not args.no_progress,
-                            keep_parts=args.keep_parts)
+    cfg = config_from_args(args)
+    out = args.out if args.out is not None else dataset_dir(cfg.task, cfg.name)
+    command = shlex.join(["python", "-m", "rl_laof.collect", *argv, *(["--out", str(out)] if args.out is None else [])])
+    path = pipeline.dataset(cfg, out, progress=not args.no_progress, keep_parts=args.keep_parts, command=command)
     print_summary(dict(dataset=str(path), **VideoDataset(path).summary(brief=True)))
     return path
 

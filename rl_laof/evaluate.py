@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from agents.replay import evaluate_run
-from rl_laof.cli import print_summary, run
+from rl_laof.cli import command_parser, print_summary, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rl_laof.evaluate", description=__doc__.split("\n\n")[0])
+    p = command_parser("rl_laof.evaluate", __doc__)
     p.add_argument("run_dir", type=Path, help="a run folder of python -m rl_laof.train")
-    p.add_argument("--episodes", type=int, default=4)
-    p.add_argument("--which", choices=["final", "best"], default="final")
-    p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--no-video", action="store_true")
+    p.add_argument("--episodes", type=int, default=4, help="episodes to replay (deterministic actions)")
+    p.add_argument("--which", choices=["final", "best"], default="final",
+                   help="final: the model at the end of training; best: the best periodic evaluation's")
+    p.add_argument("--seed", type=int, default=123, help="seed of the replay envs (not the training ones)")
+    p.add_argument("--no-video", action="store_true", help="no replay.gif / replay.mp4")
     return p
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from rl_laof.finite import check_state, check_step
 from rl_laof.precision import autocast
+from rl_laof.progress import progress_bar
 from rl_laof.runs import atomic_path
 
 LOG_EVERY = 50
@@ -43,7 +44,8 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
     stage continues the same schedule).
 
     A finished stage is loaded from ``<run_dir>/<stage>.pt``; an unfinished one resumes from its checkpoint
-    with every random state, so an interrupted stage ends where an uninterrupted one would.
+    with every random state, so an interrupted stage ends where an uninterrupted one would. A non-finite loss
+    or gradient stops it at once (``rl_laof.finite.Diverged``); no non-finite module is ever written.
     """
     done = run_dir / f"{stage}.pt"
     if done.exists():
@@ -64,15 +66,15 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
         gen.set_state(st["gen"])
         step, history, running = st["step"], st["history"], st["running"]
     module.train()
-    bar = tqdm(total=steps, initial=step, desc=stage, unit="step", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=steps, initial=step, desc=stage, unit="step", enabled=progress)
     while step < steps:
         with autocast(precision):
             loss = loss_fn(rng, gen).float()
-        if not torch.isfinite(loss):
-            raise ValueError(f"{stage}: loss is {float(loss)} at step {step}; lower the learning rate")
+        hint = f"lower the learning rate (it is {lr:g})"
+        check_step(stage, step + 1, hint, loss=loss)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        check_step(stage, step + 1, hint, grad_norm=torch.nn.utils.clip_grad_norm_(params, grad_clip))
         for group in opt.param_groups:
             group["lr"] = scheduled_lr(lr, schedule, step, steps)
         opt.step()
@@ -86,12 +88,14 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
             if writer is not None:
                 writer.add_scalar(f"{stage}/loss", history[-1]["loss"], step)
         if step % checkpoint_every == 0 and step < steps:
+            check_state(stage, module.state_dict(), step, hint)
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(ckpt) as tmp:
                 torch.save({"step": step, "model": module.state_dict(), "optimizer": opt.state_dict(),
                             "rng": rng.bit_generator.state, "gen": gen.get_state(), "history": history,
                             "running": running}, tmp)
     bar.close()
+    check_state(stage, module.state_dict(), step, f"lower the learning rate (it is {lr:g})")
     module.eval()
     with atomic_path(done) as tmp:
         torch.save({"model": module.state_dict(), "history": history}, tmp)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_laof import pipeline
-from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.cli import add_run_flags, given, print_summary, run, stage_config, stage_parser
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam.config import LAM_METHODS
 
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="policy training steps")
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per seed and background set")
     p.add_argument("--seeds", type=int, default=None, help="evaluation seeds")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the networks and batches; also picks the latent model of that seed (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--no-normalise", action="store_true", help="skip BC on all labels (the normaliser)")
     add_run_flags(p, "run folder (default runs/imitate/<task>/<dataset>/<run>)", ImitationConfig, "decoder_steps=500")
@@ -69,7 +70,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     dataset = args.dataset
-    if dataset is None:
+    if dataset is not None:
+        pipeline.check_dataset_task(dataset, args.task if given(args, "task") else None)
+    else:
         flow = cfg.latent.removesuffix("-action") == "laof"
         dataset = pipeline.default_dataset(args.task, args.preset, flow, progress=not args.no_progress)
     report = pipeline.latent_policy(cfg, dataset, args.out, progress=not args.no_progress)

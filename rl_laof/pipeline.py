@@ -58,12 +58,12 @@ def expert_for(cfg: CollectConfig, progress: bool = True) -> str:
 
 
 def dataset(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True,
-            keep_parts: bool = False) -> Path:
+            keep_parts: bool = False, command: str | None = None) -> Path:
     """The dataset ``cfg`` describes (``out``, default runs/datasets/<task>/<name>), collected (or resumed) if
     unfinished, with its expert (:func:`expert_for`) found or trained when episodes are left to collect;
     returns its ``dataset.h5``."""
     return collection.collect(cfg, out, progress, keep_parts, expert=lambda: expert_for(cfg, progress),
-                              load_expert=Expert.load)
+                              load_expert=Expert.load, command=command)
 
 
 def default_dataset(task: str, preset: str, flow: bool, progress: bool = True, **overrides: Any) -> Path:
@@ -77,6 +77,15 @@ def default_dataset(task: str, preset: str, flow: bool, progress: bool = True, *
     if flow:
         fill_flow(path, "exact", progress=progress)
     return path
+
+
+def check_dataset_task(dataset: str | Path, task: str | None) -> None:
+    """Refuse a ``--dataset`` that is not a dataset, or whose task is not the ``--task`` the user gave (None:
+    no task given, the dataset's is taken)."""
+    ds = VideoDataset(dataset, flow=None)
+    if task is not None and task != ds.task:
+        raise ValueError(f"--task {task}, but --dataset {ds.path.parent} holds {ds.task}: drop --task (the dataset "
+                         f"names its task) or give a {task} dataset")
 
 
 def _complete(h5: Path) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 from rl_laof import distributed as dist
 from rl_laof import pipeline
-from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.cli import add_run_flags, given, print_summary, run, stage_config, stage_parser
 from rl_laof.config_file import config_section
 from rl_laof.lam.config import LAM_METHODS, LAM_PRESETS, LAMConfig
 from rl_laof.lam.training import train_lam
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="training steps")
     p.add_argument("--batch-size", type=int, default=None, help="global batch (split over processes)")
     p.add_argument("--width", type=int, default=None, help="base channel count")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the batches, augmentation and model (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     add_run_flags(p, "run folder (default runs/lam/<task>/<dataset>/<run>)", LAMConfig, "flow_weight=0.5",
                   "a config file's 'pretrain' section (e.g. a sweep's best.json); flags and --set win")
@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     dataset = args.dataset
-    if dataset is None:
+    if dataset is not None:
+        pipeline.check_dataset_task(dataset, args.task if given(args, "task") else None)
+    else:
         dataset = pipeline.default_dataset(args.task, args.preset, cfg.resolved().flow_weight > 0,
                                            progress=not args.no_progress)
     try:

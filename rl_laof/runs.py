@@ -82,6 +82,14 @@ def skills_dirs(task: str, preset: str, seed: int) -> list[Path]:
     return list((runs_root() / "skills" / task).glob(f"*/sof-{preset}-s{seed}"))
 
 
+def run_folder(path: str | os.PathLike) -> Path:
+    """``path`` as the folder a run writes to, refused (before anything is written) where it is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file, not a folder: give --out a folder (new or a run's)")
+    return path
+
+
 def train_dir(task: str, tag: str) -> Path:
     """An agent's run (``rl_laof.train``)."""
     return runs_root() / "train" / task / tag
@@ -124,7 +132,10 @@ def refuse_other_config(run_dir: Path, config: dict, ignore: tuple[str, ...] = (
     cfg_file = Path(run_dir) / "config.json"
     if not cfg_file.exists():
         return False
-    old = read_json(cfg_file)["config"]
+    recorded = read_json(cfg_file)
+    if not isinstance(recorded, dict) or "config" not in recorded:
+        raise ValueError(f"{run_dir} holds another kind of run (its config.json records no stage config); {fix}.")
+    old = recorded["config"]
     diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in ignore)
     if diff:
         raise ValueError(f"{run_dir} holds a run of another config (differs in {diff}); {fix}.")

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stage", choices=[*STAGES, "evaluate", "all"],
                    help="pretrain: tokenizer; prior; translate; evaluate: per-task returns; all: every stage")
     p.add_argument("--dataset", type=Path, help="a (multi-task) dataset with flow targets; default: the run's")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the models and batches (default 0)")
     add_run_flags(p, "run folder (default runs/skills/<task>/<dataset>/...)", SkillConfig, None,
                   "a config file's 'skills' section (e.g. a sweep's best.json); --seed and --set win")
     return p

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--latent sof, tokens: weight of the KL(agent || skill prior) penalty (default 0)")
     p.add_argument("--obs", default=None, choices=["pixels", "state"], help="observation type (default pixels)")
     p.add_argument("--distractors", default=None, help="none / easy / medium / hard / laom (default laom)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the agent and its envs (default 0)")
     p.add_argument("--num-envs", type=int, default=None, help="parallel envs")
     p.add_argument("--steps", type=int, default=None, help="total agent steps")
     p.add_argument("--threads", type=int, default=None, help="torch threads")

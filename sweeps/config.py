@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from rl_laof.presets import check_ranges
+
 SWEEP_TARGETS = ("laof", "lapo", "laom", "lafp", "sof", "ppo")
 SWEEP_OBJECTIVES = ("probe", "return", "both")
 SWEEP_PRUNERS = ("median", "hyperband", "none")
@@ -54,6 +56,7 @@ class SweepConfig:
     max_retry: int = 2
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('n_trials', 'workers', 'trial_steps', 'report_every'))
         if self.target not in SWEEP_TARGETS:
             raise ValueError(f"Unknown target {self.target!r}; valid: {', '.join(SWEEP_TARGETS)}.")
         if self.objective not in SWEEP_OBJECTIVES:

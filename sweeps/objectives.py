@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rl_laof import pipeline
+from rl_laof.data.dataset import VideoDataset
 from rl_laof.imitation.training import imitate
 from rl_laof.lam.training import train_lam
 from rl_laof.sof.evaluation import evaluate_skills
@@ -32,16 +33,22 @@ def _forward(report: Report, key: str) -> Callable[[int, dict[str, float]], None
     return lambda step, metrics: report(step, metrics[key])
 
 
+def check(cfg: SweepConfig) -> None:
+    """Refuse, before the study or any folder is made, a sweep whose dataset is missing or is not one
+    (target sof needs one: a multi-task dataset)."""
+    if cfg.target == "sof" and cfg.dataset is None:
+        raise ValueError("target sof needs --dataset: a multi-task dataset with flow (python -m "
+                         "rl_laof.data.multitask; benchmarks/bench_skills.py builds one)")
+    if cfg.dataset is not None:
+        VideoDataset(cfg.dataset, flow=None)  # no dataset there: its one-line error names the path
+
+
 def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
     """What every trial shares, built once before any worker starts (two workers must not both collect
     a dataset or train the same default model): the dataset, and the frozen upstream runs of the
     downstream targets. Returns fixed stage overrides / paths for the trials."""
+    check(cfg)
     if cfg.target == "sof":
-        if cfg.dataset is None:
-            raise ValueError("target sof needs --dataset: a multi-task dataset with flow (python -m "
-                             "rl_laof.data.multitask; benchmarks/bench_skills.py builds one)")
-        if not Path(cfg.dataset).exists():
-            raise FileNotFoundError(f"--dataset {cfg.dataset}: no such dataset")
         return {"dataset": str(cfg.dataset), "fixed": {}}
     if cfg.target == "ppo":
         tcfg = stage_config("train", cfg.preset, {"task": cfg.task, "latent": "laof"})

@@ -16,8 +16,9 @@ share one study with no coordinator. The loop, and why:
   RetryFailedTrialCallback does);
 - a worker with nothing left to start waits while trials still run elsewhere: if their worker dies,
   someone is there to retry them.
-- an objective that raises is recorded failed (``fail_reason``), one that returns NaN or infinity
-  failed as diverged, one whose intermediate value is NaN pruned; the study goes on.
+- an objective that raises is recorded failed (``fail_reason``), one whose training loop met a non-finite
+  loss (``rl_laof.finite.Diverged``) or that returns NaN or infinity failed as diverged, one whose
+  intermediate value is NaN pruned; the study goes on.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from rl_laof import finite
 from rl_laof.runs import sweep_dir
 from sweeps.config import SweepConfig
 
@@ -72,13 +74,26 @@ def redact(url: str) -> str:
         return url
 
 
+def check_storage(spec: str) -> None:
+    """Refuse a journal path that cannot be one (a folder, or below a file) before anything is made."""
+    if is_url(spec):
+        return
+    path = Path(spec)
+    if path.is_dir():
+        raise ValueError(f"--storage {spec}: a folder; give a journal file path (e.g. {path / 'journal.log'}) "
+                         "or a database URL")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--storage {spec}: {parent} is a file, so no journal can be made below it")
+            break
+
+
 def open_storage(spec: str) -> optuna.storages.BaseStorage:
     """A journal file (the path; its folder is made) or an RDB storage (a SQLAlchemy URL), reachable now."""
+    check_storage(spec)
     if not is_url(spec):
         path = Path(spec)
-        if path.is_dir():
-            raise ValueError(f"--storage {spec}: a folder; give a journal file path (e.g. {path / 'journal.log'}) "
-                             "or a database URL")
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
@@ -215,7 +230,7 @@ class Heartbeat:
 # --------------------------------------------------------------------------- the worker loop
 
 class Diverged(Exception):
-    pass
+    """The objective returned a non-finite value."""
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: SweepConfig, objective, log=print,
@@ -249,9 +264,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: SweepConfig, object
         return TrialState.PRUNED
     except Exception as exc:  # noqa: BLE001 - one bad trial must not end the study
         beat.stop()
-        reason = str(exc) if isinstance(exc, Diverged) else f"{type(exc).__name__}: {exc}"
+        diverged = isinstance(exc, (Diverged, finite.Diverged))  # a non-finite value, or a loop that met one
+        reason = (str(exc) if isinstance(exc, Diverged) else f"diverged: {exc}" if diverged
+                  else f"{type(exc).__name__}: {exc}")
         trial.set_user_attr("fail_reason", reason[:500])
-        if not isinstance(exc, Diverged):
+        if not diverged:
             trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
         study.tell(trial, state=TrialState.FAIL)
         log(f"trial {trial.number}: failed: {reason} ({time.time() - t0:.0f} s)")

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from envs import get_task
-from rl_laof.cli import parse_sets, run
+from rl_laof.cli import command_parser, parse_sets, run
 from rl_laof.config_file import SECTIONS
 from rl_laof.presets import from_preset
 from rl_laof.runs import write_json
@@ -32,8 +32,7 @@ from sweeps.spaces import TARGET_STAGE, apply, build_space, parse_space_item, ta
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m sweeps.tune", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command_parser("sweeps.tune", __doc__)
     p.add_argument("--target", required=True, choices=list(SWEEP_TARGETS), help="the stage whose config is tuned")
     p.add_argument("--task", default="cheetah-run", help="dm_control task")
     p.add_argument("--sweep-preset", default="quick", choices=list(SWEEP_PRESETS),
@@ -51,11 +50,13 @@ def build_parser():
                    help="journal file, or a SQLAlchemy URL (postgresql://user:pw@host:port/db) for many machines "
                         "(default: runs/sweeps/<study>/journal.log)")
     p.add_argument("--study-name", default=None, help="default: <target>-<task>-<objective>")
-    p.add_argument("--sampler", default=None, choices=list(SWEEP_SAMPLERS))
-    p.add_argument("--pruner", default=None, choices=list(SWEEP_PRUNERS))
+    p.add_argument("--sampler", default=None, choices=list(SWEEP_SAMPLERS),
+                   help="how trials draw their values: tpe (Optuna's default) or random (default: the preset's)")
+    p.add_argument("--pruner", default=None, choices=list(SWEEP_PRUNERS),
+                   help="what stops unpromising trials early from their intermediate values (default: the preset's)")
     p.add_argument("--trial-steps", type=int, default=None, help="training steps per trial (PPO: agent steps)")
     p.add_argument("--report-every", type=int, default=None, help="steps between intermediate values")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the sampler and of every trial's run (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per worker (default: cores // workers)")
     p.add_argument("--heartbeat", type=float, default=None, help="seconds between a running trial's heartbeats")
     p.add_argument("--grace", type=float, default=None, help="seconds without a heartbeat before a trial is retried")
@@ -64,7 +65,7 @@ def build_parser():
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="fix a field of the tuned stage's config for every trial (repeatable)")
     p.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set for child workers
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no per-trial log lines")
     return p
 
 
@@ -85,6 +86,8 @@ def setup(args) -> tuple[SweepConfig, list, dict[str, Any]]:
     cls, _ = SECTIONS[TARGET_STAGE[cfg.target]]
     fixed = parse_sets(cls, args.set)
     space = build_space(cfg, fixed, [parse_space_item(s) for s in args.space])
+    objectives.check(cfg)
+    st.check_storage(st.storage_spec(cfg))
     return cfg, space, fixed
 
 
@@ -129,13 +132,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg, space, fixed = setup(args)
     out = st.study_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
     if args.worker_index is not None:  # a child: the shared runs exist already
         shared = json.loads((out / "shared.json").read_text())
         worker_main(args, cfg, space, fixed, shared, args.worker_index)
         return {}
 
     storage = st.open_storage(st.storage_spec(cfg))  # an unreachable database fails here, before any work
+    out.mkdir(parents=True, exist_ok=True)
     st.create_or_load(cfg, storage, st.identity(cfg, [p.describe() for p in space], fixed), command=argv)
     shared = objectives.prepare(cfg, progress=not args.no_progress)
     write_json(out / "shared.json", shared)

@@ -70,3 +70,30 @@ def key_mask(frames: np.ndarray) -> np.ndarray:
     from envs.assets import KEY_COLOR
 
     return np.all(frames == np.array(KEY_COLOR, np.uint8)[None, :, None, None], axis=1)
+
+
+def assert_saved_values_finite(folder) -> int:
+    """Every tensor in every torch file (``*.pt``) and SB3 archive (``*.zip``: its ``*.pth`` members) under
+    ``folder`` is finite; returns how many files were checked."""
+    import io
+    import zipfile
+    from pathlib import Path
+
+    import torch
+
+    from rl_laof.finite import first_non_finite
+
+    checked = 0
+    for path in sorted(Path(folder).rglob("*")):
+        if path.suffix == ".pt":
+            states = [torch.load(path, map_location="cpu", weights_only=False)]
+        elif path.suffix == ".zip":
+            with zipfile.ZipFile(path) as z:
+                states = [torch.load(io.BytesIO(z.read(n)), map_location="cpu", weights_only=False)
+                          for n in z.namelist() if n.endswith(".pth")]
+        else:
+            continue
+        for state in states:
+            assert first_non_finite(state) is None, f"{path}: {first_non_finite(state)} is not finite"
+        checked += 1
+    return checked

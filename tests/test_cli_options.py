@@ -77,6 +77,25 @@ def test_every_command_keeps_its_flags(command):
         assert got[name] == want[name], f"python -m {command} {name}: changed"
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_says_what_it_does_and_its_default_once(command):
+    parser = parser_of(command)
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
+            continue
+        name = ", ".join(action.option_strings) or action.dest
+        assert action.help, f"python -m {command} {name}: no help text"
+    text = parser.format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text, text
+    flat = " ".join(text.split())
+    for action in parser._actions:
+        if action.option_strings:
+            start = flat.find(action.option_strings[-1] + " ")
+            entry = flat[start:start + 400].split(" --")[0] if start >= 0 else ""
+            assert entry.count("(default") <= 1 and not ("default" in (action.help or "") and "(default:" in entry), \
+                f"python -m {command} {action.option_strings[-1]}: its default said twice: {entry}"
+
+
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         raise SystemExit("usage: python tests/test_cli_options.py --write  (rewrites tests/data/cli_options.json)")

@@ -15,7 +15,7 @@ import pytest
 
 from agents.algorithms import resolve_algorithm
 from agents.config import EXPERT_PRESETS, ExpertConfig
-from agents.expert import Expert
+from agents.expert import Expert, train_expert
 from agents.expert import evaluate_expert as evaluate
 from rl_laof.presets import from_preset
 
@@ -127,3 +127,17 @@ def test_evaluate_counts_one_episode_per_env(gl):
     res = evaluate(lambda obs, det: np.zeros((len(obs), 6), np.float32), "cheetah-run", 3, seed=0,
                    backend="dm_control")
     assert res["episodes"] == 3 and len(res["returns"]) == 3 and res["mean"] >= 0
+
+
+def test_a_diverging_expert_stops_with_one_line_and_never_saves_a_non_finite_policy(tmp_path, gl):
+    from conftest import assert_saved_values_finite
+
+    from rl_laof.finite import Diverged
+
+    cfg = ExpertConfig(total_steps=4096, num_envs=4, eval_every=256, checkpoint_every=256, eval_episodes=1,
+                       final_eval_episodes=1, algo_kwargs={"learning_rate": 1e9, "n_steps": 64, "batch_size": 64})
+    with pytest.raises(Diverged, match=r"expert: .* at step \d+.*lower the learning rate") as err:
+        train_expert(cfg, tmp_path / "run", progress=False)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run" / "final").exists()
+    assert_saved_values_finite(tmp_path / "run")

@@ -253,3 +253,17 @@ def test_bad_flags_give_clear_errors(args, message, tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_diverging_stage_stops_at_once_and_never_saves_a_non_finite_value(lam_dataset, tmp_path):
+    from conftest import assert_saved_values_finite
+
+    from rl_laof.finite import Diverged
+    from rl_laof.imitation.training import imitate
+
+    cfg = ImitationConfig(latent="none", normalise=False, **{**TINY, "lr": 1e9, "checkpoint_every": 1})
+    with pytest.raises(Diverged, match=r"policy: (loss|grad norm) is (nan|inf|-inf) at step \d+; lower the "
+                                       r"learning rate \(it is 1e\+09\)"):
+        imitate(cfg, lam_dataset, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "policy.pt").exists()
+    assert_saved_values_finite(tmp_path / "run")

@@ -150,3 +150,20 @@ def test_bad_input_is_named(dataset, tmp_path):
         main(_cli(dataset, tmp_path / "x")[2:] + ["--labels", "0.05"])
     with pytest.raises(ValueError, match="--set 'flow_wieght=1'"):
         main(_cli(dataset, tmp_path / "y")[2:] + ["--set", "flow_wieght=1"])
+
+
+def test_a_diverging_run_stops_at_once_and_never_saves_a_non_finite_value(dataset, tmp_path):
+    """lr=1e9: the first non-finite loss or gradient ends the run with one line saying what to change; every
+    checkpoint left is finite, so a rerun resumes a finite state and stops the same way."""
+    from conftest import assert_saved_values_finite
+
+    from rl_laof.finite import Diverged
+    from rl_laof.lam.training import train_lam
+
+    cfg = tiny("laof", lr=1e9, steps=30, checkpoint_every=1, eval_every=30)
+    for _ in range(2):
+        with pytest.raises(Diverged, match=r"pretrain: (loss|grad norm) is (nan|inf|-inf) at step \d+; lower the "
+                                           r"learning rate"):
+            train_lam(cfg, dataset, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "report.json").exists()
+    assert assert_saved_values_finite(tmp_path / "run") >= 1  # the finite steps before it were checkpointed

@@ -332,3 +332,16 @@ def test_train_with_sof_skills(skill_dataset, tmp_path):
         assert np.isfinite(report["final"]["mean"])
     with pytest.raises(ValueError, match="not walker-run"):
         train(dataclasses.replace(cfg, task="walker-run"), tmp_path / "bad", progress=False)
+
+
+def test_a_diverging_stage_stops_at_once_and_never_saves_a_non_finite_value(skill_dataset, tmp_path):
+    from conftest import assert_saved_values_finite
+
+    from rl_laof.finite import Diverged
+    from rl_laof.sof.training import SkillRun
+
+    run = SkillRun(dataclasses.replace(TINY, lr=1e9, checkpoint_every=1), skill_dataset, tmp_path / "run")
+    with pytest.raises(Diverged, match=r"(loss|grad norm) is (nan|inf|-inf) at step \d+; lower the learning rate"):
+        run.tokenizer(progress=False)
+    assert not (tmp_path / "run" / "tokenizer.pt").exists()
+    assert_saved_values_finite(tmp_path / "run")

@@ -226,6 +226,28 @@ def test_raising_and_diverging_trials_are_recorded_and_the_study_goes_on(tmp_pat
     assert ran == {"complete": 1, "pruned": 1, "failed": 2, "retries_run": 0}
 
 
+def test_a_trial_whose_training_loop_diverges_is_recorded_as_diverged(tmp_path):
+    """A stage that stops at a non-finite loss (rl_laof.finite.Diverged) fails its trial as diverged, with the
+    stage's message and no traceback, and the study goes on."""
+    from rl_laof.finite import Diverged
+    from sweeps.study import run_worker
+
+    cfg = _cfg(n_trials=2)
+    study = _study(tmp_path, cfg)
+
+    def objective(trial, report):
+        x = trial.suggest_float("x", 0, 1)
+        if trial.number == 0:
+            raise Diverged("pretrain: loss is nan at step 3; lower the learning rate")
+        return [x]
+
+    run_worker(study, cfg, objective, log=lambda m: None)
+    first, second = study.get_trials()
+    assert first.state == TrialState.FAIL and second.state == TrialState.COMPLETE
+    assert first.user_attrs["fail_reason"] == "diverged: pretrain: loss is nan at step 3; lower the learning rate"
+    assert "traceback" not in first.user_attrs
+
+
 def test_a_rerun_continues_the_study_to_its_count(tmp_path):
     from sweeps.study import counted, run_worker
 

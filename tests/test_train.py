@@ -289,3 +289,18 @@ def test_shipped_latent_policies_load_and_record_their_command(name):
     assert f"--latent {latent} --policy {policy}" in (path / "command.txt").read_text()
     actions = agent(np.zeros((2, 9, 64, 64), np.uint8))
     assert actions.shape == (2, 6) and np.isfinite(actions).all() and meta["out_dim"] == 128
+
+
+def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_policy(tmp_path):
+    from conftest import assert_saved_values_finite
+
+    from agents.training import train
+    from rl_laof.finite import Diverged
+
+    cfg = TrainConfig(latent="none", learning_rate=1e9, total_steps=512, **{**TINY_TRAIN, "checkpoint_every": 64})
+    with pytest.raises(Diverged, match=r"(diverged|not finite) at step \d+.*lower the learning rate "
+                                       r"\(--set learning_rate=\.\.\.\)") as err:
+        train(cfg, tmp_path / "run", progress=False)
+    assert "\n" not in str(err.value) and "tensor(" not in str(err.value)
+    assert not (tmp_path / "run" / "final_model.zip").exists()
+    assert_saved_values_finite(tmp_path / "run")

@@ -24,14 +24,14 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from envs import get_task, make_from_config
+from envs import ensure_gl, get_task, make_from_config
 from envs.config import DistractorConfig
 from rl_laof.data import format as fmt
 from rl_laof.data.config import CollectConfig
 from rl_laof.data.labels import make_label_splits
-from rl_laof.runs import atomic_path, dataset_dir, read_json, write_json
+from rl_laof.progress import progress_bar
+from rl_laof.runs import atomic_path, dataset_dir, read_json, run_folder, write_json
 
 #: loads an expert run's policy: (run folder, "best" | "final") -> an object with ``act(states)`` and ``config``
 LoadExpert = Callable[[str, str], Any]
@@ -197,16 +197,17 @@ def _worker_job(job: tuple[str, int, str]) -> tuple[str, int, int]:
 # --------------------------------------------------------------------------- the dataset
 
 def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True, keep_parts: bool = False,
-            expert: str | Callable[[], str] | None = None, load_expert: LoadExpert | None = None) -> Path:
+            expert: str | Callable[[], str] | None = None, load_expert: LoadExpert | None = None,
+            command: str | None = None) -> Path:
     """Collect (or resume, or find finished) the dataset ``cfg`` describes; returns ``out/dataset.h5``.
 
     ``expert``: the expert run folder (or "random"; a function returning it is called only when episodes are
     left to collect), else ``cfg.expert``; ``load_expert(run_dir, which)`` loads it (worker processes call it:
-    it must pickle, e.g. ``agents.expert.Expert.load``). ``rl_laof.pipeline.dataset`` passes both."""
+    it must pickle, e.g. ``agents.expert.Expert.load``). ``rl_laof.pipeline.dataset`` passes both. ``command``:
+    the command line that resumes this collection, kept in ``collect.json`` for messages about it."""
     get_task(cfg.task)
-    out = Path(out) if out is not None else dataset_dir(cfg.task, cfg.name)
+    out = run_folder(out if out is not None else dataset_dir(cfg.task, cfg.name))
     final = out / "dataset.h5"
-    out.mkdir(parents=True, exist_ok=True)
     config = json.loads(json.dumps(cfg.to_dict()))
     cfg_file = out / "collect.json"
     old = read_json(cfg_file)["config"] if cfg_file.exists() else config
@@ -222,7 +223,9 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     # check the expert fits here, in the parent: a Pool worker whose initializer raises is respawned
     # forever, and the collection would hang instead of failing
     load_policy(expert, cfg, _action_dim(cfg.task), load_expert)
-    write_json(cfg_file, dict(config=config, expert=expert))
+    ensure_gl()  # no headless GL: one line here, not a traceback from every worker
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_file, dict(config=config, expert=expert, command=command))
     for stale in [*out.glob(".*.tmp-*"), *out.glob("parts/.*.tmp-*")]:  # left by a killed writer
         stale.unlink(missing_ok=True)
 
@@ -232,8 +235,8 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     t0 = time.time()
     frames = 0
     if todo:
-        bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="episode", disable=not progress,
-                   desc=f"collect {cfg.task}", dynamic_ncols=True)
+        bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="episode", enabled=progress,
+                           desc=f"collect {cfg.task}")
         init = (config, expert, action_dim, load_expert)
         if cfg.workers == 1:
             _worker_init(*init)

@@ -9,6 +9,7 @@ from typing import Any
 
 from envs.config import DistractorConfig, EnvConfig
 from envs.tasks import get_task
+from rl_laof.presets import check_ranges
 from rl_laof.runs import dataset_name
 
 
@@ -43,6 +44,7 @@ class CollectConfig:
     label_trajectories: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('image_size',))
         object.__setattr__(self, "distractors", DistractorConfig.parse(self.distractors))
         if self.action_repeat is None:
             object.__setattr__(self, "action_repeat", get_task(self.task).pixel_action_repeat)
@@ -121,6 +123,7 @@ class WindowConfig:
     with_flow: bool = True  # when the dataset holds flow targets
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('frame_stack',))
         if self.frame_stack < 1:
             raise ValueError(f"frame_stack={self.frame_stack}: need at least 1.")
         if self.max_offset < 1:

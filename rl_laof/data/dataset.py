@@ -69,7 +69,8 @@ class VideoDataset:
                 raise fmt.DatasetError(f"{path}: dataset format version {self.attrs['version']}, this code reads "
                                        f"{fmt.VERSION}: re-collect it.")
             if not self.attrs["complete"]:
-                raise fmt.DatasetError(f"{path}: the dataset was never finished (no 'complete' mark): re-run collect.")
+                how = fmt.unfinished_collection(path.parent) or "re-run the command that made it"
+                raise fmt.DatasetError(f"{path}: the dataset was never finished (no 'complete' mark); {how}")
             self.episodes: dict[str, list[EpisodeInfo]] = {}
             for split in fmt.SPLITS:
                 infos = []
@@ -231,6 +232,7 @@ class VideoDataset:
                     try:
                         dset.read_direct(buf, dest_sel=np.s_[s:s + dset.shape[0]])
                     except OSError as exc:
-                        raise fmt.DatasetError(f"{where}: array {key!r} is corrupt ({exc}). Re-collect it.") from exc
+                        raise fmt.DatasetError(f"{where}: array {key!r} is corrupt ({exc}); "
+                                               f"{fmt.repair_hint(self._file_for(key))}.") from exc
                 out.arrays[key] = buf
         return out

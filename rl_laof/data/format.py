@@ -68,6 +68,32 @@ class DatasetError(RuntimeError):
     """A dataset file is missing, truncated, corrupt or not an rl_laof dataset."""
 
 
+def unfinished_collection(folder: Path) -> str | None:
+    """How to resume the unfinished collection in ``folder`` (its full command, from ``collect.json``), or None
+    when no collection was started there."""
+    record = folder / "collect.json"
+    if not record.exists():
+        return None
+    try:
+        command = json.loads(record.read_text()).get("command")
+    except (OSError, ValueError):
+        command = None
+    how = f"`{command}`" if command else f"the command that started it (its config: {record})"
+    return f"the collection there is unfinished: resume it with {how}"
+
+
+def repair_hint(path: str | os.PathLike) -> str:
+    """What mends a damaged file: a flow file is recomputed by ``rl_laof.flow``; a dataset is collected again
+    (a merged dataset's episode parts are gone, so its episodes are rolled out again; parts left by an
+    unfinished collection are reused)."""
+    path = Path(path)
+    folder = path.parent
+    if path.name.startswith("flow-") and path.suffix == ".h5":
+        method = path.stem.removeprefix("flow-")
+        return f"delete it and run python -m rl_laof.flow --dataset {folder} --method {method}"
+    return f"delete it and run the python -m rl_laof.collect command that made {folder} again"
+
+
 def episode_name(index: int) -> str:
     return f"{index:05d}"
 
@@ -130,12 +156,13 @@ def open_h5(path: str | os.PathLike, mode: str = "r"):
     path = Path(path)
     if not path.exists():
         folder = path.parent if path.suffix == ".h5" else path
-        raise DatasetError(f"{path}: no such dataset; make one with `python -m rl_laof.collect --out {folder}`")
+        how = unfinished_collection(folder) or f"make one with `python -m rl_laof.collect --out {folder}`"
+        raise DatasetError(f"{path}: no such dataset; {how}")
     try:
         return h5py.File(path, mode)
     except OSError as exc:
         raise DatasetError(f"{path}: cannot be opened as HDF5 ({exc}); the file is truncated or corrupt — "
-                           "delete it and collect again (collection resumes from its episode parts).") from exc
+                           f"{repair_hint(path)}.") from exc
 
 
 def read_arrays(group, where: str, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
@@ -147,7 +174,8 @@ def read_arrays(group, where: str, keys: tuple[str, ...] | None = None) -> dict[
         try:
             out[key] = group[key][()]
         except OSError as exc:  # fletcher32 mismatch, bad compressed data, short read
-            raise DatasetError(f"{where}: array {key!r} is corrupt ({exc}). Re-collect this dataset.") from exc
+            raise DatasetError(f"{where}: array {key!r} is corrupt ({exc}); {repair_hint(where.split(': ')[0])}."
+                               ) from exc
     return out
 
 
@@ -159,14 +187,27 @@ def iter_episodes(f, path: Path, split: str) -> Iterator[tuple[int, Any, str]]:
 
 
 def root_attrs(f) -> dict[str, Any]:
+    """The file's root attributes, its JSON ones parsed; a corrupt one raises :class:`DatasetError` naming the
+    file and the attribute."""
     a = f.attrs
-    return dict(
-        format=str(a.get("format", "")), version=int(a.get("version", -1)), task=str(a.get("task", "")),
-        seed=int(a.get("seed", -1)), complete=bool(a.get("complete", False)),
-        config=json.loads(a.get("config", "{}")), versions=json.loads(a.get("versions", "{}")),
-        expert=json.loads(a.get("expert", "{}")), created=str(a.get("created", "")),
-        tasks=json.loads(a.get("tasks", "[]")),
-    )
+
+    def parsed(name: str, empty: str) -> Any:
+        try:
+            return json.loads(a.get(name, empty))
+        except (ValueError, TypeError) as exc:  # json.JSONDecodeError is a ValueError; bytes that do not decode
+            raise DatasetError(f"{f.filename}: root attribute {name!r} is corrupt ({exc}); "
+                               f"{repair_hint(f.filename)}.") from None
+
+    try:
+        return dict(
+            format=str(a.get("format", "")), version=int(a.get("version", -1)), task=str(a.get("task", "")),
+            seed=int(a.get("seed", -1)), complete=bool(a.get("complete", False)),
+            config=parsed("config", "{}"), versions=parsed("versions", "{}"), expert=parsed("expert", "{}"),
+            created=str(a.get("created", "")), tasks=parsed("tasks", "[]"),
+        )
+    except (OSError, ValueError) as exc:  # an attribute h5py cannot read or decode, a number that is not one
+        raise DatasetError(f"{f.filename}: its root attributes are corrupt ({exc}); {repair_hint(f.filename)}."
+                           ) from None
 
 
 def library_versions() -> dict[str, str]:

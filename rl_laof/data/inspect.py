@@ -8,13 +8,12 @@ hue = direction, brightness = speed).
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 
-from rl_laof.cli import run
+from rl_laof.cli import command_parser, run
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.encoding import flow_to_uint8
 from rl_laof.runs import atomic_path
@@ -62,12 +61,14 @@ def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m rl_laof.data.inspect", description=__doc__.split("\n\n")[0])
+    p = command_parser("rl_laof.data.inspect", __doc__)
     p.add_argument("dir", type=Path, help="dataset folder (or its dataset.h5)")
     p.add_argument("--samples", type=int, default=6, help="frames per split in the contact sheet")
     p.add_argument("--out", type=Path, default=None, help="PNG path (default DIR/contact_sheet.png)")
     p.add_argument("--quick", action="store_true", help="structural check only (skip reading every chunk)")
     args = p.parse_args(argv)
+    if args.samples < 1:
+        raise ValueError(f"--samples {args.samples}: need at least 1 frame per split")
     ds = VideoDataset(args.dir, verify="structure" if args.quick else "full")
     out = args.out or ds.path.parent / "contact_sheet.png"
     summary = ds.summary()

@@ -15,7 +15,6 @@ The sources must agree on what a frame is: domain, image size, action repeat and
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from rl_laof.cli import command_parser, run
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.runs import atomic_path
@@ -55,6 +55,10 @@ def _check_compatible(sets: list[VideoDataset]) -> None:
 def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = True) -> Path:
     """Write ``out/dataset.h5`` (and merged flow files) from single-task ``sources``; returns ``out``."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if len(sources) < 2:
+        raise ValueError(f"--sources: merging needs two or more single-task datasets (got {len(sources)})")
     sets = [VideoDataset(s, flow=None) for s in sources]
     _check_compatible(sets)
     tasks = [d.task for d in sets]
@@ -122,17 +126,13 @@ def _copy_episodes(f, sets: list[VideoDataset], tasks: list[str], file_of) -> No
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="python -m rl_laof.data.multitask", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command_parser("rl_laof.data.multitask", __doc__)
     p.add_argument("--sources", nargs="+", type=Path, required=True,
                    help="single-task dataset folders of one domain (python -m rl_laof.collect)")
     p.add_argument("--out", type=Path, required=True, help="folder of the merged dataset")
     args = p.parse_args(argv)
-    try:
-        return merge_datasets(args.sources, args.out)
-    except (ValueError, fmt.DatasetError) as exc:
-        p.exit(2, f"error: {exc}\n")
+    return merge_datasets(args.sources, args.out)
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,6 @@ returns ``flow`` / ``flow_valid``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -23,13 +22,14 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
+from rl_laof.cli import command_parser
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_backend
 from rl_laof.flow.calibrate import FLOW_SOURCES, agent_speeds, masked_agent_flow, source_keys, speed_summary
 from rl_laof.flow.exact import FlowInputs
+from rl_laof.progress import progress_bar
 from rl_laof.runs import atomic_path
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
@@ -40,6 +40,8 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
     """Compute (or resume, or find) the ``method`` flow targets of a dataset; returns the flow file."""
     if method not in fmt.FLOW_METHODS:
         raise ValueError(f"Unknown flow method {method!r}; valid: {', '.join(fmt.FLOW_METHODS)}.")
+    if batch < 1:
+        raise ValueError(f"--batch {batch}: need at least 1 frame pair per kernel call")
     backend = resolve_backend(backend)
     ds = VideoDataset(dataset, flow=None)
     out = fmt.flow_path(ds.path, method)
@@ -55,7 +57,7 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
     jobs = [(split, e) for split, eps in ds.episodes.items() for e in eps]
     t0 = time.perf_counter()
     pairs = 0
-    for split, e in tqdm(jobs, unit="episode", desc=f"flow {method}", disable=not progress, dynamic_ncols=True):
+    for split, e in progress_bar(jobs, unit="episode", desc=f"flow {method}", enabled=progress):
         part = parts / f"{split}-{fmt.episode_name(e.index)}.h5"
         if fmt.part_is_complete(part, fmt.FLOW_KEYS):
             continue
@@ -119,8 +121,7 @@ def camfree_agent_flow(inputs: FlowInputs, agent_geoms: np.ndarray | None, backe
 
 
 def main(argv: list[str] | None = None) -> Path:
-    p = argparse.ArgumentParser(prog="python -m rl_laof.flow", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = command_parser("rl_laof.flow", __doc__)
     p.add_argument("--dataset", type=Path, required=True, help="dataset folder (or its dataset.h5)")
     p.add_argument("--method", default="exact", choices=list(fmt.FLOW_METHODS),
                    help="exact: reprojection from the recorded depth and poses; estimate: from RGB only")

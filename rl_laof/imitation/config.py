@@ -10,6 +10,7 @@ from rl_laof.fit import LR_SCHEDULES
 from rl_laof.lam.config import LAM_METHODS
 from rl_laof.models.policy import ENCODERS
 from rl_laof.precision import native_bf16
+from rl_laof.presets import check_ranges
 
 POLICY_TYPES = ("bc", "lafp")
 DECODER_MODES = ("idm", "sample", "interp")
@@ -79,6 +80,10 @@ class ImitationConfig:
     precision: str = "auto"  # "fp32" | "bf16" (autocast forward passes) | "auto" (bf16 where native)
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('frame_stack', 'width', 'features', 'hidden', 'euler_steps', 'time_embed', 'steps',
+                           'batch_size', 'decoder_hidden', 'decoder_steps', 'decoder_batch_size', 'idm_steps',
+                           'checkpoint_every', 'eval_episodes', 'eval_seeds', 'latency_calls',
+                           'label_trajectories'))
         object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")

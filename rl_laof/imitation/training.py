@@ -36,7 +36,16 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
-from rl_laof.runs import Upstream, atomic_path, imitation_dir, read_json, refuse_other_config, resolve, write_json
+from rl_laof.runs import (
+    Upstream,
+    atomic_path,
+    imitation_dir,
+    read_json,
+    refuse_other_config,
+    resolve,
+    run_folder,
+    write_json,
+)
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -182,6 +191,16 @@ def reference_config(cfg: ImitationConfig) -> ImitationConfig:
                                interp_tau=None, lam_run=None, normalise=False)
 
 
+def check_inputs(cfg: ImitationConfig, ds: VideoDataset) -> None:
+    """Refuse, before anything is written, a dataset without the run's label split or a ``lam_run`` folder
+    without a trained latent action model."""
+    if cfg.label_split not in ds.labels:
+        raise KeyError(f"{ds.path}: no label split {cfg.label_split!r}; available: {', '.join(ds.labels)}")
+    if cfg.latent != "none" and cfg.lam_run is not None and not (Path(cfg.lam_run) / "model.pt").exists():
+        raise FileNotFoundError(f"--lam {cfg.lam_run}: no trained latent action model there (no model.pt); make "
+                                f"one with python -m rl_laof.pretrain --method {cfg.latent} --out {cfg.lam_run}")
+
+
 def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
             lam: Upstream | None = None) -> dict[str, Any]:
     """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
@@ -190,14 +209,15 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ds = VideoDataset(dataset)
-    run_dir = Path(out) if out is not None else default_run_dir(cfg, ds)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds))
     config = json.loads(json.dumps(cfg.to_dict()))
     refuse_other_config(run_dir, config, _EVAL_ONLY)
-    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
     report_file = run_dir / "report.json"
     if report_file.exists() and read_json(report_file)["config"] == config:
         return read_json(report_file)
+    check_inputs(cfg, ds)
+    run_dir.mkdir(parents=True, exist_ok=True)  # everything is checked: the run's folder is made now
+    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
 
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)

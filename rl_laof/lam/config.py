@@ -10,6 +10,7 @@ from rl_laof.data.config import WindowConfig
 from rl_laof.flow.agent_targets import FLOW_LOSSES
 from rl_laof.flow.calibrate import FLOW_SOURCES
 from rl_laof.precision import native_bf16
+from rl_laof.presets import check_ranges
 
 LAM_METHODS = ("lapo", "laom", "laof", "lapo-action", "laom-action", "laof-action")
 
@@ -91,6 +92,9 @@ class LAMConfig:
     mlp_probe_steps: int = 1500
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('frame_stack', 'max_offset', 'labelled_trajectories', 'latent_dim', 'vq_codebooks',
+                           'vq_positions', 'vq_codes', 'width', 'steps', 'batch_size', 'labelled_batch_size',
+                           'eval_every', 'checkpoint_every', 'eval_windows', 'probe_train_windows'))
         if self.method not in LAM_METHODS:
             raise ValueError(f"Unknown method {self.method!r}; valid: {', '.join(LAM_METHODS)}.")
         if self.latent not in (None, "vq", "continuous"):

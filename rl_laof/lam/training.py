@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
-from tqdm import tqdm
 
 from rl_laof import distributed as dist
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
+from rl_laof.finite import check_state, check_step
 from rl_laof.flow.agent_targets import AgentFlowTargets
 from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.lam import probes
@@ -27,7 +27,16 @@ from rl_laof.lam.evaluation import HeldOutEvaluation, probe_report
 from rl_laof.models.augment import random_homographies
 from rl_laof.models.lam_model import LatentActionModel
 from rl_laof.precision import autocast
-from rl_laof.runs import atomic_path, lam_dir, latest_checkpoint, read_json, refuse_other_config, write_json
+from rl_laof.progress import progress_bar
+from rl_laof.runs import (
+    atomic_path,
+    lam_dir,
+    latest_checkpoint,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    write_json,
+)
 
 # config fields that do not change what a run computes (a resumed run may change them)
 _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
@@ -130,13 +139,9 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         raise KeyError(f"{ds.path}: no label split {cfg.label_split!r}; available: {', '.join(ds.labels)}")
     for b in (cfg.batch_size, cfg.labelled_batch_size):
         dist.my_slice(b)  # divisible by the world size
-    run_dir = Path(out) if out is not None else default_run_dir(cfg, ds.path, ds.task)
+    run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds.path, ds.task))
     config = json.loads(json.dumps(cfg.to_dict()))
-    if dist.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        refuse_other_config(run_dir, config, _NOT_IDENTITY)
-        write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), "world_size": world})
-    dist.barrier()
+    refuse_other_config(run_dir, config, _NOT_IDENTITY)
     report_file = run_dir / "report.json"
     if report_file.exists() and stop_after is None:
         report = read_json(report_file)
@@ -158,6 +163,10 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         lab_batches = Batches(lab, cfg.labelled_batch_size, cfg.seed + 3, None)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 4) if cfg.augment else None
 
+    if dist.is_main():  # everything is checked: the run's folder is made now
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), "world_size": world})
+    dist.barrier()
     model = LatentActionModel(cfg, ds.image_shape[-1], ds.action_dim)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], cfg.lr,
                             weight_decay=cfg.weight_decay)
@@ -181,8 +190,11 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         writer = SummaryWriter(str(run_dir / "tb"))
         held_out = HeldOutEvaluation(ds, cfg, train, targets)
 
+    hint = f"lower the learning rate (--set lr=..., now {cfg.lr:g}) or the grad clip (now {cfg.grad_clip:g})"
+
     def checkpoint() -> None:
         if dist.is_main():
+            check_state("pretrain", model.state_dict(), step, hint)
             save_checkpoint(run_dir, {
                 "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
                 "untrained_probes": untrained,
@@ -196,8 +208,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     samples_per_step = cfg.batch_size + (cfg.labelled_batch_size if lab_batches is not None else 0)
     train_seconds = 0.0
     t_report = time.perf_counter()
-    bar = tqdm(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
-               disable=not (progress and dist.is_main()), dynamic_ncols=True)
+    bar = progress_bar(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
+                       enabled=progress and dist.is_main())
     if step == 0 and dist.is_main():  # the untrained model: the first point of every curve, and the floor
         history.append({"step": 0, **held_out(model)})  # every claim about training is measured against
         model.eval()
@@ -210,9 +222,11 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         labelled = lab_batches.next() if lab_batches is not None else None
         with autocast(cfg.precision):
             loss, metrics = ddp(batch, labelled)
+        check_step("pretrain", step + 1, hint, loss=loss if world == 1 else None)  # one process must not stop alone
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        check_step("pretrain", step + 1, hint, grad_norm=gnorm)  # the same on every process (all-reduced)
         opt.step()
         model.update_target()
         step += 1

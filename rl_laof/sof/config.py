@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rl_laof.presets import check_ranges
+
 
 @dataclass(frozen=True)
 class SkillConfig:
@@ -64,6 +66,11 @@ class SkillConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        check_ranges(self, ('chunk', 'downsample', 'flow_size', 'd_model', 'heads', 'encoder_layers',
+                           'decoder_layers', 'width', 'frame_stack', 'frame_size', 'tokenizer_steps',
+                           'prior_d_model', 'prior_layers', 'prior_steps', 'top_k', 'translator_hidden',
+                           'translator_steps', 'label_trajectories', 'batch_size', 'checkpoint_every',
+                           'eval_episodes', 'eval_seeds'))
         object.__setattr__(self, "fsq_levels", tuple(int(x) for x in self.fsq_levels))
         object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
         stride = 2 ** self.downsample

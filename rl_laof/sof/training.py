@@ -17,7 +17,7 @@ from rl_laof.data import VideoDataset
 from rl_laof.fit import fit
 from rl_laof.models.policy import random_shift
 from rl_laof.models.skill_models import SkillPrior, SkillTokenizer, Translator
-from rl_laof.runs import read_json, refuse_other_config, skills_dir, write_json
+from rl_laof.runs import read_json, refuse_other_config, run_folder, skills_dir, write_json
 from rl_laof.sof.config import SkillConfig
 from rl_laof.sof.data import ChunkData, all_tokens, flow_l1
 
@@ -38,8 +38,8 @@ class SkillRun:
         """``flow=None``: the dataset without its flow targets (loading trained models needs none)."""
         self.cfg = cfg
         self.ds = VideoDataset(dataset, flow=flow)
-        self.dir = (Path(run_dir) if run_dir is not None
-                    else skills_dir(self.ds.task, self.ds.path.parent.name, cfg.preset, cfg.seed))
+        self.dir = run_folder(run_dir if run_dir is not None
+                              else skills_dir(self.ds.task, self.ds.path.parent.name, cfg.preset, cfg.seed))
         config = json.loads(json.dumps(cfg.to_dict()))
         refuse_other_config(self.dir, config, _NOT_IDENTITY)
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,266 @@
+"""Every command refuses bad input cleanly: exit status 2, one line on stderr, no traceback, and no file or folder
+created or changed by the refused command (the tree is compared before and after).
+
+The table holds, per command, typo'd names, zero / negative / non-numeric numbers, missing / non-dataset /
+file-instead-of-folder paths; generated rows add ``--set FIELD=<a wrong value of the field's type>`` for every
+field of every stage config a command takes ``--set`` for, and a negative value for every numeric flag. Each
+command runs in this process through ``rl_laof.cli.run`` (what ``python -m`` runs), with ``$RL_LAOF_RUNS`` and
+the working directory in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import signal
+import types
+import typing
+from pathlib import Path
+
+import pytest
+from test_cli_options import parser_of
+
+from rl_laof import cli
+
+pytestmark = pytest.mark.usefixtures("gl")
+
+MAINS = {  # command -> module holding its main()
+    "rl_laof.expert": "rl_laof.expert", "rl_laof.collect": "rl_laof.collect", "rl_laof.flow": "rl_laof.flow.targets",
+    "rl_laof.data.inspect": "rl_laof.data.inspect", "rl_laof.data.multitask": "rl_laof.data.multitask",
+    "rl_laof.pretrain": "rl_laof.pretrain", "rl_laof.imitate": "rl_laof.imitate", "rl_laof.skills": "rl_laof.skills",
+    "rl_laof.train": "rl_laof.train", "rl_laof.evaluate": "rl_laof.evaluate", "envs.demo": "envs.demo",
+    "sweeps.tune": "sweeps.tune"}
+
+# {dataset}: a real dataset (with flow); {file}: a plain file; {missing}: no such path; {empty}: an empty folder;
+# {out}: a folder that does not exist yet (a refused command must not create it)
+CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expected message)
+    # expert
+    ("rl_laof.expert", "--task cheeta-run", "cheetah-run"),
+    ("rl_laof.expert", "--algo ppp", "ppo"),
+    ("rl_laof.expert", "--steps 0", "total_steps"),
+    ("rl_laof.expert", "--num-envs 0", "num_envs"),
+    ("rl_laof.expert", "--net-arch 0", "net_arch"),
+    ("rl_laof.expert", "--algo-kwargs notjson", "algo-kwargs"),
+    ("rl_laof.expert", """--algo-kwargs {"learning_rate":"abc"} --out {out}""", "learning_rate"),
+    ("rl_laof.expert", """--algo-kwargs {"n_stepz":8} --out {out}""", "n_stepz"),
+    ("rl_laof.expert", "--out {file}", "not a folder"),
+    ("rl_laof.expert", "--preset huge", "invalid choice"),
+    # collect
+    ("rl_laof.collect", "--task cheeta-run --out {out}", "cheetah-run"),
+    ("rl_laof.collect", "--episodes 0 --out {out}", "episodes"),
+    ("rl_laof.collect", "--image-size 0 --out {out}", "image_size"),
+    ("rl_laof.collect", "--workers 0 --out {out}", "workers"),
+    ("rl_laof.collect", "--episode-steps 1 --out {out}", "episode_steps"),
+    ("rl_laof.collect", "--distractors extreme --out {out}", "extreme"),
+    ("rl_laof.collect", "--compression zip", "invalid choice"),
+    ("rl_laof.collect", "--expert {missing} --out {out}", "missing"),
+    ("rl_laof.collect", "--expert {empty} --out {out}", "empty"),
+    ("rl_laof.collect", "--expert random --out {file}", "not a folder"),
+    ("rl_laof.collect", "--expert random --out {dataset}", "another config"),
+    # flow
+    ("rl_laof.flow", "--dataset {missing}", "missing"),
+    ("rl_laof.flow", "--dataset {empty}", "empty"),
+    ("rl_laof.flow", "--dataset {file}", "file"),
+    ("rl_laof.flow", "--dataset {dataset} --batch 0", "batch"),
+    ("rl_laof.flow", "--dataset {dataset} --method magic", "invalid choice"),
+    # data.inspect
+    ("rl_laof.data.inspect", "{missing}", "missing"),
+    ("rl_laof.data.inspect", "{empty}", "empty"),
+    ("rl_laof.data.inspect", "{file}", "file"),
+    ("rl_laof.data.inspect", "{dataset} --samples 0", "samples"),
+    # data.multitask
+    ("rl_laof.data.multitask", "--sources {missing} {dataset} --out {out}", "missing"),
+    ("rl_laof.data.multitask", "--sources {empty} {dataset} --out {out}", "empty"),
+    ("rl_laof.data.multitask", "--sources {dataset} --out {out}", "two"),
+    ("rl_laof.data.multitask", "--sources {dataset} {dataset} --out {file}", "not a folder"),
+    # pretrain
+    ("rl_laof.pretrain", "--dataset {missing}", "missing"),
+    ("rl_laof.pretrain", "--dataset {empty} --out {out}", "empty"),
+    ("rl_laof.pretrain", "--dataset {file} --out {out}", "file"),
+    ("rl_laof.pretrain", "--dataset {dataset} --steps 0 --out {out}", "steps"),
+    ("rl_laof.pretrain", "--dataset {dataset} --batch-size 0 --out {out}", "batch_size"),
+    ("rl_laof.pretrain", "--dataset {dataset} --width 0 --out {out}", "width"),
+    ("rl_laof.pretrain", "--dataset {dataset} --method laof-action --labels 2 --out {out}", "labels"),
+    ("rl_laof.pretrain", "--dataset {dataset} --method lapa", "did you mean 'lapo'"),
+    ("rl_laof.pretrain", "--task walker-walk --dataset {dataset} --out {out}", "cheetah-run"),
+    ("rl_laof.pretrain", "--dataset {dataset} --config {missing}", "missing"),
+    ("rl_laof.pretrain", "--dataset {dataset} --config {file}", "JSON"),
+    ("rl_laof.pretrain", "--dataset {dataset} --out {file}", "not a folder"),
+    ("rl_laof.pretrain", "--dataset {dataset} --stpes 5", "did you mean '--steps'"),
+    # imitate
+    ("rl_laof.imitate", "--dataset {missing} --out {out}", "missing"),
+    ("rl_laof.imitate", "--dataset {empty} --out {out}", "empty"),
+    ("rl_laof.imitate", "--dataset {dataset} --steps 0 --out {out}", "steps"),
+    ("rl_laof.imitate", "--dataset {dataset} --labels 0 --out {out}", "labels"),
+    ("rl_laof.imitate", "--dataset {dataset} --seeds 0 --out {out}", "seeds"),
+    ("rl_laof.imitate", "--dataset {dataset} --euler-steps 0 --out {out}", "euler_steps"),
+    ("rl_laof.imitate", "--dataset {dataset} --labels 0.1 --lam {missing} --out {out}", "missing"),
+    ("rl_laof.imitate", "--dataset {dataset} --labels 0.1 --lam {empty} --out {out}", "model.pt"),
+    ("rl_laof.imitate", "--task walker-walk --dataset {dataset} --latent none --out {out}", "cheetah-run"),
+    ("rl_laof.imitate", "--dataset {dataset} --latent none --out {file}", "not a folder"),
+    # skills
+    ("rl_laof.skills", "pretrian --dataset {dataset}", "did you mean 'pretrain'"),
+    ("rl_laof.skills", "pretrain --dataset {missing} --out {out}", "missing"),
+    ("rl_laof.skills", "pretrain --dataset {empty} --out {out}", "empty"),
+    ("rl_laof.skills", "pretrain --dataset {dataset} --out {file}", "not a folder"),
+    ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set chunk=0", "chunk"),
+    # train
+    ("rl_laof.train", "--task cheeta-run --out {out}", "cheetah-run"),
+    ("rl_laof.train", "--latent laoff --out {out}", "laof"),
+    ("rl_laof.train", "--steps 0 --out {out}", "total_steps"),
+    ("rl_laof.train", "--num-envs 0 --out {out}", "num_envs"),
+    ("rl_laof.train", "--kl-coef -1 --latent sof --out {out}", "kl_coef"),
+    ("rl_laof.train", "--distractors extreme --out {out}", "extreme"),
+    ("rl_laof.train", "--latent-agent {missing} --out {out}", "missing"),
+    ("rl_laof.train", "--latent-agent {empty} --out {out}", "agent.pt"),
+    ("rl_laof.train", "--latent sof --skills {missing} --out {out}", "missing"),
+    ("rl_laof.train", "--set normalize_reward=maybe --out {out}", "normalize_reward"),
+    ("rl_laof.train", "--set n_steps=1.5 --out {out}", "n_steps"),
+    ("rl_laof.train", "--set learning_rate=abc --out {out}", "learning_rate"),
+    ("rl_laof.train", "--out {file}", "not a folder"),
+    ("rl_laof.train", "--config {missing} --out {out}", "missing"),
+    ("rl_laof.train", "--resume --fresh --out {out}", "--fresh"),
+    # evaluate
+    ("rl_laof.evaluate", "{missing}", "missing"),
+    ("rl_laof.evaluate", "{empty}", "empty"),
+    ("rl_laof.evaluate", "{file}", "file"),
+    ("rl_laof.evaluate", "{empty} --episodes 0", "episodes"),
+    ("rl_laof.evaluate", "{empty} --which worst", "invalid choice"),
+    # envs.demo
+    ("envs.demo", "--task cheeta-run --out {out}", "cheetah-run"),
+    ("envs.demo", "--size 0 --out {out}", "size"),
+    ("envs.demo", "--steps 1 --out {out}", "steps"),
+    ("envs.demo", "--distractors extreme --out {out}", "invalid choice"),
+    ("envs.demo", "--out {file}", "not a folder"),
+    # sweeps.tune
+    ("sweeps.tune", "--target laoff", "did you mean 'laof'"),
+    ("sweeps.tune", "--target laof --n-trials 0 --dataset {dataset}", "n_trials"),
+    ("sweeps.tune", "--target laof --workers 0 --dataset {dataset}", "workers"),
+    ("sweeps.tune", "--target laof --dataset {dataset} --storage {file}/journal.log", "file"),
+    ("sweeps.tune", "--target laof --dataset {missing}", "missing"),
+    ("sweeps.tune", "--target sof", "--dataset"),
+    ("sweeps.tune", "--target laof --dataset {dataset} --set bogus=1", "bogus"),
+    ("sweeps.tune", "--target laof --dataset {dataset} --space flow_weight=high:low", "flow_weight"),
+]
+
+# the config class a command's --set fills, and the arguments that make the rest of the command valid
+SET_TARGETS = {
+    "rl_laof.pretrain": ("rl_laof.lam.config", "LAMConfig", "--dataset {dataset} --out {out}"),
+    "rl_laof.imitate": ("rl_laof.imitation.config", "ImitationConfig", "--dataset {dataset} --out {out}"),
+    "rl_laof.skills": ("rl_laof.sof.config", "SkillConfig", "pretrain --dataset {dataset} --out {out}"),
+    "rl_laof.train": ("agents.config", "TrainConfig", "--out {out}"),
+    "sweeps.tune": ("rl_laof.lam.config", "LAMConfig", "--target laof --dataset {dataset}"),
+}
+
+
+def wrong_value(tp) -> str | None:
+    """Command-line text that is not a value of the type ``tp`` (None where every text is one: strings)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return wrong_value(inner[0]) if len(inner) == 1 else None
+    if tp is bool:
+        return "maybe"
+    if tp is int:
+        return "1.5"
+    if tp is float:
+        return "abc"
+    if origin in (tuple, list):
+        return '["a"]' if args and args[0] in (int, float) else "[1, "
+    if origin is dict or tp is dict:
+        return "notjson"
+    if dataclasses.is_dataclass(tp):
+        return "extreme"
+    return None
+
+
+def set_cases() -> list[tuple[str, str, str]]:
+    out = []
+    for command, (module, name, rest) in SET_TARGETS.items():
+        cls = getattr(importlib.import_module(module), name)
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            value = wrong_value(hints[f.name])
+            if value is not None:
+                out.append((command, f"{rest} --set {f.name}={value}", f"{f.name} wants"))
+    return out
+
+
+def negative_cases() -> list[tuple[str, str, str]]:
+    """``-1`` for every numeric flag of every command (none of them means anything negative); the message is
+    the config's (it may name the field rather than the flag)."""
+    out = []
+    for command in MAINS:
+        parser = parser_of(command)
+        for action in parser._actions:
+            if action.type in (int, float) and action.option_strings and action.help != "==SUPPRESS==":
+                flag = action.option_strings[0]
+                base = {"rl_laof.flow": "--dataset {dataset} ", "rl_laof.data.inspect": "{dataset} ",
+                        "rl_laof.evaluate": "{empty} ", "rl_laof.skills": "pretrain --dataset {dataset} ",
+                        "sweeps.tune": "--target laof --dataset {dataset} ", "rl_laof.data.multitask": "",
+                        "rl_laof.pretrain": "--dataset {dataset} ", "rl_laof.imitate": "--dataset {dataset} "
+                        }.get(command, "")
+                out_flag = " --out {out}" if "--out" in parser._option_string_actions else ""
+                out.append((command, f"{base}{flag} -1{out_flag}", ""))
+    return out
+
+
+ALL = CASES + set_cases() + negative_cases()
+
+
+@pytest.fixture
+def paths(lam_dataset, tmp_path):
+    root = tmp_path
+    (root / "notes.txt").write_text("not a dataset\n")
+    (root / "empty").mkdir()
+    (root / "cwd").mkdir()
+    return {"dataset": str(lam_dataset), "file": str(root / "notes.txt"), "missing": str(root / "missing"),
+            "empty": str(root / "empty"), "out": str(root / "out"), "root": root}
+
+
+def tree(*roots: Path) -> dict[str, tuple]:
+    """Every file and folder under ``roots``: (kind, size, modification time)."""
+    out = {}
+    for root in roots:
+        for p in [root, *root.rglob("*")]:
+            st = p.stat()
+            out[str(p)] = ("dir" if p.is_dir() else "file", 0 if p.is_dir() else st.st_size, st.st_mtime_ns)
+    return out
+
+
+def fill(text: str, paths: dict) -> str:
+    """``text`` with its {dataset}, {file}, {missing}, {empty}, {out} placeholders replaced."""
+    for key in ("dataset", "file", "missing", "empty", "out"):
+        text = text.replace("{" + key + "}", paths[key])
+    return text
+
+
+class _TookTooLong(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _TookTooLong("a refused command must stop before any work starts (30 s)")
+
+
+@pytest.mark.parametrize("command, args, message", ALL, ids=[f"{c}:{a}" for c, a, _ in ALL])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(command, args, message, paths, monkeypatch, capsys):
+    root = paths["root"]
+    monkeypatch.chdir(root / "cwd")
+    monkeypatch.setenv("RL_LAOF_RUNS", str(root / "runs"))
+    argv = [fill(a, paths) for a in args.split()]
+    main = importlib.import_module(MAINS[command]).main
+    before = tree(root, Path(paths["dataset"]))
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.alarm(30)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            cli.run(main, argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert fill(message, paths) in err, err
+    assert tree(root, Path(paths["dataset"])) == before, "the refused command created or changed files"

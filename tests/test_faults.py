@@ -1,0 +1,120 @@
+"""Faults: a refused run leaves its folder usable, the EGL check follows glvnd's rule, MUJOCO_GL other than egl
+is refused in one line, corrupt and unfinished files are named with the command that mends them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl_laof import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("gl")
+
+
+def _refused(main, argv, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
+    """The config is checked before anything is written: after a refused pretrain / collect in a folder, the
+    corrected command runs there (it is not refused as "another config")."""
+    from rl_laof import collect, pretrain
+
+    out = tmp_path / "lam"
+    assert "lr wants a number" in _refused(pretrain.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
+                                                           "--out", str(out)], capsys)
+    assert not out.exists()
+    tiny = ["--dataset", str(lam_dataset), "--steps", "2", "--width", "8", "--batch-size", "8", "--set",
+            "eval_windows=16", "--set", "mlp_probe_steps=2", "--set", "eval_every=2", "--no-progress",
+            "--out", str(out)]
+    assert pretrain.main(tiny)["steps"] == 2
+
+    data = tmp_path / "data"
+    assert "image_size" in _refused(collect.main, ["--expert", "random", "--image-size", "0", "--out", str(data)],
+                                    capsys)
+    assert not data.exists()
+    path = collect.main(["--expert", "random", "--episodes", "1", "--eval-episodes", "0", "--heldout-bg-episodes",
+                         "0", "--episode-steps", "4", "--image-size", "32", "--workers", "1", "--no-progress",
+                         "--out", str(data)])
+    assert path.exists()
+    assert json.loads((data / "collect.json").read_text())["command"].startswith("python -m rl_laof.collect ")
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_egl_check_follows_glvnds_rule_and_refuses_other_gl_backends(tmp_path):
+    """glvnd reads only ``__EGL_VENDOR_LIBRARY_DIRS`` when it is set: a folder without vendor files there is
+    refused in the parent, in one line, before any folder or worker exists; the real folder passes. A
+    MUJOCO_GL other than egl is refused the same way."""
+    empty = tmp_path / "no_vendors"
+    empty.mkdir()
+    out = tmp_path / "data"
+    r = _run(["-m", "rl_laof.collect", "--expert", "random", "--episodes", "1", "--workers", "2", "--out", str(out)],
+             {"__EGL_VENDOR_LIBRARY_DIRS": str(empty)}, tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "__EGL_VENDOR_LIBRARY_DIRS" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()
+    vendors = [d for d in ("/usr/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d") if list(Path(d).glob("*.json"))]
+    r = _run(["-c", "import envs; envs.ensure_gl(); print('ok')"], {"__EGL_VENDOR_LIBRARY_DIRS": vendors[0]}, tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    for backend in ("osmesa", "disable", "none"):
+        demo = tmp_path / f"demo-{backend}"
+        r = _run(["-m", "envs.demo", "--out", str(demo)], {"MUJOCO_GL": backend}, tmp_path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert f"MUJOCO_GL={backend}" in r.stderr and not demo.exists()
+
+
+def test_a_corrupt_root_attribute_names_the_file_and_the_fix(lam_dataset, tmp_path):
+    """16 bytes flipped inside the dataset's root ``config`` attribute: the error names the file, the attribute
+    and the command that mends it, not a bare JSON message."""
+    import h5py
+
+    from rl_laof.data.dataset import VideoDataset
+    from rl_laof.data.format import DatasetError
+
+    bad = tmp_path / "ds"
+    bad.mkdir()
+    shutil.copy(lam_dataset / "dataset.h5", bad / "dataset.h5")
+    with h5py.File(bad / "dataset.h5", "r") as f:
+        text = f.attrs["config"]
+    data = bytearray((bad / "dataset.h5").read_bytes())
+    at = data.find(text[:48].encode())
+    assert at > 0
+    data[at + 8:at + 24] = bytes(b ^ 0xFF for b in data[at + 8:at + 24])
+    (bad / "dataset.h5").write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=r"ds/dataset\.h5: (root attribute 'config'|its root attributes).* corrupt"
+                                           r".*rl_laof\.collect"):
+        VideoDataset(bad)
+
+
+def test_damaged_and_unfinished_files_say_the_command_that_mends_them(lam_dataset, tmp_path, capsys):
+    from rl_laof.data import inspect
+    from rl_laof.data.format import DatasetError, open_h5
+
+    flow = tmp_path / "ds" / "flow-exact.h5"
+    flow.parent.mkdir()
+    flow.write_bytes((lam_dataset / "flow-exact.h5").read_bytes()[:1000])
+    with pytest.raises(DatasetError, match=rf"truncated or corrupt .* python -m rl_laof\.flow --dataset "
+                                           rf"{flow.parent} --method exact"):
+        open_h5(flow)
+    # a collection killed before its merge: inspect prints the command that resumes it, flags and all
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    command = f"python -m rl_laof.collect --episodes 3 --image-size 32 --out {unfinished}"
+    (unfinished / "collect.json").write_text(json.dumps({"config": {}, "expert": "random", "command": command}))
+    err = _refused(inspect.main, [str(unfinished)], capsys)
+    assert f"resume it with `{command}`" in err

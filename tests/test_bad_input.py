@@ -187,8 +187,8 @@ def set_cases() -> list[tuple[str, str, str]]:
 
 
 def negative_cases() -> list[tuple[str, str, str]]:
-    """``-1`` for every numeric flag of every command (none of them means anything negative); the message is
-    the config's (it may name the field rather than the flag)."""
+    """``-1`` and ``abc`` for every numeric flag of every command (none of them means anything negative); the
+    message for -1 is the config's (it may name the field rather than the flag)."""
     out = []
     for command in MAINS:
         parser = parser_of(command)
@@ -202,6 +202,7 @@ def negative_cases() -> list[tuple[str, str, str]]:
                         }.get(command, "")
                 out_flag = " --out {out}" if "--out" in parser._option_string_actions else ""
                 out.append((command, f"{base}{flag} -1{out_flag}", ""))
+                out.append((command, f"{base}{flag} abc{out_flag}", f"invalid {action.type.__name__} value"))
     return out
 
 

@@ -27,15 +27,18 @@ from rl_laof.models.policy import BCPolicy, FlowPolicy, PixelEncoder
 class PixelFeatures(BaseFeaturesExtractor):
     """SB3 features extractor over uint8 frame stacks (SB3 hands them over as float 0..255)."""
 
-    def __init__(self, observation_space: gym.spaces.Box, frame_stack: int, features: int, width: int):
+    def __init__(self, observation_space: gym.spaces.Box, frame_stack: int, features: int, width: int,
+                 kind: str = "halving"):
         super().__init__(observation_space, features)
-        self.encoder = PixelEncoder(frame_stack, features, width, observation_space.shape[-1])
+        self.encoder = PixelEncoder(frame_stack, features, width, observation_space.shape[-1], kind)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.encoder(obs / 255.0 - 0.5)  # = rl_laof.models.lam_model.to_float on the uint8 values
 
 
-def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
+def policy_kwargs(cfg: TrainConfig, encoder: dict[str, Any] | None = None) -> dict[str, Any]:
+    """SB3 policy arguments for ``cfg``; ``encoder`` (features, width, kind) sizes the pixel encoder like the
+    latent policy it starts from (default: the config's features and width)."""
     arch = [cfg.hidden, cfg.hidden]
     kw: dict[str, Any] = dict(activation_fn=nn.SiLU)
     if cfg.algo in ("sac", "td3", "tqc"):
@@ -46,7 +49,8 @@ def policy_kwargs(cfg: TrainConfig) -> dict[str, Any]:
         kw["log_std_init"] = 0.0 if (cfg.latent != "none" and cfg.latent_policy == "lafp") else cfg.log_std_init
     if cfg.obs == "pixels" and not cfg.residual:  # a residual agent observes the frozen policy's features
         kw.update(features_extractor_class=PixelFeatures, normalize_images=False,
-                  features_extractor_kwargs=dict(frame_stack=cfg.frame_stack, features=cfg.features, width=cfg.width))
+                  features_extractor_kwargs=dict(frame_stack=cfg.frame_stack,
+                                                 **(encoder or dict(features=cfg.features, width=cfg.width))))
         if cfg.algo in ("sac", "td3", "tqc"):
             kw["share_features_extractor"] = False
     return kw

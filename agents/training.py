@@ -108,6 +108,15 @@ def load_skill_space(cfg: TrainConfig, run: str | Path | None):
     return SkillPolicy(tok, prior, translator, meta["tasks"].index(cfg.task), cfg.seed), {**meta, "run": str(run)}
 
 
+def pretrained_encoder(cfg: TrainConfig, meta: dict | None) -> dict[str, Any] | None:
+    """The pixel encoder's size and kind when the agent's encoder starts from the latent policy's (so they
+    match whatever width the policy was trained at); None otherwise (the config's)."""
+    if meta is None or not cfg.init_policy or cfg.obs != "pixels" or cfg.residual:
+        return None
+    icfg = meta["config"]
+    return dict(features=icfg["features"], width=icfg["width"], kind=icfg.get("encoder", "halving"))
+
+
 def decision_config(cfg: TrainConfig, chunk: int) -> TrainConfig:
     """What SB3 counts for a skill agent: decisions of ``chunk`` env steps, discounted by gamma^chunk."""
     n_steps = max(8, cfg.n_steps // chunk)
@@ -270,7 +279,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         schedule = LinearSchedule(cfg.learning_rate, cfg.learning_rate_end)
         try:
             model = algo(spec.policy_name(), venv, learning_rate=schedule, seed=cfg.seed, device="cpu",
-                         policy_kwargs=policy_kwargs(cfg), tensorboard_log=str(run_dir / "tb"), verbose=0,
+                         policy_kwargs=policy_kwargs(cfg, pretrained_encoder(cfg, meta)),
+                         tensorboard_log=str(run_dir / "tb"), verbose=0,
                          **cfg.resolved_algo_kwargs())
         except TypeError as exc:
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc

@@ -304,3 +304,14 @@ def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_poli
     assert "\n" not in str(err.value) and "tensor(" not in str(err.value)
     assert not (tmp_path / "run" / "final_model.zip").exists()
     assert_saved_values_finite(tmp_path / "run")
+
+
+@pytest.mark.parametrize("policy", ["bc", "lafp"])
+def test_the_agents_encoder_takes_the_latent_policys_size_whatever_the_config_says(latent_agents, tmp_path, policy):
+    """A latent policy trained at another width than TrainConfig.width (the imitation preset's 32 vs the
+    agent's 16) still hands its encoder over: the agent's encoder is sized like the policy's."""
+    from agents.training import train
+
+    cfg = _cfg(policy, latent_agents, residual_pcs=0, width=8, features=32, total_steps=64)
+    report = train(cfg, tmp_path / "run", progress=False)
+    assert "encoder" in report["initialised"]

@@ -43,15 +43,12 @@ class ExpertConfig:
     torch_threads: int = 0  # 0: all cores
 
     def __post_init__(self) -> None:
-        check_ranges(self, ('net_arch',))
+        check_ranges(self, ("net_arch", "total_steps", "num_envs", "eval_every", "eval_episodes", "final_eval_episodes",
+                            "checkpoint_every", "action_repeat"))
         object.__setattr__(self, "algo", self.algo.lower())
         object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
         if self.num_envs is None:
             object.__setattr__(self, "num_envs", 64 if self.on_policy else 4)
-        for name in ("total_steps", "num_envs", "eval_every", "eval_episodes", "final_eval_episodes",
-                     "checkpoint_every", "action_repeat"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"ExpertConfig.{name}={getattr(self, name)}: must be >= 1.")
 
     @property
     def on_policy(self) -> bool:
@@ -167,7 +164,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_ranges(self, ('num_envs', 'total_steps', 'image_size', 'frame_stack', 'width', 'features', 'hidden',
                            'n_steps', 'batch_size', 'n_epochs', 'buffer_size', 'eval_every', 'eval_episodes',
-                           'final_eval_episodes', 'checkpoint_every'), signed=('log_std_init',))
+                           'final_eval_episodes', 'checkpoint_every', 'action_repeat'), signed=('log_std_init',))
         object.__setattr__(self, "algo", self.algo.lower())
         if self.algo not in TRAIN_ALGOS:
             raise ValueError(f"Unknown algo {self.algo!r}; valid: {', '.join(TRAIN_ALGOS)}.")
@@ -194,16 +191,6 @@ class TrainConfig:
         DistractorConfig.parse(self.distractors)
         if self.obs == "state" and DistractorConfig.parse(self.distractors).active_kinds:
             object.__setattr__(self, "distractors", "none")  # distractors are pixels; state obs has none
-        for name in ("num_envs", "total_steps", "n_steps", "batch_size", "n_epochs", "eval_every",
-                     "eval_episodes", "final_eval_episodes", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
-        if self.action_repeat is not None and self.action_repeat < 1:
-            raise ValueError(f"action_repeat={self.action_repeat}: must be >= 1.")
-        if self.critic_warmup_steps < 0:
-            raise ValueError(f"critic_warmup_steps={self.critic_warmup_steps}: must be >= 0.")
-        if self.residual_pcs < 0:
-            raise ValueError(f"residual_pcs={self.residual_pcs}: must be >= 0 (0: act with the whole latent).")
         if self.critic_warmup_steps and not self.on_policy:
             raise ValueError(f"critic_warmup_steps holds an actor-critic's actor; {self.algo} is off-policy: "
                              "use ppo, a2c, trpo or recurrent-ppo.")

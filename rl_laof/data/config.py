@@ -44,7 +44,7 @@ class CollectConfig:
     label_trajectories: tuple[int, ...] = (2, 4, 8, 16, 32, 64, 128)
 
     def __post_init__(self) -> None:
-        check_ranges(self, ('image_size',))
+        check_ranges(self, ('image_size', 'workers', 'label_trajectories'))
         object.__setattr__(self, "distractors", DistractorConfig.parse(self.distractors))
         if self.action_repeat is None:
             object.__setattr__(self, "action_repeat", get_task(self.task).pixel_action_repeat)
@@ -55,19 +55,10 @@ class CollectConfig:
         if self.episodes < 1:
             raise ValueError(f"episodes={self.episodes}: need at least one training episode.")
         self.env_config("train", 0)  # the env settings (image size...): refused here, before an expert is resolved
-        for name in ("eval_episodes", "heldout_bg_episodes"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0.")
         if self.episode_steps is not None and self.episode_steps < 2:
             raise ValueError(f"episode_steps={self.episode_steps}: need at least 2 steps per episode.")
-        if self.workers < 1:
-            raise ValueError(f"workers={self.workers}: need at least 1.")
-        if self.action_noise < 0:
-            raise ValueError(f"action_noise={self.action_noise}: must be >= 0.")
         if any(not (0.0 <= f <= 1.0) for f in self.label_fractions):
             raise ValueError(f"label_fractions {self.label_fractions}: each must be in [0, 1].")
-        if any(n < 1 for n in self.label_trajectories):
-            raise ValueError(f"label_trajectories {self.label_trajectories}: each must be >= 1.")
         if self.compression not in (None, "lzf", "gzip"):
             raise ValueError(f"compression={self.compression!r}: use 'lzf', 'gzip' or None.")
         if self.expert_which not in ("best", "final"):

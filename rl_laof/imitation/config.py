@@ -112,19 +112,8 @@ class ImitationConfig:
             raise ValueError(f"interp_tau={self.interp_tau}: a time in [0, 1).")
         if not 0.0 < self.labels <= 1.0:
             raise ValueError(f"labels={self.labels}: a fraction in (0, 1].")
-        if self.label_trajectories is not None and self.label_trajectories < 1:
-            raise ValueError(f"label_trajectories={self.label_trajectories}: at least one whole episode.")
-        if self.frame_stack < 1:
-            raise ValueError(f"frame_stack={self.frame_stack}: need at least 1.")
-        if self.euler_steps < 1:
-            raise ValueError(f"euler_steps={self.euler_steps}: need at least 1.")
-        if self.eval_episodes < 1 or self.eval_seeds < 1:
-            raise ValueError("eval_episodes and eval_seeds must be >= 1.")
         if any(b not in ("train", "eval") for b in self.eval_backgrounds):
             raise ValueError(f"eval_backgrounds={self.eval_backgrounds}: use 'train' and / or 'eval'.")
-        for name in ("steps", "batch_size", "decoder_steps", "decoder_batch_size", "idm_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
 
     @property
     def resolved_precision(self) -> str:

@@ -94,7 +94,7 @@ class LAMConfig:
     def __post_init__(self) -> None:
         check_ranges(self, ('frame_stack', 'max_offset', 'labelled_trajectories', 'latent_dim', 'vq_codebooks',
                            'vq_positions', 'vq_codes', 'width', 'steps', 'batch_size', 'labelled_batch_size',
-                           'eval_every', 'checkpoint_every', 'eval_windows', 'probe_train_windows'))
+                           'eval_every', 'checkpoint_every', 'eval_windows', 'probe_train_windows', 'train_episodes'))
         if self.method not in LAM_METHODS:
             raise ValueError(f"Unknown method {self.method!r}; valid: {', '.join(LAM_METHODS)}.")
         if self.latent not in (None, "vq", "continuous"):
@@ -113,10 +113,6 @@ class LAMConfig:
         if self.latent_dim % (self.vq_codebooks * self.vq_positions):
             raise ValueError(f"latent_dim={self.latent_dim} must split into {self.vq_codebooks} codebooks x "
                              f"{self.vq_positions} positions.")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("steps and batch_size must be >= 1.")
-        if self.train_episodes is not None and self.train_episodes < 1:
-            raise ValueError(f"train_episodes={self.train_episodes}: need at least 1 (or None for all).")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
         if self.flow_source not in FLOW_SOURCES:

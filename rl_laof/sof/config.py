@@ -86,14 +86,8 @@ class SkillConfig:
                              f"heads={self.heads}.")
         if self.translator_input not in ("tokens", "flow"):
             raise ValueError(f"translator_input={self.translator_input!r}: use 'tokens' or 'flow'.")
-        if self.top_k < 1:
-            raise ValueError(f"top_k={self.top_k}: must be >= 1.")
         if self.execute is not None and not 1 <= self.execute <= self.chunk:
             raise ValueError(f"execute={self.execute}: between 1 and the chunk ({self.chunk}).")
-        for name in ("tokenizer_steps", "prior_steps", "translator_steps", "batch_size", "label_trajectories",
-                     "frame_stack", "flow_size", "frame_size", "eval_episodes", "eval_seeds", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1.")
 
     @property
     def tokens(self) -> int:

@@ -118,3 +118,34 @@ def test_damaged_and_unfinished_files_say_the_command_that_mends_them(lam_datase
     (unfinished / "collect.json").write_text(json.dumps({"config": {}, "expert": "random", "command": command}))
     err = _refused(inspect.main, [str(unfinished)], capsys)
     assert f"resume it with `{command}`" in err
+
+
+def test_evaluate_on_an_unfinished_run_points_to_what_works(tmp_path, capsys):
+    from rl_laof import evaluate
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "best_model.zip").write_bytes(b"")
+    err = _refused(evaluate.main, [str(run)], capsys)
+    assert "--which best" in err and "--resume" in err
+
+
+def test_a_bar_writes_whole_lines_to_a_log_and_says_it_resumes(monkeypatch):
+    import io
+
+    from rl_laof import progress
+
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
+    log = io.StringIO()
+    bar = progress.progress_bar(total=10, initial=4, desc="pretrain laof", unit="step", stream=log)
+    for _ in range(6):
+        bar.update(1)
+        bar.set_postfix(loss=0.5)
+    bar.close()
+    text = log.getvalue()
+    assert "\r" not in text and text.splitlines()[0] == "pretrain laof: resuming from step 4 of 10"
+    assert "10/10" in text.splitlines()[-1]
+    quiet = io.StringIO()
+    progress.progress_bar(total=10, initial=4, desc="x", enabled=False, stream=quiet).close()
+    assert quiet.getvalue() == ""

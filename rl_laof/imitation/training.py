@@ -194,8 +194,7 @@ def reference_config(cfg: ImitationConfig) -> ImitationConfig:
 def check_inputs(cfg: ImitationConfig, ds: VideoDataset) -> None:
     """Refuse, before anything is written, a dataset without the run's label split or a ``lam_run`` folder
     without a trained latent action model."""
-    if cfg.label_split not in ds.labels:
-        raise KeyError(f"{ds.path}: no label split {cfg.label_split!r}; available: {', '.join(ds.labels)}")
+    ds.label_mask("train", cfg.label_split)  # a split the dataset lacks: its KeyError lists the ones it has
     if cfg.latent != "none" and cfg.lam_run is not None and not (Path(cfg.lam_run) / "model.pt").exists():
         raise FileNotFoundError(f"--lam {cfg.lam_run}: no trained latent action model there (no model.pt); make "
                                 f"one with python -m rl_laof.pretrain --method {cfg.latent} --out {cfg.lam_run}")

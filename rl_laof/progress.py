@@ -43,9 +43,9 @@ def progress_bar(iterable=None, total: int | None = None, initial: int = 0, desc
                  enabled: bool = True, stream: TextIO | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar over ``iterable`` or ``total`` units from ``initial``; disabled unless ``enabled``. On a
     terminal it redraws in place; otherwise it writes a line at most every :data:`LOG_INTERVAL` seconds (and at
-    the end). When ``initial`` > 0 it first says the run resumes from there."""
+    the end). When ``initial`` > 0 it first says the run resumes from there, bar or not."""
     stream = stream or sys.stderr
-    if enabled and initial:
+    if initial:  # said with or without a bar
         print(f"{desc}: resuming from {unit} {initial} of {total}", file=stream, flush=True)
     common = dict(total=total, initial=initial, desc=desc, unit=unit, disable=not enabled, **kwargs)
     if stream.isatty():

@@ -71,6 +71,13 @@ def test_the_egl_check_follows_glvnds_rule_and_refuses_other_gl_backends(tmp_pat
     vendors = [d for d in ("/usr/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d") if list(Path(d).glob("*.json"))]
     r = _run(["-c", "import envs; envs.ensure_gl(); print('ok')"], {"__EGL_VENDOR_LIBRARY_DIRS": vendors[0]}, tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    broken = tmp_path / "broken_egl"  # a libEGL.so.1 that is not a library, found first
+    broken.mkdir()
+    (broken / "libEGL.so.1").write_bytes(b"not an ELF file")
+    r = _run(["-m", "envs.demo", "--out", str(tmp_path / "demo-broken")],
+             {"LD_LIBRARY_PATH": f"{broken}:{os.environ.get('LD_LIBRARY_PATH', '')}"}, tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "libEGL.so.1" in r.stderr and not (tmp_path / "demo-broken").exists()
     for backend in ("osmesa", "disable", "none"):
         demo = tmp_path / f"demo-{backend}"
         r = _run(["-m", "envs.demo", "--out", str(demo)], {"MUJOCO_GL": backend}, tmp_path)
@@ -146,6 +153,6 @@ def test_a_bar_writes_whole_lines_to_a_log_and_says_it_resumes(monkeypatch):
     text = log.getvalue()
     assert "\r" not in text and text.splitlines()[0] == "pretrain laof: resuming from step 4 of 10"
     assert "10/10" in text.splitlines()[-1]
-    quiet = io.StringIO()
-    progress.progress_bar(total=10, initial=4, desc="x", enabled=False, stream=quiet).close()
-    assert quiet.getvalue() == ""
+    quiet = io.StringIO()  # no bar: the resume is still said, in one line
+    progress.progress_bar(total=10, initial=4, desc="x", unit="step", enabled=False, stream=quiet).close()
+    assert quiet.getvalue() == "x: resuming from step 4 of 10\n"

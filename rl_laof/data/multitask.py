@@ -57,8 +57,6 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a folder")
-    if len(sources) < 2:
-        raise ValueError(f"--sources: merging needs two or more single-task datasets (got {len(sources)})")
     sets = [VideoDataset(s, flow=None) for s in sources]
     _check_compatible(sets)
     tasks = [d.task for d in sets]
@@ -68,6 +66,8 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
         if existing.tasks == tasks:
             return out
         raise ValueError(f"{target} already holds tasks {existing.tasks}, not {tasks}: choose another --out.")
+    if len(sets) < 2:
+        raise ValueError(f"--sources: merging needs two or more single-task datasets (got {len(sets)})")
     out.mkdir(parents=True, exist_ok=True)
     names = [set(d.labels) for d in sets]
     shared_labels = sorted(set.intersection(*names))

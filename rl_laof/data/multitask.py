@@ -25,7 +25,7 @@ import numpy as np
 from rl_laof.cli import command_parser, run
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
-from rl_laof.runs import atomic_path
+from rl_laof.runs import atomic_path, run_folder
 
 MULTITASK_SUFFIX = "-multitask"
 
@@ -54,9 +54,7 @@ def _check_compatible(sets: list[VideoDataset]) -> None:
 
 def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = True) -> Path:
     """Write ``out/dataset.h5`` (and merged flow files) from single-task ``sources``; returns ``out``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+    out = run_folder(out)
     sets = [VideoDataset(s, flow=None) for s in sources]
     _check_compatible(sets)
     tasks = [d.task for d in sets]

@@ -53,6 +53,9 @@ ARMS: dict[str, dict] = {
     "steps8k_bf16_lr1e3": dict(steps=8000, precision="bf16", lr=1e-3),
     "steps8k_bf16_drq32_cos": dict(steps=8000, precision="bf16", encoder="drq", width=32, lr_schedule="cosine"),
     "steps8k_bf16_drqs2_32_cos": dict(steps=8000, precision="bf16", encoder="drq_s2", width=32, lr_schedule="cosine"),
+    "steps2k_bf16_w32_cos": dict(steps=2000, precision="bf16", width=32, lr_schedule="cosine"),
+    "steps2k_bf16_kp32_cos": dict(steps=2000, precision="bf16", encoder="keypoints", width=32, lr_schedule="cosine"),
+    "steps8k_bf16_kp32_cos": dict(steps=8000, precision="bf16", encoder="keypoints", width=32, lr_schedule="cosine"),
 }
 
 

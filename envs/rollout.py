@@ -47,7 +47,8 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
                    episodes: int = 8, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Returns of a pixel policy on the EnvPool env with ``distractors`` (a level, a dict or a
     :class:`DistractorConfig`), per background set (``train``: the training background videos, ``eval``: the
-    held-out ones) over ``seeds`` x ``episodes`` episodes (each seed's episodes run in parallel). A stateful
+    held-out ones) over ``seeds`` x ``episodes`` episodes (each seed's episodes run in parallel; every
+    episode's return is kept, seeds x episodes, so a bimodal spread shows). A stateful
     ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
     dist = DistractorConfig.parse(distractors)
     out: dict[str, dict[str, Any]] = {}
@@ -67,7 +68,7 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
         r = np.stack(per_seed)
         out[background] = {"mean": float(r.mean()), "std_episodes": float(r.std()),
                            "std_seeds": float(r.mean(1).std()), "seed_means": r.mean(1).round(2).tolist(),
-                           "episodes": int(r.size)}
+                           "episodes": int(r.size), "episode_returns": r.round(1).tolist()}
         if progress:
             print(f"  returns, {background} backgrounds: {r.mean():.1f} +- {r.std():.1f} ({r.size} episodes)")
     return out

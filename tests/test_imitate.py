@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from rl_laof.imitation.config import ImitationConfig
-from rl_laof.models.policy import BCPolicy, FlowPolicy, PixelEncoder
+from rl_laof.models.blocks import KeypointEncoder
+from rl_laof.models.policy import ENCODERS, BCPolicy, FlowPolicy, PixelEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,6 +70,29 @@ def test_flow_matching_covers_both_modes_where_bc_collapses_to_the_mean():
     mean_pred = bc.eval().act(obs[:10])
     assert max(_coverage(mean_pred)) == 0.0  # BC predicts the average of the modes
     assert mean_pred.abs().max() < 0.3
+
+
+@pytest.mark.parametrize("kind", ENCODERS)
+def test_every_pixel_encoder_maps_a_frame_stack_to_bounded_features_in_fp32_and_bf16(kind):
+    enc = PixelEncoder(frame_stack=3, features=32, width=8, image_size=64, kind=kind)
+    x = torch.randint(0, 256, (2, 9, 64, 64), dtype=torch.uint8)
+    y = enc(x)
+    assert y.shape == (2, 32) and torch.isfinite(y).all() and y.abs().max() <= 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.isfinite(enc(x).float()).all()
+
+
+def test_keypoint_encoder_places_each_point_at_its_heat_maps_peak():
+    enc = KeypointEncoder(cin=3, out_dim=4, width=8, image_size=64, keypoints=2)
+    enc.convs = torch.nn.Identity()  # the input is the heat maps themselves (2 maps on the 16x16 grid)
+    maps = torch.full((1, 2, 16, 16), -1e4)
+    maps[0, 0, 3, 12] = 0.0  # row 3, column 12
+    maps[0, 1, 15, 0] = 0.0  # bottom-left corner
+    cell = 2 / 15
+    expected = torch.tensor([[[-1 + 12 * cell, -1 + 3 * cell], [-1.0, 1.0]]])
+    assert torch.allclose(enc.positions(maps), expected, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # positions stay fp32 under autocast
+        assert torch.allclose(enc.positions(maps), expected, atol=1e-5)
 
 
 def test_latent_pca_recovers_the_data_directions_and_spread():
@@ -227,6 +251,7 @@ def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_datase
     assert report["labelled_transitions"] == 12 and report["train_transitions"] == 120
     r = report["returns"]["train"]
     assert r["episodes"] == 1 and np.isfinite(r["mean"])
+    assert np.shape(r["episode_returns"]) == (1, 1) and r["episode_returns"][0][0] == pytest.approx(r["mean"], abs=0.06)
     ref = json.loads((Path(report["reference_run"]) / "report.json").read_text())
     assert ref["tag"] == "bc-all" and ref["labelled_transitions"] == 120
     assert report["normalised"]["train"]["mean"] == pytest.approx(r["mean"] / ref["returns"]["train"]["mean"])

@@ -76,6 +76,39 @@ class SpatialConvEncoder(nn.Module):
         return self.head(self.convs(x))
 
 
+class KeypointEncoder(nn.Module):
+    """Spatial-softmax keypoints (Levine et al. 2016, robomimic's visual policies): a trunk of 3x3 convs keeps a
+    grid of image_size / 4 (16x16 at 64 px), a 1x1 conv turns it into ``keypoints`` heat maps, and each map's
+    softmax over positions (one learned temperature) gives its expected (x, y) in [-1, 1]. The 2K coordinates
+    say where things are, which is what a controller of joints needs and what a flattened grid spreads over
+    many weights; a linear layer maps them to ``out_dim``."""
+
+    def __init__(self, cin: int, out_dim: int, width: int, image_size: int, keypoints: int = 32):
+        super().__init__()
+        if image_size % 4:
+            raise ValueError(f"image_size={image_size}: the keypoint encoder needs a multiple of 4.")
+        w2 = 2 * width
+        self.convs = nn.Sequential(
+            nn.Conv2d(cin, width, 3, 2, 1), nn.ReLU(), nn.Conv2d(width, width, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(width, w2, 3, 2, 1), nn.ReLU(), nn.Conv2d(w2, w2, 3, 1, 1), nn.ReLU(),
+            nn.Conv2d(w2, keypoints, 1))
+        side = image_size // 4
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.flatten(), ys.flatten()], 1))  # (side^2, 2)
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+        self.head = nn.Linear(2 * keypoints, out_dim)
+
+    def positions(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, K, 2): each heat map's expected (x, y), in [-1, 1] from the left / top edge's cell."""
+        maps = self.convs(x).flatten(2)  # (B, K, side^2)
+        with torch.autocast(x.device.type, enabled=False):  # positions to a fraction of a cell: fp32
+            attention = torch.softmax(maps.float() / self.log_temperature.exp(), dim=-1)
+            return attention @ self.grid
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.positions(x).flatten(1))
+
+
 class ConvDecoder(nn.Module):
     """A vector -> (C, H, W) images, upsampling from 4x4; the last doubling is a transposed conv that
     writes the C output channels directly (no full-resolution hidden layer: 3-5x cheaper on CPU).

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rl_laof.models.blocks import ConvEncoder, SpatialConvEncoder, mlp
+from rl_laof.models.blocks import ConvEncoder, KeypointEncoder, SpatialConvEncoder, mlp
 from rl_laof.models.lam_model import to_float
 
 
@@ -108,8 +108,9 @@ def random_shift(frames: torch.Tensor, generator: torch.Generator, pad: int = 4)
 
 
 #: Pixel encoder kinds: ``halving`` (4x4 stride-2 convs down to 4x4, the latent models' encoder), ``drq``
-#: (DrQ-v2's 3x3 trunk on a 25x25 grid at 64 px), ``drq_s2`` (the same, last conv stride 2: a 13x13 grid).
-ENCODERS = ("halving", "drq", "drq_s2")
+#: (DrQ-v2's 3x3 trunk on a 25x25 grid at 64 px), ``drq_s2`` (the same, last conv stride 2: a 13x13 grid),
+#: ``keypoints`` (spatial softmax: 32 expected (x, y) positions from a 16x16 grid at 64 px).
+ENCODERS = ("halving", "drq", "drq_s2", "keypoints")
 
 
 class PixelEncoder(nn.Module):
@@ -119,8 +120,10 @@ class PixelEncoder(nn.Module):
         super().__init__()
         if kind not in ENCODERS:
             raise ValueError(f"Unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}.")
-        self.conv = (ConvEncoder(3 * frame_stack, features, width, image_size) if kind == "halving" else
-                     SpatialConvEncoder(3 * frame_stack, features, width, image_size, 2 if kind == "drq_s2" else 1))
+        cin = 3 * frame_stack
+        self.conv = (ConvEncoder(cin, features, width, image_size) if kind == "halving" else
+                     KeypointEncoder(cin, features, width, image_size) if kind == "keypoints" else
+                     SpatialConvEncoder(cin, features, width, image_size, 2 if kind == "drq_s2" else 1))
         self.norm = nn.LayerNorm(features)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

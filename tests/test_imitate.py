@@ -95,6 +95,19 @@ def test_keypoint_encoder_places_each_point_at_its_heat_maps_peak():
         assert torch.allclose(enc.positions(maps), expected, atol=1e-5)
 
 
+def test_keypoint_encoder_refuses_frames_it_cannot_quarter_before_anything_is_written():
+    from types import SimpleNamespace
+
+    from rl_laof.imitation.training import check_inputs
+
+    with pytest.raises(ValueError, match="multiple of 4"):
+        KeypointEncoder(cin=3, out_dim=4, width=8, image_size=30)
+    ds = SimpleNamespace(path="d.h5", image_shape=(3, 30, 30), label_mask=lambda split, name: None)
+    with pytest.raises(ValueError, match="encoder=halving"):
+        check_inputs(ImitationConfig(latent="none", encoder="keypoints"), ds)
+    check_inputs(ImitationConfig(latent="none"), ds)  # the halving encoder takes any size
+
+
 def test_latent_pca_recovers_the_data_directions_and_spread():
     from rl_laof.models.policy import LatentPCA
 

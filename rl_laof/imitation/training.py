@@ -195,6 +195,9 @@ def check_inputs(cfg: ImitationConfig, ds: VideoDataset) -> None:
     """Refuse, before anything is written, a dataset without the run's label split or a ``lam_run`` folder
     without a trained latent action model."""
     ds.label_mask("train", cfg.label_split)  # a split the dataset lacks: its KeyError lists the ones it has
+    if cfg.encoder == "keypoints" and ds.image_shape[-1] % 4:
+        raise ValueError(f"encoder 'keypoints' needs frames whose size is a multiple of 4; {ds.path} has "
+                         f"{ds.image_shape[-1]} px: use --set encoder=halving")
     if cfg.latent != "none" and cfg.lam_run is not None and not (Path(cfg.lam_run) / "model.pt").exists():
         raise FileNotFoundError(f"--lam {cfg.lam_run}: no trained latent action model there (no model.pt); make "
                                 f"one with python -m rl_laof.pretrain --method {cfg.latent} --out {cfg.lam_run}")

@@ -105,7 +105,7 @@ def test_keypoint_encoder_refuses_frames_it_cannot_quarter_before_anything_is_wr
     ds = SimpleNamespace(path="d.h5", image_shape=(3, 30, 30), label_mask=lambda split, name: None)
     with pytest.raises(ValueError, match="encoder=halving"):
         check_inputs(ImitationConfig(latent="none", encoder="keypoints"), ds)
-    check_inputs(ImitationConfig(latent="none"), ds)  # the halving encoder takes any size
+    check_inputs(ImitationConfig(latent="none"), ds)  # the check is the keypoint encoder's only
 
 
 def test_latent_pca_recovers_the_data_directions_and_spread():

@@ -208,7 +208,7 @@ def main() -> dict:
     plot = RESULTS.parent / "imitation_returns.png" if not args.quick else root / "returns.png"
     plot_normalised_returns(rows, plot, f"{TASK}, {args.level} distractors, 1 % labels: return / data's return",
                             ylabel="return / data's return")
-    result["plot"] = str(plot)
+    result["plot"] = os.path.relpath(plot, RESULTS.parents[2])  # repo-relative: the JSON is committed
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if not args.quick and set(methods) == set(METHODS):
         with atomic_path(RESULTS) as tmp:

@@ -1,0 +1,131 @@
+"""Why does held-out action error not rank imitation returns? Each agent's action error against the
+deterministic expert on the data's states (off-policy) and on the states it visits itself (on-policy).
+
+    python benchmarks/study_closed_loop.py [--dataset DIR] [--runs RUN,RUN,...] [--kicks 0,10] [--episodes 8]
+
+For every imitation run (``agent.pt``; default: ``bench_imitation``'s seed-0 runs of bc_all, lapo_bc, laof_bc
+and laof_lafp) and every ``kick`` K, the agent is rolled out for ``--episodes`` episodes on the dm_control
+backend with the dataset's distractors and backgrounds (the backend that reports the proprioceptive state),
+the first K steps taken by the expert (does the agent stall at the start?). At every visited state the
+expert's deterministic action is the reference. Errors are MSE over the variance of the expert's actions on
+the data's held-out states, so on- and off-policy errors share one scale. Also reported: the correlation of
+agent and expert actions (mean over action dims), the std of both on the visited states (a stalled agent
+visits states where the expert's action hardly varies), the mean forward speed and the fraction of steps
+upside down (cheetah-run's state: position = rootz, rooty, joints...; velocity[0] = forward speed; only
+cheetah-run is supported). Writes ``benchmarks/results/study_closed_loop.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import numpy as np  # noqa: E402
+
+import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from rl_laof.runs import write_json  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "study_closed_loop.json"
+BENCH = "runs/bench/imitation/full/laom"
+DEFAULT_RUNS = ",".join(f"{BENCH}/{m}-s0" for m in ("bc_all", "lapo_bc", "laof_bc", "laof_lafp"))
+ROOTY, SPEED = 1, 8  # cheetah-run's flat state: position (8, no rootx) then velocity (9)
+
+
+def corr(pred: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.nanmean([np.corrcoef(pred[:, j], ref[:, j])[0, 1] for j in range(ref.shape[1])]))
+
+
+def off_policy(agent, expert, windows) -> tuple[np.ndarray, np.ndarray]:
+    """(agent actions, expert actions) on the held-out data's frame stacks and states."""
+    rows = np.arange(windows.data.num_transitions)
+    pred, ref = [], []
+    for i in range(0, len(rows), 256):
+        b = windows.gather(rows[i:i + 256])
+        pred.append(agent(b["obs"].numpy()))
+        ref.append(expert.act(b["state"].numpy(), deterministic=True))
+    return np.concatenate(pred), np.concatenate(ref)
+
+
+def on_policy(agent, expert, settings: dict, episodes: int, kick: int) -> dict:
+    """Roll the agent out (the expert for the first ``kick`` steps); the expert labels every visited state."""
+    venv = envs.make(settings["task"], num_envs=episodes, obs="pixels", distractors=settings["distractors"],
+                     image_size=settings["image_size"], frame_stack=3, action_repeat=settings["action_repeat"],
+                     seed=10_000, backend="dm_control", exact_flow_info=True, monitor=False)
+    try:
+        obs = venv.reset()
+        states = np.stack([i["state"] for i in venv.reset_infos])
+        live, ret = np.ones(episodes, bool), np.zeros(episodes)
+        pred, ref, visited = [], [], []
+        step = 0
+        while live.any():
+            expert_a = expert.act(states, deterministic=True)
+            a = agent(obs) if step >= kick else expert_a
+            pred.append(a[live])
+            ref.append(expert_a[live])
+            visited.append(states[live])
+            obs, rew, dones, infos = venv.step(a)
+            ret += rew * live
+            live &= ~dones
+            states = np.stack([i.get("state", states[j]) for j, i in enumerate(infos)])
+            step += 1
+    finally:
+        venv.close()
+    return {"pred": np.concatenate(pred), "ref": np.concatenate(ref), "states": np.concatenate(visited),
+            "returns": ret}
+
+
+def main() -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="runs/datasets/cheetah-run/laom-ar4-quick-s0")
+    p.add_argument("--runs", default=DEFAULT_RUNS, help="comma-separated imitation run folders")
+    p.add_argument("--kicks", default="0,10", help="comma-separated numbers of first steps taken by the expert")
+    p.add_argument("--episodes", type=int, default=8)
+    args = p.parse_args()
+    from agents.expert import Expert
+    from rl_laof.data.config import WindowConfig
+    from rl_laof.data.dataset import VideoDataset
+    from rl_laof.data.windows import WindowDataset
+    from rl_laof.imitation.agent import load_agent
+
+    path = Path(args.dataset)
+    ds = VideoDataset(path / "dataset.h5" if path.is_dir() else path)
+    settings = ds.env_settings
+    if settings["task"] != "cheetah-run":
+        raise SystemExit(f"--dataset: study_closed_loop reads cheetah-run's state layout; got {settings['task']}")
+    expert = Expert.load(ds.attrs["expert"]["run_dir"], "best")
+    windows = WindowDataset(ds, "eval", WindowConfig(frame_stack=3, max_offset=1, label_split="all",
+                                                     with_masks=False, with_states=True, with_flow=False))
+    data_states = np.asarray(windows.data["states"])
+    out = {"dataset": str(path), "episodes": args.episodes, "data_speed": round(float(data_states[:, SPEED].mean()), 2),
+           "data_upside_down": round(float((np.abs(data_states[:, ROOTY]) > np.pi / 2).mean()), 3), "rows": []}
+    for run in args.runs.split(","):
+        agent, _ = load_agent(run)
+        off_pred, off_ref = off_policy(agent, expert, windows)
+        scale = float(((off_ref - off_ref.mean(0)) ** 2).mean())
+        for kick in [int(k) for k in args.kicks.split(",")]:
+            r = on_policy(agent, expert, settings, args.episodes, kick)
+            s = r["states"]
+            row = {"run": run, "kick": kick, "return": round(float(r["returns"].mean()), 1),
+                   "episode_returns": r["returns"].round(1).tolist(),
+                   "off_policy_error": round(float(((off_pred - off_ref) ** 2).mean()) / scale, 3),
+                   "on_policy_error": round(float(((r["pred"] - r["ref"]) ** 2).mean()) / scale, 3),
+                   "off_policy_corr": round(corr(off_pred, off_ref), 3),
+                   "on_policy_corr": round(corr(r["pred"], r["ref"]), 3),
+                   "expert_action_std_visited": round(float(r["ref"].std(0).mean()), 3),
+                   "agent_action_std_visited": round(float(r["pred"].std(0).mean()), 3),
+                   "speed": round(float(s[:, SPEED].mean()), 2),
+                   "upside_down": round(float((np.abs(s[:, ROOTY]) > np.pi / 2).mean()), 3)}
+            out["rows"].append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "episode_returns"}), flush=True)
+    write_json(RESULTS, out)
+    print(json.dumps({"rows": len(out["rows"]), "results": str(RESULTS)}))
+    return out
+
+
+if __name__ == "__main__":
+    main()

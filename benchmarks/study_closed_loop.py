@@ -51,10 +51,11 @@ def off_policy(agent, expert, windows) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pred), np.concatenate(ref)
 
 
-def on_policy(agent, expert, settings: dict, episodes: int, kick: int) -> dict:
+def on_policy(agent, expert, settings: dict, frame_stack: int, episodes: int, kick: int) -> dict:
     """Roll the agent out (the expert for the first ``kick`` steps); the expert labels every visited state."""
     venv = envs.make(settings["task"], num_envs=episodes, obs="pixels", distractors=settings["distractors"],
-                     image_size=settings["image_size"], frame_stack=3, action_repeat=settings["action_repeat"],
+                     image_size=settings["image_size"], frame_stack=frame_stack,
+                     action_repeat=settings["action_repeat"],
                      seed=10_000, backend="dm_control", exact_flow_info=True, monitor=False)
     try:
         obs = venv.reset()
@@ -79,6 +80,31 @@ def on_policy(agent, expert, settings: dict, episodes: int, kick: int) -> dict:
             "returns": ret}
 
 
+def parse_kicks(text: str) -> list[int]:
+    try:
+        kicks = [int(k) for k in text.split(",")]
+    except ValueError:
+        raise SystemExit(f"--kicks {text!r}: comma-separated step counts, e.g. 0,10") from None
+    if any(k < 0 for k in kicks):
+        raise SystemExit(f"--kicks {text!r}: step counts are >= 0")
+    return kicks
+
+
+def check_inputs(dataset: Path, runs: list[str], episodes: int) -> Path:
+    """The dataset file; every problem with the arguments as one line that says how to fix it."""
+    h5 = dataset / "dataset.h5" if dataset.is_dir() else dataset
+    if not h5.exists():
+        raise SystemExit(f"--dataset {dataset}: no dataset there (python -m rl_laof.collect --task cheetah-run "
+                         "--preset quick --distractors laom makes the default)")
+    missing = [r for r in runs if not (Path(r) / "agent.pt").exists()]
+    if missing:
+        raise SystemExit(f"--runs: no agent.pt in {', '.join(missing)} (imitation run folders: python "
+                         "benchmarks/bench_imitation.py makes the defaults, python -m rl_laof.imitate any other)")
+    if episodes < 1:
+        raise SystemExit(f"--episodes {episodes}: at least 1")
+    return h5
+
+
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="runs/datasets/cheetah-run/laom-ar4-quick-s0")
@@ -92,23 +118,32 @@ def main() -> dict:
     from rl_laof.data.windows import WindowDataset
     from rl_laof.imitation.agent import load_agent
 
-    path = Path(args.dataset)
-    ds = VideoDataset(path / "dataset.h5" if path.is_dir() else path)
+    path, runs, kicks = Path(args.dataset), args.runs.split(","), parse_kicks(args.kicks)
+    ds = VideoDataset(check_inputs(path, runs, args.episodes))
     settings = ds.env_settings
     if settings["task"] != "cheetah-run":
         raise SystemExit(f"--dataset: study_closed_loop reads cheetah-run's state layout; got {settings['task']}")
+    if ds.attrs.get("expert", {}).get("kind") != "sb3":
+        raise SystemExit(f"--dataset {path}: collected without an expert, so there is no reference action")
     expert = Expert.load(ds.attrs["expert"]["run_dir"], "best")
-    windows = WindowDataset(ds, "eval", WindowConfig(frame_stack=3, max_offset=1, label_split="all",
-                                                     with_masks=False, with_states=True, with_flow=False))
-    data_states = np.asarray(windows.data["states"])
+
+    def windows_of(frame_stack: int) -> WindowDataset:
+        return WindowDataset(ds, "eval", WindowConfig(frame_stack=frame_stack, max_offset=1, label_split="all",
+                                                      with_masks=False, with_states=True, with_flow=False))
+
+    data_states = np.asarray(windows_of(1).data["states"])
     out = {"dataset": str(path), "episodes": args.episodes, "data_speed": round(float(data_states[:, SPEED].mean()), 2),
            "data_upside_down": round(float((np.abs(data_states[:, ROOTY]) > np.pi / 2).mean()), 3), "rows": []}
-    for run in args.runs.split(","):
-        agent, _ = load_agent(run)
-        off_pred, off_ref = off_policy(agent, expert, windows)
+    for run in runs:
+        agent, meta = load_agent(run)
+        if meta["task"] != settings["task"] or meta["image_size"] != settings["image_size"]:
+            raise SystemExit(f"--runs {run}: trained on {meta['task']} at {meta['image_size']} px, the dataset is "
+                             f"{settings['task']} at {settings['image_size']} px")
+        frame_stack = int(meta["config"]["frame_stack"])
+        off_pred, off_ref = off_policy(agent, expert, windows_of(frame_stack))
         scale = float(((off_ref - off_ref.mean(0)) ** 2).mean())
-        for kick in [int(k) for k in args.kicks.split(",")]:
-            r = on_policy(agent, expert, settings, args.episodes, kick)
+        for kick in kicks:
+            r = on_policy(agent, expert, settings, frame_stack, args.episodes, kick)
             s = r["states"]
             row = {"run": run, "kick": kick, "return": round(float(r["returns"].mean()), 1),
                    "episode_returns": r["returns"].round(1).tolist(),

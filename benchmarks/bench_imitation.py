@@ -48,7 +48,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from bench_args import seed_count, subset  # noqa: E402
-from bench_latent_quality import dataset, lam_run  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
@@ -60,6 +59,7 @@ from rl_laof.imitation.agent import load_agent  # noqa: E402
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa: E402
 from rl_laof.imitation.evaluation import latency_ms, plot_normalised_returns  # noqa: E402
 from rl_laof.imitation.training import imitate  # noqa: E402
+from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.presets import from_preset  # noqa: E402
 from rl_laof.runs import atomic_path, dataset_dir, read_json, runs_root, write_json  # noqa: E402
 
@@ -80,6 +80,38 @@ BC_ALL_TARGET = "bc_all_512"  # the row that decides "BC on all labels reaches 0
 QUICK = dict(steps=400, decoder_steps=400, idm_steps=400, eval_episodes=4, eval_seeds=1)
 RESULTS = Path(__file__).resolve().parent / "results" / "imitation.json"
 BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
+
+
+#: the latent models the policies stand on: pretrain's defaults at the 1000-step budget this benchmark's figures
+#: were measured with (issue 18), before the latent-quality study moved to per-seed datasets (issue 30)
+LAM_FIELDS = {"lapo": dict(method="lapo"), "laof": dict(method="laof"),
+              "laof_action_1pct": dict(method="laof-action", labels=0.01)}
+LAM_BUDGET = dict(steps=1000, eval_every=250, checkpoint_every=500, mlp_probe_steps=500)
+LAM_QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_steps=50, eval_windows=256)
+
+
+def dataset(level: str, quick: bool, progress: bool = True) -> Path:
+    """The benchmark's dataset at distractor ``level``: the quick collection preset (a smoke run: 8 + 4 + 2
+    episodes), with exact flow, collected if missing."""
+    from rl_laof import pipeline
+    from rl_laof.flow.targets import fill_flow
+
+    size = dict(episodes=8, eval_episodes=4, heldout_bg_episodes=2) if quick else {}
+    cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
+                      **size)
+    path = dataset_dir(TASK, cfg.name + ("-smoke" if quick else ""))
+    pipeline.dataset(cfg, path, progress=progress)
+    fill_flow(path, LAMConfig().flow_method, progress=progress)
+    return path
+
+
+def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, level: str = "hard") -> dict:
+    """The latent action model ``name`` of :data:`LAM_FIELDS` at ``seed`` on ``data`` (trained if missing)."""
+    from rl_laof.lam.training import train_lam
+
+    out = runs_root() / "bench" / "imitation-lam" / ("quick" if quick else "full") / level / f"{name}-s{seed}"
+    return train_lam(LAMConfig(seed=seed, **LAM_FIELDS[name], **(LAM_QUICK_BUDGET if quick else LAM_BUDGET)), data,
+                     out, progress=progress)
 
 
 def big_dataset(level: str, quick: bool, episodes: int, progress: bool = True) -> Path:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 import time
@@ -41,8 +42,8 @@ from rl_laof.flow.agent_targets import AgentFlowTargets  # noqa: E402
 from rl_laof.flow.encoding import agent_flow, encode_flow_rgb  # noqa: E402
 from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.lam.evaluation import HeldOutEvaluation  # noqa: E402
-from rl_laof.lam.training import Batches, flow_calibration  # noqa: E402
-from rl_laof.models.lam_model import LatentActionModel  # noqa: E402
+from rl_laof.lam.training import Batches, flow_calibration, make_optimizer  # noqa: E402
+from rl_laof.models import build_lam  # noqa: E402
 from rl_laof.precision import autocast  # noqa: E402
 
 PHASES = ("data", "forward", "backward", "optimiser")
@@ -80,7 +81,7 @@ def matmul_flops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
-def step_flops(model: LatentActionModel, cfg: LAMConfig, batch: dict) -> float:
+def step_flops(model: torch.nn.Module, cfg: LAMConfig, batch: dict) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)  # one context: entering it again would reset the counts
@@ -95,8 +96,8 @@ def step_flops(model: LatentActionModel, cfg: LAMConfig, batch: dict) -> float:
 def profile(cfg: LAMConfig, ds: VideoDataset, batches, steps: int, warmup: int = 5) -> dict:
     """Per-phase seconds per step (median over ``steps`` after ``warmup``), samples/s, FLOPs."""
     torch.manual_seed(cfg.seed)
-    model = LatentActionModel(cfg, ds.image_shape[-1], ds.action_dim).train()
-    opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
+    model = build_lam(cfg, ds.image_shape[-1], ds.action_dim).train()
+    opt = make_optimizer(model, cfg)
     times = {k: [] for k in PHASES}
     for i in range(warmup + steps):
         t0 = time.perf_counter()
@@ -108,7 +109,7 @@ def profile(cfg: LAMConfig, ds: VideoDataset, batches, steps: int, warmup: int =
         opt.zero_grad(set_to_none=True)
         loss.backward()
         t3 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
         opt.step()
         t4 = time.perf_counter()
         if i >= warmup:
@@ -121,7 +122,7 @@ def profile(cfg: LAMConfig, ds: VideoDataset, batches, steps: int, warmup: int =
             "gflop_per_step": flops / 1e9, "achieved_gflop_per_s": flops / total / 1e9, "model": model}
 
 
-def eval_seconds(model: LatentActionModel, cfg: LAMConfig, ds: VideoDataset, train: WindowDataset,
+def eval_seconds(model: torch.nn.Module, cfg: LAMConfig, ds: VideoDataset, train: WindowDataset,
                  targets: AgentFlowTargets | None) -> float:
     """One periodic held-out evaluation, as ``train_lam`` runs it (losses on eval windows and a linear probe)."""
     if targets is not None:

@@ -1,34 +1,40 @@
-"""Do optical-flow constraints make latent actions carry the action under distractors? Held-out probes,
-three seeds, bootstrap intervals.
+"""Do optical-flow constraints make latent actions carry the action under distractors — on video, without
+the simulator's oracle? Held-out probes, five seeds each with its own dataset, choices on ``val``.
 
-    python benchmarks/bench_latent_quality.py [--quick] [--levels laom,hard] [--seeds 3]
+    python benchmarks/bench_latent_quality.py [--quick] [--cells cheetah_laom,cheetah_hard,hopper_laom]
+                                               [--seeds 5] [--methods ...] [--report-only]
 
-Data (cheetah-run, PPO expert with action noise 0.1, action repeat 4, 64 px, exact flow; collected and
-cached on first use): one dataset per distractor level — ``laom`` (LAOM's headline setting: camera and
-colour 0.1, every training video, dynamic) and ``hard`` (camera and colour 0.3, every video, occluders) —
-and one without distractors. Each has ``train`` episodes, held-out ``eval`` episodes with the same
-distractor distribution, and ``heldout_bg`` episodes with background videos never seen in training.
+Cells (task at a distractor level): ``cheetah_laom`` (cheetah-run at LAOM's setting: camera and colour 0.1,
+every training video, dynamic — the primary cell), ``cheetah_hard`` (scale 0.3, occluders) and ``hopper_laom``
+(hopper-hop, one of LAOM's tasks). Data per cell and seed s: its own dataset, collected with data seed s by the
+task's PPO expert (action noise 0.1, the task's pixel action repeat, 64 px, 3 stacked frames): 32 train, 8 val,
+16 eval and 16 heldout_bg (held-out background videos) episodes, with exact flow (the oracle) and TV-L1 flow
+from RGB beside it (``python -m rl_laof.flow --method estimate``).
 
-Methods (the same data, model width, budget and evaluation for all; ``pretrain``'s defaults, with the
-step count of ``BUDGET``):
+Methods (every one at the same number of training samples; ``pretrain``'s defaults otherwise):
 
-  lapo, laof, laom                       no labels
-  laom_action_<p>pct, laof_action_<p>pct action head on p % labelled transitions, p in 1 / 5 / 10
-                                         (the label-budget curve; 0 % is the unlabelled method)
-  laof_camfree                           LAOF on the agent's flow with the camera shake removed
-  lapo_clean[_<n>ep]                     LAPO on the data without distractors (a reference), on all 32
-                                         training episodes and on the first 16 / 8 (does more data help?)
-  untrained                              the step-0 model of every run: the floor training must clear
+  lapo                              LAPO (VQ latent, pixel FDM)
+  laom                              LAOM as published (dunnolab/laom: shared IMPALA encoder, IDM MLP on
+                                    [E(o_t), E(o_t+k)], latent FDM on a detached E(o_t) vs its EMA, per-image
+                                    augmentation)
+  laof_rgb / laof_estimated /       LAOF on the three flow tiers (rl_laof.flow.tiers): RGB flow and no mask;
+  laof_oracle                       RGB flow inside the agent mask; the simulator's exact flow and mask
+  laof_action_1pct, laom_action_1pct   with an action head on 1 % labelled transitions (LAOF at the default tier)
+  laof_action_<p>pct, laom_action_<p>pct  the label-budget curve, p = 5 / 10 (primary cell only)
+  untrained                         the step-0 model of every LAOF run: the floor
 
-Metric: the held-out linear probe z -> a_t (ridge on standardised latents, fit on every training
-transition, scored on the ``eval`` episodes), divided by the mean-action MSE of the same episodes
-(1.0 = no information about the action); ``heldout_bg_*`` scores it on the held-out backgrounds.
-Each figure is the mean over seeds with a 95 % bootstrap interval (``rl_laof.stats``, rliable); a target
-is met only where the intervals separate. ``flow_vs_zero``: LAOF's held-out flow-decoder loss over the
-loss of predicting no motion. ``samples_per_s`` / ``samples_per_s_before``: LAOF training samples/s of
-the current defaults and of the pipeline before issue 17, measured here, one after the other
-(``bench_lam_speed``). Writes ``benchmarks/results/latent_quality.json`` (a full run) and prints one
-JSON object as its last line.
+Metrics (``rl_laof.lam.quality``): the linear probe z -> a_t fit on every training transition (``probe``) and
+on the 1 % labelled ones only (``probe_few``: what a user with 1 % labels gets), scored on held-out episodes,
+over the mean action's MSE on them (1.0 = no information). Choices read ``val`` only: the default flow tier is
+the most realistic tier whose LAOF beats LAPO on val with separated intervals (``tier_choice``). Reported figures
+read ``eval`` (and ``heldout_bg_*``) only. Each figure: mean over seeds with a 95 % bootstrap interval (rliable;
+with fewer than 5 seeds the JSON calls it a seed range); each claim a one-sided exact permutation test over
+seeds (and Welch's t-test beside it), Holm-adjusted across the claims.
+
+Resumes run by run: each finished model leaves a small record in ``benchmarks/results/latent_quality_runs/``
+(committed, so a later session on a fresh clone continues where this one stopped); ``--report-only`` aggregates
+the records there without training. A complete full run writes ``benchmarks/results/latent_quality.json``; an
+incomplete one ``latent_quality_partial.json``. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -44,124 +51,266 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
+from bench_args import subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from envs.config import DIFFICULTY_SCALE, DistractorConfig  # noqa: E402
+from envs.config import DistractorConfig  # noqa: E402
 from rl_laof import stats  # noqa: E402
 from rl_laof.data.config import COLLECT_PRESETS, CollectConfig  # noqa: E402
+from rl_laof.lam import quality  # noqa: E402
 from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.presets import from_preset  # noqa: E402
 from rl_laof.runs import atomic_path, dataset_dir, runs_root  # noqa: E402
 
-TASK = "cheetah-run"
-LEVELS = ("laom", "hard")
-RESULTS = Path(__file__).resolve().parent / "results" / "latent_quality.json"
-#: name -> LAMConfig fields; every method runs on every level (lapo_clean on the clean data only)
+RESULTS = Path(__file__).resolve().parent / "results"
+RECORDS = RESULTS / "latent_quality_runs"
+#: cell -> (task, distractor level, prefix of its keys in the JSON)
+CELLS: dict[str, tuple[str, str, str]] = {
+    "cheetah_laom": ("cheetah-run", "laom", ""),
+    "cheetah_hard": ("cheetah-run", "hard", "hard_"),
+    "hopper_laom": ("hopper-hop", "laom", "hopper_"),
+}
+PRIMARY = "cheetah_laom"
+TIERS = ("rgb", "estimated", "oracle")  # most realistic first
+DEFAULT_TIER = LAMConfig().flow_tier
 METHODS: dict[str, dict] = {
     "lapo": dict(method="lapo"),
-    "laof": dict(method="laof"),
     "laom": dict(method="laom"),
-    "laom_action_1pct": dict(method="laom-action", labels=0.01),
+    **{f"laof_{t}": dict(method="laof", flow_tier=t) for t in TIERS},
     "laof_action_1pct": dict(method="laof-action", labels=0.01),
-    "laom_action_5pct": dict(method="laom-action", labels=0.05),
-    "laof_action_5pct": dict(method="laof-action", labels=0.05),
-    "laom_action_10pct": dict(method="laom-action", labels=0.1),
-    "laof_action_10pct": dict(method="laof-action", labels=0.1),
-    "laof_camfree": dict(method="laof", flow_source="camfree"),  # the target without the camera shake
+    "laom_action_1pct": dict(method="laom-action", labels=0.01),
 }
-#: the clean reference, and its data-size curve: LAPO trained on the first 8 / 16 / all 32 training episodes
-CLEAN = {"lapo_clean": dict(method="lapo"), "lapo_clean_16ep": dict(method="lapo", train_episodes=16),
-         "lapo_clean_8ep": dict(method="lapo", train_episodes=8)}
-CURVE_ONLY = ("laom_action_5pct", "laof_action_5pct", "laom_action_10pct", "laof_action_10pct")
-#: the dataset and training budget, sized by measurement (README, "Latent action models")
-DATA: dict = {}  # the quick collection preset: 32 + 8 + 4 episodes of 250 steps
-BUDGET = dict(steps=1000, eval_every=250, checkpoint_every=500, mlp_probe_steps=500)
-QUICK_DATA = dict(episodes=8, eval_episodes=4, heldout_bg_episodes=2)
-QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_steps=50, eval_windows=256)
+CURVE = {f"{m}_action_{p}pct": dict(method=f"{m}-action", labels=p / 100) for p in (5, 10) for m in ("laof", "laom")}
+#: the data of every cell and seed: the quick collection preset with a val split and 16 + 16 reported episodes
+DATA = dict(episodes=32, val_episodes=8, eval_episodes=16, heldout_bg_episodes=16)
+QUICK_DATA = dict(episodes=6, val_episodes=2, eval_episodes=2, heldout_bg_episodes=2, episode_steps=60)
+#: equal samples for every method: steps x batch (LAOM's own batch and schedule inside the same sample count)
+SAMPLES = 64_000
+BUDGET = dict(eval_every=250, checkpoint_every=250, mlp_probe_steps=500)
+QUICK_SAMPLES = 64 * 30
+QUICK_BUDGET = dict(eval_every=15, checkpoint_every=15, mlp_probe_steps=30, eval_windows=128)
 
 
-def dataset(level: str, quick: bool, progress: bool = True) -> Path:
-    """The benchmark's dataset at distractor ``level`` ("none" for the clean one), collected with exact flow
-    if missing."""
+def dataset(cell: str, seed: int, quick: bool, progress: bool = True) -> Path:
+    """The cell's dataset of data seed ``seed``, collected with exact and RGB-estimated flow if missing."""
     from rl_laof import pipeline
     from rl_laof.flow.targets import fill_flow
 
-    size = QUICK_DATA if quick else DATA
-    cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
-                      **size)
-    # the full run's data is the quick collection preset (shared with every stage); the smoke run's is its own
-    path = dataset_dir(TASK, cfg.name + ("-smoke" if quick else ""))
+    task, level, _ = CELLS[cell]
+    cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=task, distractors=DistractorConfig.parse(level),
+                      seed=seed, **(QUICK_DATA if quick else DATA))
+    path = dataset_dir(task, cfg.name + ("-lq-smoke" if quick else "-lq"))
     pipeline.dataset(cfg, path, progress=progress)
-    fill_flow(path, "exact", progress=progress)
+    for method in ("exact", "estimate"):
+        fill_flow(path, method, progress=progress)
     return path
 
 
-def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, level: str = "hard") -> dict:
-    """Train (or find) run ``name`` of :data:`METHODS` (or ``lapo_clean``) at ``seed`` on ``data``; returns its
-    report. ``bench_imitation`` reuses these runs."""
+def lam_config(name: str, seed: int, quick: bool) -> LAMConfig:
+    """Method ``name``'s config at ``seed`` with the study's sample budget (steps = samples / its batch)."""
+    fields = {**METHODS, **CURVE}[name]
+    batch = LAMConfig(**fields).resolved().batch_size
+    samples = QUICK_SAMPLES if quick else SAMPLES
+    budget = QUICK_BUDGET if quick else BUDGET
+    return LAMConfig(seed=seed, steps=max(1, samples // batch), **fields, **budget)
+
+
+def same_config(rec: dict, cfg: LAMConfig) -> bool:
+    """A record is of ``cfg`` when every resolved field both know agrees (a field added to LAMConfig later, at a
+    default that keeps the old behaviour, does not void the records made before it; fields resolved from the data,
+    sigma and lambda, are the record's own)."""
+    saved = rec.get("trained_config")
+    if saved is None:
+        return False
+    now = json.loads(json.dumps(cfg.resolved().to_dict()))
+    return all(saved[k] == now[k] for k in saved.keys() & now.keys() if now[k] is not None)
+
+
+def record_path(cell: str, name: str, seed: int, quick: bool) -> Path:
+    root = runs_root() / "bench" / "latent_quality" / "quick-records" if quick else RECORDS
+    return root / cell / f"{name}-s{seed}.json"
+
+
+def run(cell: str, name: str, seed: int, quick: bool, progress: bool = True) -> dict:
+    """The record of one model (trained, or found, first): :func:`rl_laof.lam.quality.run_record` + identity."""
     from rl_laof.lam.training import train_lam
 
-    fields = CLEAN[name] if name in CLEAN else METHODS[name]
-    budget = QUICK_BUDGET if quick else BUDGET
-    out = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full") / level / f"{name}-s{seed}"
-    return train_lam(LAMConfig(seed=seed, **fields, **budget), data, out, progress=progress)
+    path = record_path(cell, name, seed, quick)
+    cfg = lam_config(name, seed, quick)
+    out = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full") / cell / f"{name}-s{seed}"
+    old = json.loads(path.read_text()) if path.exists() else None
+    if old is not None and same_config(old, cfg):
+        if old.get("record_version") == quality.RECORD_VERSION:
+            return old
+        (out / "report.json").unlink(missing_ok=True)  # a finished model, older probes: evaluate it again
+    data = dataset(cell, seed, quick, progress)
+    try:
+        rep = train_lam(cfg, data, out, progress=progress)
+    except ValueError as exc:
+        if "another config" not in str(exc):
+            raise
+        shutil.rmtree(out)  # a run of an older config of the method: this study's record is the current one's
+        rep = train_lam(cfg, data, out, progress=progress)
+    if rep.get("train_samples_per_s") is None and old is not None:  # re-evaluated only: the speed it trained at
+        rep = {**rep, "train_samples_per_s": old.get("samples_per_s"), "train_seconds": old.get("train_seconds")}
+    task, level, _ = CELLS[cell]
+    rec = {"cell": cell, "task": task, "level": level, "method": name, "seed": seed, "data_seed": seed,
+           "dataset": str(Path(data).name), "config": json.loads(json.dumps(cfg.to_dict())),
+           "trained_config": rep["config"],
+           "resolved": {k: rep["config"][k] for k in ("flow_tier", "label_share", "label_schedule", "latent_dim",
+                                                      "batch_size", "steps", "precision") if k in rep["config"]},
+           **quality.run_record(rep)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
 
 
-def normalised(report: dict, split: str = "eval", which: str = "probes") -> float:
-    p = report[which][split]
-    return p["linear_action_mse"] / p["mean_action_mse"]
-
-
-def summarise(per_seed: dict[str, list[float]]) -> dict[str, dict]:
-    return {k: stats.interval(v) for k, v in per_seed.items() if v}
-
-
-def flat(prefix: str, summary: dict[str, dict]) -> dict:
-    """probe_<name>, probe_<name>_lo / _hi (rounded), per level prefix."""
-    out = {}
-    for k, s in summary.items():
-        out[f"{prefix}{k}"] = round(s["mean"], 4)
-        out[f"{prefix}{k}_lo"] = round(s["lo"], 4)
-        out[f"{prefix}{k}_hi"] = round(s["hi"], 4)
+def load_records(cells: list[str], names: list[str], seeds: list[int], quick: bool) -> list[dict]:
+    out = []
+    for cell in cells:
+        for name in names:
+            for seed in seeds:
+                path = record_path(cell, name, seed, quick)
+                if path.exists():
+                    rec = json.loads(path.read_text())
+                    if (same_config(rec, lam_config(name, seed, quick))
+                            and rec.get("record_version") == quality.RECORD_VERSION):
+                        out.append(rec)
     return out
 
 
-def targets(s: dict[str, dict]) -> dict[str, str | bool]:
-    """The issue's targets on one level's summaries: met only where the intervals separate."""
-    laof, lapo = s["laof"], s["lapo"]
-    half_lapo = {"mean": lapo["mean"] / 2, "lo": lapo["lo"] / 2, "hi": lapo["hi"] / 2}
-    distracted = ("lapo", "laof", "laom", "laom_action_1pct", "laof_action_1pct")
-    lowest = min(distracted, key=lambda k: s[k]["mean"])
-    others = [k for k in distracted if k != "laof_action_1pct"]
-    return {
-        "laof_below_untrained": stats.verdict(laof, s["untrained"]),
-        "laof_le_half_lapo": stats.verdict(laof, half_lapo),
-        "laof_le_laom_action_1pct": stats.verdict(laof, s["laom_action_1pct"]),
-        "laof_action_1pct_lowest": ("met" if all(stats.below(s["laof_action_1pct"], s[k]) for k in others)
-                                    else f"not separated (lowest mean: {lowest})"),
-        "laof_le_0.5": "met" if laof["hi"] <= 0.5 else ("tie" if laof["lo"] <= 0.5 else "not met"),
-        # not targets: what the camera-free target and more clean data change
-        "laof_camfree_vs_laof": stats.verdict(s["laof_camfree"], laof),
-        "lapo_clean_32ep_vs_16ep": stats.verdict(s["lapo_clean"], s["lapo_clean_16ep"]),
-    }
+def interval(values: list[float]) -> dict:
+    return stats.interval(values) if values else {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
 
 
-def plot_curves(curves: dict, path: Path) -> None:
-    """Probe / mean action against training steps, mean over seeds, one panel per level."""
+def flat(key: str, s: dict) -> dict:
+    return {key: round(s["mean"], 4), f"{key}_lo": round(s["lo"], 4), f"{key}_hi": round(s["hi"], 4)}
+
+
+def cell_figures(records: list[dict], cell: str) -> tuple[dict, dict]:
+    """(flat figures with the cell's prefix, per-method per-seed values) from the reported splits only."""
+    prefix = CELLS[cell][2]
+    recs = [r for r in records if r["cell"] == cell]
+    fig = quality.reported_figures(recs)
+    out: dict = {}
+    values: dict = {}
+    names = sorted({r["method"] for r in recs})
+    for split, tag in (("eval", ""), ("heldout_bg", "heldout_bg_")):
+        for figure, key in (("probe", "probe"), ("probe_few", "probe_few"), ("mlp", "mlp_probe")):
+            for name in names:
+                v = quality.per_method(fig.get(f"{split}/{figure}", {}), name)
+                if v:
+                    values[f"{tag}{key}_{name}"] = v
+                    out.update(flat(f"{key}_{tag}{prefix}{name}", interval(v)))
+        # the floor: the untrained model of the default LAOF runs (the same IDM as LAPO's)
+        for figure, key in (("untrained", "probe"), ("untrained_few", "probe_few")):
+            v = quality.per_method(fig.get(f"{split}/{figure}", {}), f"laof_{DEFAULT_TIER}")
+            if v:
+                values[f"{tag}{key}_untrained"] = v
+                out.update(flat(f"{key}_{tag}{prefix}untrained", interval(v)))
+    # the default tier's LAOF is "laof"
+    for key in list(out):
+        for part in ("probe_", "probe_few_", "mlp_probe_", "probe_heldout_bg_", "probe_few_heldout_bg_",
+                     "mlp_probe_heldout_bg_"):
+            stem = f"{part}{prefix}laof_{DEFAULT_TIER}"
+            if key.startswith(stem) and key[len(stem):] in ("", "_lo", "_hi"):
+                out[f"{part}{prefix}laof{key[len(stem):]}"] = out[key]
+    for tier in TIERS:
+        v = [r["flow_vs_zero"] for r in sorted(recs, key=lambda r: r["seed"])
+             if r["method"] == f"laof_{tier}" and "flow_vs_zero" in r]
+        if v:
+            out.update(flat(f"flow_vs_zero_{prefix}{tier}", interval(v)))
+    return out, values
+
+
+def tier_choice(records: list[dict], cell: str) -> dict:
+    """The default tier as the val split decides it (the most realistic that beats LAPO, intervals separated)."""
+    fig = quality.selection_figures([r for r in records if r["cell"] == cell]).get("val/probe", {})
+    val = {t: quality.per_method(fig, f"laof_{t}") for t in TIERS}
+    val["lapo"] = quality.per_method(fig, "lapo")
+    val = {k: v for k, v in val.items() if v}
+    if "lapo" not in val:
+        return {"chosen": None, "val_probe": {}}
+    chosen = quality.choose_tier(val, TIERS, "lapo",
+                                 lambda a, b: len(a) > 1 and stats.below(stats.interval(a), stats.interval(b)))
+    return {"chosen": chosen, "default": DEFAULT_TIER, "agrees": chosen == DEFAULT_TIER,
+            "val_probe": {k: round(float(np.mean(v)), 4) for k, v in val.items()}}
+
+
+def claims(values_by_cell: dict[str, dict]) -> dict:
+    """One-sided tests of the issue's claims over seeds (exact permutation; Welch beside), Holm-adjusted."""
+    family = {}
+    pairs = {"laof_vs_lapo": ("probe_laof", "probe_lapo"), "laom_vs_lapo": ("probe_laom", "probe_lapo"),
+             "few_laof_action_vs_few_laom_action": ("probe_few_laof_action_1pct", "probe_few_laom_action_1pct")}
+    for cell, values in values_by_cell.items():
+        prefix = CELLS[cell][2]
+        v = {**values, **{k.replace(f"laof_{DEFAULT_TIER}", "laof"): x for k, x in values.items()
+                          if f"laof_{DEFAULT_TIER}" in k}}
+        for claim, (a, b) in pairs.items():
+            if a in v and b in v and min(len(v[a]), len(v[b])) >= 2:
+                family[f"{prefix}{claim}"] = (v[a], v[b])
+    raw = {k: stats.permutation_test(a, b, alternative="less") for k, (a, b) in family.items()}
+    welch = {k: stats.welch_test(a, b, alternative="less") for k, (a, b) in family.items()}
+    adjusted = stats.holm(raw) if raw else {}
+    out = {}
+    for k in family:
+        out[f"p_{k}"] = round(adjusted[k], 5)
+        out[f"p_raw_{k}"] = round(raw[k], 5)
+        out[f"p_welch_{k}"] = round(welch[k], 6)
+    return out
+
+
+def targets(r: dict) -> dict:
+    """The issue's targets, each "met" / "not met" (and what decided it), on the cells that have the figures."""
+    out = {}
+    for cell, (_, _, prefix) in CELLS.items():
+        def g(key: str, prefix: str = prefix) -> float | None:
+            return r.get(key.replace("{p}", prefix))
+
+        if g("probe_{p}laof") is None or g("probe_{p}lapo") is None:
+            continue
+        tier_ok = DEFAULT_TIER != "oracle"
+        half = g("probe_{p}laof_hi") < 0.5 * g("probe_{p}lapo_lo")
+        p = r.get(f"p_{prefix}laof_vs_lapo")
+        out[f"{cell}/laof_half_lapo_non_oracle"] = ("met" if half and tier_ok and p is not None and p < 0.05
+                                                    else f"not met (tier {DEFAULT_TIER}, hi {g('probe_{p}laof_hi')}"
+                                                         f" vs 0.5 x lo {0.5 * g('probe_{p}lapo_lo'):.4f}, p {p})")
+        if g("probe_{p}laom_hi") is not None:
+            out[f"{cell}/laom_below_lapo"] = "met" if g("probe_{p}laom_hi") < g("probe_{p}lapo_lo") else "not met"
+        if g("probe_{p}laof_action_1pct") is not None:
+            out[f"{cell}/labels_do_not_hurt"] = ("met" if g("probe_{p}laof_action_1pct") <= g("probe_{p}laof")
+                                                 else "not met")
+        if g("probe_few_{p}laof_action_1pct") is not None and g("probe_few_{p}laom_action_1pct") is not None:
+            out[f"{cell}/few_laof_action_below_few_laom_action"] = (
+                "met" if g("probe_few_{p}laof_action_1pct") < g("probe_few_{p}laom_action_1pct") else "not met")
+    return out
+
+
+def plot_curves(records: list[dict], path: Path) -> None:
+    """Probe on val (over the mean action) against training samples, mean over seeds, one panel per cell."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.8), squeeze=False)
-    for ax, (level, methods) in zip(axes[0], curves.items(), strict=True):
-        for name, by_step in methods.items():
-            steps = sorted(by_step)
-            ax.plot(steps, [np.mean(by_step[t]) for t in steps], "o-", ms=3, label=name)
+    cells = sorted({r["cell"] for r in records}, key=list(CELLS).index)
+    if not cells:
+        return
+    fig, axes = plt.subplots(1, len(cells), figsize=(5 * len(cells), 3.8), squeeze=False)
+    for ax, cell in zip(axes[0], cells, strict=True):
+        by: dict = {}
+        for r in records:
+            if r["cell"] == cell:
+                for samples, v in r["curve"]:
+                    by.setdefault(r["method"], {}).setdefault(samples, []).append(v)
+        for name, pts in sorted(by.items()):
+            xs = sorted(pts)
+            ax.plot(xs, [np.mean(pts[x]) for x in xs], "o-", ms=3, label=name)
         ax.axhline(1.0, color="gray", ls="--", lw=0.8)
-        ax.set_title(f"{level} distractors" if level != "none" else "no distractors")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("held-out linear probe / mean action")
+        ax.set_title(cell)
+        ax.set_xlabel("training samples")
+        ax.set_ylabel("val linear probe MSE (unnormalised)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -170,93 +319,65 @@ def plot_curves(curves: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def aggregate(records: list[dict], cells: list[str], seeds: list[int], expected: int, quick: bool) -> dict:
+    result: dict = {"quick": quick, "seeds": len(seeds), "datasets_per_task": len(seeds),
+                    "tasks": sorted({CELLS[c][0] for c in cells}), "cells": cells, "primary_cell": PRIMARY,
+                    "selection_split": quality.SELECTION_SPLIT, "reported_splits": list(quality.REPORTED_SPLITS),
+                    "flow_tier": DEFAULT_TIER, "samples_per_method": QUICK_SAMPLES if quick else SAMPLES,
+                    "data": QUICK_DATA if quick else DATA, "runs_done": len(records), "runs_expected": expected,
+                    "interval": stats.interval_label(len(seeds)) if hasattr(stats, "interval_label") else
+                    ("95 % bootstrap interval" if len(seeds) >= 5 else "seed range")}
+    values_by_cell = {}
+    for cell in cells:
+        figs, values = cell_figures(records, cell)
+        result.update(figs)
+        values_by_cell[cell] = values
+        result[f"tier_choice_{cell}"] = tier_choice(records, cell)
+    result.update(claims(values_by_cell))
+    result["targets"] = targets(result)
+    speeds: dict = {}
+    for r in records:
+        if r.get("samples_per_s"):
+            speeds.setdefault(r["method"], []).append(r["samples_per_s"])
+    result["train_samples_per_s"] = {k: round(float(np.mean(v)), 1) for k, v in sorted(speeds.items())}
+    default = speeds.get(f"laof_{DEFAULT_TIER}")
+    result["samples_per_s"] = round(float(np.mean(default)), 1) if default else None
+    result["per_seed"] = {cell: values_by_cell[cell] for cell in cells}
+    return result
+
+
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="a smoke run: tiny datasets, 60 steps a model")
-    p.add_argument("--levels", default=",".join(LEVELS), help="distractor levels, comma-separated")
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="a smoke run: tiny datasets, 30 steps a model")
+    p.add_argument("--cells", default=",".join(CELLS), help="cells to run, comma-separated")
+    p.add_argument("--methods", default=None, help="methods to run (default: all; the curve on the primary cell)")
+    p.add_argument("--seeds", type=int, default=5, help="seeds, each with its own dataset (>= 5 for intervals)")
+    p.add_argument("--report-only", action="store_true", help="aggregate the records there are; train nothing")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    progress = not args.no_progress
-    levels = [x.strip() for x in args.levels.split(",") if x.strip()]
-    bad = [lv for lv in levels if lv not in DIFFICULTY_SCALE or lv == "none"]
-    if not levels or bad:
-        p.error(f"--levels {args.levels!r}: give distractor levels from "
-                f"{', '.join(k for k in DIFFICULTY_SCALE if k != 'none')} (the clean data is always run)")
     if args.seeds < 1:
-        p.error(f"--seeds {args.seeds}: need at least 1 (3 or more for intervals that can decide a claim)")
+        p.error(f"--seeds {args.seeds}: need at least 1 (5 or more for intervals that can decide a claim)")
+    cells = subset(p, args.cells, CELLS, "cells")
+    names = subset(p, args.methods, {**METHODS, **CURVE}, "methods") if args.methods else [*METHODS, *CURVE]
     seeds = list(range(args.seeds))
+    progress = not args.no_progress
     t0 = time.perf_counter()
-    result: dict = {"task": TASK, "quick": args.quick, "seeds": len(seeds), "levels": levels,
-                    "budget": QUICK_BUDGET if args.quick else BUDGET, "data": QUICK_DATA if args.quick else DATA}
-    # speed first, on a quiet machine: the training runs below only need their results, not their timing
-    from bench_lam_speed import measure
-
-    speed = measure(dataset(levels[0], args.quick, progress), "laof", steps=10 if args.quick else 30)
-    per_seed: dict = {}
-    curves: dict = {}
-    for level in [levels[0], "none", *levels[1:]]:  # the primary level and its clean reference first
-        data = dataset(level, args.quick, progress)
-        names = list(CLEAN) if level == "none" else list(METHODS)
-        lv = per_seed.setdefault(level, {"eval": {}, "heldout_bg": {}, "mlp": {}, "untrained": {},
-                                         "untrained_heldout_bg": {}, "flow_vs_zero": [], "flow_vs_mean": [],
-                                         "samples_per_s": {}})
-        for name in names:
-            for seed in seeds:
-                rep = lam_run(name, data, args.quick, progress, seed, level)
-                lv["eval"].setdefault(name, []).append(normalised(rep))
-                lv["untrained"].setdefault(name, []).append(normalised(rep, which="untrained_probes"))
-                if "heldout_bg" in rep["probes"]:
-                    lv["heldout_bg"].setdefault(name, []).append(normalised(rep, "heldout_bg"))
-                    lv["untrained_heldout_bg"].setdefault(name, []).append(
-                        normalised(rep, "heldout_bg", "untrained_probes"))
-                mlp = rep["probes"]["eval"].get("mlp_action_mse")
-                if mlp is not None:
-                    lv["mlp"].setdefault(name, []).append(mlp / rep["probes"]["eval"]["mean_action_mse"])
-                lv["samples_per_s"].setdefault(name, []).append(rep["train_samples_per_s"])
-                for h in rep["history"]:  # probe-vs-steps (the periodic probe on held-out windows)
-                    curves.setdefault(level, {}).setdefault(name, {}).setdefault(h["step"], []).append(
-                        h["eval/linear_probe_action_mse"] / rep["probes"]["eval"]["mean_action_mse"])
-                if name == "laof":
-                    fe = rep["final_eval"]
-                    lv["flow_vs_zero"].append(fe["eval/flow"] / fe["eval/flow_zero"])
-                    lv["flow_vs_mean"].append(fe["eval/flow"] / fe["eval/flow_mean"])
-        # the floor: the untrained model of every architecture, one value per seed (LAOF's IDM, as LAPO's)
-        if level != "none":
-            lv["eval"]["untrained"] = lv["untrained"]["laof"]
-            if lv["untrained_heldout_bg"]:
-                lv["heldout_bg"]["untrained"] = lv["untrained_heldout_bg"]["laof"]
-    for level in levels:
-        lv = per_seed[level]
-        prefix = "" if level == levels[0] else f"{level}_"
-        s = summarise(lv["eval"])
-        s.update(summarise(per_seed["none"]["eval"]))
-        result.update(flat(f"probe_{prefix}", s))
-        result.update(flat(f"probe_heldout_bg_{prefix}", summarise(lv["heldout_bg"])))
-        result.update(flat(f"probe_untrained_{prefix}", summarise({k: v for k, v in lv["untrained"].items() if v})))
-        result.update(flat(f"mlp_probe_{prefix}", summarise(lv["mlp"])))
-        for key in ("flow_vs_zero", "flow_vs_mean"):
-            name = f"{key}{'_' + level if prefix else ''}"
-            result.update(flat(name, {"": stats.interval(lv[key])}))
-        result[f"targets_{level}"] = targets(s)
-    result["primary_level"] = levels[0]
-    result["probe_untrained_note"] = "probe_untrained = the step-0 LAOF model of each seed (same IDM as LAPO)"
-    result["samples_per_s"] = round(speed["after"]["samples_per_s"], 1)
-    result["samples_per_s_before"] = round(speed["before"]["samples_per_s"], 1)
-    result["speedup"] = round(speed["speedup"], 2)
-    result["speed_profile"] = {k: speed[k] for k in ("before", "after")}
-    result["matmul_gflop_per_s"] = speed["matmul_gflop_per_s"]
-    result["train_samples_per_s"] = {lv: {k: round(float(np.mean(v)), 1) for k, v in d["samples_per_s"].items()}
-                                     for lv, d in per_seed.items()}
-    result["per_seed"] = per_seed
-    result["curves"] = curves
-    plot_curves(curves, RESULTS.parent / "latent_quality_curves.png" if not args.quick else
-                runs_root() / "bench" / "latent_quality" / "quick" / "curves.png")
+    plan = [(seed, cell, name) for seed in seeds for cell in cells for name in names
+            if name in METHODS or cell == PRIMARY]  # seed-major: every method has a seed before any has five
+    if not args.report_only:
+        for i, (seed, cell, name) in enumerate(plan):
+            t = time.perf_counter()
+            run(cell, name, seed, args.quick, progress)
+            print(f"[{i + 1}/{len(plan)}] {cell} {name} s{seed}: {time.perf_counter() - t:.0f} s", flush=True)
+    records = load_records(cells, names, seeds, args.quick)
+    result = aggregate(records, cells, seeds, len(plan), args.quick)
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    complete = len(records) == len(plan) and set(cells) == set(CELLS) and len(seeds) >= 5
+    name = "latent_quality" if complete else "latent_quality_partial"
+    plot_curves(records, (RESULTS if not args.quick else runs_root() / "bench" / "latent_quality")
+                / f"{name}_curves.png")
     if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(RESULTS) as tmp:
-            tmp.write_text(json.dumps(result, indent=1) + "\n")
+        write_result(name, result)
     print(json.dumps(result))
     return result
 

@@ -51,7 +51,46 @@ def _cell(r: dict, key: str, digits: int = 3) -> str:
     return f"{r[key]:.{digits}f} [{r[key + '_lo']:.{digits}f}, {r[key + '_hi']:.{digits}f}]"
 
 
+LATENT_CELL_ROWS = [  # (key, label) of the per-seed-dataset study (issue 30)
+    ("untrained", "untrained model (step 0: the floor)"),
+    ("lapo", "LAPO"),
+    ("laom", "LAOM (as published, dunnolab/laom)"),
+    ("laof_rgb", "LAOF, `rgb` tier (RGB flow, no mask: no simulator information)"),
+    ("laof_estimated", "LAOF, `estimated` tier (RGB flow × agent mask)"),
+    ("laof_oracle", "LAOF, `oracle` tier (exact flow × agent mask: privileged)"),
+    ("laom_action_1pct", "LAOM-Action, 1 % labels"),
+    ("laof_action_1pct", "LAOF-Action, 1 % labels (default tier)"),
+    ("laom_action_5pct", "LAOM-Action, 5 %"),
+    ("laof_action_5pct", "LAOF-Action, 5 %"),
+    ("laom_action_10pct", "LAOM-Action, 10 %"),
+    ("laof_action_10pct", "LAOF-Action, 10 %"),
+]
+CELL_LABELS = {"cheetah_laom": "cheetah-run, LAOM level", "cheetah_hard": "cheetah-run, hard",
+               "hopper_laom": "hopper-hop, LAOM level"}
+CELL_PREFIX = {"cheetah_laom": "", "cheetah_hard": "hard_", "hopper_laom": "hopper_"}
+
+
+def latent_quality_cells(r: dict) -> str:
+    """Per method and cell: the probe fit on all labels and on the 1 % only (eval episodes), over the mean action."""
+    cells = r["cells"]
+    head = ["method"]
+    for c in cells:
+        head += [f"{CELL_LABELS.get(c, c)}: probe", "probe from 1 % labels", "held-out backgrounds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in LATENT_CELL_ROWS:
+        row = [label]
+        for c in cells:
+            p = CELL_PREFIX.get(c, f"{c}_")
+            row += [_cell(r, f"probe_{p}{key}"), _cell(r, f"probe_few_{p}{key}"),
+                    _cell(r, f"probe_heldout_bg_{p}{key}")]
+        if any(x != "–" for x in row[1:]):
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def latent_quality(r: dict) -> str:
+    if "cells" in r:
+        return latent_quality_cells(r)
     levels = r["levels"]
     prefixes = {lv: "" if lv == r.get("primary_level", levels[0]) else f"{lv}_" for lv in levels}
     head = ["method"]
@@ -191,7 +230,8 @@ HEADLINES = [
     Headline("flow", "EPE ours / OpenCV TV-L1 (target ≤ 1.1)", "ours_vs_tvl1_epe", 2),
     Headline("flow", "pairs/s ours / OpenCV TV-L1 (target ≥ 20)", "ours_vs_tvl1_speed", 0, "×"),
     Headline("flow", "exact flow pairs/s, Numba / NumPy (target ≥ 10)", "exact_numba_vs_numpy", 1, "×"),
-    Headline("latent_quality", "held-out probe / mean action, **LAOF**, LAOM level", "probe_laof"),
+    Headline("latent_quality", "held-out probe / mean action, **LAOF** (its `flow_tier`; before issue 30: the oracle, "
+             "the simulator's exact flow and mask), LAOM level", "probe_laof"),
     Headline("latent_quality", "the same, LAPO", "probe_lapo"),
     Headline("latent_quality", "the same, LAOM", "probe_laom"),
     Headline("latent_quality", "the same, untrained model (the floor)", "probe_untrained"),
@@ -278,11 +318,23 @@ def load_results(results: Path = RESULTS) -> dict[str, dict]:
     return out
 
 
+def _seed_count(r: dict) -> int | None:
+    """How many seeds a results file's intervals are over (``seeds``: a count or a list), None if it does not say."""
+    seeds = r.get("seeds")
+    if isinstance(seeds, bool):
+        return None
+    if isinstance(seeds, int):
+        return seeds
+    if isinstance(seeds, list):
+        return len(seeds)
+    return None
+
+
 def readme(results: dict[str, dict] | None = None) -> str:
     """The README's results table: one row per headline figure of the results files that exist."""
     results = load_results() if results is None else results
     lines = ["| benchmark | figure | value [95 % interval] | command |", "|---|---|---|---|"]
-    seeded = []
+    seeded, ranged = [], []
     for h in HEADLINES:
         r = results.get(h.source)
         if r is None or (value := _headline_value(r, h)) is None:
@@ -290,6 +342,10 @@ def readme(results: dict[str, dict] | None = None) -> str:
         source = r.get("source") if isinstance(r.get("source"), dict) else {}
         command = h.command or source.get("command") or r.get("command") or COMMANDS[h.source]
         name = f"`{h.source}`"
+        if "[" in value and _seed_count(r) is not None and _seed_count(r) < 5:
+            name += " ‡"
+            if h.source not in ranged:
+                ranged.append(h.source)
         if r.get("seeded_from_readme"):
             name += " †"
             if h.source not in seeded:
@@ -301,6 +357,10 @@ def readme(results: dict[str, dict] | None = None) -> str:
         commits = ", ".join(f"`{s}` at `{str(results[s].get('source', {}).get('commit', '?'))[:7]}`" for s in seeded)
         notes.append(f"† Seeded from the README's own figures ({commits}); the JSON line a run of the command "
                      "prints replaces them.")
+    if ranged:
+        notes.append("‡ Fewer than 5 seeds (" + ", ".join(f"`{s}`: {_seed_count(results[s])}" for s in ranged)
+                     + "): with so few the 95 % percentile bootstrap interval is about the seeds' range [min, max] "
+                     "(it covers the median 75 % of the time with 3): read it as a seed range.")
     missing = [s for s in COMMANDS if s not in results]
     if missing:
         notes.append("Not in `benchmarks/results/` yet: " + ", ".join(

@@ -23,12 +23,16 @@ from rl_laof.runs import dataset_dir
 
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.collect", __doc__, COLLECT_PRESETS,
-                     "quick: 32+8+4 episodes of <= 500 steps (minutes on 2 cores); paper: 500+50+50 full episodes")
+                     "quick: 32 train + 8 val + 8 eval + 4 heldout_bg episodes of <= 500 steps (minutes on 2 "
+                     "cores); paper: 500+50+50+50 full episodes")
     p.add_argument("--distractors", default=None,
                    help="none / easy / medium / hard / laom (LAOM's setting: camera and colour 0.1, every video, "
                         "no occluders), or 'hard:background,camera' (default: hard)")
     p.add_argument("--episodes", type=int, default=None, help="train episodes")
-    p.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes (same distractors)")
+    p.add_argument("--eval-episodes", type=int, default=None,
+                   help="held-out episodes (same distractors), for reported figures only")
+    p.add_argument("--val-episodes", type=int, default=None,
+                   help="held-out episodes (same distractors) for choices: defaults, budgets, sweeps (0: no val split)")
     p.add_argument("--heldout-bg-episodes", type=int, default=None,
                    help="held-out episodes with held-out background videos (generalisation split)")
     p.add_argument("--episode-steps", type=int, default=None, help="agent steps per episode (default: preset)")
@@ -53,6 +57,7 @@ def config_from_args(args: argparse.Namespace) -> CollectConfig:
     cfg = stage_config(CollectConfig, COLLECT_PRESETS, args.preset, flags=dict(
         task=args.task, distractors=DistractorConfig.parse(args.distractors) if args.distractors else None,
         episodes=args.episodes, eval_episodes=args.eval_episodes, heldout_bg_episodes=args.heldout_bg_episodes,
+        val_episodes=args.val_episodes,
         episode_steps=args.episode_steps, image_size=args.image_size, action_repeat=args.action_repeat,
         expert=args.expert, action_noise=args.action_noise, workers=args.workers, seed=args.seed,
         exact_flow_inputs=args.exact_flow_inputs, compression=compression))

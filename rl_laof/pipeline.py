@@ -66,16 +66,18 @@ def dataset(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
                               load_expert=Expert.load, command=command)
 
 
-def default_dataset(task: str, preset: str, flow: bool, progress: bool = True, **overrides: Any) -> Path:
+def default_dataset(task: str, preset: str, flow: bool | str | None, progress: bool = True,
+                    **overrides: Any) -> Path:
     """The task's default dataset at ``preset`` (hard distractors unless ``overrides`` say otherwise: any
-    ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with its exact flow targets
-    when ``flow``."""
+    ``CollectConfig`` field, e.g. ``distractors="laom"``), collected if missing, with flow targets: ``flow`` a
+    flow method ("exact" / "estimate"), True for the one the default latent action model's flow tier reads
+    (``LAMConfig().flow_method``), False / None for none."""
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, preset, task=task, **overrides)
     path = dataset_dir(task, cfg.name)
     if not (path / "dataset.h5").exists() or not _complete(path / "dataset.h5"):
         dataset(cfg, path, progress=progress)
     if flow:
-        fill_flow(path, "exact", progress=progress)
+        fill_flow(path, LAMConfig().flow_method if flow is True else flow, progress=progress)
     return path
 
 

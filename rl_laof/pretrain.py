@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if dataset is not None:
         pipeline.check_dataset_task(dataset, args.task if given(args, "task") else None)
     else:
-        dataset = pipeline.default_dataset(args.task, args.preset, cfg.resolved().flow_weight > 0,
+        dataset = pipeline.default_dataset(args.task, args.preset, cfg.flow_method if cfg.resolved().flow_weight > 0
+                                           else None,
                                            progress=not args.no_progress)
     try:
         report = train_lam(cfg, dataset, args.out, progress=not args.no_progress)

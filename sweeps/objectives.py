@@ -71,7 +71,8 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
                     on_eval=_forward(report, "eval/linear_probe_action_mse"))
     values = []
     if cfg.objective in ("probe", "both"):
-        values.append(float(rep["probes"]["eval"]["linear_action_mse"]))
+        # choices read the val split (the report's selection_split; eval for datasets without one)
+        values.append(float(rep["probes"][rep.get("selection_split", "eval")]["linear_action_mse"]))
     if cfg.objective in ("return", "both"):
         icfg = stage_config("imitate", cfg.preset, {
             "latent": lam_cfg.method, "policy": "bc", "lam_run": rep["run_dir"], "seed": cfg.seed,

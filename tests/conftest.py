@@ -33,8 +33,8 @@ def lam_dataset(tmp_path_factory, gl):
     from rl_laof.data.config import CollectConfig
     from rl_laof.flow.targets import fill_flow
 
-    cfg = CollectConfig(expert="random", episodes=3, eval_episodes=1, heldout_bg_episodes=1, episode_steps=40,
-                        image_size=32, distractors=DistractorConfig.parse("hard"), workers=1,
+    cfg = CollectConfig(expert="random", episodes=3, eval_episodes=1, heldout_bg_episodes=1, val_episodes=0,
+                        episode_steps=40, image_size=32, distractors=DistractorConfig.parse("hard"), workers=1,
                         label_fractions=(0.0, 0.1))
     out = tmp_path_factory.mktemp("lam") / "ds"
     collect(cfg, out, progress=False)

@@ -44,7 +44,7 @@ def test_values_are_parsed_by_the_field_type(cls, item, expected):
     (TrainConfig, "learning_rate=nan", "learning_rate wants a number"),
     (TrainConfig, "action_repeat=two", "action_repeat wants none or an integer"),
     (TrainConfig, "algo_kwargs=[1]", "algo_kwargs wants a JSON object"),
-    (LAMConfig, "lr=abc", "lr wants a number"),
+    (LAMConfig, "lr=abc", "lr wants none or a number"),  # none: the method's
     (ImitationConfig, "lr=abc", "lr wants a number"),
     (SkillConfig, "fsq_levels=[8,x]", "fsq_levels wants a list of integers"),
     (CollectConfig, "distractors=harder", "distractors wants"),

@@ -24,12 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --------------------------------------------------------------------------- a synthetic dataset
 
-def write_synthetic(path: Path, lengths: list[int], size: int = 8, action_dim: int = 2, seed: int = 0) -> Path:
-    """A dataset whose frames say where they come from: channel 0 = episode, 1 = frame % 256, 2 = frame // 256."""
+def write_synthetic(path: Path, lengths: list[int], size: int = 8, action_dim: int = 2, seed: int = 0,
+                    task: str = "cheetah-run", val: list[int] = ()) -> Path:
+    """A dataset whose frames say where they come from: channel 0 = episode, 1 = frame % 256, 2 = frame // 256.
+    Train episodes of ``lengths`` and val episodes of ``val``; without val it has the layout of the files written
+    before the val split existed (no ``episodes/val`` group)."""
     with h5py.File(path, "w") as f:
-        f.attrs.update(format=fmt.FORMAT, version=fmt.VERSION, task="cheetah-run", seed=seed, complete=True,
+        f.attrs.update(format=fmt.FORMAT, version=fmt.VERSION, task=task, seed=seed, complete=True,
                        config="{}", versions="{}", expert="{}")
-        for e, T in enumerate(lengths):
+        for split, e, T in [*(("train", e, T) for e, T in enumerate(lengths)),
+                            *(("val", e, T) for e, T in enumerate(val))]:
             j = np.arange(T + 1)
             obs = np.zeros((T + 1, 3, size, size), np.uint8)
             obs[:, 0] = e
@@ -39,7 +43,7 @@ def write_synthetic(path: Path, lengths: list[int], size: int = 8, action_dim: i
             arrays = dict(obs=obs, actions=np.stack([np.full(T, e), np.arange(T)], 1).astype(np.float32),
                           rewards=np.ones(T, np.float32), states=states,
                           agent_mask=np.zeros((T + 1, size, size), bool))
-            fmt.write_episode(f.create_group(f"episodes/train/{fmt.episode_name(e)}"), arrays,
+            fmt.write_episode(f.create_group(f"episodes/{split}/{fmt.episode_name(e)}"), arrays,
                               {"index": e, "seed": e, "length": T, "return": float(T)}, "lzf")
         masks, meta = make_label_splits(lengths, (0.0, 0.1, 0.5), (1, 2), seed)
         for name, mask in masks.items():
@@ -123,11 +127,40 @@ def test_label_splits_exact_nested_reproducible():
     assert "traj-32" not in m1 and meta["skipped"]["trajectories"] == [32, 128]  # only 31 episodes
 
 
+def test_a_file_without_a_val_split_opens_and_merges(tmp_path):
+    """Files written before the val split have no ``episodes/val`` group: they open with an empty val split,
+    and multi-task merging takes a split from every source or from none."""
+    from rl_laof.data.multitask import merge_datasets
+
+    old = VideoDataset(write_synthetic(tmp_path / "old.h5", [5, 3]))
+    assert list(old.episodes) == list(fmt.SPLITS) and old.episodes["val"] == []
+    assert old.summary()["val"] == dict(episodes=0, transitions=0, frames=0, return_mean=None, return_std=None)
+    with pytest.raises(DatasetError, match="split 'val' has no episodes.*--val-episodes"):
+        old.load_split("val")
+    new = VideoDataset(write_synthetic(tmp_path / "new.h5", [5, 3], val=[4, 2]))
+    val = new.load_split("val", keys=("obs", "actions"))
+    assert val.lengths.tolist() == [4, 2] and val["actions"].shape == (6, 2)
+    assert new.label_mask("val", "frac-0").all()  # held-out splits keep all their actions
+    assert new.summary()["train"]["transitions"] == 8 and len(new.labels["frac-0.5"]) == 8  # labels: train only
+
+    stand = write_synthetic(tmp_path / "stand.h5", [3], task="walker-stand")
+    walk = write_synthetic(tmp_path / "walk.h5", [4], task="walker-walk")
+    walk_val = write_synthetic(tmp_path / "walk_val.h5", [4], task="walker-walk", val=[2])
+    stand_val = write_synthetic(tmp_path / "stand_val.h5", [3], task="walker-stand", val=[5])
+    merged = VideoDataset(merge_datasets([stand, walk], tmp_path / "m_old", progress=False) / "dataset.h5")
+    assert merged.episodes["val"] == [] and len(merged.episodes["train"]) == 2
+    with pytest.raises(ValueError, match=r"split 'val': .*stand\.h5 have no val episodes"):
+        merge_datasets([stand, walk_val], tmp_path / "m_mixed", progress=False)
+    both = VideoDataset(merge_datasets([stand_val, walk_val], tmp_path / "m_val", progress=False) / "dataset.h5")
+    assert [(e.length, e.task_id) for e in both.episodes["val"]] == [(5, 0), (2, 1)]
+
+
 # --------------------------------------------------------------------------- real collection
 
 def collect_cmd(out: Path, workers: int, episodes: int = 3, steps: int = 25) -> list[str]:
     return [sys.executable, "-m", "rl_laof.collect", "--expert", "random", "--episodes", str(episodes),
-            "--eval-episodes", "1", "--heldout-bg-episodes", "1", "--episode-steps", str(steps), "--image-size", "32",
+            "--eval-episodes", "1", "--heldout-bg-episodes", "1", "--val-episodes", "1", "--episode-steps", str(steps),
+            "--image-size", "32",
             "--distractors", "hard", "--workers", str(workers), "--no-progress", "--out", str(out)]
 
 
@@ -153,7 +186,7 @@ def collected(tmp_path_factory, request):
 def test_collected_dataset_contents(collected):
     ds = VideoDataset(collected, verify="full")
     s = ds.summary()
-    assert (s["train"]["episodes"], s["eval"]["episodes"], s["heldout_bg"]["episodes"]) == (3, 1, 1)
+    assert [s[k]["episodes"] for k in ("train", "eval", "heldout_bg", "val")] == [3, 1, 1, 1]
     assert s["train"]["transitions"] == 75 and s["train"]["frames"] == 78
     ep = ds.episode("train", 1)
     assert ep["obs"].shape == (26, 3, 32, 32) and ep["obs"].dtype == np.uint8
@@ -189,7 +222,7 @@ def test_killed_collection_resumes_to_the_same_dataset(collected, tmp_path):
     proc.wait()
     assert not (out / "dataset.h5").exists()  # an interrupted run leaves no dataset behind
     done_before = len(list((out / "parts").glob("[!.]*.h5")))
-    assert 1 <= done_before < 5
+    assert 1 <= done_before < 6
     subprocess.run(collect_cmd(out, workers=2), check=True, cwd=ROOT, capture_output=True, timeout=300)
     a, b = read_all(collected / "dataset.h5"), read_all(out / "dataset.h5")
     assert set(a) == set(b)
@@ -247,8 +280,8 @@ def test_collect_refuses_a_different_config_in_the_same_folder(collected):
 def test_collect_without_flow_inputs_and_bad_input(gl, tmp_path):
     from rl_laof.data.collection import collect
 
-    cfg = CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, episode_steps=6,
-                        image_size=32, workers=1, exact_flow_inputs=False, distractors="easy")
+    cfg = CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, val_episodes=0,
+                        episode_steps=6, image_size=32, workers=1, exact_flow_inputs=False, distractors="easy")
     ds = VideoDataset(collect(cfg, tmp_path / "small", progress=False))
     assert "depth" not in ds.keys and "agent_mask" in ds.keys and "physics_states" in ds.keys
     assert ds.summary()["train"]["frames"] == 7
@@ -256,3 +289,50 @@ def test_collect_without_flow_inputs_and_bad_input(gl, tmp_path):
         collect(CollectConfig(task="cheetah-rn", expert="random"), tmp_path / "bad", progress=False)
     with pytest.raises(FileNotFoundError, match="not an expert run directory"):
         collect(CollectConfig(expert=str(tmp_path)), tmp_path / "bad2", progress=False)
+
+
+# the seed codes of the splits before val existed: their episodes must never change
+OLD_SPLIT_CODES = {"train": 0, "eval": 1, "heldout_bg": 2}
+
+
+def test_val_episodes_have_their_own_seeds_and_leave_the_older_splits_unchanged(collected):
+    from rl_laof.data.collection import episode_seed
+
+    ds = VideoDataset(collected)
+    seed = ds.attrs["seed"]
+    for split, code in OLD_SPLIT_CODES.items():
+        for e in ds.episodes[split]:
+            want = int(np.random.SeedSequence([seed, code, e.index]).generate_state(1)[0] % (2**31 - 1))
+            assert e.seed == want == episode_seed(seed, split, e.index), (split, e.index)
+    val = [e.seed for e in ds.episodes["val"]]
+    others = {e.seed for split in OLD_SPLIT_CODES for e in ds.episodes[split]}
+    assert len(val) == 1 and not set(val) & others
+    cfg = CollectConfig(expert="random")
+    assert cfg.env_config("val", 0).distractors.background_split == "train"  # val: train's distribution
+    assert cfg.env_config("heldout_bg", 0).distractors.background_split == "eval"
+    assert fmt.SPLITS[:3] == tuple(OLD_SPLIT_CODES) and fmt.SPLITS[3] == "val"
+
+
+def test_adding_val_episodes_keeps_the_other_episodes_bit_identical(gl, tmp_path):
+    from rl_laof.data.collection import collect
+
+    base = dict(expert="random", episodes=1, eval_episodes=1, heldout_bg_episodes=1, episode_steps=5, image_size=32,
+                workers=1, exact_flow_inputs=False, distractors="hard")
+    without = collect(CollectConfig(**base, val_episodes=0), tmp_path / "without", progress=False)
+    with_val = collect(CollectConfig(**base, val_episodes=2), tmp_path / "with", progress=False)
+    a, b = read_all(without), read_all(with_val)
+    assert not any(k.startswith("episodes/val") for k in a)
+    assert {k for k in b if k.startswith("episodes/val/")} >= {"episodes/val/00000/obs", "episodes/val/00001/obs"}
+    for key in a:  # every train / eval / heldout_bg array and every label split
+        if key != "attrs":
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert not np.array_equal(b["episodes/val/00000/obs"], b["episodes/eval/00000/obs"])
+    assert VideoDataset(with_val).summary()["val"]["frames"] == 12
+
+    # a folder collected before val existed (its config has no val_episodes): it is the val_episodes=0 dataset
+    record = json.loads((tmp_path / "without" / "collect.json").read_text())
+    del record["config"]["val_episodes"]
+    (tmp_path / "without" / "collect.json").write_text(json.dumps(record))
+    assert collect(CollectConfig(**base, val_episodes=0), tmp_path / "without", progress=False) == without
+    with pytest.raises(ValueError, match="before the val split existed.*--val-episodes 0"):
+        collect(CollectConfig(**base, val_episodes=2), tmp_path / "without", progress=False)

@@ -32,7 +32,7 @@ def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
     from rl_laof import collect, pretrain
 
     out = tmp_path / "lam"
-    assert "lr wants a number" in _refused(pretrain.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
+    assert "lr wants none or a number" in _refused(pretrain.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
                                                            "--out", str(out)], capsys)
     assert not out.exists()
     tiny = ["--dataset", str(lam_dataset), "--steps", "2", "--width", "8", "--batch-size", "8", "--set",
@@ -45,8 +45,8 @@ def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
                                     capsys)
     assert not data.exists()
     path = collect.main(["--expert", "random", "--episodes", "1", "--eval-episodes", "0", "--heldout-bg-episodes",
-                         "0", "--episode-steps", "4", "--image-size", "32", "--workers", "1", "--no-progress",
-                         "--out", str(data)])
+                         "0", "--val-episodes", "0", "--episode-steps", "4", "--image-size", "32", "--workers", "1",
+                         "--no-progress", "--out", str(data)])
     assert path.exists()
     assert json.loads((data / "collect.json").read_text())["command"].startswith("python -m rl_laof.collect ")
 

@@ -113,7 +113,8 @@ def test_flow_targets_for_a_dataset(tmp_path):
     from rl_laof.data.config import CollectConfig, WindowConfig
     from rl_laof.flow.targets import fill_flow
 
-    cfg = CollectConfig(expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=0, episode_steps=8,
+    cfg = CollectConfig(expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=0, val_episodes=0,
+                        episode_steps=8,
                         image_size=32, workers=1, distractors="hard")
     path = collect(cfg, tmp_path / "ds", progress=False)
     assert VideoDataset(path).flow_path is None
@@ -140,7 +141,7 @@ def test_flow_targets_for_a_dataset(tmp_path):
     epe_est = np.hypot(*(f_est - want).transpose(1, 0, 2, 3))[m].mean()
     epe_zero = np.hypot(*want.transpose(1, 0, 2, 3))[m].mean()
     assert epe_est < epe_zero, (epe_est, epe_zero)
-    bare = collect(CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0,
+    bare = collect(CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, val_episodes=0,
                                  episode_steps=4, image_size=32, workers=1, exact_flow_inputs=False),
                    tmp_path / "bare", progress=False)
     with pytest.raises(DatasetError, match="no-exact-flow-inputs"):

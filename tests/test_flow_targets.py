@@ -19,8 +19,9 @@ pytestmark = pytest.mark.usefixtures("gl")
 def test_sigma_calibration_is_deterministic_and_recorded(lam_dataset):
     ds = VideoDataset(lam_dataset)
     stored = stored_speeds(ds.flow_path)
-    assert set(stored) == {"observed", "camfree"}
-    for source in ("observed", "camfree"):
+    assert set(stored) == {"observed", "camfree", "unmasked"}  # unmasked: every valid pixel (the rgb tier)
+    assert stored["unmasked"]["agent_share"] > stored["observed"]["agent_share"]
+    for source in ("observed", "camfree", "unmasked"):
         speeds = training_speeds(ds, source)
         assert len(speeds) == stored[source]["agent_pixels"] > 0
         assert stored[source]["p90"] == pytest.approx(np.percentile(speeds, 90))
@@ -60,7 +61,8 @@ def test_camfree_flow_of_a_shaken_clip_equals_the_unshaken_clips(tmp_path, gl):
     from rl_laof.flow.targets import fill_flow
 
     def clip(distractors: str):
-        cfg = CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, episode_steps=6,
+        cfg = CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, val_episodes=0,
+                            episode_steps=6,
                             image_size=32, workers=1, distractors=DistractorConfig.parse(distractors),
                             label_fractions=(0.0,), label_trajectories=(1,))
         path = collect(cfg, tmp_path / distractors.replace(":", "-"), progress=False)

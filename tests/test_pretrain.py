@@ -28,9 +28,14 @@ def dataset(lam_dataset):
     return lam_dataset
 
 
+# LAOM's published 8192-d latent and 1024-wide heads (~100M parameters) are sized down as the conv width is
+TINY_LAOM = dict(latent_dim=64, head_width=64)
+
+
 def tiny(method: str, **kw) -> LAMConfig:
     labels = {"labels": 0.1} if method.endswith("-action") else {}
-    return LAMConfig(method=method, **{**TINY, **labels, **kw})
+    laom = TINY_LAOM if method.startswith("laom") else {}
+    return LAMConfig(method=method, **{**TINY, **laom, **labels, **kw})
 
 
 @pytest.mark.parametrize("method", LAM_METHODS)
@@ -100,10 +105,11 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, tmp_path, method):
 
 
 def _cli(dataset, out, *extra, method: str = "laof-action") -> list[str]:
+    laom = [a for k, v in TINY_LAOM.items() for a in ("--set", f"{k}={v}")] if method.startswith("laom") else []
     return ["-m", "rl_laof.pretrain", "--method", method, "--dataset", str(dataset), "--out", str(out),
             "--steps", "8", "--batch-size", "16", "--width", "8", "--labels", "0.1", "--threads", "1",
             "--set", "labelled_batch_size=8", "--set", "eval_windows=64", "--set", "mlp_probe_steps=20",
-            "--set", "eval_every=4", "--no-progress", *extra]
+            "--set", "eval_every=4", "--no-progress", *laom, *extra]
 
 
 @pytest.mark.parametrize("method", ["laof-action", "laom-action"])

@@ -34,6 +34,7 @@ def skill_dataset(tmp_path_factory, gl):
     sources = []
     for task in ("walker-stand", "walker-walk"):
         cfg = CollectConfig(task=task, expert="random", episodes=2, eval_episodes=1, heldout_bg_episodes=0,
+                            val_episodes=0,
                             episode_steps=24, image_size=32, distractors=DistractorConfig.parse("hard"), workers=1,
                             label_fractions=(0.0,), label_trajectories=(1,))
         collect(cfg, root / task, progress=False)

@@ -35,7 +35,10 @@ from rl_laof.runs import atomic_path, dataset_dir, read_json, run_folder, write_
 
 #: loads an expert run's policy: (run folder, "best" | "final") -> an object with ``act(states)`` and ``config``
 LoadExpert = Callable[[str, str], Any]
+#: a split's code in the episode seeds is its index in ``fmt.SPLITS`` (val, added last, is 3): never reorder
 _SPLIT_CODE = {s: i for i, s in enumerate(fmt.SPLITS)}
+#: config fields added after datasets were collected without them, and the value those datasets hold
+_ADDED_FIELDS = {"val_episodes": 0}
 _NOT_IDENTITY = ("workers",)  # fields that do not change the dataset: a resume may change them
 
 
@@ -211,7 +214,14 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     config = json.loads(json.dumps(cfg.to_dict()))
     cfg_file = out / "collect.json"
     old = read_json(cfg_file)["config"] if cfg_file.exists() else config
+    predates = sorted(k for k in _ADDED_FIELDS if k not in old)
+    old = {**_ADDED_FIELDS, **old}  # a dataset from before a field existed holds that field's "none" value
     diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k) and k not in _NOT_IDENTITY)
+    if diff and set(diff) <= set(predates):
+        raise ValueError(f"{out} holds a dataset collected before the val split existed (it has no val "
+                         f"episodes; {cfg.val_episodes} asked for): use it as it is with --val-episodes 0 "
+                         "(CollectConfig(val_episodes=0)), or delete the folder and collect again (its train, eval "
+                         "and heldout_bg episodes come out identical).")
     if diff:
         raise ValueError(f"{out} holds a dataset of another config (differs in {diff}); "
                          "use another --out, or delete the folder to start over.")

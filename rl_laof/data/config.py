@@ -17,10 +17,12 @@ from rl_laof.runs import dataset_name
 class CollectConfig:
     """A video dataset rolled out by an expert on the dm_control backend (``rl_laof.collect``).
 
-    Three splits of whole episodes, each from its own seeds: ``train`` (what methods learn from),
-    ``eval`` (held-out episodes, same distractor distribution) and ``heldout_bg`` (held-out episodes
-    with the *eval* background videos: a generalisation split). Label splits over the train
-    transitions are nested (every larger budget contains the smaller ones).
+    Four splits of whole episodes, each from its own seeds: ``train`` (what methods learn from),
+    ``val`` (held-out episodes, same distractor distribution: for choices, i.e. defaults, budgets and
+    sweeps), ``eval`` (held-out episodes, same distractor distribution: for reported figures only) and
+    ``heldout_bg`` (held-out episodes with the *eval* background videos: a generalisation split, reported
+    only). Choosing on ``val`` keeps ``eval`` an unbiased estimate of what was chosen. Label splits over
+    the train transitions are nested (every larger budget contains the smaller ones).
     """
 
     task: str = "cheetah-run"
@@ -31,6 +33,7 @@ class CollectConfig:
     episodes: int = 32  # train episodes
     eval_episodes: int = 8
     heldout_bg_episodes: int = 4
+    val_episodes: int = 8  # 0: no val split (what datasets collected before it existed hold)
     episode_steps: int | None = 500  # None: the full episode (1000 // action_repeat agent steps)
     expert: str = "auto"  # "auto": the expert of ``expert_preset`` (trained if missing); a run dir; "random"
     expert_preset: str = "quick"
@@ -70,10 +73,13 @@ class CollectConfig:
         return dataset_name(self.distractors.difficulty, self.action_repeat, self.preset, self.seed)
 
     def split_sizes(self) -> dict[str, int]:
-        return {"train": self.episodes, "eval": self.eval_episodes, "heldout_bg": self.heldout_bg_episodes}
+        """Episodes per split, in ``format.SPLITS`` order."""
+        return {"train": self.episodes, "eval": self.eval_episodes, "heldout_bg": self.heldout_bg_episodes,
+                "val": self.val_episodes}
 
     def env_config(self, split: str, seed: int) -> EnvConfig:
-        """The one-env dm_control config an episode of ``split`` is rolled out in."""
+        """The one-env dm_control config an episode of ``split`` is rolled out in: ``heldout_bg`` with the eval
+        background videos, every other split (``val`` too) with the train ones."""
         dist = self.distractors
         if split == "heldout_bg":
             dist = dataclasses.replace(dist, background_split="eval")
@@ -86,13 +92,13 @@ class CollectConfig:
         return dataclasses.asdict(self)
 
 
-# The dataclass defaults are the quick preset: 32 + 8 + 4 episodes of up to 500 agent steps (cheetah-run at
-# action repeat 4: 250, the whole episode; 8000 training frames).
+# The dataclass defaults are the quick preset: 32 train + 8 val + 8 eval + 4 heldout_bg episodes of up to 500
+# agent steps (cheetah-run at action repeat 4: 250, the whole episode; 8000 training frames).
 COLLECT_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     # LAOM's scale per task is 5000 x 1000 steps; this is a tenth of it
-    "paper": dict(episodes=500, eval_episodes=50, heldout_bg_episodes=50, episode_steps=None, workers=16,
-                  expert_preset="paper"),
+    "paper": dict(episodes=500, eval_episodes=50, heldout_bg_episodes=50, val_episodes=50, episode_steps=None,
+                  workers=16, expert_preset="paper"),
 }
 
 

@@ -71,6 +71,8 @@ class VideoDataset:
             if not self.attrs["complete"]:
                 how = fmt.unfinished_collection(path.parent) or "re-run the command that made it"
                 raise fmt.DatasetError(f"{path}: the dataset was never finished (no 'complete' mark); {how}")
+            # every split of fmt.SPLITS is a key; one the file has no group for (val in a file written before
+            # it existed) is an empty list
             self.episodes: dict[str, list[EpisodeInfo]] = {}
             for split in fmt.SPLITS:
                 infos = []
@@ -98,7 +100,7 @@ class VideoDataset:
             self.keys = tuple(sorted(first))
             self.image_shape = tuple(first["obs"].shape[1:])
             self.action_dim = int(first["actions"].shape[1])
-            self.state_dim = int(first["states"].shape[1])
+            self.state_dim = int(first["states"].shape[1]) if "states" in first else 0  # 0: video alone
             self.camera_fovy = float(first.attrs.get("camera_fovy", np.nan))
             self.agent_geoms = f["agent_geoms"][()] if "agent_geoms" in f else None
         self.flow_path = self._attach_flow(flow)
@@ -211,7 +213,11 @@ class VideoDataset:
             raise KeyError(f"no split {split!r}; splits: {', '.join(self.episodes)}")
         eps = self.episodes[split][:episodes]
         if not eps:
-            raise fmt.DatasetError(f"{self.path}: split {split!r} has no episodes.")
+            hint = ""
+            if split == "val":  # files from before the val split, or collected with val_episodes=0
+                hint = (" (collected without a val split: collect it again with --val-episodes N; its train, "
+                        "eval and heldout_bg episodes come out identical)")
+            raise fmt.DatasetError(f"{self.path}: split {split!r} has no episodes{hint}.")
         missing = [k for k in keys if k not in self.keys]
         if missing:
             raise KeyError(f"{self.path}: no {missing} arrays (dataset holds {', '.join(self.keys)})")

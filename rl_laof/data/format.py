@@ -5,7 +5,8 @@ One file, ``dataset.h5``::
     /                       attrs: format, version, task, seed, config (JSON), versions (JSON),
                                    expert (JSON), complete
     /agent_geoms            (G,) bool: which geoms are the agent (exact-flow datasets)
-    /episodes/<split>/<i>   one group per episode (split: train, eval, heldout_bg; i: 00000...),
+    /episodes/<split>/<i>   one group per episode (split: train, eval, heldout_bg, val; i: 00000...;
+                            a split without episodes may have no group: files from before ``val`` have none),
                             attrs: index, seed, length T, return; multi-task datasets
                             (rl_laof.data.multitask) add task, task_id and the root attr tasks (JSON)
         obs                 (T+1, 3, H, W) uint8    distracted frames, as the agent sees them
@@ -48,11 +49,19 @@ from rl_laof.runs import atomic_path
 
 FORMAT = "rl_laof-video"
 VERSION = 1
-SPLITS = ("train", "eval", "heldout_bg")
+#: ``val`` is last: a split's index here is its code in the episode seeds (``collection.episode_seed``), so
+#: appending keeps every episode of the older splits identical. ``val`` (choices: defaults, budgets, sweeps)
+#: and ``eval`` (reported figures) come from the same distractor distribution as ``train``; ``heldout_bg``
+#: uses the held-out background videos (reported figures, generalisation).
+SPLITS = ("train", "eval", "heldout_bg", "val")
 PER_FRAME = ("obs", "states", "physics_states", "agent_mask", "depth", "geom_id", "camera_pos", "camera_mat",
              "geom_xpos", "geom_xmat", "shake_affine")
 PER_TRANSITION = ("actions", "rewards", "flow", "flow_valid", "agent_flow_camfree", "agent_camfree")
-REQUIRED = ("obs", "actions", "rewards", "states", "agent_mask")
+#: what every episode of a dataset holds: a video and its actions. The simulator's arrays (state, agent mask, the
+#: exact-flow inputs) are optional, so that a dataset of video alone opens (the ``rgb`` flow tier reads none)
+REQUIRED = ("obs", "actions", "rewards")
+#: what a collected episode holds besides (a collection's part without it is unfinished)
+COLLECTED = (*REQUIRED, "states", "agent_mask")
 FLOW_KEYS = ("flow", "flow_valid")
 #: in exact flow files: the agent's flow with the camera shake removed (``rl_laof.flow.calibrate``)
 FLOW_OPTIONAL_KEYS = ("agent_flow_camfree", "agent_camfree")
@@ -140,7 +149,7 @@ def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any],
             f.attrs["complete"] = True
 
 
-def part_is_complete(path: Path, required: tuple[str, ...] = REQUIRED) -> bool:
+def part_is_complete(path: Path, required: tuple[str, ...] = COLLECTED) -> bool:
     try:
         with h5py.File(path, "r") as f:
             if not f.attrs.get("complete", False):
@@ -180,6 +189,8 @@ def read_arrays(group, where: str, keys: tuple[str, ...] | None = None) -> dict[
 
 
 def iter_episodes(f, path: Path, split: str) -> Iterator[tuple[int, Any, str]]:
+    """(index, group, where) of each episode of ``split``; nothing for a split the file has no group for
+    (a split of 0 episodes, or ``val`` in a file written before it existed)."""
     if f"episodes/{split}" not in f:
         return
     for name in sorted(f[f"episodes/{split}"]):

@@ -8,7 +8,8 @@ Merges single-task datasets of one domain (``walker-stand``, ``walker-walk``, ``
 * the root attr ``task`` is ``<domain>-multitask``;
 * a label split present in every source is kept as the union of the sources' masks, so ``traj-2`` is two
   labelled trajectories *per task*, exactly the labels the single-task baselines get;
-* flow targets (``flow-<method>.h5``) are merged the same way when every source has them.
+* flow targets (``flow-<method>.h5``) are merged the same way when every source has them;
+* a split (``val``, ``eval``, ``heldout_bg``) must have episodes in every source or in none.
 
 The sources must agree on what a frame is: domain, image size, action repeat and distractors.
 """
@@ -50,6 +51,14 @@ def _check_compatible(sets: list[VideoDataset]) -> None:
                            ("distractors", first.config.get("distractors"), d.config.get("distractors"))):
             if a != b:
                 raise ValueError(f"{d.path} has {what} {b}, {first.path} has {a}: collect them alike to merge.")
+    # a held-out split of only some tasks would make a "multi-task" figure (or a choice, on val) over those
+    # tasks alone; sources collected before the val split existed have no val episodes
+    for split in fmt.SPLITS:
+        without = [str(d.path) for d in sets if not d.episodes[split]]
+        if without and len(without) < len(sets):
+            raise ValueError(f"split {split!r}: {', '.join(without)} have no {split} episodes and the other sources "
+                             f"do; collect every source with {split} episodes (--{split.replace('_', '-')}-episodes "
+                             "N), or all without.")
 
 
 def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = True) -> Path:

@@ -42,7 +42,7 @@ class WindowDataset(torch.utils.data.Dataset):
         keys = ["obs", "actions"]
         if cfg.with_masks:
             keys.append("agent_mask")
-        if cfg.with_states:
+        if cfg.with_states and "states" in dataset.keys:  # a video without the simulator's state has none
             keys.append("states")
         self.has_flow = cfg.with_flow and "flow" in dataset.keys
         if self.has_flow:

@@ -49,14 +49,15 @@ class AgentFlowTargets:
         self.sigma, self.source, self.resolution = sigma, source, r
         self.target = np.empty((n, 3, r, r), np.uint8)
         self.coverage = np.empty((n, r, r), np.uint8)
-        if source == "observed":  # the mask of frame t of every transition row
+        masked_by_dataset = "agent_mask" in keys
+        if masked_by_dataset:  # the mask of frame t of every transition row
             t_of = np.arange(n) - np.repeat(arrays.trans_start, arrays.lengths)
             frame_of = np.repeat(arrays.frame_start, arrays.lengths) + t_of
         for s in range(0, n, chunk):
             sl = slice(s, min(n, s + chunk))
             chunk_arrays = {k: arrays[k][sl] for k in keys if k != "agent_mask"}
             flow, mask = masked_agent_flow(source, chunk_arrays,
-                                           arrays["agent_mask"][frame_of[sl]] if source == "observed" else None)
+                                           arrays["agent_mask"][frame_of[sl]] if masked_by_dataset else None)
             if r != h:  # the mean flow of each cell's agent pixels, in the cell grid's pixels
                 k = h // r
                 f, m = torch.from_numpy(flow), torch.from_numpy(mask.astype(np.float32))[:, None]

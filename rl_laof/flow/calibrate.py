@@ -20,6 +20,8 @@ Two sources of agent flow (``FLOW_SOURCES``):
 - ``camfree``: the agent's own motion with the shake removed: exact flow of the raw render (identity
   shake affines), masked by the raw render's agent geoms. A shaken clip and the unshaken clip of the
   same physics have the same ``camfree`` flow.
+- ``unmasked``: the flow file's flow of every valid pixel, with no agent mask (the ``rgb`` tier of
+  :mod:`rl_laof.flow.tiers`: nothing from the simulator; the background's and camera's motion included).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 
 from rl_laof.flow.encoding import _diag
 
-FLOW_SOURCES = ("observed", "camfree")
+FLOW_SOURCES = ("observed", "camfree", "unmasked")
 PERCENTILES = (50, 75, 90, 95, 99)
 
 
@@ -40,16 +42,19 @@ def source_keys(source: str) -> tuple[str, ...]:
     """The arrays of a dataset (with its flow file) that the ``source`` agent flow is made from."""
     if source not in FLOW_SOURCES:
         raise ValueError(f"flow source {source!r}: use one of {', '.join(FLOW_SOURCES)}")
-    return ("flow", "flow_valid", "agent_mask") if source == "observed" else ("agent_flow_camfree", "agent_camfree")
+    return {"observed": ("flow", "flow_valid", "agent_mask"), "camfree": ("agent_flow_camfree", "agent_camfree"),
+            "unmasked": ("flow", "flow_valid")}[source]
 
 
 def masked_agent_flow(source: str, arrays, agent_mask_t: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The agent's flow of some transitions, (N, 2, H, W) float32 zero off the agent, and its mask (N, H, W).
 
     ``arrays``: the transitions' flow-file arrays of :func:`source_keys`; ``agent_mask_t`` (observed only): the
-    dataset's agent mask of frame t of each transition."""
-    if source == "observed":
-        mask = np.asarray(agent_mask_t, bool) & arrays["flow_valid"]
+    dataset's agent mask of frame t of each transition. For ``unmasked`` "agent" means every valid pixel."""
+    if source in ("observed", "unmasked"):
+        mask = np.asarray(arrays["flow_valid"], bool)
+        if source == "observed":
+            mask = np.asarray(agent_mask_t, bool) & mask
         return arrays["flow"].astype(np.float32) * mask[:, None], mask
     return arrays["agent_flow_camfree"].astype(np.float32), np.asarray(arrays["agent_camfree"], bool)
 

@@ -81,7 +81,8 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         fmt.write_part(part, {k: np.concatenate(v) for k, v in out_arrays.items()},
                        {"index": e.index, "split": split, "length": e.length}, "lzf")
     seconds = time.perf_counter() - t0
-    speeds: dict[str, list[np.ndarray]] = {"observed": [], "camfree": []}
+    speeds: dict[str, list[np.ndarray]] = {k: [] for k in FLOW_SOURCES}
+    has_mask = "agent_mask" in ds.keys  # a video without the simulator's mask: unmasked speeds only
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format="rl_laof-flow", method=method, backend=backend, dataset=str(ds.path.name),
                        complete=False, units="displayed pixels, (dx, dy)")
@@ -90,8 +91,8 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
                 p.copy(p["episode"], f.require_group(f"episodes/{split}"), name=fmt.episode_name(e.index))
                 if split == "train":  # the agent-speed statistics that calibrate sigma
                     g = p["episode"]
-                    mask = ds.episode(split, e.index, ("agent_mask",))["agent_mask"][:-1]
-                    for source in [k for k in FLOW_SOURCES if all(x in g or x == "agent_mask"
+                    mask = ds.episode(split, e.index, ("agent_mask",))["agent_mask"][:-1] if has_mask else None
+                    for source in [k for k in FLOW_SOURCES if all(x in g or (x == "agent_mask" and has_mask)
                                                                   for x in source_keys(k))]:
                         arrays = {k: g[k][()] for k in source_keys(source) if k in g}
                         speeds[source].append(agent_speeds(*masked_agent_flow(source, arrays, mask)))

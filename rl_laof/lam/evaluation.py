@@ -14,7 +14,7 @@ from rl_laof.data.windows import WindowDataset
 from rl_laof.flow.agent_targets import AgentFlowTargets
 from rl_laof.lam import probes
 from rl_laof.lam.config import LAMConfig
-from rl_laof.models.augment import random_homographies
+from rl_laof.models import lam_augmentation
 from rl_laof.models.lam_model import LatentActionModel
 
 
@@ -52,11 +52,13 @@ def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp
     rows = spread(train.data.num_transitions, cfg.probe_train_windows)
     z_tr = latents(model, train, rows)
     a_tr = train.data["actions"][rows]
-    ds_tr = _state_change(train, rows)
+    with_states = "states" in train.data  # a video without the simulator's state: no state probe
+    ds_tr = _state_change(train, rows) if with_states else None
     out: dict[str, Any] = {"train_transitions": len(rows)}
     label_masks = {name: m[rows] for name, m in ds.labels.items() if name.startswith("frac-") and name != "frac-0"}
     label_masks["all"] = np.ones(len(rows), bool)
-    for split in ("eval", "heldout_bg"):
+    # val: the split choices are made on (defaults, budgets, sweeps); eval and heldout_bg: reported figures only
+    for split in ("val", "eval", "heldout_bg"):
         if not ds.episodes.get(split):
             continue
         test = WindowDataset(ds, split, wcfg)
@@ -65,8 +67,9 @@ def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp
         r = {"transitions": len(trows),
              "linear_action_mse": probes.linear_probe(z_tr, a_tr, z_te, a_te),
              "mean_action_mse": probes.mean_action_mse(a_tr, a_te),
-             "state_change_mse": probes.state_probe(z_tr, ds_tr, z_te, _state_change(test, trows)),
              "budget_curve": probes.budget_curve(z_tr, a_tr, label_masks, z_te, a_te)}
+        if with_states:
+            r["state_change_mse"] = probes.state_probe(z_tr, ds_tr, z_te, _state_change(test, trows))
         if mlp:
             r["mlp_action_mse"] = probes.mlp_probe(z_tr, a_tr, z_te, a_te, cfg.mlp_probe_steps, cfg.seed)
         out[split] = r
@@ -80,32 +83,43 @@ def _state_change(w: WindowDataset, rows: np.ndarray) -> np.ndarray:
     return (s[fr + 1] - s[fr]).astype(np.float64)
 
 
+def selection_split(ds: VideoDataset) -> str:
+    """The held-out split that choices read (the periodic evaluation, sweeps' pruning, budgets): ``val`` where
+    the dataset has one, else ``eval`` (datasets collected before the val split existed)."""
+    return "val" if ds.episodes.get("val") else "eval"
+
+
 class HeldOutEvaluation:
     """The periodic held-out evaluation of a run: the losses (and their trivial-predictor baselines) on
-    ``eval_windows`` fixed windows of the eval episodes, and a linear action probe fit on training windows
-    and scored on those eval windows. Built once; calling it evaluates a model (and leaves it in train mode)."""
+    ``eval_windows`` fixed windows of the selection split (:func:`selection_split`: ``val``), and a linear action
+    probe fit on training windows and scored on those windows. What it measures decides budgets and prunes
+    sweeps, so it never reads the ``eval`` episodes of a dataset that has ``val`` ones. Built once; calling it
+    evaluates a model (and leaves it in train mode). The metrics keep their ``eval/`` names (the held-out
+    evaluation), ``split`` says which episodes they are of."""
 
     def __init__(self, ds: VideoDataset, cfg: LAMConfig, train: WindowDataset,
                  targets: dict[str, AgentFlowTargets]):
         wcfg = cfg.window_config()
         self.train, self.cfg = train, cfg
-        self.ev = WindowDataset(ds, "eval", wcfg, None, seed=cfg.seed + 5)
+        self.split = selection_split(ds)
+        self.ev = WindowDataset(ds, self.split, wcfg, None, seed=cfg.seed + 5)
         rows = spread(self.ev.data.num_transitions, cfg.eval_windows)
         flow_mean = targets["train"].mean_target()[None] if targets else None
         self.batches = []
+        augment_fn = lam_augmentation(cfg, ds.image_shape[-1])  # fixed draws: per window, or per image (LAOM)
         for i in range(0, len(rows), 256):
             b = self.ev.gather(rows[i:i + 256])
             if targets:  # the flow targets, and the training split's mean target (the best constant prediction)
-                b.update(targets["eval"].get(rows[i:i + 256]), flow_mean=flow_mean)
-            if cfg.augment:
-                b["homography"] = random_homographies(len(b["obs"]), torch.Generator().manual_seed(i))
+                b.update(targets[self.split].get(rows[i:i + 256]), flow_mean=flow_mean)
+            if augment_fn is not None:
+                b["homography"] = augment_fn(len(b["obs"]), torch.Generator().manual_seed(i))
             self.batches.append(b)
         # k = 1 views for the probes (they draw no offsets, so evaluation leaves the training draws alone); fit on
         # every training episode, also when the model trains on the first train_episodes only
         probe_cfg = dataclasses.replace(wcfg, max_offset=1, with_flow=False, with_masks=False)
         self.probe_train = WindowDataset(ds, "train", probe_cfg,
                                          arrays=train.data if cfg.train_episodes is None else None)
-        self.probe_eval = WindowDataset(ds, "eval", probe_cfg, arrays=self.ev.data)
+        self.probe_eval = WindowDataset(ds, self.split, probe_cfg, arrays=self.ev.data)
 
     def __call__(self, model: LatentActionModel) -> dict[str, float]:
         model.eval()

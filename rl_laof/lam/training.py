@@ -4,7 +4,9 @@ report with the held-out probes, and ``load_lam`` for the stages that use a trai
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,6 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from rl_laof import distributed as dist
-from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
 from rl_laof.finite import check_state, check_step
@@ -23,9 +24,9 @@ from rl_laof.flow.agent_targets import AgentFlowTargets
 from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.lam import probes
 from rl_laof.lam.config import LAMConfig
-from rl_laof.lam.evaluation import HeldOutEvaluation, probe_report
+from rl_laof.lam.evaluation import HeldOutEvaluation, probe_report, selection_split
+from rl_laof.models import LAOMModel, LatentActionModel, build_lam, lam_augmentation
 from rl_laof.models.augment import random_homographies
-from rl_laof.models.lam_model import LatentActionModel
 from rl_laof.precision import autocast
 from rl_laof.progress import progress_bar
 from rl_laof.runs import (
@@ -46,13 +47,16 @@ class Batches:
     """Seeded global batches of windows (identical on every process), sliced to this process, with their
     encoded flow targets when ``targets`` is given."""
 
-    def __init__(self, windows: WindowDataset, batch_size: int, seed: int, targets: AgentFlowTargets | None):
+    def __init__(self, windows: WindowDataset, batch_size: int, seed: int, targets: AgentFlowTargets | None,
+                 augment_fn: Callable[[int, torch.Generator], torch.Tensor] | None = random_homographies):
         self.windows, self.batch_size, self.targets = windows, batch_size, targets
+        self.augment_fn = augment_fn  # draws the global batch's homographies (rl_laof.models.lam_augmentation)
         self.rng = np.random.default_rng(seed)
 
     def next(self, augment: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         idx = self.rng.integers(0, len(self.windows), self.batch_size)
-        hom = random_homographies(self.batch_size, augment) if augment is not None else None
+        draw = augment is not None and self.augment_fn is not None
+        hom = self.augment_fn(self.batch_size, augment) if draw else None
         sl = dist.my_slice(self.batch_size)
         # gather the whole global batch, then slice: the random offsets k drawn inside are then the same
         # whatever the number of processes (gathering costs far less than a training step)
@@ -79,9 +83,24 @@ def flow_calibration(cfg: LAMConfig, ds: VideoDataset) -> tuple[LAMConfig, dict[
         return r, None
     if r.flow_sigma is not None:
         return r, {"sigma": r.flow_sigma, "calibrated": False}
-    sigma, speeds = calibrated_sigma(ds, r.flow_sigma_percentile, r.flow_source)
+    sigma, speeds = calibrated_sigma(ds, r.flow_sigma_percentile, r.agent_flow_source)
     return cfg.resolved(sigma), {"sigma": sigma, "calibrated": True, "percentile": r.flow_sigma_percentile,
-                                 "source": r.flow_source, "agent_speed": speeds}
+                                 "tier": r.flow_tier, "source": r.agent_flow_source, "agent_speed": speeds}
+
+
+def label_share(cfg: LAMConfig, ds: VideoDataset) -> LAMConfig:
+    """``cfg`` with lambda set, for the "alternate" label schedule, to the labelled share of the training data
+    (M / (N + M): 0.01 at 1 % labels, as XizoB/LAOF's ``ratio``) unless the config fixes it."""
+    if cfg.label_schedule != "alternate" or cfg.label_share is not None:
+        return cfg
+    mask = ds.label_mask("train", cfg.label_split)
+    if cfg.train_episodes is not None:
+        mask = mask[:sum(e.length for e in ds.episodes["train"][:cfg.train_episodes])]
+    share = float(mask.mean())
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"label split {cfg.label_split!r} labels {share:.0%} of {ds.path}'s training transitions: "
+                         "the alternating schedule needs some labelled and some unlabelled data")
+    return dataclasses.replace(cfg, label_share=share)
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> Path:
@@ -95,18 +114,29 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
     return path
 
 
-_BEFORE_RESOLUTIONS = {"flow_resolution": None, "fdm_resolution": None}
+# runs saved before these fields existed: full-resolution flow decoders and FDMs, the oracle flow target
+_BEFORE_RESOLUTIONS = {"flow_resolution": None, "fdm_resolution": None, "flow_tier": "oracle",
+                       # and LAOM as this project's conv variant, trained with AdamW at a constant rate
+                       "encoder": "conv", "optimizer": "adamw", "lr_schedule": "constant"}
 
 
-def load_lam(run_dir: str | Path) -> LatentActionModel:
+def make_optimizer(model: torch.nn.Module, cfg: LAMConfig) -> torch.optim.Optimizer:
+    """The resolved config's optimiser over the model's trainable parameters (LAOM's EMA target has none); the
+    training loop sets each update's learning rate (:meth:`LAMConfig.learning_rate`)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def load_lam(run_dir: str | Path) -> LatentActionModel | LAOMModel:
     """The trained model of a pretrain run (``model.pt``), in eval mode."""
     path = Path(run_dir) / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained latent action model (run python -m rl_laof.pretrain first)")
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    # runs saved before these fields existed had full-resolution flow decoders and FDMs
     config = {**_BEFORE_RESOLUTIONS, **saved["config"]}
-    model = LatentActionModel(LAMConfig(**config), saved["image_size"], saved["action_dim"])
+    model = build_lam(LAMConfig(**config), saved["image_size"], saved["action_dim"])
     model.load_state_dict(saved["model"])
     return model.eval()
 
@@ -128,11 +158,11 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     rank, world = dist.init_from_env()
     if cfg.threads or world > 1:
         torch.set_num_threads(cfg.threads or max(1, (torch.get_num_threads()) // world))
-    ds = VideoDataset(dataset)
-    if cfg.resolved().flow_weight > 0 and "flow" not in ds.keys:
-        raise fmt.DatasetError(f"{ds.path}: no flow targets; LAOF needs them: python -m rl_laof.flow --dataset "
-                               f"{ds.path.parent if ds.path.suffix else ds.path} --method exact")
+    r = cfg.resolved()
+    # the flow file of the config's tier and nothing else (an oracle file beside it is never read by another tier)
+    ds = VideoDataset(dataset, flow=r.flow_method if r.flow_weight > 0 else None)
     cfg, calibration = flow_calibration(cfg, ds)
+    cfg = label_share(cfg, ds) if cfg.supervised else cfg
     if cfg.augment and cfg.flow_weight > 0:
         raise ValueError("augment with the flow loss is not supported: the flow target would need the same warp")
     if cfg.supervised and cfg.label_split not in ds.labels:
@@ -151,25 +181,29 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     torch.manual_seed(cfg.seed)
     wcfg = cfg.window_config()
     train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed, episodes=cfg.train_episodes)
-    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.flow_source, cfg.flow_resolution,
+    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.agent_flow_source, cfg.flow_resolution,
                                        episodes=cfg.train_episodes if split == "train" else None)
-               for split in ("train", "eval")} if cfg.flow_weight > 0 else {}
-    main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets.get("train"))
+               for split in ("train", selection_split(ds))} if cfg.flow_weight > 0 else {}
+    # LAOM draws an augmentation per image, for the labelled windows too (the others: one warp per window of the
+    # main batch), for the global batch: a data-parallel run slices the same draws
+    augment_fn = lam_augmentation(cfg, ds.image_shape[-1])
+    main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets.get("train"), augment_fn)
     lab_batches = None
     if cfg.action_weight > 0:
         lab = WindowDataset(ds, "train", wcfg, True, seed=cfg.seed + 2, arrays=train.data)
         if len(lab) == 0:
             raise ValueError(f"label split {cfg.label_split!r} labels no transition of {ds.path}")
-        lab_batches = Batches(lab, cfg.labelled_batch_size, cfg.seed + 3, None)
+        # "alternate": a whole step's batch (XizoB/LAOF draws both kinds at the same batch size)
+        lab_size = cfg.batch_size if cfg.label_schedule == "alternate" else cfg.labelled_batch_size
+        lab_batches = Batches(lab, lab_size, cfg.seed + 3, None, augment_fn if cfg.base == "laom" else None)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 4) if cfg.augment else None
 
     if dist.is_main():  # everything is checked: the run's folder is made now
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), "world_size": world})
     dist.barrier()
-    model = LatentActionModel(cfg, ds.image_shape[-1], ds.action_dim)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], cfg.lr,
-                            weight_decay=cfg.weight_decay)
+    model = build_lam(cfg, ds.image_shape[-1], ds.action_dim)
+    opt = make_optimizer(model, cfg)
     step, history, untrained = 0, [], None
     ckpt = latest_checkpoint(run_dir, "file")
     if ckpt is not None:
@@ -182,7 +216,10 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         if aug_gen is not None:
             aug_gen.set_state(state["aug_gen"])
         step, history, untrained = state["step"], state["history"], state.get("untrained_probes")
-    ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model)
+    # "alternate" steps leave the action head (unlabelled) or the flow decoder (labelled) without a gradient
+    ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False,
+                                                     find_unused_parameters=cfg.label_schedule == "alternate")
+           if world > 1 else model)
 
     writer = None
     held_out = None
@@ -205,7 +242,8 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
 
     limit = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     start_step = step
-    samples_per_step = cfg.batch_size + (cfg.labelled_batch_size if lab_batches is not None else 0)
+    alternate = cfg.label_schedule == "alternate" and lab_batches is not None
+    samples_per_step = cfg.batch_size + (cfg.labelled_batch_size if lab_batches is not None and not alternate else 0)
     train_seconds = 0.0
     t_report = time.perf_counter()
     bar = progress_bar(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
@@ -218,15 +256,24 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     model.train()
     while step < limit:
         t0 = time.perf_counter()
-        batch = main_batches.next(aug_gen)
-        labelled = lab_batches.next() if lab_batches is not None else None
-        with autocast(cfg.precision):
-            loss, metrics = ddp(batch, labelled)
+        if alternate:  # even steps labelled: lambda (FDM + VQ + action); odd: (1 - lambda) (FDM + VQ + flow)
+            with_labels = step % 2 == 0
+            batch = lab_batches.next(aug_gen) if with_labels else main_batches.next(aug_gen)
+            with autocast(cfg.precision):
+                loss, metrics = ddp(batch, None, None, with_labels)
+            loss = loss * (cfg.label_share if with_labels else 1.0 - cfg.label_share)
+        else:
+            batch = main_batches.next(aug_gen)
+            labelled = lab_batches.next(aug_gen) if lab_batches is not None else None
+            with autocast(cfg.precision):
+                loss, metrics = ddp(batch, labelled)
         check_step("pretrain", step + 1, hint, loss=loss if world == 1 else None)  # one process must not stop alone
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # 0: no clipping
         check_step("pretrain", step + 1, hint, grad_norm=gnorm)  # the same on every process (all-reduced)
+        for group in opt.param_groups:  # a function of the step: a resumed run continues the schedule exactly
+            group["lr"] = cfg.learning_rate(step)
         opt.step()
         model.update_target()
         step += 1
@@ -258,6 +305,11 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         report = {
             "method": cfg.method, "task": ds.task, "dataset": str(ds.path), "steps": step, "world_size": world,
             "run_dir": str(run_dir), "config": config, "history": history, "flow_calibration": calibration,
+            # what the flow target was built from (rl_laof.flow.tiers); None without a flow term
+            "flow_tier": cfg.flow_tier if cfg.flow_weight > 0 else None,
+            # the held-out split of the periodic evaluation (history) and of choices made from this run
+            "selection_split": held_out.split,
+            "flow_file": str(ds.flow_path) if ds.flow_path is not None else None,
             # global samples per second of training steps (data, forward, backward, update; no evaluation),
             # over the steps this invocation ran
             "train_samples_per_s": round(samples_per_step * (limit - start_step) / train_seconds, 1)

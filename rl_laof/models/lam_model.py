@@ -38,7 +38,7 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
 class LatentActionModel(nn.Module):
     def __init__(self, cfg: LAMConfig, image_size: int, action_dim: int):
         super().__init__()
-        cfg = cfg.resolved() if cfg.max_offset is None else cfg
+        cfg = cfg.resolved()
         self.cfg = cfg
         c = 3 * cfg.frame_stack
         self.idm = ConvEncoder(2 * c, cfg.latent_dim, cfg.width, image_size)
@@ -84,12 +84,15 @@ class LatentActionModel(nn.Module):
 
     # ------------------------------------------------------------------ training
     def losses(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+               generator: torch.Generator | None = None, with_labels: bool = False
+               ) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted training loss of one step and its parts.
 
         ``batch``: windows (obs, next_obs, future_obs when k > 1; for LAOF flow_target and flow_coverage from
         :class:`rl_laof.flow.agent_targets.AgentFlowTargets`); ``labelled``:
-        labelled windows for the action head. ``generator`` draws the augmentation.
+        labelled windows for the action head ("joint" label schedule). ``with_labels``: ``batch`` is a labelled
+        step of the "alternate" schedule (XizoB/LAOF): FDM + VQ + the action head on this batch's own latents,
+        no flow term (the reference's labelled step trains no flow decoder). ``generator`` draws the augmentation.
         """
         cfg = self.cfg
         obs, nxt = _as_float(batch["obs"]), _as_float(batch["next_obs"])
@@ -117,7 +120,7 @@ class LatentActionModel(nn.Module):
         if self.vq is not None:
             parts["vq"] = vq_loss
             loss = loss + cfg.vq_weight * vq_loss
-        if self.flow_decoder is not None:
+        if self.flow_decoder is not None and not with_labels:
             target, cover = batch["flow_target"], batch.get("flow_coverage")
             parts["flow"] = flow_loss(self.flow_decoder(z_q), target, cover, cfg.flow_loss, cfg.flow_bg_weight)
             loss = loss + cfg.flow_weight * parts["flow"]
@@ -127,7 +130,10 @@ class LatentActionModel(nn.Module):
                 if "flow_mean" in batch:
                     baselines["flow_mean"] = flow_loss(batch["flow_mean"].expand_as(target), target, cover,
                                                        cfg.flow_loss, cfg.flow_bg_weight)
-        if self.action_head is not None and labelled is not None and len(labelled["obs"]):
+        if self.action_head is not None and with_labels:
+            parts["action"] = F.mse_loss(self.action_head(z), batch["action"])
+            loss = loss + cfg.action_weight * parts["action"]
+        elif self.action_head is not None and labelled is not None and len(labelled["obs"]):
             z_lab = self.encode(labelled["obs"], labelled["next_obs"])
             parts["action"] = F.mse_loss(self.action_head(z_lab), labelled["action"])
             loss = loss + cfg.action_weight * parts["action"]
@@ -137,9 +143,10 @@ class LatentActionModel(nn.Module):
         return loss, metrics
 
     def forward(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                generator: torch.Generator | None = None, with_labels: bool = False
+                ) -> tuple[torch.Tensor, dict[str, float]]:
         """= :meth:`losses` (DistributedDataParallel synchronises gradients of what ``forward`` computes)."""
-        return self.losses(batch, labelled, generator)
+        return self.losses(batch, labelled, generator, with_labels)
 
     def _fdm_view(self, x: torch.Tensor) -> torch.Tensor:
         """Frames at the pixel FDM's resolution (area-downsampled when ``fdm_resolution`` is below the frame

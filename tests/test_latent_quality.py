@@ -1,0 +1,97 @@
+"""The latent-quality study reads val for choices and eval / heldout_bg for what it reports, never the other way."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from rl_laof.lam import quality
+
+
+def _report(probe: dict[str, float], few: dict[str, float]) -> dict:
+    """A pretrain report's fields the study reads, with probes of each split (mean action MSE 2.0)."""
+    return {
+        "probes": {split: {"linear_action_mse": 2 * p, "mean_action_mse": 2.0,
+                           "budget_curve": {"frac-0.01": 2 * few[split], "all": 2 * p}}
+                   for split, p in probe.items()},
+        "untrained_probes": {split: {"linear_action_mse": 1.9, "mean_action_mse": 2.0, "budget_curve": {}}
+                             for split in probe},
+        "final_eval": {"eval/flow": 0.1, "eval/flow_zero": 0.4},
+        "history": [{"step": 0, "eval/linear_probe_action_mse": 1.0},
+                    {"step": 10, "eval/linear_probe_action_mse": 0.5}],
+        "config": {"batch_size": 64}, "flow_tier": "estimated", "train_samples_per_s": 100.0,
+        "selection_split": "val",
+    }
+
+
+def _records(val_offset: float) -> list[dict]:
+    out = []
+    for method, level in (("lapo", 0.9), ("laof_estimated", 0.3), ("laof_rgb", 0.8)):
+        for seed in range(5):
+            probe = {"val": level + val_offset + 0.01 * seed, "eval": level + 0.01 * seed,
+                     "heldout_bg": level + 0.05 + 0.01 * seed}
+            rec = quality.run_record(_report(probe, {k: v + 0.1 for k, v in probe.items()}))
+            out.append({"method": method, "seed": seed, **rec})
+    return out
+
+
+def test_run_record_normalises_by_the_mean_action():
+    rec = quality.run_record(_report({"val": 0.5, "eval": 0.25}, {"val": 0.7, "eval": 0.6}))
+    assert rec["splits"]["eval"] == {"probe": 0.25, "probe_few": 0.6, "untrained": 0.95}
+    assert rec["flow_vs_zero"] == pytest.approx(0.25)
+    assert rec["curve"] == [[0, 1.0], [640, 0.5]]
+
+
+def test_val_never_reaches_a_reported_figure():
+    base = _records(0.0)
+    moved = _records(5.0)  # every val figure changed, nothing else
+    assert quality.reported_figures(base) == quality.reported_figures(moved)
+    assert quality.selection_figures(base) != quality.selection_figures(moved)
+    scrambled = copy.deepcopy(base)
+    for r in scrambled:
+        r["splits"]["val"] = {"probe": float("nan")}
+    assert quality.reported_figures(scrambled) == quality.reported_figures(base)
+    assert not any(k.startswith("val/") for k in quality.reported_figures(base))
+    assert all(k.startswith("val/") for k in quality.selection_figures(base))
+
+
+def test_the_tier_is_chosen_on_val_most_realistic_first():
+    def below(a, b):
+        return max(a) < min(b)
+
+    fig = quality.selection_figures(_records(0.0))["val/probe"]
+    val = {name: quality.per_method(fig, name) for name in ("lapo", "laof_estimated", "laof_rgb")}
+    val = {k.removeprefix("laof_"): v for k, v in val.items()}
+    assert quality.choose_tier(val, ("rgb", "estimated", "oracle"), "lapo", below) == "rgb"
+    val["rgb"] = [1.0] * 5  # rgb no longer beats LAPO on val: the next tier
+    assert quality.choose_tier(val, ("rgb", "estimated", "oracle"), "lapo", below) == "estimated"
+    val["estimated"] = [1.0] * 5
+    assert quality.choose_tier(val, ("rgb", "estimated", "oracle"), "lapo", below) is None
+
+
+def test_few_label_probe_chooses_its_ridge_by_leave_one_out_on_the_labels_alone():
+    import numpy as np
+
+    from rl_laof.lam import probes
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(40, 64))
+    y = z[:, :3] @ rng.normal(size=(3, 2)) * 0.2 + 0.3 * rng.normal(size=(40, 2))
+    # the n x n dual (fewer samples than dimensions) gives the primal's weights
+    w, b = probes.fit_linear(z, y, 0.1)
+    zc = z - z.mean(0)
+    cov = zc.T @ zc / 40
+    primal = np.linalg.solve(cov + 0.1 * np.trace(cov) / 64 * np.eye(64), zc.T @ (y - y.mean(0)) / 40)
+    np.testing.assert_allclose(w, primal, atol=1e-10)
+    # the closed-form leave-one-out error ranks the grid as refitting without each sample does
+    def brute(ridge):
+        errs = []
+        for i in range(40):
+            keep = np.arange(40) != i
+            wi, bi = probes.fit_linear(z[keep], y[keep], ridge)
+            errs.append(np.mean((z[i] @ wi + bi - y[i]) ** 2))
+        return np.mean(errs)
+
+    grid = (1e-3, 1.0, 1000.0)
+    assert probes.loo_ridge(z, y, grid) == min(grid, key=brute)

@@ -46,7 +46,7 @@ LATENT_ROWS = [  # (key, label)
 def _cell(r: dict, key: str, digits: int = 3) -> str:
     if key not in r:
         return "–"
-    if key + "_lo" not in r:  # one seed: no interval
+    if key + "_lo" not in r or r[key + "_lo"] != r[key + "_lo"]:  # one seed: no interval (absent or NaN)
         return f"{r[key]:.{digits}f}"
     return f"{r[key]:.{digits}f} [{r[key + '_lo']:.{digits}f}, {r[key + '_hi']:.{digits}f}]"
 
@@ -176,9 +176,34 @@ def train(r: dict) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"latent_quality": latent_quality, "lam_speed": lam_speed, "imitation": imitation, "train": train}
-SOURCE = {"latent_quality": "latent_quality", "lam_speed": "latent_quality", "imitation": "imitation",
-          "train": "train"}  # table -> results file
+def latent_quality_partial(r: dict) -> str:
+    """The study while it runs (``latent_quality_partial.json``): per cell and method, how many seeds are done and
+    the eval-episode figures over them, and the tier the val split chooses so far."""
+    lines = ["| cell | method | seeds | probe (all labels) | probe from the 1 % labels | held-out backgrounds |",
+             "|---|---|---|---|---|---|"]
+    for c in r["cells"]:
+        p = CELL_PREFIX.get(c, f"{c}_")
+        for key, label in LATENT_CELL_ROWS:
+            values = r.get("per_seed", {}).get(c, {}).get(f"probe_{key}")
+            if not values:
+                continue
+            lines.append(f"| {CELL_LABELS.get(c, c)} | {label} | {len(values)} | {_cell(r, f'probe_{p}{key}')} | "
+                         f"{_cell(r, f'probe_few_{p}{key}')} | {_cell(r, f'probe_heldout_bg_{p}{key}')} |")
+        choice = r.get(f"tier_choice_{c}", {})
+        if choice.get("val_probe"):
+            val = ", ".join(f"{k} {v:.3f}" for k, v in choice["val_probe"].items())
+            lines.append(f"| {CELL_LABELS.get(c, c)} | *val probe (choices only)*: {val} | | tier chosen on val: "
+                         f"{choice.get('chosen') or 'none yet (needs separated intervals)'} | | |")
+    lines.append("")
+    lines.append(f"{r['runs_done']} of {r['runs_expected']} runs of the invocation done; "
+                 f"intervals: {r.get('interval', '?')} (a single seed: no interval).")
+    return "\n".join(lines)
+
+
+TABLES = {"latent_quality": latent_quality, "latent_quality_partial": latent_quality_partial, "lam_speed": lam_speed,
+          "imitation": imitation, "train": train}
+SOURCE = {"latent_quality": "latent_quality", "latent_quality_partial": "latent_quality_partial",
+          "lam_speed": "latent_quality", "imitation": "imitation", "train": "train"}  # table -> results file
 
 # --- the README's single results table ---------------------------------------------------------------------
 
@@ -382,7 +407,8 @@ def block(name: str, results: dict[str, dict] | None = None) -> str:
         raise KeyError(f"unknown generated table {name!r}; known: readme, {', '.join(TABLES)}")
     source = SOURCE[name]
     if source not in results:
-        return (f"_`benchmarks/results/{source}.json` does not exist yet: `{COMMANDS[source]}` writes it, "
+        command = COMMANDS.get(source, COMMANDS.get(source.removesuffix("_partial"), "its benchmark"))
+        return (f"_`benchmarks/results/{source}.json` does not exist yet: `{command}` writes it, "
                 f"then `python benchmarks/tables.py --write` fills this table._")
     return TABLES[name](results[source])
 

@@ -163,6 +163,21 @@ class UNet(nn.Module):
         return out if residual is None else out + residual
 
 
+class LossModule(nn.Module):
+    """A model whose ``forward`` is its training loss, ``losses(batch, labelled, generator, with_labels)`` ->
+    (loss, metrics): DistributedDataParallel synchronises the gradients of what ``forward`` computes."""
+
+    def losses(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
+               generator: torch.Generator | None = None, with_labels: bool = False
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def forward(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
+                generator: torch.Generator | None = None, with_labels: bool = False
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.losses(batch, labelled, generator, with_labels)
+
+
 def mlp(din: int, dout: int, hidden: int = 256, layers: int = 2) -> nn.Sequential:
     mods: list[nn.Module] = []
     d = din

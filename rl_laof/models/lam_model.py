@@ -21,7 +21,7 @@ from torch import nn
 
 from rl_laof.flow.agent_targets import flow_loss
 from rl_laof.models.augment import random_homographies, warp
-from rl_laof.models.blocks import ConvDecoder, ConvEncoder, UNet, mlp
+from rl_laof.models.blocks import ConvDecoder, ConvEncoder, LossModule, UNet, mlp
 from rl_laof.models.vq import VectorQuantizerEMA
 
 if TYPE_CHECKING:  # the config of the stage above (rl_laof.lam) types the constructor, nothing more
@@ -35,7 +35,7 @@ def to_float(frames: torch.Tensor) -> torch.Tensor:
     return frames.float().div_(255.0).sub_(0.5)
 
 
-class LatentActionModel(nn.Module):
+class LatentActionModel(LossModule):
     def __init__(self, cfg: LAMConfig, image_size: int, action_dim: int):
         super().__init__()
         cfg = cfg.resolved()
@@ -141,12 +141,6 @@ class LatentActionModel(nn.Module):
         metrics.update({k: float(v) for k, v in stats.items()})
         metrics["loss"] = float(loss.detach())
         return loss, metrics
-
-    def forward(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
-                generator: torch.Generator | None = None, with_labels: bool = False
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        """= :meth:`losses` (DistributedDataParallel synchronises gradients of what ``forward`` computes)."""
-        return self.losses(batch, labelled, generator, with_labels)
 
     def _fdm_view(self, x: torch.Tensor) -> torch.Tensor:
         """Frames at the pixel FDM's resolution (area-downsampled when ``fdm_resolution`` is below the frame

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rl_laof.models.augment import laom_homographies, warp
-from rl_laof.models.blocks import mlp
+from rl_laof.models.blocks import LossModule, mlp
 
 if TYPE_CHECKING:  # the config of the stage above (rl_laof.lam) types the constructor, nothing more
     from rl_laof.lam.config import LAMConfig
@@ -120,7 +120,7 @@ def _init(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class LAOMModel(nn.Module):
+class LAOMModel(LossModule):
     """LAOM with the interface of :class:`rl_laof.models.lam_model.LatentActionModel` (see the module doc)."""
 
     def __init__(self, cfg: LAMConfig, image_size: int, action_dim: int):
@@ -214,12 +214,6 @@ class LAOMModel(nn.Module):
         metrics["latent_norm"] = float(z.detach().float().norm(dim=-1).mean())
         metrics["loss"] = float(loss.detach())
         return loss, metrics
-
-    def forward(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
-                generator: torch.Generator | None = None, with_labels: bool = False
-                ) -> tuple[torch.Tensor, dict[str, float]]:
-        """= :meth:`losses` (DistributedDataParallel synchronises gradients of what ``forward`` computes)."""
-        return self.losses(batch, labelled, generator, with_labels)
 
     @torch.no_grad()
     def update_target(self) -> None:

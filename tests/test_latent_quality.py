@@ -95,3 +95,14 @@ def test_few_label_probe_chooses_its_ridge_by_leave_one_out_on_the_labels_alone(
 
     grid = (1e-3, 1.0, 1000.0)
     assert probes.loo_ridge(z, y, grid) == min(grid, key=brute)
+
+
+def test_the_periodic_evaluation_and_sweeps_read_val_where_a_dataset_has_it():
+    """HeldOutEvaluation (budgets, sweeps' pruning and objective) scores the val episodes; eval only for datasets
+    collected before the val split existed."""
+    from types import SimpleNamespace
+
+    from rl_laof.lam.evaluation import selection_split
+
+    assert selection_split(SimpleNamespace(episodes={"train": [0], "val": [0], "eval": [0]})) == "val"
+    assert selection_split(SimpleNamespace(episodes={"train": [0], "val": [], "eval": [0]})) == "eval"

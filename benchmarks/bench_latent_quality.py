@@ -83,7 +83,7 @@ METHODS: dict[str, dict] = {
 CURVE = {f"{m}_action_{p}pct": dict(method=f"{m}-action", labels=p / 100) for p in (5, 10) for m in ("laof", "laom")}
 #: the data of every cell and seed: the quick collection preset with a val split and 16 + 16 reported episodes
 DATA = dict(episodes=32, val_episodes=8, eval_episodes=16, heldout_bg_episodes=16)
-QUICK_DATA = dict(episodes=6, val_episodes=2, eval_episodes=2, heldout_bg_episodes=2, episode_steps=60)
+QUICK_DATA = dict(episodes=6, val_episodes=2, eval_episodes=2, heldout_bg_episodes=2, episode_steps=60, expert="random")
 #: equal samples for every method: steps x batch (LAOM's own batch and schedule inside the same sample count)
 SAMPLES = 64_000
 BUDGET = dict(eval_every=250, checkpoint_every=250, mlp_probe_steps=500)
@@ -255,9 +255,9 @@ def claims(values_by_cell: dict[str, dict]) -> dict:
     adjusted = stats.holm(raw) if raw else {}
     out = {}
     for k in family:
-        out[f"p_{k}"] = round(adjusted[k], 5)
-        out[f"p_raw_{k}"] = round(raw[k], 5)
-        out[f"p_welch_{k}"] = round(welch[k], 6)
+        out[f"p_{k}"] = float(f"{adjusted[k]:.3g}")  # three significant digits: a tiny p stays readable
+        out[f"p_raw_{k}"] = float(f"{raw[k]:.3g}")
+        out[f"p_welch_{k}"] = float(f"{welch[k]:.3g}")
     return out
 
 

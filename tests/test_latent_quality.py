@@ -106,3 +106,23 @@ def test_the_periodic_evaluation_and_sweeps_read_val_where_a_dataset_has_it():
 
     assert selection_split(SimpleNamespace(episodes={"train": [0], "val": [0], "eval": [0]})) == "val"
     assert selection_split(SimpleNamespace(episodes={"train": [0], "val": [], "eval": [0]})) == "eval"
+
+
+def test_a_latent_wider_than_half_its_training_pairs_gets_a_chosen_ridge():
+    """LAOM's 8192-d latent on ~8000 transitions: a fixed tiny ridge interpolates the training actions and the
+    held-out probe explodes; the chosen ridge keeps it near or below the mean action."""
+    import numpy as np
+
+    from rl_laof.lam import probes
+
+    rng = np.random.default_rng(0)
+    # about as many dimensions as pairs: the interpolation threshold, where a tiny ridge's variance peaks
+    z, zt = rng.normal(size=(100, 104)), rng.normal(size=(200, 104))
+    w = rng.normal(size=(104, 2)) * 0.05
+    y, yt = z @ w + 0.5 * rng.normal(size=(100, 2)), zt @ w + 0.5 * rng.normal(size=(200, 2))
+    zs, zts = probes._standardise(z, zt)
+    wf, bf = probes.fit_linear(zs, y)
+    fixed = float(np.mean((zts @ wf + bf - yt) ** 2))
+    chosen = probes.linear_probe(z, y, zt, yt)
+    assert chosen < 0.5 * fixed
+    assert chosen < 1.1 * probes.mean_action_mse(y, yt) < fixed

@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_args import subset  # noqa: E402
 from bench_latent_quality import CELLS, RECORDS  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
@@ -36,7 +37,7 @@ def main() -> dict:
     p.add_argument("--cells", default=",".join(CELLS))
     args = p.parse_args()
     done = []
-    for cell in [c.strip() for c in args.cells.split(",") if c.strip()]:
+    for cell in subset(p, args.cells, CELLS, "cells"):
         for path in sorted((RECORDS / cell).glob("*.json")):
             rec = json.loads(path.read_text())
             if rec.get("record_version") == quality.RECORD_VERSION:

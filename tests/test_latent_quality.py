@@ -18,8 +18,8 @@ def _report(probe: dict[str, float], few: dict[str, float]) -> dict:
         "untrained_probes": {split: {"linear_action_mse": 1.9, "mean_action_mse": 2.0, "budget_curve": {}}
                              for split in probe},
         "final_eval": {"eval/flow": 0.1, "eval/flow_zero": 0.4},
-        "history": [{"step": 0, "eval/linear_probe_action_mse": 1.0},
-                    {"step": 10, "eval/linear_probe_action_mse": 0.5}],
+        "history": [{"step": 0, "eval/linear_probe_action_mse": 1.0, "eval/mean_action_mse": 2.0},
+                    {"step": 10, "eval/linear_probe_action_mse": 0.5, "eval/mean_action_mse": 2.0}],
         "config": {"batch_size": 64}, "flow_tier": "estimated", "train_samples_per_s": 100.0,
         "selection_split": "val",
     }
@@ -41,6 +41,7 @@ def test_run_record_normalises_by_the_mean_action():
     assert rec["splits"]["eval"] == {"probe": 0.25, "probe_few": 0.6, "untrained": 0.95}
     assert rec["flow_vs_zero"] == pytest.approx(0.25)
     assert rec["curve"] == [[0, 1.0], [640, 0.5]]
+    assert rec["curve_normalised"] == [[0, 0.5], [640, 0.25]]  # over the periodic evaluation's mean action
 
 
 def test_val_never_reaches_a_reported_figure():

@@ -127,8 +127,10 @@ class HeldOutEvaluation:
         tr, ev = self.probe_train, self.probe_eval
         rows_tr = spread(tr.data.num_transitions, self.cfg.eval_windows)
         rows_ev = spread(ev.data.num_transitions, self.cfg.eval_windows)
+        a_tr, a_ev = tr.data["actions"][rows_tr], ev.data["actions"][rows_ev]
         m["eval/linear_probe_action_mse"] = probes.linear_probe(
-            latents(model, tr, rows_tr), tr.data["actions"][rows_tr], latents(model, ev, rows_ev),
-            ev.data["actions"][rows_ev])
+            latents(model, tr, rows_tr), a_tr, latents(model, ev, rows_ev), a_ev)
+        # its trivial predictor (the training windows' mean action): the curve's 1.0
+        m["eval/mean_action_mse"] = float(np.mean((a_ev - a_tr.mean(0)) ** 2))
         model.train()
         return m

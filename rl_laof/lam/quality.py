@@ -60,6 +60,9 @@ def run_record(report: dict[str, Any]) -> dict[str, Any]:
     samples = report["config"]["batch_size"]
     out["curve"] = [[h["step"] * samples, h["eval/linear_probe_action_mse"]] for h in report["history"]
                     if "eval/linear_probe_action_mse" in h]
+    # the same over its mean action (1.0 = no information), where the report has the baseline
+    out["curve_normalised"] = [[h["step"] * samples, h["eval/linear_probe_action_mse"] / h["eval/mean_action_mse"]]
+                               for h in report["history"] if "eval/mean_action_mse" in h]
     return out
 
 

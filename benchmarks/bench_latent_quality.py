@@ -112,13 +112,19 @@ def dataset(cell: str, seed: int, quick: bool, progress: bool = True) -> Path:
 
 
 def lam_config(name: str, seed: int, quick: bool, samples: int | None = None) -> LAMConfig:
-    """Method ``name``'s config at ``seed`` with the study's sample budget (steps = samples / its batch), or
-    ``samples`` (the budget study)."""
+    """Method ``name``'s config at ``seed`` with the study's budget of unlabelled video windows (``samples``: the
+    budget study's), the same for every method; a label method's labelled batches come on top of it, as each
+    reference schedules them: LAOM-Action a labelled batch beside every step ("joint"), LAOF-/LAPO-Action a
+    labelled step between unlabelled ones ("alternate": twice the steps, half of them on the labelled 1 %).
+    Counting labelled steps against the budget would halve LAOF-Action's video (its labelled steps weigh
+    lambda = 0.01) but not LAOM-Action's (measured with 64k windows in all, 5 seeds: LAOF-Action's few-label probe
+    0.80 against LAOF's 0.70)."""
     fields = {**METHODS, **CURVE}[name]
-    batch = LAMConfig(**fields).resolved().batch_size
+    resolved = LAMConfig(**fields).resolved()
     samples = samples or (QUICK_SAMPLES if quick else SAMPLES)
     budget = QUICK_BUDGET if quick else BUDGET
-    return LAMConfig(seed=seed, steps=max(1, samples // batch), **fields, **budget)
+    steps = max(1, samples // resolved.batch_size) * (2 if resolved.label_schedule == "alternate" else 1)
+    return LAMConfig(seed=seed, steps=steps, **fields, **budget)
 
 
 def same_config(rec: dict, cfg: LAMConfig) -> bool:

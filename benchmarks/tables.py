@@ -187,7 +187,8 @@ def latent_quality_partial(r: dict) -> str:
             values = r.get("per_seed", {}).get(c, {}).get(f"probe_{key}")
             if not values:
                 continue
-            lines.append(f"| {CELL_LABELS.get(c, c)} | {label} | {len(values)} | {_cell(r, f'probe_{p}{key}')} | "
+            seeds = f"{len(values)}" + (" ‡" if len(values) < 5 else "")
+            lines.append(f"| {CELL_LABELS.get(c, c)} | {label} | {seeds} | {_cell(r, f'probe_{p}{key}')} | "
                          f"{_cell(r, f'probe_few_{p}{key}')} | {_cell(r, f'probe_heldout_bg_{p}{key}')} |")
         choice = r.get(f"tier_choice_{c}", {})
         if choice.get("val_probe"):
@@ -195,8 +196,9 @@ def latent_quality_partial(r: dict) -> str:
             lines.append(f"| {CELL_LABELS.get(c, c)} | *val probe (choices only)*: {val} | | tier chosen on val: "
                          f"{choice.get('chosen') or 'none yet (needs separated intervals)'} | | |")
     lines.append("")
-    lines.append(f"{r['runs_done']} of {r['runs_expected']} runs of the invocation done; "
-                 f"intervals: {r.get('interval', '?')} (a single seed: no interval).")
+    lines.append(f"{r['runs_done']} of {r['runs_expected']} runs of the invocation done. Intervals: the 95 % "
+                 "bootstrap interval over seeds (rliable); ‡ fewer than 5 seeds: read it as a seed range (a single "
+                 "seed: no interval).")
     return "\n".join(lines)
 
 

@@ -57,7 +57,8 @@ def run_record(report: dict[str, Any]) -> dict[str, Any]:
     out["samples_per_s"] = report.get("train_samples_per_s")
     out["train_seconds"] = report.get("train_seconds")
     out["selection_split"] = report.get("selection_split")
-    samples = report["config"]["batch_size"]
+    # x: unlabelled video windows seen (an "alternate" label schedule spends every other step on labels)
+    samples = report["config"]["batch_size"] / (2 if report["config"].get("label_schedule") == "alternate" else 1)
     out["curve"] = [[h["step"] * samples, h["eval/linear_probe_action_mse"]] for h in report["history"]
                     if "eval/linear_probe_action_mse" in h]
     # the same over its mean action (1.0 = no information), where the report has the baseline

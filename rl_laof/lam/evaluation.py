@@ -57,6 +57,11 @@ def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp
     out: dict[str, Any] = {"train_transitions": len(rows)}
     label_masks = {name: m[rows] for name, m in ds.labels.items() if name.startswith("frac-") and name != "frac-0"}
     label_masks["all"] = np.ones(len(rows), bool)
+    # every probe is fit once on the training windows, then scored on each held-out split
+    action = probes.LinearProbe.fit(z_tr, a_tr)
+    state = probes.fit_state_probe(z_tr, ds_tr, basis=action) if with_states else None
+    few = probes.budget_probes(z_tr, a_tr, label_masks, every=action)
+    nonlinear = probes.fit_mlp_probe(z_tr, a_tr, cfg.mlp_probe_steps, cfg.seed) if mlp else None
     # val: the split choices are made on (defaults, budgets, sweeps); eval and heldout_bg: reported figures only
     for split in ("val", "eval", "heldout_bg"):
         if not ds.episodes.get(split):
@@ -65,13 +70,13 @@ def probe_report(model: LatentActionModel, ds: VideoDataset, cfg: LAMConfig, mlp
         trows = np.arange(test.data.num_transitions)
         z_te, a_te = latents(model, test, trows), test.data["actions"][trows]
         r = {"transitions": len(trows),
-             "linear_action_mse": probes.linear_probe(z_tr, a_tr, z_te, a_te),
+             "linear_action_mse": action.mse(z_te, a_te),
              "mean_action_mse": probes.mean_action_mse(a_tr, a_te),
-             "budget_curve": probes.budget_curve(z_tr, a_tr, label_masks, z_te, a_te)}
-        if with_states:
-            r["state_change_mse"] = probes.state_probe(z_tr, ds_tr, z_te, _state_change(test, trows))
-        if mlp:
-            r["mlp_action_mse"] = probes.mlp_probe(z_tr, a_tr, z_te, a_te, cfg.mlp_probe_steps, cfg.seed)
+             "budget_curve": {name: p.mse(z_te, a_te) for name, p in few.items()}}
+        if state is not None:
+            r["state_change_mse"] = state.mse(z_te, probes.standardised_change(_state_change(test, trows), ds_tr))
+        if nonlinear is not None:
+            r["mlp_action_mse"] = float(np.mean((nonlinear(z_te) - a_te) ** 2))
         out[split] = r
     out["label_counts"] = {k: int(m.sum()) for k, m in label_masks.items()}
     return out

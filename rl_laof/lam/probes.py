@@ -81,6 +81,76 @@ def loo_ridge(z: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = RIDGE_GRID
     return best
 
 
+class LinearProbe:
+    """A ridge probe z -> y fit on standardised training latents, to be scored on any number of held-out sets.
+
+    One eigendecomposition of the centred latents (of Zc^T Zc, d x d, or of Zc Zc^T, n x n, whichever is
+    smaller) serves the leave-one-out choice of the ridge and the fit of every target (:meth:`fit` with
+    ``basis=``): LAOM's 8192-d latent on 8000 training windows costs one 8000 x 8000 decomposition per report
+    instead of one per target and held-out split. The weights are :func:`fit_linear`'s (tested)."""
+
+    def __init__(self, z_train: np.ndarray):
+        z = z_train.astype(np.float64)
+        self.mu, self.sd = z.mean(0), z.std(0) + 1e-6
+        zs = (z - self.mu) / self.sd
+        self.n, self.d = zs.shape
+        self.zmean = zs.mean(0)
+        self.zc = zs - self.zmean
+        self.dual = self.n < self.d
+        if self.dual:  # Zc Zc^T = Q diag(e) Q^T; W = Zc^T Q diag(1 / (e + c)) Q^T Yc
+            e, self.u = np.linalg.eigh(self.zc @ self.zc.T)
+        else:  # Zc^T Zc = V diag(e) V^T; W = V diag(1 / (e + c)) (Zc V)^T Yc
+            e, self.v = np.linalg.eigh(self.zc.T @ self.zc)
+            self.u = self.zc @ self.v
+        self.e = np.clip(e, 0.0, None)
+        self.scale = max(self.e.sum() / self.n / self.d, 1e-12)  # c = n x ridge x the mean eigenvalue of cov
+        self.w: np.ndarray | None = None
+        self.b: np.ndarray | None = None
+        self.ridge: float | None = None
+
+    @classmethod
+    def fit(cls, z_train: np.ndarray, y_train: np.ndarray, ridge: float | None = RIDGE,
+            basis: LinearProbe | None = None) -> LinearProbe:
+        """The probe of ``y_train`` (``ridge`` None: chosen by leave-one-out; fewer than twice as many pairs as
+        dimensions: chosen whatever ``ridge`` says, see :func:`linear_probe`). ``basis``: a probe fit on the same
+        ``z_train`` whose decomposition is reused (its weights are not touched)."""
+        import copy  # deferred: only to share a decomposition
+
+        probe = copy.copy(basis) if basis is not None else cls(z_train)
+        if ridge is None or probe.n < 2 * probe.d:
+            ridge = probe.loo_choice(y_train)
+        yc = y_train - y_train.mean(0)
+        proj = probe.u.T @ yc
+        c = probe.n * ridge * probe.scale
+        if probe.dual:
+            w = probe.zc.T @ (probe.u @ (proj / (probe.e + c)[:, None]))
+        else:
+            w = probe.v @ (proj / (probe.e + c)[:, None])
+        probe.w, probe.b, probe.ridge = w, y_train.mean(0) - probe.zmean @ w, ridge
+        return probe
+
+    def loo_choice(self, y: np.ndarray, grid: tuple[float, ...] = RIDGE_GRID) -> float:
+        """:func:`loo_ridge` on this decomposition."""
+        yc = y - y.mean(0)
+        proj = self.u.T @ yc
+        best, best_err = grid[0], np.inf
+        for ridge in grid:
+            c = self.n * ridge * self.scale
+            shrink = self.e / (self.e + c) if self.dual else 1.0 / (self.e + c)
+            fitted = self.u @ (shrink[:, None] * proj)
+            lev = np.clip((self.u ** 2) @ shrink + 1.0 / self.n, None, 1 - 1e-9)
+            err = float(np.mean(((yc - fitted) / (1 - lev)[:, None]) ** 2))
+            if err < best_err:
+                best, best_err = ridge, err
+        return best
+
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        return (z.astype(np.float64) - self.mu) / self.sd @ self.w + self.b
+
+    def mse(self, z: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean((self.predict(z) - y) ** 2))
+
+
 def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
                  ridge: float | None = RIDGE) -> float:
     """Held-out MSE of the ridge probe; ``ridge`` None: chosen by leave-one-out on the training pairs
@@ -89,16 +159,19 @@ def linear_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y
     and the probe measures over-fitting, so the ridge is chosen there whatever ``ridge`` says; with many more
     pairs than dimensions the fixed ridge is kept (the choice changes little there, and figures stay comparable
     with earlier runs)."""
-    zt, zs = _standardise(z_train, z_test)
-    if ridge is None or len(zt) < 2 * zt.shape[1]:
-        ridge = loo_ridge(zt, y_train)
-    w, b = fit_linear(zt, y_train, ridge)
-    return float(np.mean((zs @ w + b - y_test) ** 2))
+    return LinearProbe.fit(z_train, y_train, ridge).mse(z_test, y_test)
 
 
 def mlp_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
               steps: int = 1500, seed: int = 0) -> float:
-    zt, zs = _standardise(z_train, z_test)
+    return float(np.mean((fit_mlp_probe(z_train, y_train, steps, seed)(z_test) - y_test) ** 2))
+
+
+def fit_mlp_probe(z_train: np.ndarray, y_train: np.ndarray, steps: int = 1500, seed: int = 0):
+    """The MLP probe fit on (z_train, y_train): a function from latents to predicted actions (fit once, scored on
+    every held-out split)."""
+    mu, sd = z_train.mean(0), z_train.std(0) + 1e-6
+    zt = (z_train - mu) / sd
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(zt.shape[1], 256), torch.nn.SiLU(), torch.nn.Linear(256, 256),
@@ -111,9 +184,13 @@ def mlp_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_te
         opt.zero_grad()
         loss.backward()
         opt.step()
-    with torch.no_grad():
-        pred = net(torch.as_tensor(zs, dtype=torch.float32)).numpy()
-    return float(np.mean((pred - y_test) ** 2))
+    net.eval()
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.as_tensor((z - mu) / sd, dtype=torch.float32)).numpy()
+
+    return predict
 
 
 def mean_action_mse(y_train: np.ndarray, y_test: np.ndarray) -> float:
@@ -123,18 +200,39 @@ def mean_action_mse(y_train: np.ndarray, y_test: np.ndarray) -> float:
 def state_probe(z_train: np.ndarray, ds_train: np.ndarray, z_test: np.ndarray, ds_test: np.ndarray) -> float:
     """Linear z -> state change, in units of the training state change's standard deviation."""
     mu, sd = ds_train.mean(0), ds_train.std(0) + 1e-6
-    return linear_probe(z_train, (ds_train - mu) / sd, z_test, (ds_test - mu) / sd)
+    return fit_state_probe(z_train, ds_train).mse(z_test, (ds_test - mu) / sd)
+
+
+def fit_state_probe(z_train: np.ndarray, ds_train: np.ndarray, basis: LinearProbe | None = None) -> LinearProbe:
+    """The linear probe z -> state change standardised by the training change (score it on the held-out change
+    standardised the same way: :func:`standardised_change`)."""
+    return LinearProbe.fit(z_train, standardised_change(ds_train, ds_train), basis=basis)
+
+
+def standardised_change(ds: np.ndarray, ds_train: np.ndarray) -> np.ndarray:
+    return (ds - ds_train.mean(0)) / (ds_train.std(0) + 1e-6)
+
+
+def budget_probes(z_train: np.ndarray, y_train: np.ndarray, masks: dict[str, np.ndarray],
+                  every: LinearProbe | None = None) -> dict[str, LinearProbe]:
+    """The linear probe fit on only the transitions of each label split (the ridge chosen by leave-one-out on
+    those transitions where they are few: up to 2000; more keep the fixed ridge, or a chosen one where the latent
+    is wider than half of them, as every :func:`linear_probe`). ``every``: the probe already fit on every
+    transition at the default ridge rule, reused for a mask that selects them all where the rules agree."""
+    out = {}
+    for name, m in masks.items():
+        if m.sum() >= 2:
+            if every is not None and m.all() and m.sum() > 2000:
+                out[name] = every
+            else:
+                out[name] = LinearProbe.fit(z_train[m], y_train[m], None if m.sum() <= 2000 else RIDGE)
+    return out
 
 
 def budget_curve(z_train: np.ndarray, y_train: np.ndarray, masks: dict[str, np.ndarray], z_test: np.ndarray,
                  y_test: np.ndarray) -> dict[str, float]:
-    """Linear-probe MSE when only the transitions of each label split may be used to fit it (the ridge chosen by
-    leave-one-out on those transitions where they are few: up to 2000; ``all`` keeps the fixed ridge)."""
-    out = {}
-    for name, m in masks.items():
-        if m.sum() >= 2:
-            out[name] = linear_probe(z_train[m], y_train[m], z_test, y_test, None if m.sum() <= 2000 else RIDGE)
-    return out
+    """Held-out linear-probe MSE of each label split's probe (:func:`budget_probes`)."""
+    return {name: p.mse(z_test, y_test) for name, p in budget_probes(z_train, y_train, masks).items()}
 
 
 def plot_budget_curves(curves: dict[str, dict[str, float]], fractions: dict[str, float], baseline: float,

@@ -127,3 +127,31 @@ def test_a_latent_wider_than_half_its_training_pairs_gets_a_chosen_ridge():
     chosen = probes.linear_probe(z, y, zt, yt)
     assert chosen < 0.5 * fixed
     assert chosen < 1.1 * probes.mean_action_mse(y, yt) < fixed
+
+
+@pytest.mark.parametrize("n,d", [(300, 40), (60, 200)])  # primal (d x d) and dual (n x n) decompositions
+def test_one_decomposition_fits_every_target_as_separate_fits_do(n, d):
+    """LinearProbe: the eigendecomposition shared by the leave-one-out choice and the fits of several targets
+    gives fit_linear's weights at the chosen ridge, and a probe reusing another's decomposition equals its own."""
+    import numpy as np
+
+    from rl_laof.lam import probes
+
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(n, d)) * rng.uniform(0.2, 3.0, d)
+    y1 = z[:, :3] @ rng.normal(size=(3, 2)) + 0.2 * rng.normal(size=(n, 2))
+    y2 = z[:, 3:7] @ rng.normal(size=(4, 5)) + 0.5 * rng.normal(size=(n, 5))
+    zt = rng.normal(size=(50, d))
+    (zs,) = probes._standardise(z)
+    for ridge in (None, 0.1):
+        own = probes.LinearProbe.fit(z, y1, ridge)
+        expected = ridge if ridge is not None and n >= 2 * d else probes.loo_ridge(zs, y1)
+        assert own.ridge == expected
+        w, b = probes.fit_linear(zs, y1, expected)
+        np.testing.assert_allclose(own.w, w, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(own.b, b, rtol=1e-6, atol=1e-9)
+        shared = probes.LinearProbe.fit(z, y2, ridge, basis=own)
+        alone = probes.LinearProbe.fit(z, y2, ridge)
+        assert shared.ridge == alone.ridge
+        np.testing.assert_allclose(shared.predict(zt), alone.predict(zt), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(own.predict(zt), probes.LinearProbe.fit(z, y1, ridge).predict(zt))  # untouched

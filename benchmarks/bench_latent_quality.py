@@ -222,8 +222,11 @@ def interval(values: list[float]) -> dict:
     return stats.interval(values) if values else {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
 
 
-def flat(key: str, s: dict) -> dict:
-    return {key: round(s["mean"], 4), f"{key}_lo": round(s["lo"], 4), f"{key}_hi": round(s["hi"], 4)}
+def flat(key: str, values: list[float]) -> dict:
+    """``key``: the mean over seeds, ``_lo`` / ``_hi`` its interval, ``_n`` the seeds it is over."""
+    s = interval(values)
+    return {key: round(s["mean"], 4), f"{key}_lo": round(s["lo"], 4), f"{key}_hi": round(s["hi"], 4),
+            f"{key}_n": len(values)}
 
 
 def cell_figures(records: list[dict], cell: str) -> tuple[dict, dict]:
@@ -240,25 +243,25 @@ def cell_figures(records: list[dict], cell: str) -> tuple[dict, dict]:
                 v = quality.per_method(fig.get(f"{split}/{figure}", {}), name)
                 if v:
                     values[f"{tag}{key}_{name}"] = v
-                    out.update(flat(f"{key}_{tag}{prefix}{name}", interval(v)))
+                    out.update(flat(f"{key}_{tag}{prefix}{name}", v))
         # the floor: the untrained model of the default LAOF runs (the same IDM as LAPO's)
         for figure, key in (("untrained", "probe"), ("untrained_few", "probe_few")):
             v = quality.per_method(fig.get(f"{split}/{figure}", {}), f"laof_{DEFAULT_TIER}")
             if v:
                 values[f"{tag}{key}_untrained"] = v
-                out.update(flat(f"{key}_{tag}{prefix}untrained", interval(v)))
+                out.update(flat(f"{key}_{tag}{prefix}untrained", v))
     # the default tier's LAOF is "laof"
     for key in list(out):
         for part in ("probe_", "probe_few_", "mlp_probe_", "probe_heldout_bg_", "probe_few_heldout_bg_",
                      "mlp_probe_heldout_bg_"):
             stem = f"{part}{prefix}laof_{DEFAULT_TIER}"
-            if key.startswith(stem) and key[len(stem):] in ("", "_lo", "_hi"):
+            if key.startswith(stem) and key[len(stem):] in ("", "_lo", "_hi", "_n"):
                 out[f"{part}{prefix}laof{key[len(stem):]}"] = out[key]
     for tier in TIERS:
         v = [r["flow_vs_zero"] for r in sorted(recs, key=lambda r: r["seed"])
              if r["method"] == f"laof_{tier}" and "flow_vs_zero" in r]
         if v:
-            out.update(flat(f"flow_vs_zero_{prefix}{tier}", interval(v)))
+            out.update(flat(f"flow_vs_zero_{prefix}{tier}", v))
     return out, values
 
 

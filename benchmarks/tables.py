@@ -272,6 +272,11 @@ HEADLINES = [
              "probe_laof_estimated"),
     Headline("latent_quality_partial", "the same, LAOF on the `oracle` tier (exact flow and mask: privileged)",
              "probe_laof_oracle"),
+    Headline("latent_quality_partial", "the same, LAOM (as published, dunnolab/laom)", "probe_laom"),
+    Headline("latent_quality_partial", "the same, probe fit on the 1 % labels only: LAOF (`rgb`)", "probe_few_laof"),
+    Headline("latent_quality_partial", "the same (1 % only): LAOF-Action (`rgb`), 1 % labels",
+             "probe_few_laof_action_1pct"),
+    Headline("latent_quality_partial", "the same (1 % only): LAOM-Action, 1 % labels", "probe_few_laom_action_1pct"),
     Headline("latent_quality", "LAOF on held-out backgrounds, LAOM level", "probe_heldout_bg_laof"),
     Headline("latent_quality", "LAOF, hard level", "probe_hard_laof"),
     Headline("latent_quality", "LAOF's flow decoder / predicting no motion", "flow_vs_zero"),
@@ -369,7 +374,8 @@ def readme(results: dict[str, dict] | None = None) -> str:
     """The README's results table: one row per headline figure of the results files that exist."""
     results = load_results() if results is None else results
     lines = ["| benchmark | figure | value [95 % interval] | command |", "|---|---|---|---|"]
-    seeded, ranged = [], []
+    seeded: list[str] = []
+    ranged: dict[str, set[int]] = {}  # source -> the seed counts of its rows shown with an interval
     for h in HEADLINES:
         r = results.get(h.source)
         if r is None or (value := _headline_value(r, h)) is None:
@@ -377,10 +383,10 @@ def readme(results: dict[str, dict] | None = None) -> str:
         source = r.get("source") if isinstance(r.get("source"), dict) else {}
         command = h.command or source.get("command") or r.get("command") or COMMANDS[h.source]
         name = f"`{h.source}`"
-        if "[" in value and _seed_count(r) is not None and _seed_count(r) < 5:
+        seeds = r.get(f"{h.key}_n") if isinstance(h.key, str) and f"{h.key}_n" in r else _seed_count(r)
+        if "[" in value and seeds is not None and seeds < 5:
             name += " ‡"
-            if h.source not in ranged:
-                ranged.append(h.source)
+            ranged.setdefault(h.source, set()).add(seeds)
         if r.get("seeded_from_readme"):
             name += " †"
             if h.source not in seeded:
@@ -393,7 +399,8 @@ def readme(results: dict[str, dict] | None = None) -> str:
         notes.append(f"† Seeded from the README's own figures ({commits}); the JSON line a run of the command "
                      "prints replaces them.")
     if ranged:
-        notes.append("‡ Fewer than 5 seeds (" + ", ".join(f"`{s}`: {_seed_count(results[s])}" for s in ranged)
+        notes.append("‡ Fewer than 5 seeds (" + ", ".join(f"`{s}`: {' or '.join(map(str, sorted(n)))}"
+                                                         for s, n in ranged.items())
                      + "): with so few the 95 % percentile bootstrap interval is about the seeds' range [min, max] "
                      "(it covers the median 75 % of the time with 3): read it as a seed range.")
     missing = [s for s in COMMANDS if s not in results]

@@ -11,7 +11,8 @@ task's PPO expert (action noise 0.1, the task's pixel action repeat, 64 px, 3 st
 16 eval and 16 heldout_bg (held-out background videos) episodes, with exact flow (the oracle) and TV-L1 flow
 from RGB beside it (``python -m rl_laof.flow --method estimate``).
 
-Methods (every one at the same number of training samples; ``pretrain``'s defaults otherwise):
+Methods (every one at the same number of unlabelled training windows, label methods' labelled batches on top
+(``lam_config``); ``pretrain``'s defaults otherwise):
 
   lapo                              LAPO (VQ latent, pixel FDM)
   laom                              LAOM as published (dunnolab/laom: shared IMPALA encoder, IDM MLP on
@@ -22,6 +23,7 @@ Methods (every one at the same number of training samples; ``pretrain``'s defaul
   laof_action_1pct, laom_action_1pct   with an action head on 1 % labelled transitions (LAOF at the default tier)
   laof_action_<p>pct, laom_action_<p>pct  the label-budget curve, p = 5 / 10 (primary cell only)
   untrained                         the step-0 model of every LAOF run: the floor
+  laom_h256, laom_h1024             pilots, only by name (``--methods``): LAOM at head width 256 / 1024
 
 Metrics (``rl_laof.lam.quality``): the linear probe z -> a_t fit on every training transition (``probe``) and
 on the 1 % labelled ones only (``probe_few``: what a user with 1 % labels gets), scored on held-out episodes,
@@ -86,6 +88,8 @@ METHODS: dict[str, dict] = {
 CURVE = {f"{m}_action_{p}pct": dict(method=f"{m}-action", labels=p / 100, **({"flow_tier": DEFAULT_TIER} if m == "laof"
                                                                              else {}))
          for p in (5, 10) for m in ("laof", "laom")}
+#: pilots (``--methods`` only; never in the table's plan): LAOM's quick head width, chosen on val
+VARIANTS = {f"laom_h{w}": dict(method="laom", head_width=w) for w in (256, 1024)}
 #: the data of every cell and seed: the quick collection preset with a val split and 16 + 16 reported episodes
 DATA = dict(episodes=32, val_episodes=8, eval_episodes=16, heldout_bg_episodes=16)
 QUICK_DATA = dict(episodes=6, val_episodes=2, eval_episodes=2, heldout_bg_episodes=2, episode_steps=60, expert="random")
@@ -119,7 +123,7 @@ def lam_config(name: str, seed: int, quick: bool, samples: int | None = None) ->
     Counting labelled steps against the budget would halve LAOF-Action's video (its labelled steps weigh
     lambda = 0.01) but not LAOM-Action's (measured with 64k windows in all, 5 seeds: LAOF-Action's few-label probe
     0.80 against LAOF's 0.70)."""
-    fields = {**METHODS, **CURVE}[name]
+    fields = {**METHODS, **CURVE, **VARIANTS}[name]
     resolved = LAMConfig(**fields).resolved()
     samples = samples or (QUICK_SAMPLES if quick else SAMPLES)
     budget = QUICK_BUDGET if quick else BUDGET
@@ -414,7 +418,8 @@ def main() -> dict:
     if args.seeds < 1:
         p.error(f"--seeds {args.seeds}: need at least 1 (5 or more for intervals that can decide a claim)")
     cells = subset(p, args.cells, CELLS, "cells")
-    names = subset(p, args.methods, {**METHODS, **CURVE}, "methods") if args.methods else [*METHODS, *CURVE]
+    names = (subset(p, args.methods, {**METHODS, **CURVE, **VARIANTS}, "methods") if args.methods
+             else [*METHODS, *CURVE])
     seeds = list(range(args.seeds))
     progress = not args.no_progress
     t0 = time.perf_counter()

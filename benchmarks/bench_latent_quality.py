@@ -131,6 +131,11 @@ def lam_config(name: str, seed: int, quick: bool, samples: int | None = None) ->
     return LAMConfig(seed=seed, steps=steps, **fields, **budget)
 
 
+def unlabelled_windows(config: dict) -> int:
+    """The unlabelled video windows a run of resolved ``config`` (a report's) trains on: its budget here."""
+    return config["steps"] * config["batch_size"] // (2 if config.get("label_schedule") == "alternate" else 1)
+
+
 def same_config(rec: dict, cfg: LAMConfig) -> bool:
     """A record is of ``cfg`` when every resolved field both know agrees (a field added to LAMConfig later, at a
     default that keeps the old behaviour, does not void the records made before it; fields resolved from the data,
@@ -177,7 +182,7 @@ def run(cell: str, name: str, seed: int, quick: bool, progress: bool = True, sam
         rep = {**rep, "train_samples_per_s": old.get("samples_per_s"), "train_seconds": old.get("train_seconds")}
     task, level, _ = CELLS[cell]
     rec = {"cell": cell, "task": task, "level": level, "method": name, "seed": seed, "data_seed": seed,
-           "samples": cfg.steps * cfg.resolved().batch_size,
+           "samples": unlabelled_windows(rep["config"]),
            "dataset": str(Path(data).name), "config": json.loads(json.dumps(cfg.to_dict())),
            "trained_config": rep["config"],
            "resolved": {k: rep["config"][k] for k in ("flow_tier", "label_share", "label_schedule", "latent_dim",
@@ -211,7 +216,7 @@ def budget_study(cells: list[str]) -> dict:
     for cell in cells:
         for path in sorted((RECORDS / cell).glob("**/*.json")):
             rec = json.loads(path.read_text())
-            samples = rec.get("samples") or rec["trained_config"]["steps"] * rec["trained_config"]["batch_size"]
+            samples = unlabelled_windows(rec["trained_config"])
             row = out.setdefault(cell, {}).setdefault(rec["method"], {}).setdefault(str(samples), {
                 "seeds": [], "val_probe": [], "eval_probe": [], "curves": []})
             row["seeds"].append(rec["seed"])

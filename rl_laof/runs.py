@@ -148,7 +148,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """A run's JSON file; a damaged one (cut short by a full disk or a kill, edited by hand) is refused with the
+    file named, not with the parser's position alone."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}): it was cut "
+                         "short or edited. Restore it, or remove its run folder to start that run again.") from None
 
 
 def _json_default(o: Any) -> Any:

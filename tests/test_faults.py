@@ -156,3 +156,15 @@ def test_a_bar_writes_whole_lines_to_a_log_and_says_it_resumes(monkeypatch):
     quiet = io.StringIO()  # no bar: the resume is still said, in one line
     progress.progress_bar(total=10, initial=4, desc="x", unit="step", enabled=False, stream=quiet).close()
     assert quiet.getvalue() == "x: resuming from step 4 of 10\n"
+
+
+def test_a_damaged_run_json_is_refused_with_its_file_named(tmp_path, capsys):
+    """A config.json / report.json cut short (a full disk, a kill) ends in one line naming the file and what to
+    do, not in the parser's bare position."""
+    from rl_laof.runs import read_json
+
+    path = tmp_path / "run" / "report.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"config": {"steps": 10}, "history": [1, 2, 3]})[:25])
+    err = _refused(lambda argv: read_json(path), [], capsys)
+    assert str(path) in err and "not valid JSON" in err and "remove its run folder" in err

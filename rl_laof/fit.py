@@ -18,7 +18,7 @@ from torch import nn
 from rl_laof.finite import check_state, check_step
 from rl_laof.precision import autocast
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path
+from rl_laof.runs import atomic_path, load_torch
 
 LOG_EVERY = 50
 LR_SCHEDULES = ("constant", "cosine")
@@ -49,7 +49,7 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
     """
     done = run_dir / f"{stage}.pt"
     if done.exists():
-        saved = torch.load(done, map_location="cpu", weights_only=False)
+        saved = load_torch(done)
         module.load_state_dict(saved["model"])
         module.eval()
         return saved["history"]
@@ -59,7 +59,7 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
     step, history, running = 0, [], [0.0, 0]
     ckpt = run_dir / "checkpoints" / f"{stage}.pt"
     if ckpt.exists():
-        st = torch.load(ckpt, map_location="cpu", weights_only=False)
+        st = load_torch(ckpt)
         module.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         rng.bit_generator.state = st["rng"]

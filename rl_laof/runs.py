@@ -158,6 +158,22 @@ def read_json(path: str | os.PathLike) -> Any:
                          "short or edited. Restore it, or remove its run folder to start that run again.") from None
 
 
+def load_torch(path: str | os.PathLike) -> Any:
+    """A model or checkpoint file (``torch.save``'s), on the CPU; a cut-short or damaged one is refused with the
+    file named instead of torch's zip-reader message."""
+    import pickle  # deferred: only for the error types of a damaged file
+    import zipfile  # deferred: the same
+
+    import torch  # deferred: runs.py serves torch-free stages (data, flow) too
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path} cannot be read as a torch file ({first}): it was cut short or damaged. Restore "
+                         "it, or remove its run folder to train that run again.") from None
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, np.generic):
         return o.item()

@@ -168,3 +168,20 @@ def test_a_damaged_run_json_is_refused_with_its_file_named(tmp_path, capsys):
     path.write_text(json.dumps({"config": {"steps": 10}, "history": [1, 2, 3]})[:25])
     err = _refused(lambda argv: read_json(path), [], capsys)
     assert str(path) in err and "not valid JSON" in err and "remove its run folder" in err
+
+
+def test_a_cut_short_model_file_is_refused_with_its_file_named(tmp_path, capsys):
+    """A truncated agent.pt / model.pt / checkpoint gives one line naming the file, not torch's zip-reader
+    message (every model and checkpoint load goes through rl_laof.runs.load_torch)."""
+    import torch
+
+    from rl_laof.runs import load_torch
+
+    path = tmp_path / "agent.pt"
+    torch.save({"weights": torch.arange(1000.0)}, path)
+    assert torch.equal(load_torch(path)["weights"], torch.arange(1000.0))
+    path.write_bytes(path.read_bytes()[:700])
+    err = _refused(lambda argv: load_torch(path), [], capsys)
+    assert str(path) in err and "cut short or damaged" in err
+    assert not [p for p in (ROOT / "rl_laof").rglob("*.py") if "torch.load(" in p.read_text()
+                and p.name != "runs.py"]  # no other way in

@@ -13,6 +13,7 @@ import torch
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.imitation.config import ImitationConfig
 from rl_laof.models.policy import ActionDecoder, BCPolicy, FlowPolicy, PixelEncoder
+from rl_laof.runs import load_torch
 
 
 def make_policy(cfg: ImitationConfig, out_dim: int, image_size: int) -> BCPolicy | FlowPolicy:
@@ -49,7 +50,7 @@ def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict
     path = Path(run_dir) / "agent.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained agent (run python -m rl_laof.imitate first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_torch(path)
     cfg = ImitationConfig(**{**saved["config"], "eval_backgrounds": tuple(saved["config"]["eval_backgrounds"])})
     policy = make_policy(cfg, saved["out_dim"], saved["image_size"])
     policy.load_state_dict(saved["policy"])

@@ -40,6 +40,7 @@ from rl_laof.runs import (
     Upstream,
     atomic_path,
     imitation_dir,
+    load_torch,
     read_json,
     refuse_other_config,
     resolve,
@@ -83,7 +84,7 @@ def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, ru
     ``lam_run`` (else ``cfg.lam_run``; resolved only when the run folder does not hold the latents yet)."""
     path = run_dir / TARGETS_FILE
     if path.exists():
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = load_torch(path)
         norm = LatentNormalizer(saved["z"].shape[1])
         norm.load_state_dict(saved["normalizer"])
         return saved["z"], norm, saved["lam_run"]
@@ -95,7 +96,7 @@ def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, ru
         raise FileNotFoundError(f"{lam_run}: no model.pt; train it with python -m rl_laof.pretrain --method "
                                 f"{cfg.latent} --dataset {ds.path.parent} --out {lam_run}")
     lam = load_lam(lam_run)
-    saved_meta = torch.load(lam_run / "model.pt", map_location="cpu", weights_only=False)
+    saved_meta = load_torch(lam_run / "model.pt")
     lam_tasks = saved_meta.get("tasks") or [saved_meta.get("task")]  # a multi-task model serves each of its tasks
     if ds.task not in lam_tasks or saved_meta.get("image_size") != ds.image_shape[-1]:
         raise ValueError(f"{lam_run} was trained on {saved_meta.get('task')} at {saved_meta.get('image_size')} px; "

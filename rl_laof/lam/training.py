@@ -33,6 +33,7 @@ from rl_laof.runs import (
     atomic_path,
     lam_dir,
     latest_checkpoint,
+    load_torch,
     read_json,
     refuse_other_config,
     run_folder,
@@ -135,7 +136,7 @@ def load_lam(run_dir: str | Path) -> LatentActionModel | LAOMModel:
     path = Path(run_dir) / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained latent action model (run python -m rl_laof.pretrain first)")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_torch(path)
     config = {**_BEFORE_RESOLUTIONS, **saved["config"]}
     model = build_lam(LAMConfig(**config), saved["image_size"], saved["action_dim"])
     model.load_state_dict(saved["model"])
@@ -208,7 +209,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     step, history, untrained = 0, [], None
     ckpt = latest_checkpoint(run_dir, "file")
     if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        state = load_torch(ckpt)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         main_batches.load_state(state["main_batches"])

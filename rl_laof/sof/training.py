@@ -17,7 +17,7 @@ from rl_laof.data import VideoDataset
 from rl_laof.fit import fit
 from rl_laof.models.policy import random_shift
 from rl_laof.models.skill_models import SkillPrior, SkillTokenizer, Translator
-from rl_laof.runs import read_json, refuse_other_config, run_folder, skills_dir, write_json
+from rl_laof.runs import load_torch, read_json, refuse_other_config, run_folder, skills_dir, write_json
 from rl_laof.sof.config import SkillConfig
 from rl_laof.sof.data import ChunkData, all_tokens, flow_l1
 
@@ -58,7 +58,7 @@ class SkillRun:
 
     def stage(self, name: str) -> dict[str, Any] | None:
         path = self.dir / f"{STAGE_FILES[name]}.pt"
-        return torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+        return load_torch(path) if path.exists() else None
 
     def writer(self) -> SummaryWriter:
         return SummaryWriter(str(self.dir / "tb"))

@@ -198,6 +198,11 @@ class TrainConfig:
             raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
         if not 0 <= self.learning_rate_end <= self.learning_rate:
             raise ValueError(f"learning_rate_end={self.learning_rate_end}: must be in [0, learning_rate].")
+        # a discount above 1 sums returns without bound and the run diverges later, blaming the learning rate
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma={self.gamma}: the discount must be in (0, 1] (0.99 by default).")
+        if not 0 <= self.gae_lambda <= 1:
+            raise ValueError(f"gae_lambda={self.gae_lambda}: GAE's lambda must be in [0, 1] (0.95 by default).")
 
     @property
     def on_policy(self) -> bool:

@@ -109,6 +109,8 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.train", "--latent laoff --out {out}", "laof"),
     ("rl_laof.train", "--steps 0 --out {out}", "total_steps"),
     ("rl_laof.train", "--num-envs 0 --out {out}", "num_envs"),
+    ("rl_laof.train", "--set gamma=5 --out {out}", "gamma=5"),
+    ("rl_laof.train", "--set gae_lambda=2 --out {out}", "gae_lambda=2"),
     ("rl_laof.train", "--kl-coef -1 --latent sof --out {out}", "kl_coef"),
     ("rl_laof.train", "--distractors extreme --out {out}", "extreme"),
     ("rl_laof.train", "--latent-agent {missing} --out {out}", "missing"),

@@ -26,6 +26,15 @@ def from_preset(cls, presets: dict[str, dict[str, Any]], preset: str, **override
     return cls(**values)
 
 
+EVAL_BACKGROUNDS = ("train", "eval")  # the background videos an evaluation may use; "eval": the held-out ones
+
+
+def check_eval_backgrounds(value: tuple[str, ...]) -> None:
+    """The evaluation's backgrounds (imitation and skills alike): one or both of :data:`EVAL_BACKGROUNDS`."""
+    if not value or any(b not in EVAL_BACKGROUNDS for b in value):
+        raise ValueError(f"eval_backgrounds={value}: use 'train' and / or 'eval' (at least one).")
+
+
 def check_ranges(cfg, at_least_one: Iterable[str] = (), signed: Iterable[str] = ()) -> None:
     """Refuse a config holding a negative number in a field outside ``signed`` (a seed, a count, a weight, a
     rate: negative means nothing there; tuples are checked item by item), or a value below 1 in a field of

@@ -91,6 +91,7 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.imitate", "--dataset {missing} --out {out}", "missing"),
     ("rl_laof.imitate", "--dataset {empty} --out {out}", "empty"),
     ("rl_laof.imitate", "--dataset {dataset} --steps 0 --out {out}", "steps"),
+    ("rl_laof.imitate", "--dataset {dataset} --set eval_backgrounds= --out {out}", "eval_backgrounds"),
     ("rl_laof.imitate", "--dataset {dataset} --labels 0 --out {out}", "labels"),
     ("rl_laof.imitate", "--dataset {dataset} --seeds 0 --out {out}", "seeds"),
     ("rl_laof.imitate", "--dataset {dataset} --euler-steps 0 --out {out}", "euler_steps"),
@@ -104,6 +105,9 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.skills", "pretrain --dataset {empty} --out {out}", "empty"),
     ("rl_laof.skills", "pretrain --dataset {dataset} --out {file}", "not a folder"),
     ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set chunk=0", "chunk"),
+    ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set eval_backgrounds=bogus", "eval_backgrounds"),
+    ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set fsq_levels=[100000,100000,100000,100000]",
+     "codes"),
     # train
     ("rl_laof.train", "--task cheeta-run --out {out}", "cheetah-run"),
     ("rl_laof.train", "--latent laoff --out {out}", "laof"),

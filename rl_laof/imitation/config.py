@@ -10,7 +10,7 @@ from rl_laof.fit import LR_SCHEDULES
 from rl_laof.lam.config import LAM_METHODS
 from rl_laof.models.policy import ENCODERS
 from rl_laof.precision import native_bf16
-from rl_laof.presets import check_ranges
+from rl_laof.presets import check_eval_backgrounds, check_ranges
 
 POLICY_TYPES = ("bc", "lafp")
 DECODER_MODES = ("idm", "sample", "interp")
@@ -112,8 +112,7 @@ class ImitationConfig:
             raise ValueError(f"interp_tau={self.interp_tau}: a time in [0, 1).")
         if not 0.0 < self.labels <= 1.0:
             raise ValueError(f"labels={self.labels}: a fraction in (0, 1].")
-        if any(b not in ("train", "eval") for b in self.eval_backgrounds):
-            raise ValueError(f"eval_backgrounds={self.eval_backgrounds}: use 'train' and / or 'eval'.")
+        check_eval_backgrounds(self.eval_backgrounds)
 
     @property
     def resolved_precision(self) -> str:

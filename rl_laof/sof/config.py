@@ -7,7 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from rl_laof.presets import check_ranges
+from rl_laof.presets import check_eval_backgrounds, check_ranges
+
+MAX_CODES = 2 ** 16  # FSQ's largest codebook in its paper; the skill prior has one logit per code
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class SkillConfig:
                              f"2^downsample = {stride}.")
         if not self.fsq_levels or any(level < 2 for level in self.fsq_levels):
             raise ValueError(f"fsq_levels={self.fsq_levels}: every level count must be >= 2.")
+        if math.prod(self.fsq_levels) > MAX_CODES:  # the prior's output layer has one logit per code
+            raise ValueError(f"fsq_levels={self.fsq_levels}: {math.prod(self.fsq_levels)} codes; at most {MAX_CODES} "
+                             "(QueST's (8, 5, 5, 5) has 1000).")
+        check_eval_backgrounds(self.eval_backgrounds)
         if self.conv_kernel < 2:
             raise ValueError(f"conv_kernel={self.conv_kernel}: must be >= the stride 2.")
         if self.d_model % self.heads or self.prior_d_model % self.heads:

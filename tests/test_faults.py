@@ -185,3 +185,18 @@ def test_a_cut_short_model_file_is_refused_with_its_file_named(tmp_path, capsys)
     assert str(path) in err and "cut short or damaged" in err
     assert not [p for p in (ROOT / "rl_laof").rglob("*.py") if "torch.load(" in p.read_text()
                 and p.name != "runs.py"]  # no other way in
+
+
+def test_advice_for_a_wrong_dataset_path_does_not_mislead(tmp_path, capsys):
+    """A JSON file passed as the dataset is not called corrupt (nor is its deletion advised); a symbolic-link loop
+    is named as one, not answered with "make one with collect --out <the loop>"."""
+    from rl_laof.data.format import open_h5
+
+    record = tmp_path / "collect.json"
+    record.write_text(json.dumps({"config": {}}))
+    err = _refused(lambda argv: open_h5(record), [], capsys)
+    assert "not a dataset file" in err and "delete" not in err and "corrupt" not in err
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    err = _refused(lambda argv: open_h5(tmp_path / "a" / "dataset.h5"), [], capsys)
+    assert "symbolic link that leads nowhere" in err and "collect --out" not in err

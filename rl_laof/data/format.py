@@ -163,6 +163,12 @@ def part_is_complete(path: Path, required: tuple[str, ...] = COLLECTED) -> bool:
 def open_h5(path: str | os.PathLike, mode: str = "r"):
     """h5py.File with errors that name the file and say what to do."""
     path = Path(path)
+    for link in (path, *path.parents):
+        if os.path.islink(link) and not link.exists():  # a loop or a dangling target: collecting there cannot help
+            raise DatasetError(f"{path}: {link} is a symbolic link that leads nowhere (a loop, or its target is "
+                               "gone); point it at a dataset folder or pass the folder itself")
+    if path.is_file() and path.suffix != ".h5" and not h5py.is_hdf5(path):
+        raise DatasetError(f"{path}: not a dataset file; pass the dataset's folder (the one holding dataset.h5)")
     if not path.exists():
         folder = path.parent if path.suffix == ".h5" else path
         how = unfinished_collection(folder) or f"make one with `python -m rl_laof.collect --out {folder}`"

@@ -17,6 +17,7 @@ import difflib
 import json
 import math
 import re
+import shlex
 import sys
 import types
 import typing
@@ -261,6 +262,11 @@ def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) 
     status 2 instead of a traceback."""
     try:
         main(argv)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; every stage resumes from what it finished
+        args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        print(f"stopped by Ctrl-C; what was finished is kept: `python -m {main.__module__} {args}` resumes",
+              file=sys.stderr)
+        raise SystemExit(130) from None
     except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as exc:
         text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {' '.join(text.split())}", file=sys.stderr)

@@ -200,3 +200,15 @@ def test_advice_for_a_wrong_dataset_path_does_not_mislead(tmp_path, capsys):
     (tmp_path / "b").symlink_to(tmp_path / "a")
     err = _refused(lambda argv: open_h5(tmp_path / "a" / "dataset.h5"), [], capsys)
     assert "symbolic link that leads nowhere" in err and "collect --out" not in err
+
+
+def test_ctrl_c_ends_in_one_line_with_the_command_that_resumes(capsys):
+    def main(argv):
+        raise KeyboardInterrupt
+
+    main.__module__ = "rl_laof.pretrain"
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(main, ["--method", "laof", "--out", "runs/my run"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 130 and len(err.splitlines()) == 1, err
+    assert "python -m rl_laof.pretrain --method laof --out 'runs/my run'" in err and "resumes" in err

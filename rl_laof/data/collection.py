@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -175,6 +176,11 @@ def part_path(out: Path, split: str, index: int) -> Path:
 _WORKER: dict[str, Any] = {}
 
 
+def _pool_worker_init(*init) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (one line, then the pool ends)
+    _worker_init(*init)
+
+
 def _worker_init(cfg_dict: dict, expert: str, action_dim: int, load_expert: LoadExpert | None) -> None:
     torch.set_num_threads(1)  # one core per worker, and bit-reproducible inference
     cfg = CollectConfig(**_revive(cfg_dict))
@@ -253,7 +259,7 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
             results = map(_worker_job, todo)
             pool = None
         else:
-            pool = mp.get_context("spawn").Pool(min(cfg.workers, len(todo)), _worker_init, init)
+            pool = mp.get_context("spawn").Pool(min(cfg.workers, len(todo)), _pool_worker_init, init)
             results = pool.imap_unordered(_worker_job, todo)
         try:
             for _, _, n in results:

@@ -256,6 +256,15 @@ def parse_value(v: str) -> Any:
     return v
 
 
+def _module_name(main: Callable) -> str:
+    """The ``python -m`` name of the module holding ``main`` (run as ``__main__``: the name it was run by)."""
+    name = main.__module__
+    if name == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        name = spec.name.removesuffix(".__main__") if spec is not None else name
+    return name
+
+
 def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
     """Run a command's ``main``; bad input (a ValueError, a missing or unwritable path, a corrupt dataset: a
     DatasetError is a RuntimeError, no GPU, no EGL, a diverged run...) ends with its message on one line and exit
@@ -264,7 +273,7 @@ def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) 
         main(argv)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; every stage resumes from what it finished
         args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        print(f"stopped by Ctrl-C; what was finished is kept: `python -m {main.__module__} {args}` resumes",
+        print(f"stopped by Ctrl-C; what was finished is kept: `python -m {_module_name(main)} {args}` resumes",
               file=sys.stderr)
         raise SystemExit(130) from None
     except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as exc:

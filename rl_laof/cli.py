@@ -119,7 +119,7 @@ def stage_config(cls, presets: dict[str, dict[str, Any]], preset: str, file: dic
                  flags: dict[str, Any] | None = None, sets: Iterable[str] = ()):
     """A stage's config: the ``preset``, then ``file`` (a config file's section), then the command's ``flags``
     (None: not given), then the ``--set FIELD=VALUE`` items, each overriding the one before."""
-    overrides: dict[str, Any] = dict(file or {})
+    overrides: dict[str, Any] = parse_file_values(cls, file or {})
     overrides.update({k: v for k, v in (flags or {}).items() if v is not None})
     overrides.update(parse_sets(cls, list(sets)))
     return from_preset(cls, presets, preset, **overrides)
@@ -147,6 +147,44 @@ def parse_sets(cls, items: list[str]) -> dict[str, Any]:
         except ValueError as exc:
             raise ValueError(f"--set {item}: {key} wants {describe(hints[key])} ({exc})") from None
     return out
+
+
+def parse_file_values(cls, values: dict[str, Any]) -> dict[str, Any]:
+    """A config file section's values for the dataclass ``cls``, each checked and converted by its field's type
+    exactly as ``--set`` does (a JSON value is read as the text ``--set`` would get): ``"num_envs": 2.5`` or
+    ``true``, ``"learning_rate": "fast"`` are refused with the field and the type it wants."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        tp = hints.get(key)
+        if tp is None:  # not a field: read_config_file refuses those, with the fields listed
+            out[key] = value
+            continue
+        if value is None:  # null: not set (the preset's value), as an unset flag
+            out[key] = None
+            continue
+        nested = [a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a) and hasattr(a, "parse")]
+        try:
+            if isinstance(value, dict) and nested:  # a nested config written out as its fields
+                try:
+                    out[key] = nested[0].parse(parse_file_values(nested[0], value))
+                except TypeError as exc:
+                    raise ValueError(str(exc)) from None
+            elif isinstance(value, (dict, list)) and not _holds_json(tp):
+                raise ValueError(f"got the JSON {type(value).__name__} {json.dumps(value)}")
+            else:
+                out[key] = convert(value if isinstance(value, str) else json.dumps(value), tp)
+        except ValueError as exc:
+            raise ValueError(f"--config: {cls.__name__}.{key} wants {describe(tp)} ({exc})") from None
+    return out
+
+
+def _holds_json(tp: Any) -> bool:
+    """Whether a field of type ``tp`` takes a JSON list or object (a tuple, list, dict, nested config or Any)."""
+    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+    kinds = [a for a in (typing.get_args(tp) if union else (tp,)) if a is not type(None)]
+    return any(a is Any or a in (dict, list, tuple) or typing.get_origin(a) in (tuple, list, dict)
+               or dataclasses.is_dataclass(a) for a in kinds)
 
 
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")

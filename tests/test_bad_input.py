@@ -271,3 +271,37 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(command, args, mes
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert fill(message, paths) in err, err
     assert tree(root, Path(paths["dataset"])) == before, "the refused command created or changed files"
+
+
+CONFIG_CASES = [  # (command, arguments before --config, the section, its bad values, a part of the message)
+    ("rl_laof.train", "", "train", {"learning_rate": "fast"}, "learning_rate wants a number"),
+    ("rl_laof.train", "", "train", {"num_envs": 2.5}, "num_envs wants an integer"),
+    ("rl_laof.train", "", "train", {"num_envs": True}, "num_envs wants an integer"),
+    ("rl_laof.train", "", "train", {"distractors": {"kinds": 5}}, "distractors"),
+    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", {"steps": "many"}, "steps wants none or an integer"),
+    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", {"lr": [1, 2]}, "lr wants"),
+    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", {"fsq_levels": [1]}, "fsq_levels"),
+    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", {"chunk": "eight"}, "chunk wants an integer"),
+]
+
+
+@pytest.mark.parametrize("command, args, section, values, message", CONFIG_CASES,
+                         ids=[f"{c}:{s}:{v}" for c, _, s, v, _ in CONFIG_CASES])
+def test_a_config_file_is_typed_like_set(command, args, section, values, message, paths, monkeypatch, capsys):
+    """A --config section's values pass through the same typed parsing as --set: one line naming the field and
+    the type it wants, nothing written, never a Python TypeError."""
+    import json
+
+    root = paths["root"]
+    cfg = root / "bad.json"
+    cfg.write_text(json.dumps({"format": "rl_laof-config/1", section: values}))
+    monkeypatch.chdir(root / "cwd")
+    monkeypatch.setenv("RL_LAOF_RUNS", str(root / "runs"))
+    argv = [fill(a, paths) for a in args.split()] + ["--config", str(cfg), "--out", paths["out"]]
+    before = tree(root, Path(paths["dataset"]))
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(importlib.import_module(MAINS[command]).main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert message in err, err
+    assert tree(root, Path(paths["dataset"])) == before, "the refused command created or changed files"

@@ -20,16 +20,18 @@ episodes of 250 steps at action repeat 4, 80 labelled transitions = 1 %), with t
   laof_action_lafp LAFP on LAOF-Action's latents (action-decoder regularisation in pretraining)
   random           uniform random actions (the floor; no training)
 
-Seed s of a method uses ``bench_latent_quality``'s latent model of seed s (trained here if missing) and
-imitation seed s. Each policy is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``)
-and with held-out background videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Returns
+Seed s of a method uses a latent model of seed s on this dataset (pretrain's defaults at 1000 steps: LAOF on
+the library's default flow tier, ``lam_flow_tier`` in the JSON; trained here if missing) and imitation seed s.
+Each policy is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out
+background videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Returns
 are divided by the data's mean return (the expert's, with its action noise), so ``ret_bc_all_512`` is
 ``ret_bc_all_vs_data``; each figure is the mean over seeds with its 95 % bootstrap interval
 (``rl_laof.stats``). ``action_mse_*``: the policy's action MSE on the held-out episodes over the
 mean-action MSE. ``ms_bc`` / ``ms_lafp``: median ms per action (one observation, policy + decoder) of
 laof_bc / laof_lafp (seed 0), measured here, interleaved. Targets: ret_bc_all_512 >= 0.6;
 ret_laof_lafp >= ret_laof_bc >= ret_lapo_bc, decided only where the intervals separate;
-ms_lafp < 2 x ms_bc. Writes ``benchmarks/results/imitation.json`` (a full run); the last line is one JSON
+ms_lafp < 2 x ms_bc. Writes ``benchmarks/results/imitation.json`` (a full run; ``--methods`` re-runs those rows
+and keeps the others' per-seed values from the committed JSON, ``rows_kept``); the last line is one JSON
 object.
 """
 
@@ -109,9 +111,10 @@ def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, 
     """The latent action model ``name`` of :data:`LAM_FIELDS` at ``seed`` on ``data`` (trained if missing)."""
     from rl_laof.lam.training import train_lam
 
-    out = runs_root() / "bench" / "imitation-lam" / ("quick" if quick else "full") / level / f"{name}-s{seed}"
-    return train_lam(LAMConfig(seed=seed, **LAM_FIELDS[name], **(LAM_QUICK_BUDGET if quick else LAM_BUDGET)), data,
-                     out, progress=progress)
+    cfg = LAMConfig(seed=seed, **LAM_FIELDS[name], **(LAM_QUICK_BUDGET if quick else LAM_BUDGET))
+    tag = f"{name}-{cfg.flow_tier}" if cfg.base == "laof" else name  # each flow tier its own run
+    out = runs_root() / "bench" / "imitation-lam" / ("quick" if quick else "full") / level / f"{tag}-s{seed}"
+    return train_lam(cfg, data, out, progress=progress)
 
 
 def big_dataset(level: str, quick: bool, episodes: int, progress: bool = True) -> Path:
@@ -154,6 +157,27 @@ def latencies(reports: dict[str, dict], frame_stack: int) -> dict[str, float]:
         for k, (agent, _) in loaded.items():
             times[k].append(latency_ms(agent, shape, 100))
     return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def previous_result() -> dict:
+    """The committed imitation.json (empty if there is none)."""
+    return read_json(RESULTS) if RESULTS.exists() else {}
+
+
+def kept_rows(methods: list[str], args: argparse.Namespace, data: Path, seeds: int) -> dict[str, dict[str, list]]:
+    """The per-seed values of the methods this run does not re-run, from the committed JSON, so that re-running
+    some rows (``--methods``: e.g. the latent rows after the default flow tier changed) rewrites the table
+    without re-running the rest. Only from a full run of the same dataset, level and seed count."""
+    old = previous_result()
+    if args.quick or set(methods) == set(METHODS) or not old:
+        return {}
+    same_data = Path(old.get("dataset", "")).parts[-2:] == Path(data).parts[-2:]
+    if not same_data or (old.get("level"), old.get("seeds")) != (args.level, seeds):
+        raise SystemExit(f"--methods re-runs some rows of {RESULTS.name}, which was made on {old.get('dataset')} "
+                         f"(level {old.get('level')}, {old.get('seeds')} seeds), not {data} ({args.level}, {seeds}): "
+                         "run every method")
+    keys = ("ret", "raw_ret", "ret_heldout", "raw_ret_heldout", "action_mse")
+    return {name: {k: old[f"{k}_{name}_seeds"] for k in keys} for name in METHODS if name not in methods}
 
 
 def main() -> dict:
@@ -199,6 +223,18 @@ def main() -> dict:
                 row.setdefault(key, []).append(rep["returns"][bg]["mean"] / big_return.get(name, data_return))
                 row.setdefault(f"raw_{key}", []).append(rep["returns"][bg]["mean"])
             row.setdefault("action_mse", []).append(rep["action_mse"]["eval"])
+    kept = kept_rows(methods, args, data, seeds)
+    per_seed.update(kept)
+    if kept:
+        if abs(previous_result()["data_return"] - result["data_return"]) > 0.1:
+            raise SystemExit(f"the dataset's return is {result['data_return']}, the kept rows were normalised by "
+                             f"{previous_result()['data_return']}: the data changed, run every method")
+        for key in ("big_datasets", "big_data_returns"):
+            result[key] = {**{n: v for n, v in previous_result()[key].items() if n in kept}, **result[key]}
+    result["rows_rerun"] = methods
+    if kept:
+        result["rows_kept"] = {n: "per-seed values of the previous imitation.json" for n in kept}
+    result["lam_flow_tier"] = LAMConfig().flow_tier
     summary: dict[str, dict] = {}
     for name, row in per_seed.items():
         for key, values in row.items():
@@ -221,6 +257,9 @@ def main() -> dict:
         result["lafp_vs_bc_latency"] = round(ms["laof_lafp"] / ms["laof_bc"], 2)
     if "bc_labels" in ms:
         result["ms_bc_pixels"] = round(ms["bc_labels"], 3)
+    for key in ("ms_bc", "ms_lafp", "lafp_vs_bc_latency", "ms_bc_pixels"):  # the kept rows' latencies
+        if key not in result and kept and key in previous_result():
+            result[key] = previous_result()[key]
 
     def verdict(a: str, b: str) -> str | None:
         return stats.verdict(summary[f"ret_{a}"], summary[f"ret_{b}"]) if f"ret_{a}" in summary and \
@@ -242,7 +281,7 @@ def main() -> dict:
                             ylabel="return / data's return")
     result["plot"] = os.path.relpath(plot, RESULTS.parents[2])  # repo-relative: the JSON is committed
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    if not args.quick and set(methods) == set(METHODS):
+    if not args.quick and set(per_seed) == set(METHODS):
         with atomic_path(RESULTS) as tmp:
             Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result))

@@ -5,7 +5,7 @@ given by ``--labels F`` or ``--labelled-trajectories N``) on a video dataset, wi
 TensorBoard, periodic held-out evaluation (losses and a linear action probe), checkpoints that
 resume exactly, and a JSON report with the latent-quality probes (``rl_laof.lam.probes``). Without
 ``--dataset`` it uses the task's default dataset at the preset, collecting it (and its expert, and
-for LAOF its exact flow) first if it is missing.
+for LAOF the flow file of its tier: TV-L1 from RGB for the default `rgb`) first if it is missing.
 
 Data-parallel: ``torchrun --nproc_per_node=N -m rl_laof.pretrain ...`` (gloo on CPU, nccl on GPU);
 every process draws the same global batch and trains on its slice, so N processes reproduce one.

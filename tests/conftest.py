@@ -27,7 +27,7 @@ def gl():
 @pytest.fixture(scope="session")
 def lam_dataset(tmp_path_factory, gl):
     """A real dataset for the learning stages: 3 + 1 + 1 random-action cheetah-run episodes of 40 steps
-    (action repeat 4), 32 px, hard distractors, exact flow, label splits frac-0 / frac-0.1."""
+    (action repeat 4), 32 px, hard distractors, exact and RGB-estimated flow, label splits frac-0 / frac-0.1."""
     from envs.config import DistractorConfig
     from rl_laof.data.collection import collect
     from rl_laof.data.config import CollectConfig
@@ -38,7 +38,8 @@ def lam_dataset(tmp_path_factory, gl):
                         label_fractions=(0.0, 0.1))
     out = tmp_path_factory.mktemp("lam") / "ds"
     collect(cfg, out, progress=False)
-    fill_flow(out, "exact", progress=False)
+    fill_flow(out, "exact", progress=False)  # the oracle tier's
+    fill_flow(out, "estimate", progress=False)  # the default (rgb) and estimated tiers'
     return out
 
 

@@ -46,7 +46,8 @@ def test_run_config_records_the_calibrated_sigma(lam_dataset, tmp_path):
     cfg = LAMConfig(method="laof", width=8, batch_size=8, steps=2, eval_every=2, checkpoint_every=2, eval_windows=16,
                     mlp_probe_steps=0, flow_resolution=16)
     report = train_lam(cfg, lam_dataset, tmp_path / "run", progress=False)
-    sigma, _ = calibrated_sigma(VideoDataset(lam_dataset), 90, "observed")
+    # the default tier's flow file and agent-flow source ("rgb": the RGB-estimated flow, every pixel)
+    sigma, _ = calibrated_sigma(VideoDataset(lam_dataset, flow=cfg.flow_method), 90, cfg.agent_flow_source)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["config"]
     assert saved["flow_sigma"] == sigma and report["flow_calibration"]["sigma"] == sigma
     assert report["flow_calibration"]["calibrated"] and report["flow_calibration"]["agent_speed"]["p90"] > 0

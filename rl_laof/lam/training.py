@@ -115,7 +115,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> Path:
     return path
 
 
-# runs saved before these fields existed: full-resolution flow decoders and FDMs, the oracle flow target
+# runs saved before these fields existed: full-resolution flow decoders and FDMs, the oracle flow target (the
+# default until issue 30 moved it to "rgb")
 _BEFORE_RESOLUTIONS = {"flow_resolution": None, "fdm_resolution": None, "flow_tier": "oracle",
                        # and LAOM as this project's conv variant, trained with AdamW at a constant rate
                        "encoder": "conv", "optimizer": "adamw", "lr_schedule": "constant"}
@@ -144,8 +145,10 @@ def load_lam(run_dir: str | Path) -> LatentActionModel | LAOMModel:
 
 
 def default_run_dir(cfg: LAMConfig, dataset: Path, task: str) -> Path:
-    """Where a run of ``cfg`` on ``dataset`` (as the caller holds it: file or folder) goes by default."""
-    return lam_dir(task, dataset, cfg.method, cfg.preset, cfg.seed, cfg.label_split if cfg.supervised else None)
+    """Where a run of ``cfg`` on ``dataset`` (as the caller holds it: file or folder) goes by default; a flow
+    method's folder names its flow tier (``laof-rgb``, ``laof-action-oracle``), so the tiers never share a run."""
+    tag = f"{cfg.method}-{cfg.flow_tier}" if cfg.base == "laof" else cfg.method
+    return lam_dir(task, dataset, tag, cfg.preset, cfg.seed, cfg.label_split if cfg.supervised else None)
 
 
 def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,

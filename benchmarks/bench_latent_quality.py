@@ -144,7 +144,7 @@ def same_config(rec: dict, cfg: LAMConfig) -> bool:
     if saved is None:
         return False
     now = json.loads(json.dumps(cfg.resolved().to_dict()))
-    return all(saved[k] == now[k] for k in saved.keys() & now.keys() if now[k] is not None)
+    return all(saved[k] == now[k] for k in saved.keys() & now.keys() - set(cfg.unused_fields) if now[k] is not None)
 
 
 def budget_dir(samples: int | None) -> str:

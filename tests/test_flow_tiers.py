@@ -150,3 +150,20 @@ def test_alternate_steps_train_each_head_on_its_own_batches(lam_dataset):
     assert "flow" in m and "action" not in m
     assert model.action_head.weight.grad is None
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.flow_decoder.parameters())
+
+
+def test_the_tier_is_part_of_a_flow_runs_identity_only(lam_dataset, tmp_path):
+    """A LAPO run is the same run whatever flow_tier says (its loss has no flow term): a run made under another
+    default tier is found, not refused; a LAOF run of another tier is refused, and the default folders differ."""
+    from rl_laof.lam.training import default_run_dir, train_lam
+
+    lapo = train_lam(LAMConfig(method="lapo", flow_tier="oracle", **TINY), lam_dataset, tmp_path / "lapo",
+                     progress=False)
+    assert train_lam(LAMConfig(method="lapo", flow_tier="rgb", **TINY), lam_dataset, tmp_path / "lapo",
+                     progress=False) == lapo
+    train_lam(LAMConfig(method="laof", flow_tier="oracle", **TINY), lam_dataset, tmp_path / "laof", progress=False)
+    with pytest.raises(ValueError, match="flow_tier"):
+        train_lam(LAMConfig(method="laof", flow_tier="rgb", **TINY), lam_dataset, tmp_path / "laof", progress=False)
+    dirs = {t: default_run_dir(LAMConfig(method="laof", flow_tier=t), lam_dataset, "cheetah-run").name
+            for t in ("rgb", "oracle")}
+    assert dirs == {"rgb": "laof-rgb-quick-s0", "oracle": "laof-oracle-quick-s0"}

@@ -204,6 +204,12 @@ class LAMConfig:
         return agent_source(self.flow_tier, self.flow_source)
 
     @property
+    def unused_fields(self) -> tuple[str, ...]:
+        """Fields that change nothing this config computes: the flow target's without a flow loss (a LAPO run
+        is the same run whatever ``flow_tier`` says, e.g. one made before the default tier changed)."""
+        return () if self.resolved().flow_weight > 0 else ("flow_tier", "flow_source")
+
+    @property
     def supervised(self) -> bool:
         return self.method.endswith("-action")
 

@@ -176,7 +176,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         dist.my_slice(b)  # divisible by the world size
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds.path, ds.task))
     config = json.loads(json.dumps(cfg.to_dict()))
-    refuse_other_config(run_dir, config, _NOT_IDENTITY)
+    refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields)
     report_file = run_dir / "report.json"
     if report_file.exists() and stop_after is None:
         report = read_json(report_file)

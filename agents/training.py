@@ -3,7 +3,9 @@ and its action space (``agents.latent_env``, ``agents.skill_env``), the SB3 mode
 loop (``agents.loop``), periodic and final evaluation, the report and learning curve.
 
 The action space is loaded from its upstream runs (an imitation run's ``agent.pt``, a skills run), which this
-module takes as folders; ``rl_laof.pipeline`` finds or builds them.
+module takes as folders that exist; ``rl_laof.pipeline`` finds or builds them first, after asking
+:func:`open_run` whether the run needs them at all (a finished run does not; a resumed one keeps those it
+recorded).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from envs.config import DistractorConfig
 from envs.rollout import run_episodes
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
 from rl_laof.imitation.agent import load_agent
-from rl_laof.runs import Upstream, read_json, refuse_other_config, resolve, run_folder, train_dir, write_json
+from rl_laof.runs import latest_checkpoint, read_json, refuse_other_config, run_folder, train_dir, write_json
 from rl_laof.sof.policy import SkillPolicy
 from rl_laof.sof.training import load_skills
 
@@ -49,15 +51,16 @@ EVAL_SEED = 50_000  # periodic evaluation envs; the final evaluation uses EVAL_S
 
 # --------------------------------------------------------------------------- the action space
 
-def latent_agent_dir(cfg: TrainConfig, latent_agent: Upstream | None = None) -> Path | None:
-    """The imitation run whose latent policy and decoder make the action space: ``latent_agent`` (resolved
-    now), else ``cfg.latent_agent``; None for the latents "none" and "sof"."""
+def latent_agent_dir(cfg: TrainConfig, latent_agent: str | Path | None = None) -> Path | None:
+    """The imitation run whose latent policy and decoder make the action space: ``latent_agent``, else
+    ``cfg.latent_agent``; None for the latents "none" and "sof"."""
     if cfg.latent in ("none", "sof"):
         return None
-    path = resolve(latent_agent if latent_agent is not None else cfg.latent_agent)
+    path = latent_agent if latent_agent is not None else cfg.latent_agent
     if path is None:
         raise ValueError(f"latent {cfg.latent!r} needs a latent policy: set latent_agent, or run through "
                          "rl_laof.pipeline.agent (it finds or builds the preset's)")
+    path = Path(path)
     check_latent_agent(cfg, path)
     return path
 
@@ -228,50 +231,95 @@ def _agent_log_prob(model):
 
 # --------------------------------------------------------------------------- training
 
-def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-          stop_at: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
-          latent_agent: Upstream | None = None, skills: Upstream | None = None) -> dict[str, Any]:
-    """Train (or, with ``resume``, continue) an agent; returns the report. ``stop_at``: checkpoint and stop at
-    that step (what a kill after a checkpoint leaves; the resume test uses it). ``on_eval(env_step, result)``
-    sees every periodic evaluation (a sweep's pruner); what it raises ends the run, with its envs closed.
+@dataclasses.dataclass
+class AgentRun:
+    """An agent's run folder as found before anything runs: where it is, its config as recorded, the report of a
+    finished run (nothing left to do), what its ``config.json`` records, and whether it resumes a checkpoint."""
 
-    The action space comes from ``latent_agent`` (an imitation run, else ``cfg.latent_agent``) or, for latent
-    ``sof``, from ``skills`` (a skills run, else ``cfg.skills``); each may be a function that returns the folder
-    when the run first needs it (``rl_laof.pipeline.agent`` passes ones that find or build them)."""
+    dir: Path
+    config: dict[str, Any]
+    report: dict[str, Any] | None
+    recorded: dict[str, Any]
+    resumes: bool
+
+    def resumes_with(self, upstream: str) -> Path | None:
+        """The upstream run ``upstream`` ("latent_agent" or "skills") the checkpoint to resume was trained in, as
+        the folder records it (None where the run does not resume, or that folder is gone)."""
+        path = self.recorded.get(upstream) if self.resumes else None
+        return Path(path) if path and Path(path).exists() else None
+
+
+def open_run(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
+             stop_at: int | None = None) -> AgentRun:
+    """The run folder of ``cfg`` (``out``, default ``runs/train/<task>/<tag>``), checked before anything is built
+    or written: an unknown task, bad algorithm arguments, a folder of another config and an unfinished run without
+    ``resume`` are refused. Its ``report`` is set when the run is finished (``stop_at`` asks for a checkpoint)."""
     envs.get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     run_dir = run_folder(out if out is not None else train_dir(cfg.task, cfg.tag))
     check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs())
     config = json.loads(json.dumps(cfg.to_dict()))
-    cfg_file = run_dir / "config.json"
+    recorded = {}
     if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
         if not resume and (run_dir / "checkpoints").exists() and not (run_dir / "report.json").exists():
             raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it, --fresh to start "
                              "over, or --out for another folder.")
+        recorded = read_json(run_dir / "config.json")
     report_file = run_dir / "report.json"
+    report = None
     if report_file.exists() and read_json(report_file)["steps"] >= cfg.total_steps and stop_at is None:
-        return read_json(report_file)
+        report = read_json(report_file)
+    resumes = resume and latest_checkpoint(run_dir, "dir") is not None
+    return AgentRun(run_dir, config, report, recorded, resumes)
 
-    t_start = time.time()
+
+@dataclasses.dataclass
+class ActionSpace:
+    """What the agent acts through: an imitation run's latent policy and decoder (``agent``, its saved ``meta``),
+    or SOF skills (``skills``, their ``skill_meta``; one decision per ``chunk`` env steps), or neither (raw actions)."""
+
+    agent_dir: Path | None = None
+    agent: Any = None
+    meta: dict | None = None
+    skills: SkillPolicy | None = None
+    skill_meta: dict | None = None
+    chunk: int = 1
+
+
+def action_space(cfg: TrainConfig, latent_agent: str | Path | None, skills: str | Path | None) -> ActionSpace:
+    """The action space of ``cfg`` loaded from its upstream folders: the imitation run ``latent_agent`` (else
+    ``cfg.latent_agent``) or, for latent "sof", the skills run ``skills`` (else ``cfg.skills``)."""
     agent_dir = latent_agent_dir(cfg, latent_agent)
-    latent_agent, meta = load_latent_space(cfg, agent_dir) if agent_dir is not None else (None, None)
-    skills_run = resolve(skills if skills is not None else cfg.skills) if cfg.latent == "sof" else None
-    skills, skill_meta, chunk = None, None, 1
-    if cfg.latent == "sof":
-        skills, skill_meta = load_skill_space(cfg, skills_run)
-        chunk = skills.cfg.chunk
-    cfg = decision_config(cfg, chunk) if chunk > 1 else cfg  # from here on SB3 counts decisions
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_file, {"config": config, "latent_agent": str(agent_dir) if agent_dir else None,
-                          "skills": skill_meta["run"] if skill_meta else None})
+    agent, meta = load_latent_space(cfg, agent_dir) if agent_dir is not None else (None, None)
+    if cfg.latent != "sof":
+        return ActionSpace(agent_dir, agent, meta)
+    policy, skill_meta = load_skill_space(cfg, skills if skills is not None else cfg.skills)
+    return ActionSpace(agent_dir, agent, meta, policy, skill_meta, policy.cfg.chunk)
+
+
+@dataclasses.dataclass
+class Start:
+    """The SB3 model a run trains, its (normalised) training env and the action-space env inside it, the evaluation
+    history so far, what was initialised from the pretrained runs, and whether it resumed a checkpoint."""
+
+    model: Any
+    venv: Any
+    inner: Any
+    history: list[dict]
+    copied: list[str]
+    resumed: bool
+
+
+def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: bool) -> Start:
+    """The model of ``cfg`` in ``space``: the newest checkpoint of ``run_dir`` (with ``resume``), else a new one
+    started from the latent policy or the skill prior; a pretrained encoder held fixed where asked."""
     spec = ALGOS[cfg.algo]
     algo = spec.algo_class
-    inner = make_env(cfg, cfg.num_envs, cfg.seed, latent_agent, meta, skills)
+    inner = make_env(cfg, cfg.num_envs, cfg.seed, space.agent, space.meta, space.skills)
     loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner) if norm else inner,
                              run_dir / "tb") if resume else None
     history: list[dict] = []
     copied: list[str] = []
+    pixels_start = space.agent is not None and cfg.init_policy and cfg.obs == "pixels"
     if loaded is not None:
         model, venv, history, _ = loaded
     else:
@@ -279,27 +327,35 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         schedule = LinearSchedule(cfg.learning_rate, cfg.learning_rate_end)
         try:
             model = algo(spec.policy_name(), venv, learning_rate=schedule, seed=cfg.seed, device="cpu",
-                         policy_kwargs=policy_kwargs(cfg, pretrained_encoder(cfg, meta)),
+                         policy_kwargs=policy_kwargs(cfg, pretrained_encoder(cfg, space.meta)),
                          tensorboard_log=str(run_dir / "tb"), verbose=0,
                          **cfg.resolved_algo_kwargs())
         except TypeError as exc:
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
         if cfg.residual:
             copied = zero_mean(model) + [f"residual on the frozen latent BC policy ({cfg.residual_pcs} directions)"]
-        elif latent_agent is not None and cfg.init_policy and cfg.obs == "pixels":
-            copied = init_from_latent_policy(model, latent_agent.policy)
-        if skills is not None and cfg.init_policy:
-            frames = skill_dataset_frames(skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
+        elif pixels_start:
+            copied = init_from_latent_policy(model, space.agent.policy)
+        if space.skills is not None and cfg.init_policy:
+            frames = skill_dataset_frames(space.skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
             copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
     # a pretrained encoder (the latent policy's) held fixed: set again on every (re)start, checkpoints do not keep it
-    if cfg.freeze_encoder and latent_agent is not None and cfg.init_policy and cfg.obs == "pixels" \
-            and not cfg.residual:
+    if cfg.freeze_encoder and pixels_start and not cfg.residual:
         frozen = freeze_encoders(model)
         copied = copied + frozen if loaded is None else copied
-    if skills is not None and cfg.kl_coef > 0:
+    if space.skills is not None and cfg.kl_coef > 0:
         inner.agent_log_prob = _agent_log_prob(model)
-    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, latent_agent, meta,
-                                             skills, training=False), training=False)
+    return Start(model, venv, inner, history, copied, loaded is not None)
+
+
+def learn_agent(cfg: TrainConfig, run_dir: Path, space: ActionSpace, start: Start, progress: bool,
+                stop_at: int | None, on_eval: Callable[[int, dict[str, float]], None] | None) -> dict[str, float]:
+    """Train ``start.model`` to ``cfg.total_steps`` with periodic evaluation (on envs of their own), checkpoints and
+    the best model; returns the seconds it took (``train``) and spent evaluating (``eval``) and the step it
+    started from (``steps0``). What ``on_eval`` or training raises closes the envs and ends the run."""
+    model, chunk = start.model, space.chunk
+    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, space.agent, space.meta,
+                                             space.skills, training=False), training=False)
 
     def periodic_eval(m) -> dict[str, float]:
         _sync_obs_stats(m.get_env(), eval_env)
@@ -310,7 +366,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
         return result
 
     periodic = PeriodicCallback(run_dir, cfg.total_steps, cfg.eval_every, cfg.checkpoint_every, periodic_eval,
-                                history, f"{cfg.algo} {cfg.latent} {cfg.task}", progress,
+                                start.history, f"{cfg.algo} {cfg.latent} {cfg.task}", progress,
                                 on_best=lambda m: m.save(run_dir / "best_model.zip"), stop_at=stop_at)
     callback = periodic
     if cfg.critic_warmup_steps > 0:
@@ -320,46 +376,90 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     remaining = cfg.total_steps - model.num_timesteps
     if remaining > 0:
         try:
-            learn(model, remaining, callback, "train", reset_num_timesteps=loaded is None, tb_log_name="run")
+            learn(model, remaining, callback, "train", reset_num_timesteps=not start.resumed, tb_log_name="run")
         except BaseException:
             eval_env.close()
-            venv.close()
+            start.venv.close()
             raise
     train_s = time.time() - t0
     eval_env.close()
-    if stop_at is not None and model.num_timesteps < cfg.total_steps:
-        venv.close()
-        return {"checkpoint_step": read_json(run_dir / "checkpoints" / "latest.json")["step"]}
-    save_checkpoint(model, run_dir, history)
-    model.save(run_dir / "final_model.zip")
-    if isinstance(venv, VecNormalize):
-        venv.save(str(run_dir / "vecnormalize.pkl"))
-    venv.close()
+    return {"train": train_s, "eval": periodic.eval_seconds, "steps0": steps0}
 
-    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, latent_agent,
-                                              meta, skills, training=False), training=False)
-    _sync_obs_stats(venv, final_env)
+
+def save_final(run_dir: Path, start: Start) -> None:
+    """The last checkpoint, ``final_model.zip`` and the observation statistics; the training env is closed."""
+    save_checkpoint(start.model, run_dir, start.history)
+    start.model.save(run_dir / "final_model.zip")
+    if isinstance(start.venv, VecNormalize):
+        start.venv.save(str(run_dir / "vecnormalize.pkl"))
+    start.venv.close()
+
+
+def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Start, seconds: dict[str, float],
+                 t_start: float) -> dict[str, Any]:
+    """The final evaluation (``final_eval_episodes`` held-out episodes) and the run's report, learning curve and
+    ``report.json``."""
+    model, chunk = start.model, space.chunk
+    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, space.agent,
+                                              space.meta, space.skills, training=False), training=False)
+    _sync_obs_stats(start.venv, final_env)
     final, _ = agent_returns(model, final_env)
     final_env.close()
+    history = start.history
     if chunk > 1:  # report environment steps
         history = [{**h, "step": h["step"] * chunk} for h in history]
+    train_s = seconds["train"]
+    skills_run = space.skill_meta["run"] if space.skill_meta else None
     report = {
         "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "latent_policy": cfg.latent_policy,
         "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps) * chunk,
-        "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skill_meta["run"] if skill_meta else None,
-        "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run_dir),
-        "latent_agent": str(agent_dir) if agent_dir else None, "initialised": copied,
-        "train_seconds": round(train_s, 1), "eval_seconds": round(periodic.eval_seconds, 1),
+        "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skills_run,
+        "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run.dir),
+        "latent_agent": str(space.agent_dir) if space.agent_dir else None, "initialised": start.copied,
+        "train_seconds": round(train_s, 1), "eval_seconds": round(seconds["eval"], 1),
         # agent steps per second of training (rollouts and updates; evaluation excluded), this invocation
-        "steps_per_s": round(chunk * (model.num_timesteps - steps0) / max(train_s - periodic.eval_seconds, 1e-9), 1),
+        "steps_per_s": round(chunk * (model.num_timesteps - seconds["steps0"]) / max(train_s - seconds["eval"], 1e-9),
+                             1),
         "final": {"mean": float(final.mean()), "std": float(final.std()), "episodes": len(final),
                   "returns": final.round(2).tolist()},
         "best_eval": max(history, key=lambda h: h["mean"]) if history else None,
-        "eval_history": history, "config": config, "wall_seconds": round(time.time() - t_start, 1),
+        "eval_history": history, "config": run.config, "wall_seconds": round(time.time() - t_start, 1),
         "sb3_config": json.loads(json.dumps(cfg.to_dict())) if chunk > 1 else None,
     }
-    plot_learning_curve(history, run_dir / "learning_curve.png",
+    plot_learning_curve(history, run.dir / "learning_curve.png",
                         f"{cfg.task}, {cfg.distractors} distractors: {cfg.algo} with latent {cfg.latent}",
                         f"{cfg.algo} ({cfg.latent}), eval", {f"final: {final.mean():.0f}": float(final.mean())})
-    write_json(report_file, report)
+    write_json(run.dir / "report.json", report)
     return report
+
+
+def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
+          stop_at: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
+          latent_agent: str | Path | None = None, skills: str | Path | None = None) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) an agent; returns the report. ``stop_at``: checkpoint and stop at
+    that step (what a kill after a checkpoint leaves; the resume test uses it). ``on_eval(env_step, result)``
+    sees every periodic evaluation (a sweep's pruner); what it raises ends the run, with its envs closed.
+
+    The action space comes from the folder ``latent_agent`` (an imitation run, else ``cfg.latent_agent``) or, for
+    latent ``sof``, ``skills`` (a skills run, else ``cfg.skills``): finished runs, which ``rl_laof.pipeline.agent``
+    finds or builds before it calls this. Phases: :func:`open_run`, :func:`action_space`, :func:`start_model`,
+    :func:`learn_agent`, :func:`save_final`, :func:`final_report`."""
+    run = open_run(cfg, out, resume, stop_at)
+    if run.report is not None:
+        return run.report
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    t_start = time.time()
+    space = action_space(cfg, latent_agent, skills)
+    cfg = decision_config(cfg, space.chunk) if space.chunk > 1 else cfg  # from here on SB3 counts decisions
+    run.dir.mkdir(parents=True, exist_ok=True)
+    write_json(run.dir / "config.json", {"config": run.config,
+                                         "latent_agent": str(space.agent_dir) if space.agent_dir else None,
+                                         "skills": space.skill_meta["run"] if space.skill_meta else None})
+    start = start_model(cfg, run.dir, space, resume)
+    seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)
+    if stop_at is not None and start.model.num_timesteps < cfg.total_steps:
+        start.venv.close()
+        return {"checkpoint_step": read_json(run.dir / "checkpoints" / "latest.json")["step"]}
+    save_final(run.dir, start)
+    return final_report(cfg, run, space, start, seconds, t_start)

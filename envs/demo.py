@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 import envs
+from envs.cli import command_parser, run
 from envs.tasks import get_task
-from rl_laof.cli import command_parser, run  # a command in a lower package: its one-line errors (setup.cfg)
 
 LEVELS = ("none", "easy", "medium", "hard", "laom")
 

@@ -1,13 +1,17 @@
 """The pipeline: the only code that finds or builds an upstream artifact, along one chain
 
-    expert -> dataset -> flow -> latent model -> latent policy -> skills (-> agent)
+    expert -> dataset -> flow -> latent model -> latent policy -> skills -> agent
 
 Each function here returns a finished artifact (its run folder, or its report), finding it under the runs
 root (``rl_laof.runs``) or in the shipped ``pretrained/`` folder, and otherwise building it, and what it
 needs, with the stage libraries at the chosen preset (with their progress bars). So one command,
-``python -m rl_laof.train``, works on a fresh machine. The stage libraries themselves never find or build
-what comes before them: they take its folder, or a function from here that returns it when first needed
-(``rl_laof.runs.Upstream``), so a finished run never builds what it no longer needs.
+``python -m rl_laof.train``, works on a fresh machine.
+
+The chain is resolved here, top to bottom, before a library runs: each step first asks the library of the
+stage below whether its run still needs the artifact (``collection.finished``, ``imitation.open_run`` /
+``needs_latent_model``, ``agents.training.open_run``: a finished run needs nothing, a resumed agent keeps the
+upstream runs its folder records), then finds or builds what it needs, then hands the library plain paths.
+No library calls back up here, and no function travels down.
 """
 
 from __future__ import annotations
@@ -62,7 +66,10 @@ def dataset(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     """The dataset ``cfg`` describes (``out``, default runs/datasets/<task>/<name>), collected (or resumed) if
     unfinished, with its expert (:func:`expert_for`) found or trained when episodes are left to collect;
     returns its ``dataset.h5``."""
-    return collection.collect(cfg, out, progress, keep_parts, expert=lambda: expert_for(cfg, progress),
+    done = collection.finished(cfg, out)  # a folder of another config: refused before an expert is trained
+    if done is not None:
+        return done
+    return collection.collect(cfg, out, progress, keep_parts, expert=expert_for(cfg, progress),
                               load_expert=Expert.load, command=command)
 
 
@@ -115,12 +122,15 @@ def preset_latent_model(cfg: ImitationConfig, ds: VideoDataset, progress: bool =
 def latent_policy(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """An imitation run of ``cfg`` on ``dataset`` (its report): the latent action model is ``cfg.lam_run``, or
-    the preset's (:func:`preset_latent_model`, built only if the run still needs its latents)."""
-    def model() -> Path:
-        return preset_latent_model(cfg, VideoDataset(dataset), progress)
-
-    needs_model = cfg.latent != "none" and cfg.lam_run is None
-    return imitation.imitate(cfg, dataset, out, progress, lam=model if needs_model else None)
+    the preset's (:func:`preset_latent_model`, found or built first, where the run still needs its latents)."""
+    ds = VideoDataset(dataset)
+    run_dir, report = imitation.open_run(cfg, ds, out)  # another config, unusable inputs: refused here
+    if report is not None:
+        return report
+    lam_run = None
+    if cfg.lam_run is None and imitation.needs_latent_model(cfg, run_dir):
+        lam_run = preset_latent_model(cfg, ds, progress)
+    return imitation.imitate(cfg, dataset, run_dir, progress, lam=lam_run)
 
 
 # --------------------------------------------------------------------------- the agent's action space
@@ -143,8 +153,10 @@ def latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True)
     shipped = shipped_agent(cfg.task, cfg.latent, cfg.latent_policy)
     if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick":
         return shipped
+    # expert -> dataset -> flow (the expert only while the dataset has episodes left to collect)
     dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
                               distractors=cfg.distractors)
+    # latent model -> latent policy (the model only while the imitation run lacks its latents)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
                        seed=cfg.seed, normalise=False, threads=cfg.threads)
     return Path(latent_policy(icfg, dataset, progress=progress)["run_dir"])
@@ -180,16 +192,21 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
 def skills(cfg: TrainConfig) -> Path | None:
     """The skills run for an agent with latent "sof": ``cfg.skills``, else the newest finished skills run of
     the preset and seed whose tasks include ``cfg.task`` (None if there is none: skills are built by hand, see
-    docs/skills.md)."""
+    docs/skills.md). None for the other latents."""
+    if cfg.latent != "sof":
+        return None
     if cfg.skills is not None:
         return Path(cfg.skills)
     domain = cfg.task.split("-")[0]
-    runs = sorted(skills_dirs(f"{domain}-multitask", cfg.preset, cfg.seed), key=lambda p: p.stat().st_mtime,
-                  reverse=True)
+    runs = sorted(skills_dirs(f"{domain}-multitask", cfg.preset, cfg.seed), key=_modified, reverse=True)
     for run in runs:
         if (run / "translator.pt").exists() and cfg.task in read_json(run / "config.json").get("tasks", []):
             return run
     return None
+
+
+def _modified(path: Path) -> float:
+    return path.stat().st_mtime
 
 
 # --------------------------------------------------------------------------- the agent
@@ -197,9 +214,17 @@ def skills(cfg: TrainConfig) -> Path | None:
 def agent(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, rebuild: bool = False,
           progress: bool = True, stop_at: int | None = None,
           on_eval: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Train (or, with ``resume``, continue) an agent in its action space (``agents.training.train``), finding or
-    building the latent policy (:func:`latent_agent`) or the skills (:func:`skills`) when the run needs them;
-    returns its report."""
-    return agent_training.train(cfg, out, resume, progress, stop_at, on_eval,
-                                latent_agent=lambda: latent_agent(cfg, rebuild, progress),
-                                skills=lambda: skills(cfg))
+    """The main job: train (or, with ``resume``, continue) an agent in its action space; returns its report.
+
+    Top to bottom: the run folder is checked first (another config, an unfinished run without ``resume``:
+    refused before anything is built); a finished run returns its report and needs nothing upstream; a resumed
+    run keeps the latent policy / skills its folder records; otherwise the latent policy (:func:`latent_agent`:
+    expert -> dataset -> flow -> latent model -> latent policy) or the skills (:func:`skills`) are found or
+    built; then ``agents.training.train`` gets their folders."""
+    run = agent_training.open_run(cfg, out, resume, stop_at)
+    if run.report is not None:
+        return run.report
+    latent_agent_run = run.resumes_with("latent_agent") or latent_agent(cfg, rebuild, progress)
+    skills_run = run.resumes_with("skills") or skills(cfg)
+    return agent_training.train(cfg, run.dir, resume, progress, stop_at, on_eval,
+                                latent_agent=latent_agent_run, skills=skills_run)

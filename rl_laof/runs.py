@@ -20,23 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-#: an upstream artifact a stage library takes: its path, or a function that returns the path when the stage
-#: first needs it (``rl_laof.pipeline`` passes one that finds or builds the artifact then, so a finished run
-#: never builds what it no longer needs)
-Upstream = str | os.PathLike | Callable[[], str | os.PathLike | None]
-
-
-def resolve(upstream: Upstream | None) -> Path | None:
-    """The path an :data:`Upstream` stands for (calling it if it is a function); None (given or returned: nothing
-    found) stays None."""
-    path = upstream() if callable(upstream) else upstream
-    return None if path is None else Path(path)
 
 
 def runs_root() -> Path:

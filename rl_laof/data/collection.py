@@ -74,10 +74,10 @@ class NoisyExpert:
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
-def expert_run(cfg: CollectConfig, expert: str | Callable[[], str] | None = None) -> str:
-    """``"random"``, or the expert run folder to roll out: ``expert`` (called if it is a function: the pipeline's
-    find-or-train), else ``cfg.expert``; a folder without the expert's model is refused."""
-    name = str(expert() if callable(expert) else (expert if expert is not None else cfg.expert))
+def expert_run(cfg: CollectConfig, expert: str | None = None) -> str:
+    """``"random"``, or the expert run folder to roll out: ``expert`` (the pipeline's, found or trained), else
+    ``cfg.expert``; a folder without the expert's model is refused."""
+    name = str(expert if expert is not None else cfg.expert)
     if name == "random":
         return "random"
     if name == "auto":
@@ -205,15 +205,10 @@ def _worker_job(job: tuple[str, int, str]) -> tuple[str, int, int]:
 
 # --------------------------------------------------------------------------- the dataset
 
-def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True, keep_parts: bool = False,
-            expert: str | Callable[[], str] | None = None, load_expert: LoadExpert | None = None,
-            command: str | None = None) -> Path:
-    """Collect (or resume, or find finished) the dataset ``cfg`` describes; returns ``out/dataset.h5``.
-
-    ``expert``: the expert run folder (or "random"; a function returning it is called only when episodes are
-    left to collect), else ``cfg.expert``; ``load_expert(run_dir, which)`` loads it (worker processes call it:
-    it must pickle, e.g. ``agents.expert.Expert.load``). ``rl_laof.pipeline.dataset`` passes both. ``command``:
-    the command line that resumes this collection, kept in ``collect.json`` for messages about it."""
+def finished(cfg: CollectConfig, out: str | Path | None = None) -> Path | None:
+    """The finished ``dataset.h5`` of ``cfg`` in ``out`` (default runs/datasets/<task>/<name>), or None while
+    episodes are left to collect. A folder of another config is refused, before anything is collected (or an
+    expert trained for it)."""
     get_task(cfg.task)
     out = run_folder(out if out is not None else dataset_dir(cfg.task, cfg.name))
     final = out / "dataset.h5"
@@ -235,6 +230,24 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
         with fmt.open_h5(final) as f:
             if fmt.root_attrs(f)["complete"]:
                 return final
+    return None
+
+
+def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True, keep_parts: bool = False,
+            expert: str | None = None, load_expert: LoadExpert | None = None, command: str | None = None) -> Path:
+    """Collect (or resume, or find finished) the dataset ``cfg`` describes; returns ``out/dataset.h5``.
+
+    ``expert``: the expert run folder (or "random"), else ``cfg.expert``; ``load_expert(run_dir, which)`` loads
+    it (worker processes call it: it must pickle, e.g. ``agents.expert.Expert.load``). ``rl_laof.pipeline.dataset``
+    passes both, the expert found or trained only where :func:`finished` says episodes are left. ``command``: the
+    command line that resumes this collection, kept in ``collect.json`` for messages about it."""
+    done = finished(cfg, out)
+    if done is not None:
+        return done
+    out = run_folder(out if out is not None else dataset_dir(cfg.task, cfg.name))
+    final = out / "dataset.h5"
+    config = json.loads(json.dumps(cfg.to_dict()))
+    cfg_file = out / "collect.json"
     expert = expert_run(cfg, expert)
     # check the expert fits here, in the parent: a Pool worker whose initializer raises is respawned
     # forever, and the collection would hang instead of failing

@@ -36,17 +36,7 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
-from rl_laof.runs import (
-    Upstream,
-    atomic_path,
-    imitation_dir,
-    load_torch,
-    read_json,
-    refuse_other_config,
-    resolve,
-    run_folder,
-    write_json,
-)
+from rl_laof.runs import atomic_path, imitation_dir, load_torch, read_json, refuse_other_config, run_folder, write_json
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -79,19 +69,21 @@ def _batched(fn: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray, size: i
 
 
 def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, run_dir: Path,
-                   lam_run: Upstream | None) -> tuple[torch.Tensor, LatentNormalizer, str]:
+                   lam_run: str | Path | None) -> tuple[torch.Tensor, LatentNormalizer, str]:
     """Normalised pre-quantisation latents z_t of every training transition, from the frozen latent model
-    ``lam_run`` (else ``cfg.lam_run``; resolved only when the run folder does not hold the latents yet)."""
+    ``lam_run`` (else ``cfg.lam_run``; read only when the run folder does not hold the latents yet: see
+    :func:`needs_latent_model`)."""
     path = run_dir / TARGETS_FILE
     if path.exists():
         saved = load_torch(path)
         norm = LatentNormalizer(saved["z"].shape[1])
         norm.load_state_dict(saved["normalizer"])
         return saved["z"], norm, saved["lam_run"]
-    lam_run = resolve(lam_run if lam_run is not None else cfg.lam_run)
+    lam_run = lam_run if lam_run is not None else cfg.lam_run
     if lam_run is None:
         raise ValueError(f"latent {cfg.latent!r} needs a latent action model: set lam_run, or run through "
                          "rl_laof.pipeline.latent_policy (it finds or trains the preset's)")
+    lam_run = Path(lam_run)
     if not (lam_run / "model.pt").exists():
         raise FileNotFoundError(f"{lam_run}: no model.pt; train it with python -m rl_laof.pretrain --method "
                                 f"{cfg.latent} --dataset {ds.path.parent} --out {lam_run}")
@@ -204,21 +196,56 @@ def check_inputs(cfg: ImitationConfig, ds: VideoDataset) -> None:
                                 f"one with python -m rl_laof.pretrain --method {cfg.latent} --out {cfg.lam_run}")
 
 
-def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
-            lam: Upstream | None = None) -> dict[str, Any]:
-    """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
-    run folder of the latent action model a latent policy imitates when ``cfg.lam_run`` does not name one
-    (``rl_laof.pipeline.latent_policy`` passes one that finds or trains the preset's)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    ds = VideoDataset(dataset)
+def open_run(cfg: ImitationConfig, ds: VideoDataset, out: str | Path | None = None) -> tuple[Path, dict | None]:
+    """The run folder of ``cfg`` on ``ds`` (``out``, else :func:`default_run_dir`) and, when the run is finished,
+    its report. Before anything is written or built, a folder of another config is refused, and so are inputs an
+    unfinished run cannot use (:func:`check_inputs`)."""
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds))
     config = json.loads(json.dumps(cfg.to_dict()))
     refuse_other_config(run_dir, config, _EVAL_ONLY)
     report_file = run_dir / "report.json"
     if report_file.exists() and read_json(report_file)["config"] == config:
-        return read_json(report_file)
+        return run_dir, read_json(report_file)
     check_inputs(cfg, ds)
+    return run_dir, None
+
+
+def needs_latent_model(cfg: ImitationConfig, run_dir: Path) -> bool:
+    """Whether an unfinished run in ``run_dir`` still reads a latent action model: a latent policy whose folder
+    does not hold its latent targets yet (once computed they are kept, with the model they came from)."""
+    return cfg.latent != "none" and not (run_dir / TARGETS_FILE).exists()
+
+
+def add_normalised_returns(cfg: ImitationConfig, ds: VideoDataset, report: dict[str, Any], run_dir: Path,
+                           progress: bool) -> None:
+    """Add to ``report`` its returns normalised by BC on all labels (:func:`reference_config`, trained too when
+    missing), and plot both in ``returns.png``."""
+    is_ref = dataclasses.replace(cfg, normalise=False) == reference_config(cfg)
+    ref = report if is_ref else imitate(reference_config(cfg), ds.path, progress=progress)
+    report["reference_run"] = ref["run_dir"]
+    report["normalised"] = {bg: {"mean": r["mean"] / ref["returns"][bg]["mean"],
+                                 "std": r["std_seeds"] / abs(ref["returns"][bg]["mean"])}
+                            for bg, r in report["returns"].items() if bg in ref["returns"]}
+    plot_normalised_returns({cfg.tag: report["normalised"],
+                             "BC, all labels": {bg: {"mean": 1.0, "std": ref["returns"][bg]["std_seeds"]
+                                                     / abs(ref["returns"][bg]["mean"])}
+                                                for bg in report["normalised"]}},
+                            run_dir / "returns.png", f"{ds.task}: {cfg.tag}")
+
+
+def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
+            lam: str | Path | None = None) -> dict[str, Any]:
+    """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
+    run folder of the (trained) latent action model a latent policy imitates when ``cfg.lam_run`` does not name
+    one; ``rl_laof.pipeline.latent_policy`` finds or trains the preset's first, where :func:`needs_latent_model`."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ds = VideoDataset(dataset)
+    run_dir, finished = open_run(cfg, ds, out)
+    if finished is not None:
+        return finished
+    config = json.loads(json.dumps(cfg.to_dict()))
+    report_file = run_dir / "report.json"
     run_dir.mkdir(parents=True, exist_ok=True)  # everything is checked: the run's folder is made now
     write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
 
@@ -273,17 +300,7 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         "torch_threads": torch.get_num_threads(),
     }
     if cfg.normalise:
-        is_ref = dataclasses.replace(cfg, normalise=False) == reference_config(cfg)
-        ref = report if is_ref else imitate(reference_config(cfg), ds.path, progress=progress)
-        report["reference_run"] = ref["run_dir"]
-        report["normalised"] = {bg: {"mean": r["mean"] / ref["returns"][bg]["mean"],
-                                     "std": r["std_seeds"] / abs(ref["returns"][bg]["mean"])}
-                                for bg, r in returns.items() if bg in ref["returns"]}
-        plot_normalised_returns({cfg.tag: report["normalised"],
-                                 "BC, all labels": {bg: {"mean": 1.0, "std": ref["returns"][bg]["std_seeds"]
-                                                         / abs(ref["returns"][bg]["mean"])}
-                                                    for bg in report["normalised"]}},
-                                run_dir / "returns.png", f"{ds.task}: {cfg.tag}")
+        add_normalised_returns(cfg, ds, report, run_dir, progress)
     report["seconds"] = round(time.perf_counter() - t_start, 1)
     write_json(report_file, report)
     return report

@@ -26,21 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from bench_args import write_result
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from bench_args import write_result  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL first)
-from rl_laof.data import VideoDataset, WindowDataset  # noqa: E402
-from rl_laof.data.collection import collect  # noqa: E402
-from rl_laof.data.config import CollectConfig, WindowConfig  # noqa: E402
+import envs  # noqa: F401  (loads EGL first)
+from rl_laof.data import VideoDataset, WindowDataset
+from rl_laof.data.collection import collect
+from rl_laof.data.config import CollectConfig, WindowConfig
 
 TASK, SIZE = "cheetah-run", 64
 

@@ -23,16 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
+from bench_args import write_result
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from bench_args import write_result  # noqa: E402
-
-import envs  # noqa: E402  (loads EGL before envpool is imported)
+import envs  # loads EGL before envpool is imported
 
 SIZE, STACK, NUM_ENVS, TASK = 64, 3, 16, "cheetah-run"
 

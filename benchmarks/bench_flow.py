@@ -24,20 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import numpy as np
+from bench_args import write_result
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from bench_args import write_result  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.data.collection import random_episode  # noqa: E402
-from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy  # noqa: E402
-from rl_laof.flow.backends import cuda_problem, estimate_flow_cupy, exact_flow_cupy  # noqa: E402
-from rl_laof.flow.estimate import estimate_flow_numba, to_gray  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from rl_laof.data.collection import random_episode
+from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy
+from rl_laof.flow.backends import cuda_problem, estimate_flow_cupy, exact_flow_cupy
+from rl_laof.flow.estimate import estimate_flow_numba, to_gray
 
 TASKS = {"cheetah-run": 4, "walker-walk": 2}
 

@@ -41,12 +41,8 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 from bench_args import seed_count, subset  # noqa: E402

@@ -25,26 +25,23 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof import distributed as dist  # noqa: E402
-from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.data.windows import WindowDataset  # noqa: E402
-from rl_laof.flow.agent_targets import AgentFlowTargets  # noqa: E402
-from rl_laof.flow.encoding import agent_flow, encode_flow_rgb  # noqa: E402
-from rl_laof.lam.config import LAMConfig  # noqa: E402
-from rl_laof.lam.evaluation import HeldOutEvaluation  # noqa: E402
-from rl_laof.lam.training import Batches, flow_calibration, make_optimizer  # noqa: E402
-from rl_laof.models import build_lam  # noqa: E402
-from rl_laof.precision import autocast  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from rl_laof import distributed as dist
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.data.windows import WindowDataset
+from rl_laof.flow.agent_targets import AgentFlowTargets
+from rl_laof.flow.encoding import agent_flow, encode_flow_rgb
+from rl_laof.lam.config import LAMConfig
+from rl_laof.lam.evaluation import HeldOutEvaluation
+from rl_laof.lam.training import Batches, flow_calibration, make_optimizer
+from rl_laof.models import build_lam
+from rl_laof.precision import autocast
 
 PHASES = ("data", "forward", "backward", "optimiser")
 

@@ -25,22 +25,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from bench_args import write_result
 
-from bench_args import write_result  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from agents.config import TRAIN_PRESETS, ExpertConfig, TrainConfig  # noqa: E402
-from rl_laof.data.config import CollectConfig  # noqa: E402
-from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa: E402
-from rl_laof.lam.config import LAM_PRESETS, LAMConfig  # noqa: E402
-from rl_laof.presets import from_preset  # noqa: E402
-from rl_laof.runs import runs_root  # noqa: E402
-from rl_laof.sof.config import SKILL_PRESETS, SkillConfig  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from agents.config import TRAIN_PRESETS, ExpertConfig, TrainConfig
+from rl_laof.data.config import CollectConfig
+from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
+from rl_laof.lam.config import LAM_PRESETS, LAMConfig
+from rl_laof.presets import from_preset
+from rl_laof.runs import runs_root
+from rl_laof.sof.config import SKILL_PRESETS, SkillConfig
 
 TASKS = ("walker-stand", "walker-walk", "walker-run")
 PPO_TASK = "walker-walk"

@@ -32,12 +32,10 @@ import sys
 import time
 from pathlib import Path
 
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from rl_laof.runs import atomic_path, runs_root
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.runs import atomic_path, runs_root  # noqa: E402
-
 RESULTS = ROOT / "benchmarks" / "results" / "sweeps.json"
 
 

@@ -23,23 +23,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
+from bench_args import seed_count, subset
 
-import numpy as np  # noqa: E402
-from bench_args import seed_count, subset  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from agents.config import TRAIN_PRESETS, TrainConfig  # noqa: E402
-from rl_laof import stats  # noqa: E402
-from rl_laof.pipeline import agent as train  # noqa: E402
-from rl_laof.presets import from_preset  # noqa: E402
-from rl_laof.runs import atomic_path, runs_root  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from agents.config import TRAIN_PRESETS, TrainConfig
+from rl_laof import stats
+from rl_laof.pipeline import agent as train
+from rl_laof.presets import from_preset
+from rl_laof.runs import atomic_path, runs_root
 
 TASK = "cheetah-run"
 LATENTS = ("none", "lapo", "laof")

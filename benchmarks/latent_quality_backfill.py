@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_args import subset
+from bench_latent_quality import CELLS, RECORDS
 
-from bench_args import subset  # noqa: E402
-from bench_latent_quality import CELLS, RECORDS  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.lam import quality  # noqa: E402
-from rl_laof.lam.config import LAMConfig  # noqa: E402
-from rl_laof.lam.evaluation import probe_report  # noqa: E402
-from rl_laof.lam.training import load_lam  # noqa: E402
-from rl_laof.runs import atomic_path, runs_root  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.lam import quality
+from rl_laof.lam.config import LAMConfig
+from rl_laof.lam.evaluation import probe_report
+from rl_laof.lam.training import load_lam
+from rl_laof.runs import atomic_path, runs_root
 
 
 def main() -> dict:

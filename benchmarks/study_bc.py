@@ -20,19 +20,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.imitation.config import ImitationConfig  # noqa: E402
-from rl_laof.runs import runs_root, write_json  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.imitation.config import ImitationConfig
+from rl_laof.runs import runs_root, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_bc.json"
 BASE = dict(latent="none", labels=1.0, normalise=False, eval_seeds=1, eval_episodes=8, eval_backgrounds=("train",))

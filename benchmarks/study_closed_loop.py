@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from rl_laof.runs import write_json  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from rl_laof.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_closed_loop.json"
 BENCH = "runs/bench/imitation/full/laom"

@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.imitation.config import ImitationConfig  # noqa: E402
-from rl_laof.imitation.training import Transitions  # noqa: E402
-from rl_laof.models.blocks import mlp  # noqa: E402
-from rl_laof.models.policy import LatentPCA  # noqa: E402
-from rl_laof.runs import write_json  # noqa: E402
+from rl_laof.data.dataset import VideoDataset
+from rl_laof.imitation.config import ImitationConfig
+from rl_laof.imitation.training import Transitions
+from rl_laof.models.blocks import mlp
+from rl_laof.models.policy import LatentPCA
+from rl_laof.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_decoder.json"
 DEFAULT_RUNS = "runs/pilot/ppo/laof-bc-laom,runs/pilot/ppo/lapo-bc-laom"

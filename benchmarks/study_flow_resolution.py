@@ -17,25 +17,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 
 import numpy as np
+from bench_args import write_result
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-from bench_args import write_result  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from agents.expert import Expert  # noqa: E402
-from envs.config import DistractorConfig  # noqa: E402
-from rl_laof import pipeline  # noqa: E402
-from rl_laof.data.collection import load_policy, rollout_episode  # noqa: E402
-from rl_laof.data.config import COLLECT_PRESETS, CollectConfig  # noqa: E402
-from rl_laof.flow import FlowInputs, exact_flow_numba  # noqa: E402
-from rl_laof.flow.estimate import estimate_flow_numba  # noqa: E402
-from rl_laof.presets import from_preset  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from agents.expert import Expert
+from envs.config import DistractorConfig
+from rl_laof import pipeline
+from rl_laof.data.collection import load_policy, rollout_episode
+from rl_laof.data.config import COLLECT_PRESETS, CollectConfig
+from rl_laof.flow import FlowInputs, exact_flow_numba
+from rl_laof.flow.estimate import estimate_flow_numba
+from rl_laof.presets import from_preset
 
 SIZES = (64, 128, 256)
 TASK, LEVEL, ACTION_DIM = "cheetah-run", "laom", 6

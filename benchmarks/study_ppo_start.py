@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
-from envs.rollout import run_episodes  # noqa: E402
-from envs.tasks import get_task  # noqa: E402
-from rl_laof.runs import write_json  # noqa: E402
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from envs.rollout import run_episodes
+from envs.tasks import get_task
+from rl_laof.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_ppo_start.json"
 

@@ -159,10 +159,6 @@ class Distractors:
                 raise
             return make_background_bank(cfg.background_source, cfg.background_split, size, None)
 
-    @property
-    def active(self) -> bool:
-        return self.use_bg or self.use_color or self.use_camera or self.num_obj > 0
-
     # ------------------------------------------------------------------ state
     def reset(self, ids) -> None:
         """New episode for the envs in ``ids``: draw each distractor's episode state."""

@@ -57,10 +57,6 @@ class TaskSpec:
     camera_id: int
     pixel_action_repeat: int
 
-    @property
-    def xml_file(self) -> str:
-        return f"{self.domain}.xml"
-
 
 def _camel(s: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in s.split("_"))

@@ -61,11 +61,3 @@ def my_slice(n: int) -> slice:
     if n % w:
         raise ValueError(f"batch of {n} does not split over {w} processes: use a multiple of {w}")
     return slice(r * n // w, (r + 1) * n // w)
-
-
-def broadcast_object(obj):
-    if world_size() == 1:
-        return obj
-    box = [obj]
-    tdist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -1,4 +1,12 @@
+"""Fixtures and helpers shared by the test modules (a test module imports helpers from here, never from another
+test module)."""
+
+import argparse
 import os
+import runpy
+import sys
+import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -98,3 +106,34 @@ def assert_saved_values_finite(folder) -> int:
             assert first_non_finite(state) is None, f"{path}: {first_non_finite(state)} is not finite"
         checked += 1
     return checked
+
+
+def record(distractors: str, steps: int, action_repeat: int = 2, task: str = "cheetah-run", size: int = 64):
+    """An episode's frames and exact-flow inputs from the dm_control backend, in the dataset layout."""
+    from rl_laof.data.collection import random_episode
+
+    ep, attrs = random_episode(task, distractors, steps, action_repeat, size, seed=5)
+    return ep, attrs["camera_fovy"]
+
+
+class _Parser(BaseException):  # not an Exception: no command's error handling may catch it
+    def __init__(self, parser: argparse.ArgumentParser):
+        super().__init__()
+        self.parser = parser
+
+
+def _capture(self, *args, **kwargs):
+    raise _Parser(self)
+
+
+def parser_of(command: str) -> argparse.ArgumentParser:
+    """The argparse parser ``python -m <command>`` parses its arguments with: the module runs as ``__main__``
+    (``runpy``) with ``ArgumentParser.parse_args`` patched to hand the parser back, so nothing runs."""
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", _capture), \
+            mock.patch.object(sys, "argv", [command]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module may be imported already
+        try:
+            runpy.run_module(command, run_name="__main__", alter_sys=False)
+        except _Parser as found:
+            return found.parser
+    raise AssertionError(f"python -m {command} never parsed its arguments")

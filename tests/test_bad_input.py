@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 
 import pytest
-from test_cli_options import parser_of
+from conftest import parser_of
 
 from rl_laof import cli
 

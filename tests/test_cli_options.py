@@ -1,49 +1,25 @@
 """Every command keeps its flags: the option strings, defaults and choices of each ``python -m`` command equal
 the snapshot in ``tests/data/cli_options.json`` (recorded before the architecture move).
 
-A command's parser is taken the way a user reaches it: the module runs as ``__main__`` (``runpy``) with
-``ArgumentParser.parse_args`` patched to hand the parser back instead of parsing, so nothing runs. After a
-deliberate change of flags, rewrite the snapshot with ``python tests/test_cli_options.py --write``.
+A command's parser is taken the way a user reaches it (``conftest.parser_of``): the module runs as ``__main__``
+(``runpy``) with ``ArgumentParser.parse_args`` patched to hand the parser back instead of parsing, so nothing
+runs. After a deliberate change of flags, rewrite the snapshot with ``python tests/test_cli_options.py --write``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import runpy
 import sys
-import warnings
 from pathlib import Path
-from unittest import mock
 
 import pytest
+from conftest import parser_of
 
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "cli_options.json"
 COMMANDS = ["rl_laof.expert", "rl_laof.collect", "rl_laof.flow", "rl_laof.data.inspect", "rl_laof.data.multitask",
             "rl_laof.pretrain", "rl_laof.imitate", "rl_laof.skills", "rl_laof.train", "rl_laof.evaluate",
             "envs.demo", "sweeps.tune"]
-
-
-class _Parser(BaseException):  # not an Exception: no command's error handling may catch it
-    def __init__(self, parser: argparse.ArgumentParser):
-        super().__init__()
-        self.parser = parser
-
-
-def _capture(self, *args, **kwargs):
-    raise _Parser(self)
-
-
-def parser_of(command: str) -> argparse.ArgumentParser:
-    """The argparse parser ``python -m <command>`` parses its arguments with."""
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", _capture), \
-            mock.patch.object(sys, "argv", [command]), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module may be imported already
-        try:
-            runpy.run_module(command, run_name="__main__", alter_sys=False)
-        except _Parser as found:
-            return found.parser
-    raise AssertionError(f"python -m {command} never parsed its arguments")
 
 
 def options(parser: argparse.ArgumentParser) -> dict[str, dict]:

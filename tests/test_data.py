@@ -208,6 +208,7 @@ def test_collected_dataset_contents(collected):
     assert ds.attrs["expert"]["kind"] == "random"
 
 
+@pytest.mark.slow
 def test_killed_collection_resumes_to_the_same_dataset(collected, tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen(collect_cmd(out, workers=2), cwd=ROOT, stdout=subprocess.DEVNULL,

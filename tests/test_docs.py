@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-PAGES = ["architecture", "environments", "datasets", "flow", "latent-models", "policies", "agents", "skills",
-         "sweeps", "benchmarks"]
+PAGES = ["architecture", "design", "environments", "datasets", "flow", "latent-models", "policies", "agents",
+         "skills", "sweeps", "benchmarks"]
 COMMANDS = [
     "bash scripts/setup.sh && .venv/bin/python -m rl_laof.train --algo ppo --latent laof",
     "bash scripts/setup.sh --dev && .venv/bin/python -m pytest -q",
@@ -69,14 +69,15 @@ def test_every_docs_page_exists_and_the_readme_links_it(page):
 
 
 @pytest.mark.parametrize("page", _markdown_pages(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_relative_links_point_to_existing_files(page):
+def test_relative_links_point_to_existing_files_in_the_repository(page):
     broken = []
     for target in _links(page):
         if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
             continue  # a URL (http:, mailto:, ...) or an anchor on the same page
-        if not (page.parent / target.split("#", 1)[0]).exists():
+        path = (page.parent / target.split("#", 1)[0]).resolve()
+        if not path.exists() or not path.is_relative_to(ROOT):
             broken.append(target)
-    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"
+    assert not broken, f"{page.relative_to(ROOT)} links to missing files or files outside the repository: {broken}"
 
 
 @pytest.mark.parametrize("page", _markdown_pages(), ids=lambda p: str(p.relative_to(ROOT)))

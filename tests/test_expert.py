@@ -67,6 +67,7 @@ def trained(tmp_path_factory, request):
     return out, killed_at, r
 
 
+@pytest.mark.slow
 def test_expert_resumes_after_a_kill(trained):
     out, killed_at, r = trained
     assert 0 < killed_at < 196608
@@ -83,6 +84,7 @@ def test_expert_resumes_after_a_kill(trained):
     assert report["best"]["envpool"]["mean"] > 50
 
 
+@pytest.mark.slow
 def test_expert_earns_the_same_on_both_backends(trained):
     out, _, _ = trained
     report = json.loads((out / "report.json").read_text())
@@ -92,6 +94,7 @@ def test_expert_earns_the_same_on_both_backends(trained):
         assert abs(ep["mean"] - dm["mean"]) < 3.5 * se + 5, (which, ep["mean"], dm["mean"], se)
 
 
+@pytest.mark.slow
 def test_same_start_same_rewards_on_both_backends(trained):
     """From one initial state (EnvPool's, copied into dm_control) the expert's rewards match step for step."""
     from envs import get_task

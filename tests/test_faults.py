@@ -56,6 +56,7 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_egl_check_follows_glvnds_rule_and_refuses_other_gl_backends(tmp_path):
     """glvnd reads only ``__EGL_VENDOR_LIBRARY_DIRS`` when it is set: a folder without vendor files there is
     refused in the parent, in one line, before any folder or worker exists; the real folder passes. A

@@ -6,6 +6,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import record
 from cuda_on_cpu import CXX, CpuLauncher, _parse
 from scipy import ndimage
 
@@ -65,8 +66,6 @@ def test_cuda_tvl1_kernels_match_numba_emulated(h, w, params):
 
 @needs_cxx
 def test_cuda_exact_flow_kernel_matches_numba_emulated(gl):
-    from test_flow_exact import record
-
     from rl_laof.flow import FlowInputs, exact_flow_numba
 
     ep, fovy = record("hard:camera", 12)
@@ -87,8 +86,6 @@ def test_emulator_refuses_wrong_argument_types():
 
 @pytest.mark.gpu
 def test_cupy_exact_flow_matches_numba(gl):
-    from test_flow_exact import record
-
     from rl_laof.flow import FlowInputs
 
     ep, fovy = record("hard:camera", 12)

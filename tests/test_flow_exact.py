@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import record
 
 from rl_laof.flow import FlowInputs, exact_flow_numba, exact_flow_numpy
 
 pytestmark = pytest.mark.usefixtures("gl")
-
-
-def record(distractors: str, steps: int, action_repeat: int = 2, task: str = "cheetah-run", size: int = 64):
-    """An episode's frames and exact-flow inputs from the dm_control backend, in the dataset layout."""
-    from rl_laof.data.collection import random_episode
-
-    ep, attrs = random_episode(task, distractors, steps, action_repeat, size, seed=5)
-    return ep, attrs["camera_fovy"]
 
 
 @pytest.fixture(scope="module")

@@ -250,6 +250,7 @@ def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
         assert any(not torch.equal(a, b) for a, b in zip(dec_before, decoder.parameters(), strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("gl")
 def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_dataset, tmp_path, monkeypatch):
     from rl_laof.imitation.training import imitate
@@ -276,6 +277,7 @@ def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_datase
     assert idm["train_transitions"] == 120 and "decoder" not in idm["stages"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--latent", "none", "--policy", "lafp"], "use --policy bc"),
     (["--latent", "laof", "--decoder", "interp"], "needs --policy lafp"),

@@ -112,6 +112,7 @@ def _cli(dataset, out, *extra, method: str = "laof-action") -> list[str]:
             "--set", "eval_every=4", "--no-progress", *laom, *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["laof-action", "laom-action"])
 def test_torchrun_two_processes_match_one(dataset, tmp_path, method):
     """In fp32: under bf16 autocast a conv's rounding depends on the batch it sees, so halves drift apart."""

@@ -287,6 +287,7 @@ def test_translator_never_sees_unlabelled_actions(skill_dataset, tmp_path):
         data.chunk_actions(unlabelled[:1])
 
 
+@pytest.mark.slow
 def test_skills_cli_all_stages(skill_dataset, tmp_path):
     from rl_laof.skills import main
 
@@ -312,6 +313,7 @@ def test_skills_cli_all_stages(skill_dataset, tmp_path):
     assert cfg["tasks"] == ["walker-stand", "walker-walk"]
 
 
+@pytest.mark.slow
 def test_train_with_sof_skills(skill_dataset, tmp_path):
     """PPO over skill tokens: one decision per chunk, env steps counted, gamma^H, actor distilled from the prior."""
     from agents.config import TrainConfig

@@ -65,6 +65,7 @@ def check_two_worker_study(storage, name: str, runs: Path, n_trials: int, result
         assert (folder / f"{png}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_journal_file(lam_dataset, tmp_path):
     journal = tmp_path / "study.log"
     result = run_tune(tune_cmd(lam_dataset, str(journal), "journal", 4, 2), tmp_path)
@@ -129,6 +130,7 @@ def postgres_url():
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgresql_study(lam_dataset, tmp_path, postgres_url):
     result = run_tune(tune_cmd(lam_dataset, postgres_url, "pg", 4, 2), tmp_path)
     assert result["storage"].startswith("postgresql")
@@ -150,6 +152,7 @@ def test_unreachable_database_is_a_clear_error(tmp_path):
 
 # --------------------------------------------------------------------------- a worker dies
 
+@pytest.mark.slow
 def test_a_killed_workers_trial_is_retried(lam_dataset, tmp_path):
     journal = tmp_path / "study.log"
     cmd = tune_cmd(lam_dataset, str(journal), "kill", 1, 1, 150)

@@ -158,6 +158,7 @@ def test_a_latent_policy_of_another_distractor_level_is_refused(latent_agents):
         load_latent_space(_cfg("bc", latent_agents, distractors="none"), Path(cfg.latent_agent))
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_agents, tmp_path):
     from rl_laof.pipeline import agent as train
 
@@ -203,6 +204,7 @@ def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
         TrainConfig(learning_rate=-0.1)
 
 
+@pytest.mark.slow
 def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_agents, tmp_path):
     """100 steps in 64-step rollouts end at 128: the last update runs past the total at the floor rate."""
     from rl_laof.pipeline import agent as train
@@ -213,6 +215,7 @@ def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_agents, tmp_pa
     assert lrs[-1] == pytest.approx(1e-5) and min(lrs) >= 1e-5
 
 
+@pytest.mark.slow
 def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_agents, tmp_path):
     """freeze_encoder keeps the latent policy's encoder; during the critic warm-up the actor (MLP, mean, log
     std) keeps the latent BC policy's weights too; after it, the actor learns."""
@@ -243,6 +246,7 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_a
         TrainConfig(algo="sac", critic_warmup_steps=10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["recurrent-ppo", "sac", "a2c"])
 def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_path, algo):
     """Each algorithm trains in the latent space on pixels; the recurrent policy gets the encoder only."""
@@ -257,6 +261,7 @@ def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_pat
     assert report["initialised"] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--latent", "sof", "--task", "cheetah-run"], "no SOF skills for cheetah-run"),
     (["--latent", "sof", "--skills", "/nonexistent/skills"], "not a finished skills run"),
@@ -306,6 +311,7 @@ def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_poli
     assert_saved_values_finite(tmp_path / "run")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["bc", "lafp"])
 def test_the_agents_encoder_takes_the_latent_policys_size_whatever_the_config_says(latent_agents, tmp_path, policy):
     """A latent policy trained at another width than TrainConfig.width (the imitation preset's 32 vs the

@@ -82,10 +82,6 @@ class AgentFlowTargets:
         (it says where the agent usually is and which way it usually moves, and nothing about this transition)."""
         return torch.from_numpy(self.target.mean(0, dtype=np.float64).astype(np.float32) / 255.0)
 
-    def agent_share(self) -> float:
-        """Mean agent coverage of a cell (the share of the image the agent's valid pixels cover)."""
-        return float(self.coverage.mean() / 255.0)
-
 
 def flow_loss(pred: torch.Tensor, target: torch.Tensor, coverage: torch.Tensor | None, form: str = "agent",
               bg_weight: float = 0.1) -> torch.Tensor:

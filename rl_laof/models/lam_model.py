@@ -75,13 +75,6 @@ class LatentActionModel(LossModule):
             return z, z.new_zeros(()), {}
         return self.vq(z)
 
-    def predict_next(self, obs: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
-        """Pixel FDM: o_{t+1} (3, H, W) in [-0.5, 0.5]; latent FDM: the embedding of o_{t+1} stack."""
-        if self.cfg.fdm == "pixel":
-            obs = self._fdm_view(_as_float(obs))
-            return self.fdm(obs, z_q, obs[:, -3:])
-        return self.fdm(torch.cat([self.obs_encoder(_as_float(obs)), z_q], 1))
-
     # ------------------------------------------------------------------ training
     def losses(self, batch: dict[str, torch.Tensor], labelled: dict[str, torch.Tensor] | None = None,
                generator: torch.Generator | None = None, with_labels: bool = False

@@ -44,9 +44,6 @@ class LatentNormalizer(nn.Module):
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.centre) / self.scale
 
-    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return z * self.scale + self.centre
-
 
 class LatentPCA(nn.Module):
     """The ``k`` leading principal directions of a set of latents: ``mean`` (D), ``components`` (k, D,

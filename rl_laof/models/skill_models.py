@@ -60,10 +60,6 @@ class FSQ(nn.Module):
         q = b + (torch.round(b) - b).detach()
         return q / self.half_width
 
-    def continuous(self, z: torch.Tensor) -> torch.Tensor:
-        """The bounded, unrounded code on the same scale as the codes (the continuous skill action)."""
-        return self.bound(z) / self.half_width
-
     def codes_to_indices(self, codes: torch.Tensor) -> torch.Tensor:
         digits = torch.round(codes * self.half_width + self.half_width).long()
         return (digits * self.basis).sum(-1)

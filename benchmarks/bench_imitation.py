@@ -160,11 +160,11 @@ def previous_result() -> dict:
     return read_json(RESULTS) if RESULTS.exists() else {}
 
 
-def kept_rows(methods: list[str], args: argparse.Namespace, data: Path, seeds: int) -> dict[str, dict[str, list]]:
+def kept_rows(old: dict, methods: list[str], args: argparse.Namespace, data: Path, seeds: int
+              ) -> dict[str, dict[str, list]]:
     """The per-seed values of the methods this run does not re-run, from the committed JSON, so that re-running
     some rows (``--methods``: e.g. the latent rows after the default flow tier changed) rewrites the table
-    without re-running the rest. Only from a full run of the same dataset, level and seed count."""
-    old = previous_result()
+    without re-running the rest. Only from ``old`` (the committed JSON) of the same dataset, level and seeds."""
     if args.quick or set(methods) == set(METHODS) or not old:
         return {}
     same_data = Path(old.get("dataset", "")).parts[-2:] == Path(data).parts[-2:]
@@ -219,14 +219,15 @@ def main() -> dict:
                 row.setdefault(key, []).append(rep["returns"][bg]["mean"] / big_return.get(name, data_return))
                 row.setdefault(f"raw_{key}", []).append(rep["returns"][bg]["mean"])
             row.setdefault("action_mse", []).append(rep["action_mse"]["eval"])
-    kept = kept_rows(methods, args, data, seeds)
+    previous = previous_result()
+    kept = kept_rows(previous, methods, args, data, seeds)
     per_seed.update(kept)
     if kept:
-        if abs(previous_result()["data_return"] - result["data_return"]) > 0.1:
+        if abs(previous["data_return"] - result["data_return"]) > 0.1:
             raise SystemExit(f"the dataset's return is {result['data_return']}, the kept rows were normalised by "
-                             f"{previous_result()['data_return']}: the data changed, run every method")
+                             f"{previous['data_return']}: the data changed, run every method")
         for key in ("big_datasets", "big_data_returns"):
-            result[key] = {**{n: v for n, v in previous_result()[key].items() if n in kept}, **result[key]}
+            result[key] = {**{n: v for n, v in previous[key].items() if n in kept}, **result[key]}
     result["rows_rerun"] = methods
     if kept:
         result["rows_kept"] = {n: "per-seed values of the previous imitation.json" for n in kept}
@@ -254,8 +255,8 @@ def main() -> dict:
     if "bc_labels" in ms:
         result["ms_bc_pixels"] = round(ms["bc_labels"], 3)
     for key in ("ms_bc", "ms_lafp", "lafp_vs_bc_latency", "ms_bc_pixels"):  # the kept rows' latencies
-        if key not in result and kept and key in previous_result():
-            result[key] = previous_result()[key]
+        if key not in result and kept and key in previous:
+            result[key] = previous[key]
 
     def verdict(a: str, b: str) -> str | None:
         return stats.verdict(summary[f"ret_{a}"], summary[f"ret_{b}"]) if f"ret_{a}" in summary and \

@@ -291,6 +291,44 @@ def test_shipped_latent_policies_load_and_record_their_command(name):
     assert actions.shape == (2, 6) and np.isfinite(actions).all() and meta["out_dim"] == 128
 
 
+def _flip_middle_byte(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_flipped_byte_in_a_model_a_latent_policy_or_a_checkpoint_is_refused_with_the_file_named(latent_agents,
+                                                                                                   tmp_path):
+    """Model and checkpoint files carry a checksum (rl_laof.runs.save_torch): one byte changed in the middle of a
+    latent action model's model.pt, an imitation run's agent.pt or a checkpoint is refused by its loader in one
+    line that names the file (torch's own reader checks nothing and would load the changed weights)."""
+    import shutil
+
+    from rl_laof.imitation.agent import load_agent
+    from rl_laof.lam.training import load_lam
+    from rl_laof.loop import Checkpoints
+    from rl_laof.runs import read_json
+
+    agent_dir = Path(latent_agents["bc"])
+    lam_dir = Path(read_json(agent_dir / "report.json")["lam_run"])
+    ckpt = Checkpoints(lam_dir / "checkpoints").latest()
+    assert ckpt is not None and Checkpoints(lam_dir / "checkpoints").load()["step"] == 5  # intact: loads
+    shutil.copytree(lam_dir / "checkpoints", tmp_path / "ckpt" / "checkpoints")
+    cases = [(_flip_middle_byte(lam_dir / "model.pt", tmp_path / "lam" / "model.pt"),
+              lambda: load_lam(tmp_path / "lam")),
+             (_flip_middle_byte(agent_dir / "agent.pt", tmp_path / "agent" / "agent.pt"),
+              lambda: load_agent(tmp_path / "agent")),
+             (_flip_middle_byte(ckpt, tmp_path / "ckpt" / "checkpoints" / ckpt.name),
+              lambda: Checkpoints(tmp_path / "ckpt" / "checkpoints").load())]
+    for path, load in cases:
+        with pytest.raises(ValueError) as err:
+            load()
+        message = str(err.value)
+        assert str(path) in message and "damaged" in message and "checksum" in message and "\n" not in message
+
+
 def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_policy(tmp_path):
     from conftest import assert_saved_values_finite
 

@@ -31,6 +31,7 @@ import envs
 from agents.algorithms import check_algo_kwargs, resolve_algorithm
 from agents.config import ExpertConfig
 from agents.loop import PeriodicCallback, learn, load_checkpoint, plot_learning_curve, replace_dir, save_checkpoint
+from agents.resume import ResumableVecEnv
 from envs.rollout import run_episodes
 from rl_laof.runs import expert_dir, read_json, run_folder, write_json
 
@@ -171,7 +172,7 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
     if resume and report_file.exists():
         return read_json(report_file)
 
-    inner = make_state_env(cfg.task, cfg.num_envs, cfg.seed, cfg.action_repeat)
+    inner = ResumableVecEnv(make_state_env(cfg.task, cfg.num_envs, cfg.seed, cfg.action_repeat))
     loaded = (load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner), run_dir / "tb")
               if resume else None)
     ckpt = loaded[3] if loaded is not None else None

@@ -187,6 +187,42 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
     assert Path(replay["gif"]).exists() and np.isfinite(replay["mean"])
 
 
+def test_a_resumed_agent_is_the_uninterrupted_one_bit_for_bit(tmp_path):
+    """Stopped after its envs' first episodes ended and resumed, an agent evaluates and ends exactly as the
+    uninterrupted run of its seed (agents.resume: the random states, VecNormalize's returns, and the envs sent back
+    to their last common episode start and stepped again). State observations: no rendering, so episodes are cheap
+    (tests/test_envs.py replays pixel envs with distractors)."""
+    import io
+    import zipfile
+
+    from agents.training import train
+    from rl_laof.runs import load_torch, read_json
+
+    tiny = {k: v for k, v in TINY_TRAIN.items() if k not in ("image_size", "distractors")}
+    cfg = TrainConfig(latent="none", obs="state", distractors="none", total_steps=1280,
+                      **{**tiny, "eval_every": 320, "checkpoint_every": 320})
+    full = train(cfg, tmp_path / "full", progress=False)
+    assert train(cfg, tmp_path / "cut", progress=False, stop_at=576)["checkpoint_step"] == 576
+    ckpt = tmp_path / "cut" / "checkpoints" / read_json(tmp_path / "cut" / "checkpoints" / "latest.json")["dir"]
+    envs_log = load_torch(ckpt / "resume.pt")["envs"]
+    # 288 steps per env: every env ended its first 250-step episode at once, and 38 steps of the next are replayed
+    assert envs_log["start"]["resets"].tolist() == [2, 2] and len(envs_log["actions"]) == 38
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+
+    def evals(report):
+        return [(h["step"], h["mean"], h["std"], h["lr"]) for h in report["eval_history"]]
+
+    assert evals(resumed) == evals(full) and [e[0] for e in evals(full)] == [0, 320, 640, 960, 1280]
+    assert resumed["final"]["returns"] == full["final"]["returns"]
+
+    def weights(run):
+        with zipfile.ZipFile(tmp_path / run / "final_model.zip") as z:
+            return torch.load(io.BytesIO(z.read("policy.pth")), weights_only=False)
+
+    a, b = weights("full"), weights("cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
     import cloudpickle
 

@@ -23,7 +23,16 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.resume import restore_run_state, run_state
 from rl_laof.finite import Diverged, check_state, first_non_finite
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path, latest_checkpoint, load_torch, read_json, save_torch, write_json
+from rl_laof.runs import (
+    atomic_path,
+    check_checksums,
+    latest_checkpoint,
+    load_torch,
+    read_json,
+    save_torch,
+    write_checksums,
+    write_json,
+)
 
 Evaluate = Callable[[Any], dict[str, float]]  # model -> {"mean": ..., "std": ...}
 #: what to change when a run diverges (the runs' learning rate is a config field of that name)
@@ -163,6 +172,7 @@ def save_checkpoint(model, run_dir: Path, history: list) -> Path:
         model.save_replay_buffer(tmp / "replay_buffer.pkl")
     save_torch(run_state(model), tmp / "resume.pt")
     write_json(tmp / "eval.json", history)
+    write_checksums(tmp)  # SB3's zip has CRCs, its pickles nothing: a manifest covers every file
     replace_dir(tmp, dst)
     write_json(ckpts / "latest.json", dict(dir=dst.name, step=int(model.num_timesteps)))
     for old in ckpts.glob("step-*"):  # keep only the newest
@@ -179,6 +189,7 @@ def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any]
     ckpt = latest_checkpoint(run_dir, "dir")
     if ckpt is None:
         return None
+    check_checksums(ckpt)
     norm = ckpt / "vecnormalize.pkl"
     venv = make_venv(norm if norm.exists() else None)
     model = algo.load(ckpt / "model.zip", env=venv, device="cpu", tensorboard_log=str(tb_dir), force_reset=False,

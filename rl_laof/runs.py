@@ -224,14 +224,49 @@ def load_torch(path: str | os.PathLike) -> Any:
     fix = "Restore it, or remove its run folder to train that run again."
     sums = torch_checksum(path) if Path(path).is_file() else None
     if sums is not None and sums[0] != sums[1]:
-        raise ValueError(f"{path} is damaged: its contents do not match the checksum written with it (a changed or "
-                         f"corrupted byte). {fix}")
+        raise _damaged(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValueError(f"{path} cannot be read as a torch file ({first}): it was cut short or damaged. {fix}"
                          ) from None
+
+
+def _damaged(path: str | os.PathLike) -> ValueError:
+    return ValueError(f"{path} is damaged: its contents do not match the checksum written with it (a changed or "
+                      "corrupted byte). Restore it, or remove its run folder to train that run again.")
+
+
+#: a folder's manifest: the SHA-256 of each of its other files (agents' checkpoint folders: SB3's files, pickles)
+CHECKSUMS = "checksums.json"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return _sha256(f, Path(path).stat().st_size).hexdigest()
+
+
+def write_checksums(folder: str | os.PathLike) -> None:
+    """Record the SHA-256 of every file directly in ``folder`` in its :data:`CHECKSUMS` (written last)."""
+    folder = Path(folder)
+    write_json(folder / CHECKSUMS, {p.name: file_sha256(p) for p in sorted(folder.iterdir())
+                                    if p.is_file() and p.name != CHECKSUMS})
+
+
+def check_checksums(folder: str | os.PathLike) -> None:
+    """Refuse, naming the file, a file of ``folder`` missing or changed since :func:`write_checksums`; a folder
+    without a manifest (written by an earlier version) passes."""
+    manifest = Path(folder) / CHECKSUMS
+    if not manifest.exists():
+        return
+    for name, digest in read_json(manifest).items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ValueError(f"{path} is missing from its checkpoint. Remove the checkpoint folder to resume from the "
+                             "one before, or the run folder to train that run again.")
+        if file_sha256(path) != digest:
+            raise _damaged(path)
 
 
 def _json_default(o: Any) -> Any:

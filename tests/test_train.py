@@ -365,6 +365,27 @@ def test_a_flipped_byte_in_a_model_a_latent_policy_or_a_checkpoint_is_refused_wi
         assert str(path) in message and "damaged" in message and "checksum" in message and "\n" not in message
 
 
+def test_a_flipped_byte_in_an_agent_checkpoint_is_refused_with_the_file_named(tmp_path):
+    """An agent's checkpoint folder holds a manifest of its files' checksums: SB3's zip checks its own CRCs, but
+    VecNormalize's pickle would load changed statistics silently."""
+    from agents.training import train
+    from rl_laof.runs import read_json
+
+    tiny = {k: v for k, v in TINY_TRAIN.items() if k not in ("image_size", "distractors")}
+    cfg = TrainConfig(latent="none", obs="state", distractors="none", total_steps=256, **{**tiny, "eval_every": 256})
+    train(cfg, tmp_path / "run", progress=False, stop_at=64)
+    ckpt = tmp_path / "run" / "checkpoints" / read_json(tmp_path / "run" / "checkpoints" / "latest.json")["dir"]
+    for name in ("vecnormalize.pkl", "model.zip", "resume.pt"):
+        path = ckpt / name
+        intact = path.read_bytes()
+        _flip_middle_byte(ckpt / name, path)
+        with pytest.raises(ValueError) as err:
+            train(cfg, tmp_path / "run", resume=True, progress=False)
+        assert str(path) in str(err.value) and "damaged" in str(err.value) and "\n" not in str(err.value)
+        path.write_bytes(intact)
+    assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 256  # intact: it resumes
+
+
 def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_policy(tmp_path):
     from conftest import assert_saved_values_finite
 

@@ -181,11 +181,13 @@ def save_checkpoint(model, run_dir: Path, history: list) -> Path:
     return dst
 
 
-def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any], tb_dir: Path, **load_kwargs):
+def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any], tb_dir: Path,
+                    on_load: Callable[[Any], None] | None = None, **load_kwargs):
     """(model, venv, history, checkpoint folder) from the newest checkpoint of ``run_dir``, or None.
     ``make_venv(vecnormalize_pkl_or_None)`` rebuilds the env around the saved normalisation statistics; the envs and
     random states are brought back to the checkpoint's (``agents.resume``; a checkpoint written before
-    ``resume.pt`` existed resumes from fresh episodes, as it always did)."""
+    ``resume.pt`` existed resumes from fresh episodes, as it always did). ``on_load(model)`` runs first: what the
+    envs need of the model while they are replayed (a skill env's KL term, the agent's log-density)."""
     ckpt = latest_checkpoint(run_dir, "dir")
     if ckpt is None:
         return None
@@ -196,6 +198,8 @@ def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any]
                       **load_kwargs)
     if (ckpt / "replay_buffer.pkl").exists():
         model.load_replay_buffer(ckpt / "replay_buffer.pkl")
+    if on_load is not None:
+        on_load(model)
     if (ckpt / "resume.pt").exists():
         restore_run_state(model, load_torch(ckpt / "resume.pt"), str(ckpt))
     else:

@@ -317,8 +317,13 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
     algo = spec.algo_class
     inner = make_env(cfg, cfg.num_envs, cfg.seed, space.agent, space.meta, space.skills)
     logged = ResumableVecEnv(inner)  # what a checkpoint needs to send the envs back where they were
+
+    def attach(model) -> None:  # the skill env's KL term reads the agent's log-density (a resumed run's replay too)
+        if space.skills is not None and cfg.kl_coef > 0:
+            inner.agent_log_prob = _agent_log_prob(model)
+
     loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), logged) if norm else logged,
-                             run_dir / "tb") if resume else None
+                             run_dir / "tb", attach) if resume else None
     history: list[dict] = []
     copied: list[str] = []
     pixels_start = space.agent is not None and cfg.init_policy and cfg.obs == "pixels"
@@ -345,8 +350,7 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
     if cfg.freeze_encoder and pixels_start and not cfg.residual:
         frozen = freeze_encoders(model)
         copied = copied + frozen if loaded is None else copied
-    if space.skills is not None and cfg.kl_coef > 0:
-        inner.agent_log_prob = _agent_log_prob(model)
+    attach(model)
     return Start(model, venv, inner, history, copied, loaded is not None)
 
 

@@ -31,6 +31,7 @@ import envs
 from agents.algorithms import check_algo_kwargs, resolve_algorithm
 from agents.config import ExpertConfig
 from agents.loop import PeriodicCallback, learn, load_checkpoint, plot_learning_curve, replace_dir, save_checkpoint
+from agents.resume import ResumableVecEnv
 from envs.rollout import run_episodes
 from rl_laof.runs import expert_dir, read_json, run_folder, write_json
 
@@ -135,18 +136,9 @@ def _obs_stats(venv):
     return None, None, 10.0, 1e-8
 
 
-def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: bool = True,
-                 progress: bool = True) -> dict[str, Any]:
-    """Train (or resume, or just report) the expert ``cfg`` describes; returns the report."""
-    envs.get_task(cfg.task)  # unknown task: clear error before anything starts
-    algo = resolve_algorithm(cfg.algo)
-    kwargs = cfg.resolved_algo_kwargs()
-    check_algo_kwargs(algo, {k: v for k, v in kwargs.items() if k != "policy_kwargs"})
-    if run_dir is None:
-        run_dir = expert_dir(cfg.task, cfg.algo, cfg.preset, cfg.seed, cfg.action_repeat)
-    run_dir = run_folder(run_dir)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
+def open_expert_run(cfg: ExpertConfig, run_dir: Path, resume: bool) -> None:
+    """Make ``run_dir`` the expert's folder: a folder of another config is refused when resuming, one started over
+    (``resume`` False) loses its earlier outputs; the config is recorded."""
     config = cfg.to_dict()
     cfg_file = run_dir / "config.json"
     if cfg_file.exists() and resume:
@@ -161,11 +153,26 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
             p = run_dir / name
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
     write_json(cfg_file, config)
+
+
+def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: bool = True,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train (or resume, or just report) the expert ``cfg`` describes; returns the report."""
+    envs.get_task(cfg.task)  # unknown task: clear error before anything starts
+    algo = resolve_algorithm(cfg.algo)
+    kwargs = cfg.resolved_algo_kwargs()
+    check_algo_kwargs(algo, {k: v for k, v in kwargs.items() if k != "policy_kwargs"})
+    if run_dir is None:
+        run_dir = expert_dir(cfg.task, cfg.algo, cfg.preset, cfg.seed, cfg.action_repeat)
+    run_dir = run_folder(run_dir)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    open_expert_run(cfg, run_dir, resume)
     report_file = run_dir / "report.json"
     if resume and report_file.exists():
         return read_json(report_file)
 
-    inner = make_state_env(cfg.task, cfg.num_envs, cfg.seed, cfg.action_repeat)
+    inner = ResumableVecEnv(make_state_env(cfg.task, cfg.num_envs, cfg.seed, cfg.action_repeat))
     loaded = (load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner), run_dir / "tb")
               if resume else None)
     ckpt = loaded[3] if loaded is not None else None

@@ -2,8 +2,9 @@
 best-model saving, checkpoints that resume, a progress bar, the learning curve.
 
 Every schedule counts agent steps (``model.num_timesteps``); a checkpoint holds the model, the VecNormalize
-statistics, the replay buffer where there is one, and the evaluation history, in a folder written whole and
-then renamed, so a killed run resumes from the newest complete checkpoint.
+statistics, the replay buffer where there is one, the evaluation history, and what makes the resumed run the
+uninterrupted one (``resume.pt``: random states, the envs' replay log; ``agents.resume``), in a folder written
+whole and then renamed, so a killed run resumes from the newest complete checkpoint, bit for bit.
 """
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecNormalize
 
+from agents.resume import restore_run_state, run_state
 from rl_laof.finite import Diverged, check_state, first_non_finite
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path, latest_checkpoint, read_json, write_json
+from rl_laof.runs import (
+    atomic_path,
+    check_checksums,
+    latest_checkpoint,
+    load_torch,
+    read_json,
+    save_torch,
+    write_checksums,
+    write_json,
+)
 
 Evaluate = Callable[[Any], dict[str, float]]  # model -> {"mean": ..., "std": ...}
 #: what to change when a run diverges (the runs' learning rate is a config field of that name)
@@ -159,7 +170,9 @@ def save_checkpoint(model, run_dir: Path, history: list) -> Path:
         env.save(str(tmp / "vecnormalize.pkl"))
     if getattr(model, "replay_buffer", None) is not None:
         model.save_replay_buffer(tmp / "replay_buffer.pkl")
+    save_torch(run_state(model), tmp / "resume.pt")
     write_json(tmp / "eval.json", history)
+    write_checksums(tmp)  # SB3's zip has CRCs, its pickles nothing: a manifest covers every file
     replace_dir(tmp, dst)
     write_json(ckpts / "latest.json", dict(dir=dst.name, step=int(model.num_timesteps)))
     for old in ckpts.glob("step-*"):  # keep only the newest
@@ -168,17 +181,29 @@ def save_checkpoint(model, run_dir: Path, history: list) -> Path:
     return dst
 
 
-def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any], tb_dir: Path, **load_kwargs):
+def load_checkpoint(algo, run_dir: Path, make_venv: Callable[[Path | None], Any], tb_dir: Path,
+                    on_load: Callable[[Any], None] | None = None, **load_kwargs):
     """(model, venv, history, checkpoint folder) from the newest checkpoint of ``run_dir``, or None.
-    ``make_venv(vecnormalize_pkl_or_None)`` rebuilds the env around the saved normalisation statistics."""
+    ``make_venv(vecnormalize_pkl_or_None)`` rebuilds the env around the saved normalisation statistics; the envs and
+    random states are brought back to the checkpoint's (``agents.resume``; a checkpoint written before
+    ``resume.pt`` existed resumes from fresh episodes, as it always did). ``on_load(model)`` runs first: what the
+    envs need of the model while they are replayed (a skill env's KL term, the agent's log-density)."""
     ckpt = latest_checkpoint(run_dir, "dir")
     if ckpt is None:
         return None
+    check_checksums(ckpt)
     norm = ckpt / "vecnormalize.pkl"
     venv = make_venv(norm if norm.exists() else None)
-    model = algo.load(ckpt / "model.zip", env=venv, device="cpu", tensorboard_log=str(tb_dir), **load_kwargs)
+    model = algo.load(ckpt / "model.zip", env=venv, device="cpu", tensorboard_log=str(tb_dir), force_reset=False,
+                      **load_kwargs)
     if (ckpt / "replay_buffer.pkl").exists():
         model.load_replay_buffer(ckpt / "replay_buffer.pkl")
+    if on_load is not None:
+        on_load(model)
+    if (ckpt / "resume.pt").exists():
+        restore_run_state(model, load_torch(ckpt / "resume.pt"), str(ckpt))
+    else:
+        model._last_obs = None  # SB3 resets the envs when training starts
     return model, venv, read_json(ckpt / "eval.json"), ckpt
 
 

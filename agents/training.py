@@ -35,6 +35,7 @@ from agents.policy import (
     policy_kwargs,
     zero_mean,
 )
+from agents.resume import ResumableVecEnv
 from agents.skill_env import SkillVecEnv
 from envs.config import DistractorConfig
 from envs.rollout import run_episodes
@@ -315,15 +316,21 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
     spec = ALGOS[cfg.algo]
     algo = spec.algo_class
     inner = make_env(cfg, cfg.num_envs, cfg.seed, space.agent, space.meta, space.skills)
-    loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner) if norm else inner,
-                             run_dir / "tb") if resume else None
+    logged = ResumableVecEnv(inner)  # what a checkpoint needs to send the envs back where they were
+
+    def attach(model) -> None:  # the skill env's KL term reads the agent's log-density (a resumed run's replay too)
+        if space.skills is not None and cfg.kl_coef > 0:
+            inner.agent_log_prob = _agent_log_prob(model)
+
+    loaded = load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), logged) if norm else logged,
+                             run_dir / "tb", attach) if resume else None
     history: list[dict] = []
     copied: list[str] = []
     pixels_start = space.agent is not None and cfg.init_policy and cfg.obs == "pixels"
     if loaded is not None:
         model, venv, history, _ = loaded
     else:
-        venv = _wrap_normalize(cfg, inner)
+        venv = _wrap_normalize(cfg, logged)
         schedule = LinearSchedule(cfg.learning_rate, cfg.learning_rate_end)
         try:
             model = algo(spec.policy_name(), venv, learning_rate=schedule, seed=cfg.seed, device="cpu",
@@ -343,8 +350,7 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
     if cfg.freeze_encoder and pixels_start and not cfg.residual:
         frozen = freeze_encoders(model)
         copied = copied + frozen if loaded is None else copied
-    if space.skills is not None and cfg.kl_coef > 0:
-        inner.agent_log_prob = _agent_log_prob(model)
+    attach(model)
     return Start(model, venv, inner, history, copied, loaded is not None)
 
 
@@ -359,6 +365,7 @@ def learn_agent(cfg: TrainConfig, run_dir: Path, space: ActionSpace, start: Star
 
     def periodic_eval(m) -> dict[str, float]:
         _sync_obs_stats(m.get_env(), eval_env)
+        eval_env.seed(cfg.seed + EVAL_SEED)  # the same episodes at every evaluation: a function of the policy alone
         r, _ = agent_returns(m, eval_env)
         result = {"mean": float(r.mean()), "std": float(r.std())}
         if on_eval is not None and m.num_timesteps > 0:  # step 0: the start, the same for every trial

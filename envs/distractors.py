@@ -160,6 +160,19 @@ class Distractors:
             return make_background_bank(cfg.background_source, cfg.background_split, size, None)
 
     # ------------------------------------------------------------------ state
+    _STATE = ("video", "frame", "direction", "color", "base_color", "cam", "cam_vel", "objects")
+
+    def state(self) -> dict:
+        """Every env's random stream and distractor state (not the videos): what :meth:`load_state` restores."""
+        return {"rngs": [rng.bit_generator.state for rng in self.rngs],
+                **{k: getattr(self, k).copy() for k in self._STATE}}
+
+    def load_state(self, state: dict) -> None:
+        for rng, s in zip(self.rngs, state["rngs"], strict=True):
+            rng.bit_generator.state = s
+        for k in self._STATE:
+            getattr(self, k)[...] = state[k]
+
     def reset(self, ids) -> None:
         """New episode for the envs in ``ids``: draw each distractor's episode state."""
         s, size = self.s, self.size

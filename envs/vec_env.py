@@ -9,6 +9,14 @@ done envs at once, in the same step, with one batched ``reset(ids)`` call instea
 
 Pixel observations are ``(3 * frame_stack, H, W)`` uint8, oldest frame first. The stack is built
 here, after the distractors, so each frame is distracted once, by the state of its own step.
+
+Resuming exactly: neither EnvPool nor MuJoCo's pool hands out its envs' physics, but an env's state is a
+function of its seed, how often it was reset (its random stream, which draws only at resets) and the actions
+since its last reset. So wherever every env starts an episode at once (every DMC episode lasts the same number
+of steps) the env records that start (:meth:`DistractedVecEnv.episode_start`: the pool's seed, each env's reset
+count, the distractors' state); :meth:`DistractedVecEnv.resume_at` makes the next ``reset()`` start those
+episodes again (the earlier resets replayed on a fresh pool), and stepping the actions since then brings every
+env back to where it was, bit for bit (``agents.resume`` does both).
 """
 
 from __future__ import annotations
@@ -49,6 +57,11 @@ class DistractedVecEnv(VecEnv):
         super().__init__(n, space, sim.action_space)
         self._actions: np.ndarray | None = None
         self._last_frames: np.ndarray | None = None
+        self._pool_seed = cfg.seed  # the seed the simulator's envs were last made with
+        self._resets = np.zeros(n, np.int64)  # each env's resets since then
+        self._start: dict | None = None  # where every env last started an episode at once (episode_start)
+        self._resume: dict | None = None  # a start the next reset() returns to (resume_at)
+        self.steps_since_start = 0  # steps since that start
 
     # ------------------------------------------------------------------ observations
     def _state_obs(self, state: dict[str, np.ndarray]):
@@ -99,18 +112,61 @@ class DistractedVecEnv(VecEnv):
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self):
+        if self._resume is not None:
+            return self._restart(self._resume)
         if any(s is not None for s in self._seeds):
-            self.sim.reseed(self._seeds[0])
+            self._reseed(self._seeds[0])
             if self.pixels:
                 self.distractors = Distractors(self.cfg.distractors, self.num_envs, self.cfg.image_size,
                                                self._seeds[0])
         self._reset_seeds()
         ids = np.arange(self.num_envs)
         batch = self.sim.reset(ids)
+        self._resets += 1
         if self.pixels:
             self.distractors.reset(ids)
         obs, infos = self._observe(batch, new_episode=True)
         self.reset_infos = infos
+        self._mark_start()
+        return obs
+
+    # ------------------------------------------------------------------ exact resumption
+    def _reseed(self, seed: int) -> None:
+        self.sim.reseed(seed)
+        self._pool_seed = int(seed)
+        self._resets[:] = 0
+
+    def _mark_start(self) -> None:
+        self._start = {"seed": self._pool_seed, "resets": self._resets.copy(),
+                       "distractors": self.distractors.state() if self.pixels else None}
+        self.steps_since_start = 0
+
+    def episode_start(self) -> dict | None:
+        """Where every env last started an episode at once (None before the first reset): the pool's seed, each
+        env's resets since it was made (the last one included) and the distractors' state after that reset's
+        draws. ``steps_since_start`` counts the steps since."""
+        return self._start
+
+    def resume_at(self, start: dict) -> None:
+        """Make the next ``reset()`` start again the episodes of ``start`` (an :meth:`episode_start`, of an env of
+        the same config), on a pool made anew with its seed, each env reset as often as it was before."""
+        self._resume = start
+
+    def _restart(self, start: dict):
+        self._resume = None
+        self._reset_seeds()
+        self._reseed(start["seed"])
+        resets = np.asarray(start["resets"], np.int64)
+        for k in range(1, int(resets.max())):  # the earlier resets, each a draw of the env's random stream
+            self.sim.reset(np.flatnonzero(resets > k))
+        ids = np.arange(self.num_envs)
+        batch = self.sim.reset(ids)
+        self._resets = resets.copy()
+        if self.pixels:
+            self.distractors.load_state(start["distractors"])
+        obs, infos = self._observe(batch, new_episode=True)
+        self.reset_infos = infos
+        self._mark_start()
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -131,10 +187,12 @@ class DistractedVecEnv(VecEnv):
         for i in range(self.num_envs):
             infos[i]["TimeLimit.truncated"] = bool(trunc[i] and not term[i])
         done_ids = np.flatnonzero(dones)
+        self.steps_since_start += 1
         if len(done_ids):
             for i in done_ids:
                 infos[i]["terminal_observation"] = self._take(obs, i)
             reset_batch = self.sim.reset(done_ids)
+            self._resets[done_ids] += 1
             if self.pixels:
                 self.distractors.reset(done_ids)
             new_obs, reset_infos = self._observe(reset_batch, new_episode=True)
@@ -143,6 +201,8 @@ class DistractedVecEnv(VecEnv):
                 self.reset_infos[i] = reset_infos[j]
                 if reset_infos[j]:
                     infos[i]["reset_frame_info"] = reset_infos[j]
+            if len(done_ids) == self.num_envs:
+                self._mark_start()
         return obs, rew.astype(np.float32), dones, infos
 
     def close(self) -> None:

@@ -1,8 +1,10 @@
-"""The resumable training loop of one torch module, shared by the imitation and skill stages.
+"""One torch module trained on one loss: the stages of the imitation and skill runs, built on the shared
+training loop (``rl_laof.loop``).
 
 ``fit`` trains a module on a loss function for a number of steps; a finished stage is kept as
 ``<run_dir>/<stage>.pt`` and loaded instead of trained again, an unfinished one resumes from its checkpoint
-with every random state (so an interrupted stage ends where an uninterrupted one would).
+(``<run_dir>/checkpoints/<stage>.pt``) with every random state (so an interrupted stage ends where an
+uninterrupted one would).
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rl_laof.finite import check_state, check_step
+from rl_laof.loop import Checkpoints, Metrics, TrainingLoop, trainable
 from rl_laof.precision import autocast
-from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path, load_torch
+from rl_laof.runs import load_torch, save_torch
 
 LOG_EVERY = 50
 LR_SCHEDULES = ("constant", "cosine")
@@ -34,6 +35,61 @@ def scheduled_lr(lr: float, schedule: str, step: int, steps: int) -> float:
     raise ValueError(f"Unknown learning-rate schedule {schedule!r}; valid: {', '.join(LR_SCHEDULES)}.")
 
 
+class ModuleFit(TrainingLoop):
+    """The loop of :func:`fit`: AdamW on the module's trainable parameters, ``loss_fn(rng, generator)`` with the
+    stage's own seeded numpy and torch generators (kept in its checkpoints), and a history of the training loss
+    averaged over every :data:`LOG_EVERY` steps."""
+
+    checkpoint_at_end = False  # the finished module is written to <run_dir>/<stage>.pt instead
+
+    def __init__(self, stage: str, module: nn.Module,
+                 loss_fn: Callable[[np.random.Generator, torch.Generator], torch.Tensor], steps: int, lr: float,
+                 weight_decay: float, grad_clip: float, run_dir: Path, seed: int, checkpoint_every: int, writer=None,
+                 progress: bool = True, precision: str = "fp32", schedule: str = "constant"):
+        super().__init__(stage, steps, Checkpoints(run_dir / "checkpoints", name=stage), checkpoint_every,
+                         hint=f"lower the learning rate (it is {lr:g})", progress=progress)
+        self.module, self.loss_fn, self.writer = module, loss_fn, writer
+        self.lr, self.schedule, self.precision, self.grad_clip = lr, schedule, precision, grad_clip
+        self.parameters = trainable(module)
+        self.optimizer = torch.optim.AdamW(self.parameters, lr, weight_decay=weight_decay)
+        self.rng, self.gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+        self.running = [0.0, 0]  # the loss summed since the last history entry, and over how many steps
+
+    def learning_rate(self, step: int) -> float:
+        return scheduled_lr(self.lr, self.schedule, step, self.steps)
+
+    def loss(self) -> tuple[torch.Tensor, Metrics]:
+        with autocast(self.precision):
+            loss = self.loss_fn(self.rng, self.gen).float()
+        return loss, {}
+
+    def start(self) -> None:
+        self.module.train()
+
+    def log(self, metrics: Metrics) -> None:
+        self.running = [self.running[0] + metrics["loss"], self.running[1] + 1]
+        if self.step % LOG_EVERY == 0 or self.step == self.steps:
+            self.history.append({"step": self.step, "loss": self.running[0] / self.running[1]})
+            self.running = [0.0, 0]
+            self.bar.set_postfix(loss=f"{self.history[-1]['loss']:.4f}")
+            if self.writer is not None:
+                self.writer.add_scalar(f"{self.stage}/loss", self.history[-1]["loss"], self.step)
+
+    def module_state(self) -> dict:
+        return self.module.state_dict()
+
+    def state(self) -> dict:
+        return {"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": self.rng.bit_generator.state, "gen": self.gen.get_state(), "running": self.running}
+
+    def load_state(self, state: dict) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        self.gen.set_state(state["gen"])
+        self.running = state["running"]
+
+
 def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, torch.Generator], torch.Tensor],
         steps: int, lr: float, weight_decay: float, grad_clip: float, run_dir: Path, seed: int,
         checkpoint_every: int, writer=None, progress: bool = True, precision: str = "fp32",
@@ -41,7 +97,7 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
     """Train ``module`` (its parameters that require grad) on ``loss_fn(rng, generator)`` for ``steps``, its
     forward passes at ``precision`` ("fp32" or "bf16" autocast), at learning rate ``lr`` (``schedule``
     "constant") or ``lr`` decayed to 0 along a half cosine ("cosine"; a function of the step, so a resumed
-    stage continues the same schedule).
+    stage continues the same schedule); returns the history of its training loss.
 
     A finished stage is loaded from ``<run_dir>/<stage>.pt``; an unfinished one resumes from its checkpoint
     with every random state, so an interrupted stage ends where an uninterrupted one would. A non-finite loss
@@ -53,51 +109,11 @@ def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, t
         module.load_state_dict(saved["model"])
         module.eval()
         return saved["history"]
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr, weight_decay=weight_decay)
-    rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    step, history, running = 0, [], [0.0, 0]
-    ckpt = run_dir / "checkpoints" / f"{stage}.pt"
-    if ckpt.exists():
-        st = load_torch(ckpt)
-        module.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        rng.bit_generator.state = st["rng"]
-        gen.set_state(st["gen"])
-        step, history, running = st["step"], st["history"], st["running"]
-    module.train()
-    bar = progress_bar(total=steps, initial=step, desc=stage, unit="step", enabled=progress)
-    while step < steps:
-        with autocast(precision):
-            loss = loss_fn(rng, gen).float()
-        hint = f"lower the learning rate (it is {lr:g})"
-        check_step(stage, step + 1, hint, loss=loss)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        check_step(stage, step + 1, hint, grad_norm=torch.nn.utils.clip_grad_norm_(params, grad_clip))
-        for group in opt.param_groups:
-            group["lr"] = scheduled_lr(lr, schedule, step, steps)
-        opt.step()
-        step += 1
-        running = [running[0] + float(loss.detach()), running[1] + 1]
-        bar.update(1)
-        if step % LOG_EVERY == 0 or step == steps:
-            history.append({"step": step, "loss": running[0] / running[1]})
-            running = [0.0, 0]
-            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
-            if writer is not None:
-                writer.add_scalar(f"{stage}/loss", history[-1]["loss"], step)
-        if step % checkpoint_every == 0 and step < steps:
-            check_state(stage, module.state_dict(), step, hint)
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(ckpt) as tmp:
-                torch.save({"step": step, "model": module.state_dict(), "optimizer": opt.state_dict(),
-                            "rng": rng.bit_generator.state, "gen": gen.get_state(), "history": history,
-                            "running": running}, tmp)
-    bar.close()
-    check_state(stage, module.state_dict(), step, f"lower the learning rate (it is {lr:g})")
+    loop = ModuleFit(stage, module, loss_fn, steps, lr, weight_decay, grad_clip, run_dir, seed, checkpoint_every,
+                     writer, progress, precision, schedule)
+    loop.run()
+    loop.check_finite()
     module.eval()
-    with atomic_path(done) as tmp:
-        torch.save({"model": module.state_dict(), "history": history}, tmp)
-    ckpt.unlink(missing_ok=True)
-    return history
+    save_torch({"model": module.state_dict(), "history": loop.history}, done)
+    loop.checkpoints.clear()
+    return loop.history

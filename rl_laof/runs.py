@@ -12,14 +12,18 @@ Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./ru
     runs/sweeps/<study>/                                            sweeps (sweeps.tune)
 
 Every file is written atomically (:func:`atomic_path`): a killed run leaves the previous version or
-nothing, never half a file.
+nothing, never half a file. Model and checkpoint files (:func:`save_torch`) carry a SHA-256 checksum of their
+contents, checked by :func:`load_torch`, so a damaged byte is refused with the file named (the datasets have
+HDF5's fletcher32 for the same reason).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,20 +150,123 @@ def read_json(path: str | os.PathLike) -> Any:
                          "short or edited. Restore it, or remove its run folder to start that run again.") from None
 
 
+#: the zip comment a checksummed torch file ends with: this tag, then the SHA-256 (hex) of the archive as
+#: ``torch.save`` wrote it (that is, with an empty comment)
+CHECKSUM_TAG = b"rl_laof-sha256:"
+_COMMENT = len(CHECKSUM_TAG) + 64
+_EOCD, _EOCD_SIZE = b"PK\x05\x06", 22  # a zip's end-of-central-directory record: signature, fixed size
+
+
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj)`` to ``path``, atomically, with a checksum (:data:`CHECKSUM_TAG`).
+
+    The checksum is the zip archive's comment, so the file stays a valid zip that ``torch.load`` (or any zip
+    reader) opens unchanged; :func:`load_torch` checks it. Torch's own reader checks no CRC: without this a
+    flipped byte in a weight loads silently."""
+    import torch  # deferred: runs.py serves torch-free stages (data, flow) too
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        size = tmp.stat().st_size
+        with open(tmp, "r+b") as f:
+            f.seek(size - _EOCD_SIZE)
+            eocd = f.read(_EOCD_SIZE)
+            if eocd[:4] != _EOCD or eocd[-2:] != b"\0\0":  # torch.save writes no comment; a new format might
+                raise RuntimeError(f"{path}: torch.save wrote an archive without a plain end record; cannot sign it")
+            digest = _sha256(f, size).hexdigest().encode()
+            f.seek(size - 2)
+            f.write(struct.pack("<H", _COMMENT) + CHECKSUM_TAG + digest)
+
+
+def _sha256(f, size: int, tail: bytes = b"") -> Any:
+    """SHA-256 of the first ``size`` bytes of the open file ``f``, then ``tail``."""
+    h = hashlib.sha256()
+    f.seek(0)
+    left = size
+    while left > 0:
+        chunk = f.read(min(left, 1 << 22))
+        if not chunk:
+            break
+        h.update(chunk)
+        left -= len(chunk)
+    h.update(tail)
+    return h
+
+
+def torch_checksum(path: str | os.PathLike) -> tuple[str, str] | None:
+    """(recorded, actual) SHA-256 of a file :func:`save_torch` wrote; None for a file without a checksum (written
+    by an earlier version, or by ``torch.save`` directly)."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if size < _EOCD_SIZE + _COMMENT:
+            return None
+        f.seek(size - _EOCD_SIZE - _COMMENT)
+        end = f.read()
+        eocd, comment = end[:_EOCD_SIZE], end[_EOCD_SIZE:]
+        if eocd[:4] != _EOCD or struct.unpack("<H", eocd[-2:])[0] != _COMMENT:
+            return None
+        if not comment.startswith(CHECKSUM_TAG):  # the record says a checksum follows: its tag was damaged
+            return comment.hex(), ""
+        actual = _sha256(f, size - _COMMENT - 2, b"\0\0").hexdigest()
+    return comment[len(CHECKSUM_TAG):].decode("ascii", "replace"), actual
+
+
 def load_torch(path: str | os.PathLike) -> Any:
     """A model or checkpoint file (``torch.save``'s), on the CPU; a cut-short or damaged one is refused with the
-    file named instead of torch's zip-reader message."""
+    file named instead of torch's zip-reader message, and so is one whose checksum (:func:`save_torch`) does not
+    match its contents. Files without a checksum (written before it existed) load as they are."""
     import pickle  # deferred: only for the error types of a damaged file
     import zipfile  # deferred: the same
 
     import torch  # deferred: runs.py serves torch-free stages (data, flow) too
 
+    fix = "Restore it, or remove its run folder to train that run again."
+    sums = torch_checksum(path) if Path(path).is_file() else None
+    if sums is not None and sums[0] != sums[1]:
+        raise _damaged(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path} cannot be read as a torch file ({first}): it was cut short or damaged. Restore "
-                         "it, or remove its run folder to train that run again.") from None
+        raise ValueError(f"{path} cannot be read as a torch file ({first}): it was cut short or damaged. {fix}"
+                         ) from None
+
+
+def _damaged(path: str | os.PathLike) -> ValueError:
+    return ValueError(f"{path} is damaged: its contents do not match the checksum written with it (a changed or "
+                      "corrupted byte). Restore it, or remove its run folder to train that run again.")
+
+
+#: a folder's manifest: the SHA-256 of each of its other files (agents' checkpoint folders: SB3's files, pickles)
+CHECKSUMS = "checksums.json"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return _sha256(f, Path(path).stat().st_size).hexdigest()
+
+
+def write_checksums(folder: str | os.PathLike) -> None:
+    """Record the SHA-256 of every file directly in ``folder`` in its :data:`CHECKSUMS` (written last)."""
+    folder = Path(folder)
+    write_json(folder / CHECKSUMS, {p.name: file_sha256(p) for p in sorted(folder.iterdir())
+                                    if p.is_file() and p.name != CHECKSUMS})
+
+
+def check_checksums(folder: str | os.PathLike) -> None:
+    """Refuse, naming the file, a file of ``folder`` missing or changed since :func:`write_checksums`; a folder
+    without a manifest (written by an earlier version) passes."""
+    manifest = Path(folder) / CHECKSUMS
+    if not manifest.exists():
+        return
+    for name, digest in read_json(manifest).items():
+        path = Path(folder) / name
+        if not path.is_file():
+            raise ValueError(f"{path} is missing from its checkpoint. Remove the checkpoint folder to resume from the "
+                             "one before, or the run folder to train that run again.")
+        if file_sha256(path) != digest:
+            raise _damaged(path)
 
 
 def _json_default(o: Any) -> Any:

@@ -69,3 +69,20 @@ def test_no_import_hides_in_a_function_without_a_reason(package):
     ordering) says why on its line: ``# deferred: <reason>``."""
     found = [hit for path in sorted((ROOT / package).rglob("*.py")) for hit in _local_imports(path)]
     assert not found, "function-local imports without '# deferred: <reason>':\n" + "\n".join(found)
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function of the libraries (rl_laof, agents, sweeps) fits on a screen: a longer one is split into named
+    phases (the training loops are: rl_laof.loop, train_lam's open / data / loop / report)."""
+    long = []
+    for package in ("rl_laof", "agents", "sweeps"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1  # decorators aside, docstring included
+                    if lines > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {lines} lines")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them into named helpers):\n" + "\n".join(long)

@@ -145,6 +145,44 @@ def test_truncation_terminal_observation_and_one_batched_reset(backend):
     venv.close()
 
 
+@pytest.mark.parametrize("backend", ["envpool", "dm_control"])
+def test_an_env_returns_exactly_to_its_last_common_episode_start(backend):
+    """What an agent's exact resume rests on (envs.vec_env): a new env sent back to the envs' last common episode
+    start (the earlier resets replayed on a fresh pool, the distractors' state restored) and stepped with the
+    actions since is where the old env is, pixel for pixel, and stays with it."""
+    def make():
+        venv = envs.make("cheetah-run", num_envs=2, distractors="hard", image_size=32, action_repeat=50,
+                         backend=backend, seed=3)
+        venv.seed(3)  # as stable-baselines3 seeds it
+        return venv
+
+    actions = np.random.default_rng(0).uniform(-1, 1, (70, 2, 6)).astype(np.float32)
+    old = make()
+    old.reset()
+    since = []
+    for a in actions[:50]:  # 2.5 episodes of 20 steps
+        old.step(a)
+        since = [] if old.venv.steps_since_start == 0 else since + [a]
+    start = old.venv.episode_start()
+    assert start["resets"].tolist() == [3, 3] and len(since) == 10
+    new = make()
+    new.venv.resume_at(start)
+    obs = new.reset()
+    for a in since:
+        obs, *_ = new.step(a)
+    assert np.array_equal(obs, old.venv._stack.reshape(obs.shape))
+    for a in actions[50:]:  # the next episode starts alike too
+        (o1, r1, d1, _), (o2, r2, d2, _) = old.step(a), new.step(a)
+        assert np.array_equal(o1, o2) and np.array_equal(r1, r2) and np.array_equal(d1, d2)
+    naive = make()  # the same actions from a fresh start (the run's first episodes) end elsewhere
+    naive.reset()
+    for a in since:
+        naive_obs, *_ = naive.step(a)
+    assert not np.array_equal(naive_obs, obs)
+    for venv in (old, new, naive):
+        venv.close()
+
+
 def test_vec_monitor_reports_episode_returns():
     venv = envs.make("cheetah-run", num_envs=2, action_repeat=100)
     venv.reset()

@@ -337,6 +337,35 @@ def test_train_with_sof_skills(skill_dataset, tmp_path):
         train(dataclasses.replace(cfg, task="walker-run"), tmp_path / "bad", progress=False)
 
 
+def test_a_resumed_skill_agent_with_the_kl_term_is_the_uninterrupted_one(skill_dataset, tmp_path):
+    """Resuming replays the skill env (agents.resume), whose KL reward reads the agent's log-density: the resumed
+    run of a KL-shaped skill agent evaluates and ends as the uninterrupted one, bit for bit."""
+    import io
+    import zipfile
+
+    from agents.config import TrainConfig
+    from agents.training import train
+    from rl_laof.sof.training import SkillRun
+
+    run = SkillRun(TINY, skill_dataset, tmp_path / "skills")
+    run.tokenizer(False), run.prior(False), run.translator(False)
+    cfg = TrainConfig(task="walker-walk", latent="sof", skills=str(run.dir), skill_action="tokens", image_size=32,
+                      num_envs=2, total_steps=192, n_steps=16, batch_size=8, n_epochs=1, eval_every=96,
+                      checkpoint_every=96, eval_episodes=1, final_eval_episodes=1, width=8, features=32, hidden=32,
+                      skill_init_steps=5, kl_coef=0.1)
+    full = train(cfg, tmp_path / "full", progress=False)
+    assert train(cfg, tmp_path / "cut", progress=False, stop_at=16)["checkpoint_step"] == 16  # decisions
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+    assert [(h["step"], h["mean"]) for h in resumed["eval_history"]] == [(h["step"], h["mean"])
+                                                                        for h in full["eval_history"]]
+    assert resumed["final"]["returns"] == full["final"]["returns"]
+    weights = []
+    for name in ("full", "cut"):
+        with zipfile.ZipFile(tmp_path / name / "final_model.zip") as z:
+            weights.append(torch.load(io.BytesIO(z.read("policy.pth")), weights_only=False))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_a_diverging_stage_stops_at_once_and_never_saves_a_non_finite_value(skill_dataset, tmp_path):
     from conftest import assert_saved_values_finite
 

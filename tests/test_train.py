@@ -188,6 +188,42 @@ def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_age
     assert Path(replay["gif"]).exists() and np.isfinite(replay["mean"])
 
 
+def test_a_resumed_agent_is_the_uninterrupted_one_bit_for_bit(tmp_path):
+    """Stopped after its envs' first episodes ended and resumed, an agent evaluates and ends exactly as the
+    uninterrupted run of its seed (agents.resume: the random states, VecNormalize's returns, and the envs sent back
+    to their last common episode start and stepped again). State observations: no rendering, so episodes are cheap
+    (tests/test_envs.py replays pixel envs with distractors)."""
+    import io
+    import zipfile
+
+    from agents.training import train
+    from rl_laof.runs import load_torch, read_json
+
+    tiny = {k: v for k, v in TINY_TRAIN.items() if k not in ("image_size", "distractors")}
+    cfg = TrainConfig(latent="none", obs="state", distractors="none", total_steps=1280,
+                      **{**tiny, "eval_every": 320, "checkpoint_every": 320})
+    full = train(cfg, tmp_path / "full", progress=False)
+    assert train(cfg, tmp_path / "cut", progress=False, stop_at=576)["checkpoint_step"] == 576
+    ckpt = tmp_path / "cut" / "checkpoints" / read_json(tmp_path / "cut" / "checkpoints" / "latest.json")["dir"]
+    envs_log = load_torch(ckpt / "resume.pt")["envs"]
+    # 288 steps per env: every env ended its first 250-step episode at once, and 38 steps of the next are replayed
+    assert envs_log["start"]["resets"].tolist() == [2, 2] and len(envs_log["actions"]) == 38
+    resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
+
+    def evals(report):
+        return [(h["step"], h["mean"], h["std"], h["lr"]) for h in report["eval_history"]]
+
+    assert evals(resumed) == evals(full) and [e[0] for e in evals(full)] == [0, 320, 640, 960, 1280]
+    assert resumed["final"]["returns"] == full["final"]["returns"]
+
+    def weights(run):
+        with zipfile.ZipFile(tmp_path / run / "final_model.zip") as z:
+            return torch.load(io.BytesIO(z.read("policy.pth")), weights_only=False)
+
+    a, b = weights("full"), weights("cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
     import cloudpickle
 
@@ -294,6 +330,65 @@ def test_shipped_latent_policies_load_and_record_their_command(name):
     assert f"--latent {latent} --policy {policy}" in (path / "command.txt").read_text()
     actions = agent(np.zeros((2, 9, 64, 64), np.uint8))
     assert actions.shape == (2, 6) and np.isfinite(actions).all() and meta["out_dim"] == 128
+
+
+def _flip_middle_byte(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_flipped_byte_in_a_model_a_latent_policy_or_a_checkpoint_is_refused_with_the_file_named(latent_agents,
+                                                                                                   tmp_path):
+    """Model and checkpoint files carry a checksum (rl_laof.runs.save_torch): one byte changed in the middle of a
+    latent action model's model.pt, an imitation run's agent.pt or a checkpoint is refused by its loader in one
+    line that names the file (torch's own reader checks nothing and would load the changed weights)."""
+    import shutil
+
+    from rl_laof.imitation.agent import load_agent
+    from rl_laof.lam.training import load_lam
+    from rl_laof.loop import Checkpoints
+    from rl_laof.runs import read_json
+
+    agent_dir = Path(latent_agents["bc"])
+    lam_dir = Path(read_json(agent_dir / "report.json")["lam_run"])
+    ckpt = Checkpoints(lam_dir / "checkpoints").latest()
+    assert ckpt is not None and Checkpoints(lam_dir / "checkpoints").load()["step"] == 5  # intact: loads
+    shutil.copytree(lam_dir / "checkpoints", tmp_path / "ckpt" / "checkpoints")
+    cases = [(_flip_middle_byte(lam_dir / "model.pt", tmp_path / "lam" / "model.pt"),
+              lambda: load_lam(tmp_path / "lam")),
+             (_flip_middle_byte(agent_dir / "agent.pt", tmp_path / "agent" / "agent.pt"),
+              lambda: load_agent(tmp_path / "agent")),
+             (_flip_middle_byte(ckpt, tmp_path / "ckpt" / "checkpoints" / ckpt.name),
+              lambda: Checkpoints(tmp_path / "ckpt" / "checkpoints").load())]
+    for path, load in cases:
+        with pytest.raises(ValueError) as err:
+            load()
+        message = str(err.value)
+        assert str(path) in message and "damaged" in message and "checksum" in message and "\n" not in message
+
+
+def test_a_flipped_byte_in_an_agent_checkpoint_is_refused_with_the_file_named(tmp_path):
+    """An agent's checkpoint folder holds a manifest of its files' checksums: SB3's zip checks its own CRCs, but
+    VecNormalize's pickle would load changed statistics silently."""
+    from agents.training import train
+    from rl_laof.runs import read_json
+
+    tiny = {k: v for k, v in TINY_TRAIN.items() if k not in ("image_size", "distractors")}
+    cfg = TrainConfig(latent="none", obs="state", distractors="none", total_steps=256, **{**tiny, "eval_every": 256})
+    train(cfg, tmp_path / "run", progress=False, stop_at=64)
+    ckpt = tmp_path / "run" / "checkpoints" / read_json(tmp_path / "run" / "checkpoints" / "latest.json")["dir"]
+    for name in ("vecnormalize.pkl", "model.zip", "resume.pt"):
+        path = ckpt / name
+        intact = path.read_bytes()
+        _flip_middle_byte(ckpt / name, path)
+        with pytest.raises(ValueError) as err:
+            train(cfg, tmp_path / "run", resume=True, progress=False)
+        assert str(path) in str(err.value) and "damaged" in str(err.value) and "\n" not in str(err.value)
+        path.write_bytes(intact)
+    assert train(cfg, tmp_path / "run", resume=True, progress=False)["steps"] == 256  # intact: it resumes
 
 
 def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_policy(tmp_path):

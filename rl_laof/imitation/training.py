@@ -36,7 +36,7 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
-from rl_laof.runs import atomic_path, imitation_dir, load_torch, read_json, refuse_other_config, run_folder, write_json
+from rl_laof.runs import imitation_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -99,8 +99,7 @@ def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, ru
     z = torch.from_numpy(latents(lam, data.windows, np.arange(data.n)))
     norm = LatentNormalizer.fit(z)
     z_norm = norm.normalize(z)
-    with atomic_path(path) as tmp:
-        torch.save({"z": z_norm, "normalizer": norm.state_dict(), "lam_run": str(lam_run)}, tmp)
+    save_torch({"z": z_norm, "normalizer": norm.state_dict(), "lam_run": str(lam_run)}, path)
     return z_norm, norm, str(lam_run)
 
 
@@ -277,16 +276,15 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
     writer.close()
 
-    with atomic_path(run_dir / "agent.pt") as tmp:
-        torch.save({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
-                    "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
-                    "distractors": distractor_level(ds),
-                    "policy": policy.state_dict(),
-                    "decoder": decoder.state_dict() if decoder is not None else None,
-                    "normalizer": norm.state_dict() if norm is not None else None,
-                    # the training latents' principal directions: the residual action space of rl_laof.train
-                    "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
-                                   if cfg.latent != "none" else None)}, tmp)
+    save_torch({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
+                "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
+                "distractors": distractor_level(ds),
+                "policy": policy.state_dict(),
+                "decoder": decoder.state_dict() if decoder is not None else None,
+                "normalizer": norm.state_dict() if norm is not None else None,
+                # the training latents' principal directions: the residual action space of rl_laof.train
+                "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
+                               if cfg.latent != "none" else None)}, run_dir / "agent.pt")
     agent = ImitationAgent(policy, decoder, cfg.seed)
     returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
                              seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)

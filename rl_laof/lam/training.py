@@ -19,26 +19,16 @@ from torch.utils.tensorboard import SummaryWriter
 from rl_laof import distributed as dist
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
-from rl_laof.finite import check_state, check_step
 from rl_laof.flow.agent_targets import AgentFlowTargets
 from rl_laof.flow.calibrate import calibrated_sigma
 from rl_laof.lam import probes
 from rl_laof.lam.config import LAMConfig
 from rl_laof.lam.evaluation import HeldOutEvaluation, probe_report, selection_split
+from rl_laof.loop import Checkpoints, TrainingLoop
 from rl_laof.models import LAOMModel, LatentActionModel, build_lam, lam_augmentation
 from rl_laof.models.augment import random_homographies
 from rl_laof.precision import autocast
-from rl_laof.progress import progress_bar
-from rl_laof.runs import (
-    atomic_path,
-    lam_dir,
-    latest_checkpoint,
-    load_torch,
-    read_json,
-    refuse_other_config,
-    run_folder,
-    write_json,
-)
+from rl_laof.runs import lam_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
 
 # config fields that do not change what a run computes (a resumed run may change them)
 _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
@@ -104,17 +94,6 @@ def label_share(cfg: LAMConfig, ds: VideoDataset) -> LAMConfig:
     return dataclasses.replace(cfg, label_share=share)
 
 
-def save_checkpoint(run_dir: Path, state: dict) -> Path:
-    ckdir = run_dir / "checkpoints"
-    path = ckdir / f"step-{state['step']:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    write_json(ckdir / "latest.json", {"file": path.name, "step": state["step"]})
-    for old in sorted(ckdir.glob("step-*.pt"))[:-2]:  # keep the newest two
-        old.unlink()
-    return path
-
-
 # runs saved before these fields existed: full-resolution flow decoders and FDMs, the oracle flow target (the
 # default until issue 30 moved it to "rgb")
 _BEFORE_RESOLUTIONS = {"flow_resolution": None, "fdm_resolution": None, "flow_tier": "oracle",
@@ -151,18 +130,156 @@ def default_run_dir(cfg: LAMConfig, dataset: Path, task: str) -> Path:
     return lam_dir(task, dataset, tag, cfg.preset, cfg.seed, cfg.label_split if cfg.supervised else None)
 
 
-def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
-              stop_after: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None
-              ) -> dict[str, Any]:
-    """Train (or resume, or find finished) one latent action model; returns its report.
+@dataclasses.dataclass
+class LAMData:
+    """A run's seeded training data: the training windows, the flow targets of the training and held-out splits
+    (none without a flow loss), the main and labelled batches, and the augmentation's generator."""
 
-    ``stop_after``: end (with a checkpoint) after that many steps in total, as a kill would — the test of
-    exact resumption uses it. ``on_eval(step, metrics)`` sees every periodic held-out evaluation (a sweep
-    reports them to its pruner, and may raise to end the run there).
-    """
-    rank, world = dist.init_from_env()
-    if cfg.threads or world > 1:
-        torch.set_num_threads(cfg.threads or max(1, (torch.get_num_threads()) // world))
+    train: WindowDataset
+    targets: dict[str, AgentFlowTargets]
+    main: Batches
+    labelled: Batches | None
+    augment: torch.Generator | None
+
+
+def training_data(cfg: LAMConfig, ds: VideoDataset) -> LAMData:
+    """The batches of ``cfg`` on ``ds``, each stream seeded from ``cfg.seed`` (so is torch's global generator, which
+    then makes the model's initial weights)."""
+    torch.manual_seed(cfg.seed)
+    wcfg = cfg.window_config()
+    train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed, episodes=cfg.train_episodes)
+    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.agent_flow_source, cfg.flow_resolution,
+                                       episodes=cfg.train_episodes if split == "train" else None)
+               for split in ("train", selection_split(ds))} if cfg.flow_weight > 0 else {}
+    # LAOM draws an augmentation per image, for the labelled windows too (the others: one warp per window of the
+    # main batch), for the global batch: a data-parallel run slices the same draws
+    augment_fn = lam_augmentation(cfg, ds.image_shape[-1])
+    main = Batches(train, cfg.batch_size, cfg.seed + 1, targets.get("train"), augment_fn)
+    labelled = None
+    if cfg.action_weight > 0:
+        lab = WindowDataset(ds, "train", wcfg, True, seed=cfg.seed + 2, arrays=train.data)
+        if len(lab) == 0:
+            raise ValueError(f"label split {cfg.label_split!r} labels no transition of {ds.path}")
+        # "alternate": a whole step's batch (XizoB/LAOF draws both kinds at the same batch size)
+        lab_size = cfg.batch_size if cfg.label_schedule == "alternate" else cfg.labelled_batch_size
+        labelled = Batches(lab, lab_size, cfg.seed + 3, None, augment_fn if cfg.base == "laom" else None)
+    augment = torch.Generator().manual_seed(cfg.seed + 4) if cfg.augment else None
+    return LAMData(train, targets, main, labelled, augment)
+
+
+class LAMTraining(TrainingLoop):
+    """:func:`train_lam`'s loop (``rl_laof.loop``): the model's loss on seeded global batches (in the "alternate"
+    label schedule, labelled and unlabelled batches by turns, each loss weighted by its share of the data), the
+    held-out evaluation (:class:`~rl_laof.lam.evaluation.HeldOutEvaluation`) every ``eval_every`` steps and of
+    the untrained model, data-parallel under ``torchrun``; TensorBoard in ``<run_dir>/tb``."""
+
+    evaluate_at_start = True
+
+    def __init__(self, cfg: LAMConfig, ds: VideoDataset, run_dir: Path, data: LAMData, world: int,
+                 progress: bool = True, stop_after: int | None = None,
+                 on_eval: Callable[[int, dict[str, float]], None] | None = None):
+        hint = f"lower the learning rate (--set lr=..., now {cfg.lr:g}) or the grad clip (now {cfg.grad_clip:g})"
+        super().__init__("pretrain", cfg.steps, Checkpoints(run_dir / "checkpoints"), cfg.checkpoint_every,
+                         eval_every=cfg.eval_every, hint=hint, desc=f"pretrain {cfg.method}", progress=progress,
+                         on_eval=on_eval, stop_after=stop_after)
+        self.cfg, self.ds, self.data, self.world = cfg, ds, data, world
+        self.model = build_lam(cfg, ds.image_shape[-1], ds.action_dim)
+        self.optimizer = make_optimizer(self.model, cfg)
+        self.parameters = list(self.model.parameters())
+        self.grad_clip = cfg.grad_clip or math.inf  # 0: no clipping
+        self.alternate = cfg.label_schedule == "alternate" and data.labelled is not None
+        self.forward = self.model  # the DistributedDataParallel wrapper under torchrun (start)
+        self.untrained: dict | None = None  # the untrained model's probes: the floor of every claim
+        self.writer = SummaryWriter(str(run_dir / "tb")) if self.main else None
+        self.held_out = HeldOutEvaluation(ds, cfg, data.train, data.targets) if self.main else None
+
+    @property
+    def samples_per_step(self) -> int:
+        labelled = self.data.labelled is not None and not self.alternate
+        return self.cfg.batch_size + (self.cfg.labelled_batch_size if labelled else 0)
+
+    def start(self) -> None:
+        if self.step == 0 and self.main:
+            self.model.eval()
+            self.untrained = probe_report(self.model, self.ds, self.cfg, mlp=False)
+        self.model.train()
+        if self.world > 1:  # "alternate" steps leave the action head or the flow decoder without a gradient
+            self.forward = torch.nn.parallel.DistributedDataParallel(
+                self.model, broadcast_buffers=False, find_unused_parameters=self.cfg.label_schedule == "alternate")
+
+    def loss(self) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, d = self.cfg, self.data
+        if self.alternate:  # even steps labelled: lambda (FDM + VQ + action); odd: (1 - lambda) (FDM + VQ + flow)
+            with_labels = self.step % 2 == 0
+            batch = d.labelled.next(d.augment) if with_labels else d.main.next(d.augment)
+            with autocast(cfg.precision):
+                loss, metrics = self.forward(batch, None, None, with_labels)
+            return loss * (cfg.label_share if with_labels else 1.0 - cfg.label_share), metrics
+        batch = d.main.next(d.augment)
+        labelled = d.labelled.next(d.augment) if d.labelled is not None else None
+        with autocast(cfg.precision):
+            return self.forward(batch, labelled)
+
+    def learning_rate(self, step: int) -> float:
+        return self.cfg.learning_rate(step)
+
+    def after_update(self) -> None:
+        self.model.update_target()
+
+    def log(self, metrics: dict[str, float]) -> None:
+        if self.main and (self.step % 25 == 0 or self.step == 1):
+            for k, v in metrics.items():
+                self.writer.add_scalar(f"train/{k}", v, self.step)
+            self.bar.set_postfix(loss=f"{metrics['loss']:.4f}")
+
+    def evaluate(self) -> dict[str, float]:
+        return self.held_out(self.model)
+
+    def record(self, metrics: dict[str, float], evaluation: dict[str, float]) -> None:
+        for k, v in evaluation.items():
+            self.writer.add_scalar(k, v, self.step)
+        super().record(metrics, evaluation)
+
+    def module_state(self) -> dict:
+        return self.model.state_dict()
+
+    def state(self) -> dict:
+        d = self.data
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "untrained_probes": self.untrained, "main_batches": d.main.state(),
+                "lab_batches": d.labelled.state() if d.labelled is not None else None,
+                "aug_gen": d.augment.get_state() if d.augment is not None else None}
+
+    def load_state(self, state: dict) -> None:
+        d = self.data
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        d.main.load_state(state["main_batches"])
+        if d.labelled is not None:
+            d.labelled.load_state(state["lab_batches"])
+        if d.augment is not None:
+            d.augment.set_state(state["aug_gen"])
+        self.untrained = state.get("untrained_probes")
+
+
+@dataclasses.dataclass
+class LAMRun:
+    """A pretrain run as found before anything is written: its config (flow sigma and label share resolved from
+    the dataset), the dataset, what the calibration saw, the folder, the config as recorded there, and the
+    report of a finished run."""
+
+    cfg: LAMConfig
+    ds: VideoDataset
+    calibration: dict[str, Any] | None
+    dir: Path
+    config: dict[str, Any]
+    report: dict[str, Any] | None
+
+
+def open_lam_run(cfg: LAMConfig, dataset: str | Path, out: str | Path | None, stop_after: int | None) -> LAMRun:
+    """The run of ``cfg`` on ``dataset`` (in ``out``, else :func:`default_run_dir`), checked before anything is
+    written: a dataset without the config's flow or label split, an unsupported combination and a folder of
+    another config are refused."""
     r = cfg.resolved()
     # the flow file of the config's tier and nothing else (an oracle file beside it is never read by another tier)
     ds = VideoDataset(dataset, flow=r.flow_method if r.flow_weight > 0 else None)
@@ -177,162 +294,72 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds.path, ds.task))
     config = json.loads(json.dumps(cfg.to_dict()))
     refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields)
-    report_file = run_dir / "report.json"
+    report, report_file = None, run_dir / "report.json"
     if report_file.exists() and stop_after is None:
-        report = read_json(report_file)
-        if report.get("steps") == cfg.steps:
-            return report
+        recorded = read_json(report_file)
+        report = recorded if recorded.get("steps") == cfg.steps else None
+    return LAMRun(cfg, ds, calibration, run_dir, config, report)
 
-    torch.manual_seed(cfg.seed)
-    wcfg = cfg.window_config()
-    train = WindowDataset(ds, "train", wcfg, None, seed=cfg.seed, episodes=cfg.train_episodes)
-    targets = {split: AgentFlowTargets(ds, split, cfg.flow_sigma, cfg.agent_flow_source, cfg.flow_resolution,
-                                       episodes=cfg.train_episodes if split == "train" else None)
-               for split in ("train", selection_split(ds))} if cfg.flow_weight > 0 else {}
-    # LAOM draws an augmentation per image, for the labelled windows too (the others: one warp per window of the
-    # main batch), for the global batch: a data-parallel run slices the same draws
-    augment_fn = lam_augmentation(cfg, ds.image_shape[-1])
-    main_batches = Batches(train, cfg.batch_size, cfg.seed + 1, targets.get("train"), augment_fn)
-    lab_batches = None
-    if cfg.action_weight > 0:
-        lab = WindowDataset(ds, "train", wcfg, True, seed=cfg.seed + 2, arrays=train.data)
-        if len(lab) == 0:
-            raise ValueError(f"label split {cfg.label_split!r} labels no transition of {ds.path}")
-        # "alternate": a whole step's batch (XizoB/LAOF draws both kinds at the same batch size)
-        lab_size = cfg.batch_size if cfg.label_schedule == "alternate" else cfg.labelled_batch_size
-        lab_batches = Batches(lab, lab_size, cfg.seed + 3, None, augment_fn if cfg.base == "laom" else None)
-    aug_gen = torch.Generator().manual_seed(cfg.seed + 4) if cfg.augment else None
 
+def lam_report(loop: LAMTraining, run: LAMRun, world: int, t_start: float) -> dict[str, Any]:
+    """The finished run's report (final held-out evaluation, probes, throughput), its probe plot, ``model.pt``
+    and ``report.json``; on the first process only."""
+    cfg, ds, model = loop.cfg, loop.ds, loop.model
+    model.eval()
+    report = {
+        "method": cfg.method, "task": ds.task, "dataset": str(ds.path), "steps": loop.step, "world_size": world,
+        "run_dir": str(run.dir), "config": run.config, "history": loop.history, "flow_calibration": run.calibration,
+        # what the flow target was built from (rl_laof.flow.tiers); None without a flow term
+        "flow_tier": cfg.flow_tier if cfg.flow_weight > 0 else None,
+        # the held-out split of the periodic evaluation (history) and of choices made from this run
+        "selection_split": loop.held_out.split,
+        "flow_file": str(ds.flow_path) if ds.flow_path is not None else None,
+        # global samples per second of training steps (data, forward, backward, update; no evaluation),
+        # over the steps this invocation ran
+        "train_samples_per_s": round(loop.samples_per_step * (loop.step - loop.start_step) / loop.train_seconds, 1)
+        if loop.train_seconds else None,
+        "train_seconds": round(loop.train_seconds, 1),
+        "final_eval": loop.held_out(model),
+        "probes": probe_report(model, ds, cfg, mlp=cfg.mlp_probe_steps > 0),
+        "untrained_probes": loop.untrained,
+    }
+    report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    ev = report["probes"]["eval"]
+    probes.plot_budget_curves({cfg.method: ev["budget_curve"]}, report["probes"]["label_counts"],
+                              ev["mean_action_mse"], run.dir / "probe_budget.png")
+    save_torch({"config": run.config, "model": model.state_dict(), "image_size": ds.image_shape[-1],
+                "action_dim": ds.action_dim, "task": ds.task, "tasks": ds.tasks, "dataset": str(ds.path)},
+               run.dir / "model.pt")
+    write_json(run.dir / "report.json", report)
+    loop.writer.close()
+    return report
+
+
+def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
+              stop_after: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None
+              ) -> dict[str, Any]:
+    """Train (or resume, or find finished) one latent action model; returns its report.
+
+    ``stop_after``: end (with a checkpoint) after that many steps in total, as a kill would — the test of
+    exact resumption uses it. ``on_eval(step, metrics)`` sees every periodic held-out evaluation (a sweep
+    reports them to its pruner, and may raise to end the run there). Phases: :func:`open_lam_run`,
+    :func:`training_data`, :class:`LAMTraining`, :func:`lam_report`.
+    """
+    _, world = dist.init_from_env()
+    if cfg.threads or world > 1:
+        torch.set_num_threads(cfg.threads or max(1, (torch.get_num_threads()) // world))
+    run = open_lam_run(cfg, dataset, out, stop_after)
+    if run.report is not None:
+        return run.report
+    data = training_data(run.cfg, run.ds)
     if dist.is_main():  # everything is checked: the run's folder is made now
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), "world_size": world})
+        run.dir.mkdir(parents=True, exist_ok=True)
+        write_json(run.dir / "config.json", {"config": run.config, "dataset": str(run.ds.path), "world_size": world})
     dist.barrier()
-    model = build_lam(cfg, ds.image_shape[-1], ds.action_dim)
-    opt = make_optimizer(model, cfg)
-    step, history, untrained = 0, [], None
-    ckpt = latest_checkpoint(run_dir, "file")
-    if ckpt is not None:
-        state = load_torch(ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        main_batches.load_state(state["main_batches"])
-        if lab_batches is not None:
-            lab_batches.load_state(state["lab_batches"])
-        if aug_gen is not None:
-            aug_gen.set_state(state["aug_gen"])
-        step, history, untrained = state["step"], state["history"], state.get("untrained_probes")
-    # "alternate" steps leave the action head (unlabelled) or the flow decoder (labelled) without a gradient
-    ddp = (torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False,
-                                                     find_unused_parameters=cfg.label_schedule == "alternate")
-           if world > 1 else model)
-
-    writer = None
-    held_out = None
-    if dist.is_main():
-        writer = SummaryWriter(str(run_dir / "tb"))
-        held_out = HeldOutEvaluation(ds, cfg, train, targets)
-
-    hint = f"lower the learning rate (--set lr=..., now {cfg.lr:g}) or the grad clip (now {cfg.grad_clip:g})"
-
-    def checkpoint() -> None:
-        if dist.is_main():
-            check_state("pretrain", model.state_dict(), step, hint)
-            save_checkpoint(run_dir, {
-                "step": step, "model": model.state_dict(), "optimizer": opt.state_dict(), "history": history,
-                "untrained_probes": untrained,
-                "main_batches": main_batches.state(),
-                "lab_batches": lab_batches.state() if lab_batches is not None else None,
-                "aug_gen": aug_gen.get_state() if aug_gen is not None else None})
-        dist.barrier()
-
-    limit = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    start_step = step
-    alternate = cfg.label_schedule == "alternate" and lab_batches is not None
-    samples_per_step = cfg.batch_size + (cfg.labelled_batch_size if lab_batches is not None and not alternate else 0)
-    train_seconds = 0.0
-    t_report = time.perf_counter()
-    bar = progress_bar(total=cfg.steps, initial=step, unit="step", desc=f"pretrain {cfg.method}",
-                       enabled=progress and dist.is_main())
-    if step == 0 and dist.is_main():  # the untrained model: the first point of every curve, and the floor
-        history.append({"step": 0, **held_out(model)})  # every claim about training is measured against
-        model.eval()
-        untrained = probe_report(model, ds, cfg, mlp=False)
-        model.train()
-    model.train()
-    while step < limit:
-        t0 = time.perf_counter()
-        if alternate:  # even steps labelled: lambda (FDM + VQ + action); odd: (1 - lambda) (FDM + VQ + flow)
-            with_labels = step % 2 == 0
-            batch = lab_batches.next(aug_gen) if with_labels else main_batches.next(aug_gen)
-            with autocast(cfg.precision):
-                loss, metrics = ddp(batch, None, None, with_labels)
-            loss = loss * (cfg.label_share if with_labels else 1.0 - cfg.label_share)
-        else:
-            batch = main_batches.next(aug_gen)
-            labelled = lab_batches.next(aug_gen) if lab_batches is not None else None
-            with autocast(cfg.precision):
-                loss, metrics = ddp(batch, labelled)
-        check_step("pretrain", step + 1, hint, loss=loss if world == 1 else None)  # one process must not stop alone
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)  # 0: no clipping
-        check_step("pretrain", step + 1, hint, grad_norm=gnorm)  # the same on every process (all-reduced)
-        for group in opt.param_groups:  # a function of the step: a resumed run continues the schedule exactly
-            group["lr"] = cfg.learning_rate(step)
-        opt.step()
-        model.update_target()
-        step += 1
-        train_seconds += time.perf_counter() - t0
-        bar.update(1)
-        if dist.is_main() and (step % 25 == 0 or step == 1):
-            for k, v in metrics.items():
-                writer.add_scalar(f"train/{k}", v, step)
-            writer.add_scalar("train/grad_norm", float(gnorm), step)
-            bar.set_postfix(loss=f"{metrics['loss']:.4f}")
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            if dist.is_main():
-                m = held_out(model)
-                for k, v in m.items():
-                    writer.add_scalar(k, v, step)
-                history.append({"step": step, "train_loss": metrics["loss"], **m})
-                if on_eval is not None:
-                    on_eval(step, m)
-            dist.barrier()
-        if step % cfg.checkpoint_every == 0 or step == limit:
-            checkpoint()
-    bar.close()
-    if step < cfg.steps:  # stopped early on purpose
-        return {"steps_done": step}
-
-    report: dict[str, Any] = {}
-    if dist.is_main():
-        model.eval()
-        report = {
-            "method": cfg.method, "task": ds.task, "dataset": str(ds.path), "steps": step, "world_size": world,
-            "run_dir": str(run_dir), "config": config, "history": history, "flow_calibration": calibration,
-            # what the flow target was built from (rl_laof.flow.tiers); None without a flow term
-            "flow_tier": cfg.flow_tier if cfg.flow_weight > 0 else None,
-            # the held-out split of the periodic evaluation (history) and of choices made from this run
-            "selection_split": held_out.split,
-            "flow_file": str(ds.flow_path) if ds.flow_path is not None else None,
-            # global samples per second of training steps (data, forward, backward, update; no evaluation),
-            # over the steps this invocation ran
-            "train_samples_per_s": round(samples_per_step * (limit - start_step) / train_seconds, 1)
-            if train_seconds else None,
-            "train_seconds": round(train_seconds, 1),
-            "final_eval": held_out(model),
-            "probes": probe_report(model, ds, cfg, mlp=cfg.mlp_probe_steps > 0),
-            "untrained_probes": untrained,
-        }
-        report["wall_seconds"] = round(time.perf_counter() - t_report, 1)
-        ev = report["probes"]["eval"]
-        probes.plot_budget_curves({cfg.method: ev["budget_curve"]}, report["probes"]["label_counts"],
-                                  ev["mean_action_mse"], run_dir / "probe_budget.png")
-        with atomic_path(run_dir / "model.pt") as tmp:
-            torch.save({"config": config, "model": model.state_dict(), "image_size": ds.image_shape[-1],
-                        "action_dim": ds.action_dim, "task": ds.task, "tasks": ds.tasks, "dataset": str(ds.path)},
-                       tmp)
-        write_json(report_file, report)
-        writer.close()
+    t_start = time.perf_counter()
+    loop = LAMTraining(run.cfg, run.ds, run.dir, data, world, progress, stop_after, on_eval)
+    if not loop.run():  # stopped early on purpose
+        return {"steps_done": loop.step}
+    report = lam_report(loop, run, world, t_start) if dist.is_main() else {}
     dist.barrier()
     return report

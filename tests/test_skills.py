@@ -337,6 +337,7 @@ def test_train_with_sof_skills(skill_dataset, tmp_path):
         train(dataclasses.replace(cfg, task="walker-run"), tmp_path / "bad", progress=False)
 
 
+@pytest.mark.slow
 def test_a_resumed_skill_agent_with_the_kl_term_is_the_uninterrupted_one(skill_dataset, tmp_path):
     """Resuming replays the skill env (agents.resume), whose KL reward reads the agent's log-density: the resumed
     run of a KL-shaped skill agent evaluates and ends as the uninterrupted one, bit for bit."""

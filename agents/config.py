@@ -89,7 +89,10 @@ EXPERT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof")
+TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof", "action_residual", "labels_residual")
+#: the raw-action residual spaces (``agents.latent_env.ResidualActionVecEnv``) -> the ``latent`` of the imitation
+#: run they act around: the decoded LAOF latent BC policy, or BC on the labelled transitions only
+ACTION_RESIDUALS = {"action_residual": "laof", "labels_residual": "none"}
 SKILL_ACTIONS = ("tokens", "continuous")
 TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc")
 OFF_POLICY = ("sac", "td3", "tqc")
@@ -106,12 +109,17 @@ class TrainConfig:
     with ``"lafp"`` the action is the source noise z0 of the frozen flow policy (its prior N(0, I):
     the agent's mean starts at 0, its std at 1, its encoder from the flow policy's). The env runs at the
     dataset's action repeat, as the latents do.
+
+    ``latent = "action_residual"`` / ``"labels_residual"``: the agent acts in the raw action space around a frozen
+    pixel policy, observing its features: the decoded LAOF latent BC policy (the latent residual's start, in the
+    other action space) or BC on the labelled transitions only (``agents.latent_env.ResidualActionVecEnv``).
     """
 
     algo: str = "ppo"
     latent: str = "laof"
     latent_policy: str = "bc"  # "bc" | "lafp"
-    latent_agent: str | None = None  # an imitation run folder (agent.pt); None: shipped, else built at the preset
+    latent_agent: str | None = None  # an imitation run folder (agent.pt; "{seed}" = the latent seed); None: shipped,
+    #                                  else built at the preset
     task: str = "cheetah-run"
     obs: str = "pixels"  # "pixels" | "state"
     distractors: str = "laom"  # LAOM's level, the benchmarks' (where latent actions carry the action: README)
@@ -127,6 +135,13 @@ class TrainConfig:
     #                        features, adds a residual along this many leading principal directions of the
     #                        training latents (agents.latent_env.ResidualLatentVecEnv); 0 = the agent acts with
     #                        the whole latent, its encoder and actor initialised from the BC policy
+    action_residual_scale: float = 0.45  # latent action_residual / labels_residual: env action = clip(a0 + scale
+    #                                     u), u in [-3, 3]^A; at PPO's initial std (log_std_init -1: 0.37) 0.45 moves
+    #                                     the executed actions by 0.152 RMS, as the latent residual's 8 directions do
+    #                                     at that std (0.149; the shipped LAOF latent BC policy on 1000 data states)
+    latent_seed: int | None = None  # the imitation seed of the latent policy (and of its latent model when built);
+    #                                 None: the agent's seed where the pipeline builds it (the shipped policies are
+    #                                 seed 0's); a latent policy of another seed is refused
     freeze_encoder: bool = False  # keep a pretrained pixel encoder fixed (a fresh one always trains)
     critic_warmup_steps: int = 0  # on-policy: agent steps during which only the critic learns (the actor is
     #                               held at its pretrained start while the value function catches up)
@@ -182,6 +197,8 @@ class TrainConfig:
                 raise ValueError(f"kl_coef={self.kl_coef}: must be >= 0.")
             if self.kl_coef > 0 and self.skill_action != "tokens":
                 raise ValueError("kl_coef > 0 needs the prior's density over the actions: use --skill-action tokens.")
+        if self.latent in ACTION_RESIDUALS:
+            self._check_action_residual()
         if self.latent_policy not in POLICY_TYPES:
             raise ValueError(f"Unknown latent_policy {self.latent_policy!r}; valid: {', '.join(POLICY_TYPES)}.")
         if self.obs not in OBS_TYPES:
@@ -204,6 +221,14 @@ class TrainConfig:
         if not 0 <= self.gae_lambda <= 1:
             raise ValueError(f"gae_lambda={self.gae_lambda}: GAE's lambda must be in [0, 1] (0.95 by default).")
 
+    def _check_action_residual(self) -> None:
+        if self.obs != "pixels":
+            raise ValueError(f"latent {self.latent!r} observes the frozen pixel policy's features: use --obs pixels.")
+        if self.latent_policy != "bc":
+            raise ValueError(f"latent {self.latent!r} acts around a deterministic BC policy: use --latent-policy bc.")
+        if not self.action_residual_scale > 0:
+            raise ValueError(f"action_residual_scale={self.action_residual_scale}: must be > 0 (0.45 by default).")
+
     @property
     def on_policy(self) -> bool:
         return self.algo not in OFF_POLICY
@@ -211,8 +236,36 @@ class TrainConfig:
     @property
     def residual(self) -> bool:
         """The agent acts as a residual on the frozen latent BC policy's features (see ``residual_pcs``)."""
-        return self.residual_pcs > 0 and self.latent not in ("none", "sof") and self.latent_policy == "bc" \
-            and self.obs == "pixels"
+        return self.residual_pcs > 0 and self.latent not in ("none", "sof", *ACTION_RESIDUALS) \
+            and self.latent_policy == "bc" and self.obs == "pixels"
+
+    @property
+    def action_residual(self) -> bool:
+        """The agent acts as a raw-action residual around a frozen pixel policy (``action_residual_scale``)."""
+        return self.latent in ACTION_RESIDUALS
+
+    @property
+    def on_features(self) -> bool:
+        """The agent observes a frozen pixel policy's features, not pixels (a latent or action residual)."""
+        return self.residual or self.action_residual
+
+    @property
+    def imitation_latent(self) -> str:
+        """The ``latent`` of the imitation run the action space comes from (``rl_laof.imitate --latent``)."""
+        return ACTION_RESIDUALS.get(self.latent, self.latent)
+
+    @property
+    def resolved_latent_agent(self) -> str | None:
+        """``latent_agent`` with ``{seed}`` replaced by the latent seed (one imitation run per seed: e.g.
+        ``runs/bench/imitation/full/laom/laof_bc-s{seed}``)."""
+        if self.latent_agent is None:
+            return None
+        return self.latent_agent.replace("{seed}", str(self.resolved_latent_seed))
+
+    @property
+    def resolved_latent_seed(self) -> int:
+        """The imitation seed of the latent policy the pipeline builds: ``latent_seed``, else the agent's."""
+        return self.seed if self.latent_seed is None else self.latent_seed
 
     @property
     def resolved_action_repeat(self) -> int:
@@ -220,9 +273,11 @@ class TrainConfig:
 
     @property
     def tag(self) -> str:
-        latent = self.latent if self.latent == "none" else f"{self.latent}-{self.latent_policy}"
+        latent = self.latent if self.latent in ("none", *ACTION_RESIDUALS) else f"{self.latent}-{self.latent_policy}"
         if self.residual:
             latent += f"-res{self.residual_pcs}"
+        if self.latent_seed is not None and self.latent_seed != self.seed:
+            latent += f"-l{self.latent_seed}"
         return f"{self.algo}-{latent}-{self.obs}-{self.preset}-s{self.seed}"
 
     def resolved_algo_kwargs(self) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 The agent (any algorithm of ``agents.algorithms.ALGOS``) sees the pixel env with distractors (EnvPool) and acts
 with latent actions that a frozen action decoder turns into env actions (``agents.latent_env``); its
-policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions.
+policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions;
+``--latent action_residual`` acts in raw actions around the decoded LAOF latent BC policy (the latent residual's
+start), ``--latent labels_residual`` around BC on the labels.
 ``--latent sof`` acts with SOF skills (``rl_laof.skills``, ``agents.skill_env``): one decision per H-step
 chunk, tokens (``--set skill_action=tokens``) or the continuous code (``continuous``), the chunk's rewards summed,
 discount gamma^H, an optional KL term to the skill prior (``--set kl_coef=...``), and the actor distilled from
@@ -39,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
     p.add_argument("--latent", default=None,
                    help=f"the action space (default laof, or the --config file's pretrain method): none (raw "
-                        f"actions), a latent action model's, or sof (skills): "
+                        f"actions), a latent action model's, sof (skills), or a raw-action residual around the "
+                        f"decoded LAOF latent BC policy (action_residual) or BC on the labels (labels_residual): "
                         f"{', '.join(TRAIN_LATENTS)}")
     p.add_argument("--latent-policy", default=None, choices=["bc", "lafp"],
                    help="bc: act with the latent, start from latent BC; lafp: act with the flow policy's noise")

@@ -22,9 +22,9 @@ from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
 from rl_laof.fit import fit
-from rl_laof.imitation.agent import ImitationAgent, distractor_level, make_policy
+from rl_laof.imitation.agent import ImitationAgent, data_record, distractor_level, make_policy
 from rl_laof.imitation.config import ImitationConfig
-from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns
+from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns, spread_ratio
 from rl_laof.lam.evaluation import latents
 from rl_laof.lam.training import load_lam
 from rl_laof.models.policy import (
@@ -232,6 +232,24 @@ def add_normalised_returns(cfg: ImitationConfig, ds: VideoDataset, report: dict[
                             run_dir / "returns.png", f"{ds.task}: {cfg.tag}")
 
 
+def save_agent(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, policy: BCPolicy | FlowPolicy,
+               decoder: ActionDecoder | None, norm: LatentNormalizer | None, targets: torch.Tensor,
+               lam_run: str | None) -> dict[str, Any]:
+    """``agent.pt``: the policy, decoder and normaliser with what the PPO stage checks and uses (the data's env and
+    action spread, the training latents' principal directions); returns the data record."""
+    data_rec = data_record(ds, cfg.frame_stack)
+    save_torch({"config": json.loads(json.dumps(cfg.to_dict())), "out_dim": int(targets.shape[1]),
+                "image_size": ds.image_shape[-1], "action_dim": ds.action_dim, "task": ds.task,
+                "dataset": str(ds.path), "lam_run": lam_run, "distractors": distractor_level(ds), "data": data_rec,
+                "policy": policy.state_dict(),
+                "decoder": decoder.state_dict() if decoder is not None else None,
+                "normalizer": norm.state_dict() if norm is not None else None,
+                # the training latents' principal directions: the residual action space of rl_laof.train
+                "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
+                               if cfg.latent != "none" else None)}, run_dir / "agent.pt")
+    return data_rec
+
+
 def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
             lam: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
@@ -276,15 +294,7 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
     writer.close()
 
-    save_torch({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
-                "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
-                "distractors": distractor_level(ds),
-                "policy": policy.state_dict(),
-                "decoder": decoder.state_dict() if decoder is not None else None,
-                "normalizer": norm.state_dict() if norm is not None else None,
-                # the training latents' principal directions: the residual action space of rl_laof.train
-                "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
-                               if cfg.latent != "none" else None)}, run_dir / "agent.pt")
+    data_rec = save_agent(cfg, ds, run_dir, policy, decoder, norm, targets, lam_run)
     agent = ImitationAgent(policy, decoder, cfg.seed)
     returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
                              seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)
@@ -294,6 +304,8 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         "tag": cfg.tag, "task": ds.task, "dataset": str(ds.path), "run_dir": str(run_dir), "config": config,
         "lam_run": lam_run, "train_transitions": int(len(rows)), "labelled_transitions": int(len(data.labelled)),
         "stages": stages, "returns": returns, "action_mse": errors,
+        # the action spread on its own states (the first background set's rollouts) over the expert's on the data
+        "spread": round(spread_ratio(returns[cfg.eval_backgrounds[0]]["action_std"], data_rec["action_std"]), 4),
         "ms_per_action": round(latency_ms(agent, (3 * cfg.frame_stack, *ds.image_shape[1:]), cfg.latency_calls), 3),
         "torch_threads": torch.get_num_threads(),
     }

@@ -5,9 +5,10 @@ status 2. A stage command is three functions: ``build_parser()`` (:func:`stage_p
 ``--preset``, the stage's own flags, then :func:`add_run_flags`: ``--set``, ``--config``, ``--out``, ``--no-progress``),
 ``config_from_args(args)`` (:func:`stage_config`: the preset, then the config file, then the flags, then
 ``--set``) and ``main(argv)`` (config -> ``rl_laof.pipeline`` -> the stage's library -> :func:`print_summary`),
-run by :func:`run`, which turns bad input into a one-line error. ``--set`` values are parsed by their config
-field's type (:func:`parse_sets`). The parser and :func:`run` live in ``envs.cli`` (``envs``' own command,
-``python -m envs.demo``, uses them without importing ``rl_laof``) and are taken from there.
+run by :func:`run`, which turns bad input and a full disk into a one-line error and Ctrl-C into one line saying
+where the work stopped (:func:`rl_laof.progress.position`) and the command that resumes it. ``--set`` values are
+parsed by their config field's type (:func:`parse_sets`). The parser and :func:`run` live in ``envs.cli``
+(``envs``' own command, ``python -m envs.demo``, uses them without importing ``rl_laof``) and are taken from there.
 """
 
 from __future__ import annotations
@@ -23,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 # the parser and runner every command shares, envs' own included (re-exported: rl_laof's commands take them here)
-from envs.cli import CommandParser, Default, command_parser, run  # noqa: F401
+from envs import cli as envs_cli
+from envs.cli import CommandParser, Default, command_parser  # noqa: F401
 from rl_laof.presets import from_preset
+from rl_laof.progress import position
+
+
+def run(main, argv: list[str] | None = None) -> None:
+    """``envs.cli.run`` (bad input, a full disk: one line, exit 2; Ctrl-C: one line, exit 130) with where the
+    work stood when Ctrl-C stopped it: the newest progress bar's stage, step or episode and run folder."""
+    envs_cli.run(main, argv, where=position)
 
 
 def given(args: argparse.Namespace, name: str) -> bool:

@@ -12,7 +12,9 @@ Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./ru
     runs/sweeps/<study>/                                            sweeps (sweeps.tune)
 
 Every file is written atomically (:func:`atomic_path`): a killed run leaves the previous version or
-nothing, never half a file. Model and checkpoint files (:func:`save_torch`) carry a SHA-256 checksum of their
+nothing, never half a file. A write that fills the disk ends as an OSError ENOSPC naming the file, whatever the
+writer (torch, h5py) raised, and its temporary file is removed; :func:`check_room` refuses, before writing, what
+cannot fit. Model and checkpoint files (:func:`save_torch`) carry a SHA-256 checksum of their
 contents, checked by :func:`load_torch`, so a damaged byte is refused with the file named (the datasets have
 HDF5's fletcher32 for the same reason).
 """
@@ -20,9 +22,11 @@ HDF5's fletcher32 for the same reason).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,16 +100,71 @@ def sweep_dir(study: str) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write to; rename it onto ``path`` on success.
 
-    The temporary name keeps the suffix (some writers, e.g. SB3's ``save``, add one otherwise)."""
+    The temporary name keeps the suffix (some writers, e.g. SB3's ``save``, add one otherwise). A write that fails
+    on a full disk is raised as an OSError ENOSPC (or EDQUOT) naming ``path``, from the writer's own error (torch's
+    says "unexpected pos"; h5py's "file write failed"), and the temporary file goes in every case."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        code = exc.errno if isinstance(exc, OSError) and exc.errno in DISK_FULL else None
+        if code is not None and exc.filename:  # said already, with its file
+            raise
+        if code is not None or no_space_left(path.parent):  # asked while the temporary file still fills the disk
+            raise OSError(code or errno.ENOSPC, os.strerror(code or errno.ENOSPC), str(path)) from exc
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+#: the errors of a full disk: no space left, or the user's quota spent
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space_left(folder: str | os.PathLike) -> bool:
+    """Whether the disk of ``folder`` is full: a 64 KiB probe written and synced there is refused with ENOSPC or
+    EDQUOT (asked after a write failed with an error that does not say why, as torch's does)."""
+    probe = Path(folder) / f".space-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = memoryview(bytes(1 << 16))
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc.errno in DISK_FULL
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
+
+
+def check_room(folder: str | os.PathLike, need: float, what: str) -> None:
+    """Refuse to start writing about ``need`` bytes of ``what`` under ``folder`` where its disk has less free: an
+    OSError ENOSPC whose text the command base says as it is (one line, exit status 2)."""
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise OSError(errno.ENOSPC, f"no space left on the disk of {folder} for {what} (about {_mb(need)} needed, "
+                      f"{_mb(free)} free)", str(folder))
+
+
+def _mb(size: float) -> str:
+    return f"{size / 1e6:.1f} MB" if size < 1e9 else f"{size / 1e9:.1f} GB"
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """``data`` to ``path``, atomically (a file built in memory: an HDF5 part, see ``rl_laof.data.format``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike, key: str) -> Path | None:

@@ -45,7 +45,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rl_laof.runs import atomic_path
+from rl_laof.runs import write_bytes
 
 FORMAT = "rl_laof-video"
 VERSION = 1
@@ -140,13 +140,19 @@ def check_episode(group, where: str, required: tuple[str, ...] = REQUIRED) -> in
 def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any], compression: str | None,
                extra: dict[str, np.ndarray] | None = None) -> None:
     """One episode in its own file (group ``episode``, plus ``extra`` datasets at the root), written
-    atomically and marked ``complete`` last: what resumable stages write before merging."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            write_episode(f.create_group("episode"), arrays, attrs, compression)
-            for key, value in (extra or {}).items():
-                f.create_dataset(key, data=value)
-            f.attrs["complete"] = True
+    atomically and marked ``complete`` last: what resumable stages write before merging.
+
+    The file is built in memory and written in one plain write: on a full disk that is an OSError ENOSPC naming
+    the part (``rl_laof.runs.atomic_path``), where HDF5 writing to the disk itself fills stderr with errors from
+    its objects' destructors and can crash the process as it closes the file."""
+    with h5py.File(str(path), "w", driver="core", backing_store=False) as f:  # the name only identifies it
+        write_episode(f.create_group("episode"), arrays, attrs, compression)
+        for key, value in (extra or {}).items():
+            f.create_dataset(key, data=value)
+        f.attrs["complete"] = True
+        f.flush()
+        image = f.id.get_file_image()
+    write_bytes(path, image)
 
 
 def part_is_complete(path: Path, required: tuple[str, ...] = COLLECTED) -> bool:

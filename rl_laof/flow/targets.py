@@ -30,7 +30,7 @@ from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_b
 from rl_laof.flow.calibrate import FLOW_SOURCES, agent_speeds, masked_agent_flow, source_keys, speed_summary
 from rl_laof.flow.exact import FlowInputs
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path
+from rl_laof.runs import atomic_path, check_room
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
 
@@ -57,7 +57,8 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
     jobs = [(split, e) for split, eps in ds.episodes.items() for e in eps]
     t0 = time.perf_counter()
     pairs = 0
-    for split, e in progress_bar(jobs, unit="episode", desc=f"flow {method}", enabled=progress):
+    for split, e in progress_bar(jobs, unit="episode", desc=f"flow {method}", enabled=progress,
+                                 folder=out.parent):
         part = parts / f"{split}-{fmt.episode_name(e.index)}.h5"
         if fmt.part_is_complete(part, fmt.FLOW_KEYS):
             continue
@@ -83,6 +84,7 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
     seconds = time.perf_counter() - t0
     speeds: dict[str, list[np.ndarray]] = {k: [] for k in FLOW_SOURCES}
     has_mask = "agent_mask" in ds.keys  # a video without the simulator's mask: unmasked speeds only
+    check_room(out.parent, 0.95 * sum(p.stat().st_size for p in parts.glob("*.h5")), out.name)  # ~ the parts' sum
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format="rl_laof-flow", method=method, backend=backend, dataset=str(ds.path.name),
                        complete=False, units="displayed pixels, (dx, dy)")

@@ -166,7 +166,8 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
                        progress: bool = True) -> Path:
     """The latent policy for ``cfg`` built with a config file's ``pretrain`` / ``imitate`` sections (e.g. a
     sweep's best values): latent action model, then imitation, each in its own run folder (named by a hash
-    of the values, so the preset's runs are left alone)."""
+    of the values, so the preset's runs are left alone). The agent's config and both stages' configs are
+    checked before anything is built (expert, dataset, models)."""
     method = lam_overrides.get("method", cfg.latent)
     if method != cfg.latent:
         raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {cfg.latent}: "
@@ -174,17 +175,20 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
     if cfg.latent in ("none", "sof"):
         raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's pretrain / imitate "
                          "sections do not apply")
-    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
-                              distractors=cfg.distractors)
+    agent_training.check_config(cfg)
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": cfg.latent,
                                                                  "seed": cfg.seed, "threads": cfg.threads})
+    im_values = {**imitation_overrides, "latent": cfg.latent, "policy": cfg.latent_policy, "seed": cfg.seed,
+                 "normalise": False, "threads": cfg.threads}
+    from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, **im_values)  # its values checked now
+    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
+                              distractors=cfg.distractors)
     key = hashlib.sha1(json.dumps([lam_cfg.to_dict(), imitation_overrides], sort_keys=True, default=str)
                        .encode()).hexdigest()[:8]
     lam_run = lam.default_run_dir(lam_cfg, dataset, cfg.task)
     lam_report = lam.train_lam(lam_cfg, dataset, lam_run.with_name(f"{lam_run.name}-cfg{key}"), progress=progress)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset,
-                       **{**imitation_overrides, "latent": cfg.latent, "policy": cfg.latent_policy, "seed": cfg.seed,
-                          "normalise": False, "threads": cfg.threads, "lam_run": lam_report["run_dir"]})
+                       **{**im_values, "lam_run": lam_report["run_dir"]})
     out = imitation.default_run_dir(icfg, VideoDataset(dataset))
     return Path(latent_policy(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
 

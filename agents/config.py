@@ -4,15 +4,43 @@ in latent action or skill spaces (``TrainConfig``, ``python -m rl_laof.train``),
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.config import OBS_TYPES, DistractorConfig
+from envs.config import OBS_TYPES, DistractorConfig, EnvConfig
 from envs.tasks import get_task
 from rl_laof.imitation.config import POLICY_TYPES
 from rl_laof.presets import check_ranges
 
 ON_POLICY_ALGOS = ("ppo", "a2c", "trpo", "recurrentppo")
+
+#: stable-baselines3 arguments that mean nothing outside a range: (lowest, highest, lowest allowed, what it is).
+#: Outside it a run does not fail at once: a discount above 1 sums rewards without bound and diverges minutes
+#: later, where the message blames the learning rate; a clip range <= 0 never lets the policy move.
+RL_RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "gamma": (0.0, 1.0, False, "the discount"), "gae_lambda": (0.0, 1.0, True, "GAE's lambda"),
+    "tau": (0.0, 1.0, False, "the target networks' update rate"),
+    "clip_range": (0.0, math.inf, False, "PPO's clip range"),
+    "clip_range_vf": (0.0, math.inf, False, "PPO's value clip range"),
+    "learning_rate": (0.0, math.inf, False, "the learning rate"),
+    "max_grad_norm": (0.0, math.inf, False, "the gradient norm limit"),
+    "target_kl": (0.0, math.inf, False, "the KL limit"), "ent_coef": (0.0, math.inf, True, "the entropy weight"),
+    "vf_coef": (0.0, math.inf, True, "the value loss weight")}
+
+
+def check_rl_ranges(values: dict[str, Any]) -> None:
+    """Refuse a number of :data:`RL_RANGES` outside its range (other values, schedules and ``None`` pass: SB3
+    and :func:`agents.algorithms.check_algo_kwargs` judge those)."""
+    for key, value in values.items():
+        if key not in RL_RANGES or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        lo, hi, lo_in, what = RL_RANGES[key]
+        if not ((value >= lo if lo_in else value > lo) and value <= hi):
+            where = (f"in {'[' if lo_in else '('}{lo:g}, {hi:g}]" if hi < math.inf
+                     else f"{'>=' if lo_in else '>'} {lo:g}")
+            raise ValueError(f"{key}={value}: {what} must be {where}.")
 
 
 @dataclass(frozen=True)
@@ -49,6 +77,7 @@ class ExpertConfig:
         object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
         if self.num_envs is None:
             object.__setattr__(self, "num_envs", 64 if self.on_policy else 4)
+        check_rl_ranges(self.resolved_algo_kwargs())
 
     @property
     def on_policy(self) -> bool:
@@ -156,7 +185,8 @@ class TrainConfig:
     features: int = 256
     hidden: int = 256
     log_std_init: float = -1.0  # std e^-1 = 0.37 in the normalised latent / action range ("lafp": 0, the prior)
-    # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any)
+    # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any but learning_rate and
+    # policy_kwargs, which the run sets from these fields: agents.training.RESERVED_ARGUMENTS)
     learning_rate: float = 3e-4  # decays linearly to learning_rate_end over total_steps, then stays there
     learning_rate_end: float = 0.0  # the schedule's floor (the last rollout may overshoot total_steps)
     n_steps: int = 256  # on-policy rollout length per env
@@ -205,21 +235,25 @@ class TrainConfig:
             raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
         if self.obs == "state" and self.latent_policy == "lafp" and self.latent != "none":
             raise ValueError("latent_policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
-        DistractorConfig.parse(self.distractors)
-        if self.obs == "state" and DistractorConfig.parse(self.distractors).active_kinds:
+        try:
+            level = DistractorConfig.parse(self.distractors)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"distractors={self.distractors!r}: {exc}") from None
+        if self.obs == "state" and level.active_kinds:
             object.__setattr__(self, "distractors", "none")  # distractors are pixels; state obs has none
         if self.critic_warmup_steps and not self.on_policy:
             raise ValueError(f"critic_warmup_steps holds an actor-critic's actor; {self.algo} is off-policy: "
                              "use ppo, a2c, trpo or recurrent-ppo.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
+        # the env's own checks (image size 16..512, frame stack, action repeat), here: before a run folder exists
+        EnvConfig(task=self.task, num_envs=self.num_envs, obs=self.obs, distractors=self.distractors,
+                  image_size=self.image_size, frame_stack=self.frame_stack, action_repeat=self.action_repeat)
+        # the config's own fields (off-policy algorithms leave gae_lambda and clip_range out of their arguments),
+        # then the arguments as SB3 gets them (algo_kwargs override the fields)
+        check_rl_ranges(dict(learning_rate=self.learning_rate, gamma=self.gamma, gae_lambda=self.gae_lambda,
+                             clip_range=self.clip_range, ent_coef=self.ent_coef))
+        check_rl_ranges(self.resolved_algo_kwargs())
         if not 0 <= self.learning_rate_end <= self.learning_rate:
             raise ValueError(f"learning_rate_end={self.learning_rate_end}: must be in [0, learning_rate].")
-        # a discount above 1 sums returns without bound and the run diverges later, blaming the learning rate
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma={self.gamma}: the discount must be in (0, 1] (0.99 by default).")
-        if not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"gae_lambda={self.gae_lambda}: GAE's lambda must be in [0, 1] (0.95 by default).")
 
     def _check_action_residual(self) -> None:
         if self.obs != "pixels":

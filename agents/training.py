@@ -42,6 +42,7 @@ from envs.rollout import run_episodes
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
 from rl_laof.imitation.agent import load_agent, recorded_data
 from rl_laof.imitation.evaluation import spread_ratio
+from rl_laof.presets import available_memory, cpu_count, refuse_beyond
 from rl_laof.runs import latest_checkpoint, read_json, refuse_other_config, run_folder, train_dir, write_json
 from rl_laof.sof.policy import SkillPolicy
 from rl_laof.sof.training import load_skills
@@ -284,6 +285,55 @@ def _agent_log_prob(model):
     return log_prob
 
 
+# --------------------------------------------------------------------------- checks before anything runs
+
+#: arguments the agent's run sets from its config, and what a user sets instead (algo_kwargs may not)
+RESERVED_ARGUMENTS = {
+    "learning_rate": "use --set learning_rate=... (and learning_rate_end, the floor it decays to linearly)",
+    "policy_kwargs": "the policy's network comes from the config's width, features, hidden and log_std_init "
+                     "(--set those)"}
+#: envs one CPU core steps at a usable speed: a pixel env's step costs about 8.5 ms of CPU (117 agent steps/s over
+#: 8 envs on 2 cores, agents.config's quick preset), so 64 envs a core take about 0.5 s a step and a rollout of
+#: n_steps = 256 steps over 2 minutes; 100000 envs on 2 cores take 7 minutes a step
+ENVS_PER_CPU = 64
+PIXEL_ENV_BYTES = 12 * 2 ** 20  # EnvPool pixel env at 64 px with LAOM's distractors, measured: 12.5 MiB each
+STATE_ENV_BYTES = 2 ** 20
+
+
+def agent_memory(cfg: TrainConfig) -> float:
+    """Bytes a run of ``cfg`` holds at its peak, estimated: its envs (training and periodic evaluation at once;
+    a pixel env's :data:`PIXEL_ENV_BYTES` scale with its frame) and its buffer: on-policy ``n_steps x num_envs``
+    observations as float32 (SB3's rollout buffer), off-policy ``buffer_size`` observations and next ones as
+    stored (uint8 frames)."""
+    pixels = cfg.obs == "pixels"
+    frame = 3 * cfg.frame_stack * cfg.image_size ** 2 if pixels else 0  # one observation's uint8 values
+    env = PIXEL_ENV_BYTES * max(1.0, cfg.image_size ** 2 / 64 ** 2) + 4 * frame if pixels else STATE_ENV_BYTES
+    envs_at_once = max(cfg.num_envs + cfg.eval_episodes, cfg.final_eval_episodes)
+    obs = frame if pixels and not cfg.residual else 1024  # a residual agent observes the policy's features
+    if cfg.on_policy:
+        buffer = 4 * cfg.n_steps * cfg.num_envs * obs
+    else:
+        buffer = 2 * min(cfg.buffer_size, cfg.total_steps) * obs * (1 if pixels and not cfg.residual else 4)
+    return envs_at_once * env + buffer
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """What the config alone cannot say, checked before anything is built or written (:func:`open_run`; and by
+    ``rl_laof.pipeline`` before it builds a tuned latent policy): the task, the algorithm's arguments (those the
+    run sets itself refused, with what to set instead), and whether this machine can run so many envs (CPU
+    cores) and hold them and the buffer (memory)."""
+    envs.get_task(cfg.task)  # unknown task: the list of valid ones
+    check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs(), RESERVED_ARGUMENTS)
+    cores = cpu_count()
+    for name in ("num_envs", "eval_episodes", "final_eval_episodes"):  # each evaluation episode is an env of its own
+        n = getattr(cfg, name)
+        if n > ENVS_PER_CPU * cores:
+            raise ValueError(f"{name}={n}: {cores} CPU core(s) step at most {ENVS_PER_CPU * cores} envs at a usable "
+                             f"speed ({ENVS_PER_CPU} a core; a pixel env's step costs about 8 ms of CPU): use fewer")
+    refuse_beyond(f"num_envs={cfg.num_envs}", agent_memory(cfg), available_memory(), "memory",
+                  "use fewer --num-envs (or a smaller n_steps / buffer_size)")
+
+
 # --------------------------------------------------------------------------- training
 
 @dataclasses.dataclass
@@ -309,9 +359,8 @@ def open_run(cfg: TrainConfig, out: str | Path | None = None, resume: bool = Fal
     """The run folder of ``cfg`` (``out``, default ``runs/train/<task>/<tag>``), checked before anything is built
     or written: an unknown task, bad algorithm arguments, a folder of another config and an unfinished run without
     ``resume`` are refused. Its ``report`` is set when the run is finished (``stop_at`` asks for a checkpoint)."""
-    envs.get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
+    check_config(cfg)
     run_dir = run_folder(out if out is not None else train_dir(cfg.task, cfg.tag))
-    check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs())
     config = json.loads(json.dumps(cfg.to_dict()))
     recorded = {}
     if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
@@ -520,12 +569,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     t_start = time.time()
     space = action_space(cfg, latent_agent, skills)
     cfg = decision_config(cfg, space.chunk) if space.chunk > 1 else cfg  # from here on SB3 counts decisions
+    start = start_model(cfg, run.dir, space, resume)  # envs and model built (or refused) before the folder is made
     run.dir.mkdir(parents=True, exist_ok=True)
     write_json(run.dir / "config.json", {"config": run.config,
                                          "latent_agent": str(space.agent_dir) if space.agent_dir else None,
                                          "latent_seed": space.meta["config"]["seed"] if space.meta else None,
                                          "skills": space.skill_meta["run"] if space.skill_meta else None})
-    start = start_model(cfg, run.dir, space, resume)
     seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)
     if stop_at is not None and start.model.num_timesteps < cfg.total_steps:
         start.venv.close()

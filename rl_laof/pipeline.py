@@ -169,7 +169,8 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
                        progress: bool = True) -> Path:
     """The latent policy for ``cfg`` built with a config file's ``pretrain`` / ``imitate`` sections (e.g. a
     sweep's best values): latent action model, then imitation, each in its own run folder (named by a hash
-    of the values, so the preset's runs are left alone)."""
+    of the values, so the preset's runs are left alone). The agent's config and both stages' configs are
+    checked before anything is built (expert, dataset, models)."""
     latent = cfg.imitation_latent
     method = lam_overrides.get("method", latent)
     if latent in ("none", "sof"):
@@ -178,18 +179,21 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
     if method != latent:
         raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {latent}: "
                          f"pass --latent {method}")
-    dataset = default_dataset(cfg.task, cfg.preset, flow=latent.startswith("laof"), progress=progress,
-                              distractors=cfg.distractors, action_repeat=cfg.resolved_action_repeat)
+    agent_training.check_config(cfg)
     seed = cfg.resolved_latent_seed
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": latent,
                                                                  "seed": seed, "threads": cfg.threads})
+    im_values = {**imitation_overrides, "latent": latent, "policy": cfg.latent_policy, "seed": seed,
+                 "normalise": False, "threads": cfg.threads}
+    from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, **im_values)  # its values checked now
+    dataset = default_dataset(cfg.task, cfg.preset, flow=latent.startswith("laof"), progress=progress,
+                              distractors=cfg.distractors, action_repeat=cfg.resolved_action_repeat)
     key = hashlib.sha1(json.dumps([lam_cfg.to_dict(), imitation_overrides], sort_keys=True, default=str)
                        .encode()).hexdigest()[:8]
     lam_run = lam.default_run_dir(lam_cfg, dataset, cfg.task)
     lam_report = lam.train_lam(lam_cfg, dataset, lam_run.with_name(f"{lam_run.name}-cfg{key}"), progress=progress)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset,
-                       **{**imitation_overrides, "latent": latent, "policy": cfg.latent_policy, "seed": seed,
-                          "normalise": False, "threads": cfg.threads, "lam_run": lam_report["run_dir"]})
+                       **{**im_values, "lam_run": lam_report["run_dir"]})
     out = imitation.default_run_dir(icfg, VideoDataset(dataset))
     return Path(latent_policy(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
 

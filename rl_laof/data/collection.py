@@ -33,6 +33,7 @@ from envs.config import DistractorConfig
 from rl_laof.data import format as fmt
 from rl_laof.data.config import CollectConfig
 from rl_laof.data.labels import make_label_splits
+from rl_laof.presets import free_disk, refuse_beyond
 from rl_laof.progress import progress_bar
 from rl_laof.runs import atomic_path, check_room, dataset_dir, read_json, run_folder, write_json
 
@@ -232,7 +233,29 @@ def finished(cfg: CollectConfig, out: str | Path | None = None) -> Path | None:
         with fmt.open_h5(final) as f:
             if fmt.root_attrs(f)["complete"]:
                 return final
+    check_disk(cfg, out)
     return None
+
+
+def dataset_bytes(cfg: CollectConfig) -> tuple[int, int]:
+    """(frames, bytes) of the dataset ``cfg`` describes, estimated: per frame its RGB pixels (frames under
+    distractors hardly compress: lzf kept 83 %, measured at 32 px) and, with the exact-flow inputs, about 2 bytes
+    a pixel more (depth and geom ids after compression; 1.6 measured)."""
+    max_steps = 1000 // cfg.action_repeat  # a DMC episode: 1000 control steps
+    steps = max_steps if cfg.episode_steps is None else min(cfg.episode_steps, max_steps)
+    frames = sum(cfg.split_sizes().values()) * (steps + 1)
+    return frames, frames * cfg.image_size ** 2 * (3 + (2 if cfg.exact_flow_inputs else 0))
+
+
+def check_disk(cfg: CollectConfig, out: Path) -> None:
+    """Refuse a collection the disk at ``out`` cannot hold, before an expert is trained or an episode listed:
+    the episode parts and, while they merge, the dataset beside them (twice its size), less the parts already
+    there (a resumed collection)."""
+    frames, size = dataset_bytes(cfg)
+    done = sum(p.stat().st_size for p in (out / "parts").glob("*.h5")) if (out / "parts").is_dir() else 0
+    episodes = sum(cfg.split_sizes().values())
+    refuse_beyond(f"{episodes} episodes ({frames} frames at {cfg.image_size} px)", 2 * size - done, free_disk(out),
+                  f"disk space at {out}", "collect fewer or shorter episodes, or free space there")
 
 
 def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True, keep_parts: bool = False,

@@ -28,6 +28,7 @@ from rl_laof.loop import Checkpoints, TrainingLoop
 from rl_laof.models import LAOMModel, LatentActionModel, build_lam, lam_augmentation
 from rl_laof.models.augment import random_homographies
 from rl_laof.precision import autocast
+from rl_laof.presets import available_memory, refuse_beyond
 from rl_laof.runs import lam_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
 
 # config fields that do not change what a run computes (a resumed run may change them)
@@ -262,6 +263,30 @@ class LAMTraining(TrainingLoop):
         self.untrained = state.get("untrained_probes")
 
 
+def activation_factor(width: int) -> float:
+    """A training sample's memory (forward and backward) over its float32 inputs: measured with LAOF's conv model
+    on 32-px frames (peak RSS between batch sizes 1024 and 4096 at width 16, 256 and 1024 at width 64), about 5x
+    at width 16 and 16x at width 64."""
+    return 2.0 + width / 5
+
+
+def check_batch(cfg: LAMConfig, ds: VideoDataset) -> None:
+    """Refuse, before anything is loaded, a batch (``cfg`` resolved) that the data or the machine cannot hold:
+    more samples than the training split has windows (a step would draw every window several times, and the
+    batch grows memory for nothing: 100000 on a 5-episode dataset took 20 GB), or a batch whose estimated memory
+    (float32 frames and flow target of each sample x :func:`activation_factor`) is more than is available."""
+    windows = sum(e.length for e in ds.episodes["train"][:cfg.train_episodes])
+    if cfg.batch_size > windows:
+        raise ValueError(f"batch_size={cfg.batch_size}: {ds.path} has {windows} training windows; use "
+                         f"--batch-size {windows} or less (a larger batch only repeats windows within a step)")
+    c, h, w = ds.image_shape[-3:]
+    sample = 4 * ((cfg.frame_stack + 2) * c * h * w + 2 * h * w)  # o_t's stack, o_t+1, o_t+k; the flow target
+    samples = cfg.batch_size + (cfg.labelled_batch_size if cfg.supervised else 0)
+    refuse_beyond(f"batch_size={cfg.batch_size} at width={cfg.width} on {h}-px frames",
+                  samples * sample * activation_factor(cfg.width), available_memory(), "memory",
+                  "use a smaller --batch-size or --width")
+
+
 @dataclasses.dataclass
 class LAMRun:
     """A pretrain run as found before anything is written: its config (flow sigma and label share resolved from
@@ -283,6 +308,7 @@ def open_lam_run(cfg: LAMConfig, dataset: str | Path, out: str | Path | None, st
     r = cfg.resolved()
     # the flow file of the config's tier and nothing else (an oracle file beside it is never read by another tier)
     ds = VideoDataset(dataset, flow=r.flow_method if r.flow_weight > 0 else None)
+    check_batch(r, ds)
     cfg, calibration = flow_calibration(cfg, ds)
     cfg = label_share(cfg, ds) if cfg.supervised else cfg
     if cfg.augment and cfg.flow_weight > 0:

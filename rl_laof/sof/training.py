@@ -19,7 +19,7 @@ from rl_laof.models.policy import random_shift
 from rl_laof.models.skill_models import SkillPrior, SkillTokenizer, Translator
 from rl_laof.runs import load_torch, read_json, refuse_other_config, run_folder, skills_dir, write_json
 from rl_laof.sof.config import SkillConfig
-from rl_laof.sof.data import ChunkData, all_tokens, flow_l1
+from rl_laof.sof.data import ChunkData, all_tokens, check_chunk_data, flow_l1
 
 STAGES = ("pretrain", "prior", "translate")
 STAGE_FILES = {"pretrain": "tokenizer", "prior": "prior", "translate": "translator"}
@@ -42,6 +42,8 @@ class SkillRun:
                               else skills_dir(self.ds.task, self.ds.path.parent.name, cfg.preset, cfg.seed))
         config = json.loads(json.dumps(cfg.to_dict()))
         refuse_other_config(self.dir, config, _NOT_IDENTITY)
+        if flow is not None:  # training: the data every stage needs, checked before the folder is made
+            check_chunk_data(self.ds, cfg)
         self.dir.mkdir(parents=True, exist_ok=True)
         write_json(self.dir / "config.json", {"config": config, "dataset": str(self.ds.path),
                                               "tasks": self.ds.tasks})

@@ -43,7 +43,15 @@ from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
 from rl_laof.imitation.agent import load_agent, recorded_data
 from rl_laof.imitation.evaluation import spread_ratio
 from rl_laof.presets import available_memory, cpu_count, refuse_beyond
-from rl_laof.runs import latest_checkpoint, read_json, refuse_other_config, run_folder, train_dir, write_json
+from rl_laof.runs import (
+    latest_checkpoint,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    train_dir,
+    write_json,
+)
 from rl_laof.sof.policy import SkillPolicy
 from rl_laof.sof.training import load_skills
 
@@ -570,14 +578,14 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     space = action_space(cfg, latent_agent, skills)
     cfg = decision_config(cfg, space.chunk) if space.chunk > 1 else cfg  # from here on SB3 counts decisions
     start = start_model(cfg, run.dir, space, resume)  # envs and model built (or refused) before the folder is made
-    run.dir.mkdir(parents=True, exist_ok=True)
-    write_json(run.dir / "config.json", {"config": run.config,
-                                         "latent_agent": str(space.agent_dir) if space.agent_dir else None,
-                                         "latent_seed": space.meta["config"]["seed"] if space.meta else None,
-                                         "skills": space.skill_meta["run"] if space.skill_meta else None})
-    seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)
-    if stop_at is not None and start.model.num_timesteps < cfg.total_steps:
-        start.venv.close()
-        return {"checkpoint_step": read_json(run.dir / "checkpoints" / "latest.json")["step"]}
-    save_final(run.dir, start)
-    return final_report(cfg, run, space, start, seconds, t_start)
+    with lock_run(run.dir):  # everything is checked: the run's folder is made now, with one writer
+        write_json(run.dir / "config.json", {"config": run.config,
+                                             "latent_agent": str(space.agent_dir) if space.agent_dir else None,
+                                             "latent_seed": space.meta["config"]["seed"] if space.meta else None,
+                                             "skills": space.skill_meta["run"] if space.skill_meta else None})
+        seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)
+        if stop_at is not None and start.model.num_timesteps < cfg.total_steps:
+            start.venv.close()
+            return {"checkpoint_step": read_json(run.dir / "checkpoints" / "latest.json")["step"]}
+        save_final(run.dir, start)
+        return final_report(cfg, run, space, start, seconds, t_start)

@@ -105,8 +105,8 @@ def _complete(h5: Path) -> bool:
 # --------------------------------------------------------------------------- latent model -> latent policy
 
 def latent_model(cfg: LAMConfig, dataset: str | Path, progress: bool = True) -> Path:
-    """The run folder of the latent action model ``cfg`` on ``dataset`` (as the caller holds it: the folder
-    names the run's, ``rl_laof.runs.lam_dir``), trained now if missing."""
+    """The run folder of the latent action model ``cfg`` on ``dataset`` (its folder or its file: the folder names
+    the run's, ``rl_laof.runs.lam_dir``), trained now if missing."""
     return Path(lam.train_lam(cfg, dataset, progress=progress)["run_dir"])
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from agents.config import TRAIN_ALGOS, TRAIN_LATENTS, TRAIN_PRESETS, TrainConfig
 from rl_laof import pipeline
 from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.config_file import config_section, read_config_file
-from rl_laof.runs import train_dir
+from rl_laof.runs import clear_run, train_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default_out = default_out.with_name(f"{default_out.name}-{args.config.stem}")
     out = args.out or default_out
     if args.fresh:
-        shutil.rmtree(out, ignore_errors=True)
+        clear_run(out)  # refused while another run writes there
     report = pipeline.agent(cfg, out, resume=args.resume, rebuild=args.rebuild, progress=not args.no_progress)
     print_summary({"run": report["run_dir"], "steps": report["steps"],
                    "final_return": round(report["final"]["mean"], 1), "steps_per_s": report["steps_per_s"],

@@ -196,7 +196,7 @@ def test_advice_for_a_wrong_dataset_path_does_not_mislead(tmp_path, capsys):
     record = tmp_path / "collect.json"
     record.write_text(json.dumps({"config": {}}))
     err = _refused(lambda argv: open_h5(record), [], capsys)
-    assert "not a dataset file" in err and "delete" not in err and "corrupt" not in err
+    assert "a file, not a dataset" in err and "delete" not in err and "corrupt" not in err
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
     err = _refused(lambda argv: open_h5(tmp_path / "a" / "dataset.h5"), [], capsys)

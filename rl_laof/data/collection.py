@@ -35,7 +35,7 @@ from rl_laof.data.config import CollectConfig
 from rl_laof.data.labels import make_label_splits
 from rl_laof.presets import free_disk, refuse_beyond
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path, check_room, dataset_dir, read_json, run_folder, write_json
+from rl_laof.runs import atomic_path, check_room, dataset_dir, lock_run, read_json, run_folder, write_json
 
 #: loads an expert run's policy: (run folder, "best" | "final") -> an object with ``act(states)`` and ``config``
 LoadExpert = Callable[[str, str], Any]
@@ -278,22 +278,33 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     # forever, and the collection would hang instead of failing
     load_policy(expert, cfg, _action_dim(cfg.task), load_expert)
     ensure_gl()  # no headless GL: one line here, not a traceback from every worker
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_file, dict(config=config, expert=expert, command=command))
-    for stale in [*out.glob(".*.tmp-*"), *out.glob("parts/.*.tmp-*")]:  # left by a killed writer
-        stale.unlink(missing_ok=True)
+    # one collection in a folder at a time: a second would merge or remove the parts the first still writes
+    with lock_run(out):
+        done = finished(cfg, out)  # finished by the collection that held the folder before
+        if done is not None:
+            return done
+        write_json(cfg_file, dict(config=config, expert=expert, command=command))
+        for stale in [*out.glob(".*.tmp-*"), *out.glob("parts/.*.tmp-*")]:  # left by a killed writer
+            stale.unlink(missing_ok=True)
+        _collect_episodes(cfg, out, progress, expert, load_expert)
+        if not keep_parts:
+            shutil.rmtree(out / "parts", ignore_errors=True)
+    return final
 
+
+def _collect_episodes(cfg: CollectConfig, out: Path, progress: bool, expert: str,
+                      load_expert: LoadExpert | None) -> None:
+    """Roll out the episodes ``out/parts`` lacks (in worker processes where ``cfg.workers`` > 1), merge every part
+    into ``out/dataset.h5`` and record the collection's speed."""
+    config = json.loads(json.dumps(cfg.to_dict()))
     jobs = [(split, i, str(part_path(out, split, i))) for split, n in cfg.split_sizes().items() for i in range(n)]
     todo = [j for j in jobs if not fmt.part_is_complete(Path(j[2]))]
     t0 = time.time()
     frames = _collect_parts(cfg, out, jobs, todo, (config, expert, _action_dim(cfg.task), load_expert), progress)
     collect_s = time.time() - t0
     merge(cfg, out, expert, [Path(j[2]) for j in jobs])
-    if not keep_parts:
-        shutil.rmtree(out / "parts", ignore_errors=True)
     stats = dict(frames=frames, seconds=round(collect_s, 2), fps=round(frames / collect_s, 1) if frames else None)
     write_json(out / "collect_stats.json", stats)
-    return final
 
 
 def _collect_parts(cfg: CollectConfig, out: Path, jobs: list, todo: list, init: tuple, progress: bool) -> int:

@@ -26,7 +26,7 @@ from rl_laof.imitation.agent import ImitationAgent, data_record, distractor_leve
 from rl_laof.imitation.config import ImitationConfig
 from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns, spread_ratio
 from rl_laof.lam.evaluation import latents
-from rl_laof.lam.training import load_lam
+from rl_laof.lam.training import lam_input, load_lam
 from rl_laof.models.policy import (
     ActionDecoder,
     BCPolicy,
@@ -36,7 +36,17 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
-from rl_laof.runs import imitation_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
+from rl_laof.runs import (
+    INPUTS,
+    imitation_dir,
+    load_torch,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    save_torch,
+    write_json,
+)
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -173,8 +183,19 @@ def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: 
 
 
 def default_run_dir(cfg: ImitationConfig, ds: VideoDataset) -> Path:
-    """Where a run of ``cfg`` on ``ds`` goes by default."""
-    return imitation_dir(ds.task, ds.path.parent.name, cfg.tag, cfg.preset, cfg.seed)
+    """Where a run of ``cfg`` on ``ds`` goes by default (named after the dataset's folder)."""
+    return imitation_dir(ds.task, ds.path, cfg.tag, cfg.preset, cfg.seed)
+
+
+def run_inputs(cfg: ImitationConfig, ds: VideoDataset) -> dict[str, Any]:
+    """What a run of ``cfg`` on ``ds`` is made from, recorded so that its folder refuses others
+    (``rl_laof.runs.refuse_other_inputs``): the dataset, and the latent action model ``cfg.lam_run`` names, where
+    its ``model.pt`` is there (a finished run no longer reads it)."""
+    inputs = ds.inputs()
+    model = lam_input(cfg.lam_run) if cfg.latent != "none" and cfg.lam_run is not None else None
+    if model is not None:
+        inputs["latent_model"] = model
+    return inputs
 
 
 def reference_config(cfg: ImitationConfig) -> ImitationConfig:
@@ -201,7 +222,7 @@ def open_run(cfg: ImitationConfig, ds: VideoDataset, out: str | Path | None = No
     unfinished run cannot use (:func:`check_inputs`)."""
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds))
     config = json.loads(json.dumps(cfg.to_dict()))
-    refuse_other_config(run_dir, config, _EVAL_ONLY)
+    refuse_other_config(run_dir, config, _EVAL_ONLY, inputs=run_inputs(cfg, ds))
     report_file = run_dir / "report.json"
     if report_file.exists() and read_json(report_file)["config"] == config:
         return run_dir, read_json(report_file)
@@ -261,10 +282,17 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
     run_dir, finished = open_run(cfg, ds, out)
     if finished is not None:
         return finished
+    with lock_run(run_dir):  # everything is checked: the run's folder is made now, with one writer
+        return _imitate(cfg, ds, run_dir, progress, lam)
+
+
+def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bool,
+             lam: str | Path | None) -> dict[str, Any]:
+    """The unfinished run of ``cfg`` in ``run_dir`` (checked by :func:`open_run`) trained, evaluated and
+    reported."""
     config = json.loads(json.dumps(cfg.to_dict()))
     report_file = run_dir / "report.json"
-    run_dir.mkdir(parents=True, exist_ok=True)  # everything is checked: the run's folder is made now
-    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
+    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), INPUTS: run_inputs(cfg, ds)})
 
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)

@@ -4,9 +4,11 @@ report with the held-out probes, and ``load_lam`` for the stages that use a trai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +31,18 @@ from rl_laof.models import LAOMModel, LatentActionModel, build_lam, lam_augmenta
 from rl_laof.models.augment import random_homographies
 from rl_laof.precision import autocast
 from rl_laof.presets import available_memory, refuse_beyond
-from rl_laof.runs import lam_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
+from rl_laof.runs import (
+    INPUTS,
+    lam_dir,
+    load_torch,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    save_torch,
+    torch_checksum,
+    write_json,
+)
 
 # config fields that do not change what a run computes (a resumed run may change them)
 _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
@@ -124,9 +137,20 @@ def load_lam(run_dir: str | Path) -> LatentActionModel | LAOMModel:
     return model.eval()
 
 
+def lam_input(run_dir: str | Path) -> dict[str, Any] | None:
+    """A trained model as a run built on it records it (``rl_laof.runs.refuse_other_inputs``): its ``model.pt``
+    and that file's checksum (a model trained again in the folder is another input); None without a model."""
+    path = Path(run_dir) / "model.pt"
+    if not path.is_file():
+        return None
+    sums = torch_checksum(path, verify=False)  # the recorded one: a model differs from another by it
+    return {"path": os.path.abspath(path), "id": sums[0] if sums is not None else None}
+
+
 def default_run_dir(cfg: LAMConfig, dataset: Path, task: str) -> Path:
-    """Where a run of ``cfg`` on ``dataset`` (as the caller holds it: file or folder) goes by default; a flow
-    method's folder names its flow tier (``laof-rgb``, ``laof-action-oracle``), so the tiers never share a run."""
+    """Where a run of ``cfg`` on ``dataset`` (its folder or its file: the run is named after the folder) goes by
+    default; a flow method's folder names its flow tier (``laof-rgb``, ``laof-action-oracle``), so the tiers never
+    share a run."""
     tag = f"{cfg.method}-{cfg.flow_tier}" if cfg.base == "laof" else cfg.method
     return lam_dir(task, dataset, tag, cfg.preset, cfg.seed, cfg.label_split if cfg.supervised else None)
 
@@ -319,7 +343,8 @@ def open_lam_run(cfg: LAMConfig, dataset: str | Path, out: str | Path | None, st
         dist.my_slice(b)  # divisible by the world size
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds.path, ds.task))
     config = json.loads(json.dumps(cfg.to_dict()))
-    refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields)
+    # the same config on another dataset or flow file is another run: refused, never handed back or resumed
+    refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields, inputs=ds.inputs(flow=True))
     report, report_file = None, run_dir / "report.json"
     if report_file.exists() and stop_after is None:
         recorded = read_json(report_file)
@@ -378,14 +403,16 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     if run.report is not None:
         return run.report
     data = training_data(run.cfg, run.ds)
-    if dist.is_main():  # everything is checked: the run's folder is made now
-        run.dir.mkdir(parents=True, exist_ok=True)
-        write_json(run.dir / "config.json", {"config": run.config, "dataset": str(run.ds.path), "world_size": world})
-    dist.barrier()
-    t_start = time.perf_counter()
-    loop = LAMTraining(run.cfg, run.ds, run.dir, data, world, progress, stop_after, on_eval)
-    if not loop.run():  # stopped early on purpose
-        return {"steps_done": loop.step}
-    report = lam_report(loop, run, world, t_start) if dist.is_main() else {}
-    dist.barrier()
+    # everything is checked: the run's folder is made now, held by the first process (the one that writes)
+    with lock_run(run.dir) if dist.is_main() else contextlib.nullcontext():
+        if dist.is_main():
+            write_json(run.dir / "config.json", {"config": run.config, "dataset": str(run.ds.path),
+                                                 INPUTS: run.ds.inputs(flow=True), "world_size": world})
+        dist.barrier()
+        t_start = time.perf_counter()
+        loop = LAMTraining(run.cfg, run.ds, run.dir, data, world, progress, stop_after, on_eval)
+        if not loop.run():  # stopped early on purpose
+            return {"steps_done": loop.step}
+        report = lam_report(loop, run, world, t_start) if dist.is_main() else {}
+        dist.barrier()
     return report

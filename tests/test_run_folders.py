@@ -37,13 +37,13 @@ def _refused(main, argv, capsys) -> str:
 
 @pytest.fixture(scope="module")
 def other_dataset(tmp_path_factory):
-    """Another cheetah-run dataset (1 episode of 4 steps, 32 px, no flow) in a folder named as ``lam_dataset``'s
-    ("ds"), as two users' datasets may be."""
+    """Another cheetah-run dataset (1 episode of 16 steps: more training windows than TINY_LAPO's batch; 32 px,
+    no flow) in a folder named as ``lam_dataset``'s ("ds"), as two users' datasets may be."""
     from rl_laof.data.collection import collect
     from rl_laof.data.config import CollectConfig
 
     cfg = CollectConfig(expert="random", episodes=1, eval_episodes=0, heldout_bg_episodes=0, val_episodes=0,
-                        episode_steps=4, image_size=32, workers=1, seed=7)
+                        episode_steps=16, image_size=32, workers=1, seed=7)
     out = tmp_path_factory.mktemp("other") / "ds"
     collect(cfg, out, progress=False)
     return out

@@ -16,8 +16,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-
-from rl_laof import cli
+from conftest import refused
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("gl")
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.usefixtures("gl")
 #: a LAPO run of two steps (no flow file read): seconds
 TINY_LAPO = ["--method", "lapo", "--steps", "2", "--width", "8", "--batch-size", "8", "--set", "eval_windows=16",
              "--set", "mlp_probe_steps=2", "--set", "eval_every=2", "--no-progress"]
-
-
-def _refused(main, argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_:
-        cli.run(main, argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
-    return err
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +91,7 @@ def test_a_finished_run_asked_for_with_another_dataset_is_refused(lam_dataset, o
     monkeypatch.setenv("RL_LAOF_RUNS", str(root))
     report = json.loads((run / "report.json").read_text())
     for out in ([], ["--out", str(run)]):
-        err = _refused(pretrain.main, ["--dataset", str(other_dataset), *TINY_LAPO, *out], capsys)
+        err = refused(pretrain.main, ["--dataset", str(other_dataset), *TINY_LAPO, *out], capsys)
         assert f"{run} holds a run made from dataset" in err
         assert str(lam_dataset / "dataset.h5") in err and str(other_dataset / "dataset.h5") in err
     assert json.loads((run / "report.json").read_text()) == report  # untouched
@@ -164,7 +155,7 @@ def test_a_flow_file_of_another_dataset_is_refused(lam_dataset, other_dataset, t
     folder = tmp_path / "ds"
     shutil.copytree(other_dataset, folder)
     shutil.copy(lam_dataset / "flow-estimate.h5", folder)
-    err = _refused(targets.main, ["--dataset", str(folder), "--method", "estimate", "--no-progress"], capsys)
+    err = refused(targets.main, ["--dataset", str(folder), "--method", "estimate", "--no-progress"], capsys)
     assert "flow-estimate.h5: flow targets of another dataset" in err and "rl_laof.flow" in err
     with pytest.raises(RuntimeError, match="flow targets of another dataset"):
         VideoDataset(folder, flow="estimate")
@@ -211,7 +202,7 @@ def test_a_second_writer_of_a_run_folder_is_refused_in_one_line(lam_dataset, oth
         fd = _hold(folder)
         (folder / "keep.txt").write_text("the other run's")
         try:
-            err = _refused(main, [*argv, "--out", str(folder)], capsys)
+            err = refused(main, [*argv, "--out", str(folder)], capsys)
         finally:
             os.close(fd)
         assert err == f"error: {folder} is in use by another run (pid 4242); wait for it or choose another --out.", name
@@ -221,7 +212,7 @@ def test_a_second_writer_of_a_run_folder_is_refused_in_one_line(lam_dataset, oth
     shutil.copytree(other_dataset, data)
     fd = _hold(data, ".flow-estimate.lock")
     try:
-        err = _refused(targets.main, ["--dataset", str(data), "--method", "estimate", "--no-progress"], capsys)
+        err = refused(targets.main, ["--dataset", str(data), "--method", "estimate", "--no-progress"], capsys)
     finally:
         os.close(fd)
     assert f"{data} is in use by another run (pid 4242); wait for it" in err
@@ -270,12 +261,12 @@ def test_a_cut_short_run_file_is_named_by_the_command(lam_dataset, lapo_run, tmp
         path = run / name
         whole = path.read_text()
         path.write_text(whole[:len(whole) // 2])
-        err = _refused(pretrain.main, argv, capsys)
+        err = refused(pretrain.main, argv, capsys)
         assert f"{path} is not valid JSON" in err and "remove its run folder" in err, err
         path.write_text(whole)
     model = run / "model.pt"
     model.write_bytes(model.read_bytes()[:1000])
-    err = _refused(lambda argv: load_lam(run), [], capsys)
+    err = refused(lambda argv: load_lam(run), [], capsys)
     assert str(model) in err and ("cut short" in err or "damaged" in err), err
 
 
@@ -288,11 +279,11 @@ def test_flow_advice_for_a_record_file_or_a_link_loop_does_not_mislead(lam_datas
     folder = tmp_path / "ds"
     folder.mkdir()
     (folder / "collect.json").write_text(json.dumps({"config": {}, "command": "python -m rl_laof.collect"}))
-    err = _refused(targets.main, ["--dataset", str(folder / "collect.json")], capsys)
+    err = refused(targets.main, ["--dataset", str(folder / "collect.json")], capsys)
     assert f"{folder / 'collect.json'}: a file, not a dataset" in err and f"here {folder}" in err, err
     assert "or its dataset.h5" in err and "delete" not in err and "corrupt" not in err and "--out" not in err
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
     for given in (tmp_path / "a", tmp_path / "a" / "dataset.h5"):
-        err = _refused(targets.main, ["--dataset", str(given)], capsys)
+        err = refused(targets.main, ["--dataset", str(given)], capsys)
         assert "symbolic link that leads nowhere (a loop" in err and "collect --out" not in err, err

@@ -169,7 +169,7 @@ def _pixels(venv, obs: np.ndarray) -> np.ndarray:
     """The pixel observations behind ``obs`` (a residual agent observes features; its wrapper keeps the frames)."""
     inner = venv
     while inner is not None:
-        if getattr(inner, "pixels", None) is not None:
+        if isinstance(getattr(inner, "pixels", None), np.ndarray):  # (the base env's ``pixels`` is a flag)
             return inner.pixels
         inner = getattr(inner, "venv", None)
     return obs
@@ -257,7 +257,8 @@ def open_run(cfg: TrainConfig, out: str | Path | None = None, resume: bool = Fal
     ``resume`` are refused. Its ``report`` is set when the run is finished (``stop_at`` asks for a checkpoint)."""
     envs.get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
     run_dir = run_folder(out if out is not None else train_dir(cfg.task, cfg.tag))
-    check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs())
+    if not ALGOS[cfg.algo].native:  # DrQ-v2's settings are checked by its config (TrainConfig.drq)
+        check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs())
     config = json.loads(json.dumps(cfg.to_dict()))
     recorded = {}
     if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
@@ -450,10 +451,15 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     The action space comes from the folder ``latent_agent`` (an imitation run, else ``cfg.latent_agent``) or, for
     latent ``sof``, ``skills`` (a skills run, else ``cfg.skills``): finished runs, which ``rl_laof.pipeline.agent``
     finds or builds before it calls this. Phases: :func:`open_run`, :func:`action_space`, :func:`start_model`,
-    :func:`learn_agent`, :func:`save_final`, :func:`final_report`."""
+    :func:`learn_agent`, :func:`save_final`, :func:`final_report`. ``--algo drq`` (DrQ-v2, no SB3) runs its own
+    loop after :func:`open_run`: ``agents.drq.train_drq``."""
     run = open_run(cfg, out, resume, stop_at)
     if run.report is not None:
         return run.report
+    if ALGOS[cfg.algo].native:
+        from agents.drq import train_drq  # deferred: agents.drq builds on this module (its env, evaluation, report)
+
+        return train_drq(cfg, run, resume, progress, stop_at, on_eval)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()

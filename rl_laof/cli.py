@@ -148,7 +148,9 @@ def describe(tp: Any) -> str:
         return f"a list of {_PLURAL.get(args[0], 'values') if args else 'values'}"
     if origin is dict or tp is dict:
         return 'a JSON object, e.g. {"key": 1}'
-    return _WORDS.get(tp, "a name (see --help)" if dataclasses.is_dataclass(tp) else "a value")
+    if dataclasses.is_dataclass(tp):  # a nested config: how --set writes it (its SET_FORM), else by name
+        return getattr(tp, "SET_FORM", "a name (see --help)")
+    return _WORDS.get(tp, "a value")
 
 
 _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -161,14 +163,16 @@ def convert(value: str, tp: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if type(None) in args and value.strip().lower() == "none":
             return None
+        reason = None
         for a in args:
             if a is type(None):
                 continue
             try:
                 return convert(value, a)
-            except ValueError:
-                pass
-        raise ValueError(f"got {value!r}")
+            except ValueError as exc:
+                if dataclasses.is_dataclass(a):  # a nested config's own reason says more than the value
+                    reason = str(exc)
+        raise ValueError(reason or f"got {value!r}")
     if tp is bool:
         if value.strip().lower() in _TRUE:
             return True

@@ -126,6 +126,13 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.train", "--out {file}", "not a folder"),
     ("rl_laof.train", "--config {missing} --out {out}", "missing"),
     ("rl_laof.train", "--resume --fresh --out {out}", "--fresh"),
+    ("rl_laof.train", "--algo drq --out {out}", "--latent none"),  # DrQ-v2: raw actions only
+    ("rl_laof.train", "--algo drq --latent lapo --out {out}", "--latent none"),
+    ("rl_laof.train", "--algo drq --latent none --obs state --out {out}", "--obs pixels"),
+    ("rl_laof.train", "--algo drq --latent none --set drq=batch_size=0 --out {out}", "batch_size=0"),
+    ("rl_laof.train", "--algo drq --latent none --set drq=bogus=1 --out {out}", "bogus"),
+    ("rl_laof.train", "--algo drq --latent none --set learning_rate=1e-3 --out {out}", "--set drq=lr="),
+    ("rl_laof.train", "--set drq=lr=1e-3 --out {out}", "--algo drq only"),
     # evaluate
     ("rl_laof.evaluate", "{missing}", "missing"),
     ("rl_laof.evaluate", "{empty}", "empty"),
@@ -278,6 +285,8 @@ CONFIG_CASES = [  # (command, arguments before --config, the section, its bad va
     ("rl_laof.train", "", "train", {"num_envs": 2.5}, "num_envs wants an integer"),
     ("rl_laof.train", "", "train", {"num_envs": True}, "num_envs wants an integer"),
     ("rl_laof.train", "", "train", {"distractors": {"kinds": 5}}, "distractors"),
+    ("rl_laof.train", "--algo drq --latent none", "train", {"drq": {"batch_size": "many"}},
+     "batch_size wants an integer"),
     ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", {"steps": "many"}, "steps wants none or an integer"),
     ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", {"lr": [1, 2]}, "lr wants"),
     ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", {"fsq_levels": [1]}, "fsq_levels"),

@@ -47,14 +47,20 @@ def resolve_algorithm(name: str) -> type:
 _SET_BY_THE_RUN = ("policy", "env", "seed", "device", "tensorboard_log", "verbose", "_init_setup_model")
 
 
-def check_algo_kwargs(algo: type, kwargs: dict[str, Any]) -> None:
+def check_algo_kwargs(algo: type, kwargs: dict[str, Any], reserved: dict[str, str] | None = None) -> None:
     """Refuse ``algo_kwargs`` that ``algo``'s constructor would reject or misread, before anything runs: a name
     it does not take (the closest one suggested), or a non-number where its default is a number (a learning
-    rate or a schedule given as text, a fractional count)."""
+    rate or a schedule given as text, a fractional count). ``reserved``: arguments the run sets itself from its
+    config, each with what to set instead (they are refused, and not listed among those it takes)."""
+    reserved = reserved or {}
+    for name in kwargs:
+        if name in reserved:
+            raise ValueError(f"algo_kwargs: {name} is set by the run, not by algo_kwargs: {reserved[name]}")
     params = inspect.signature(algo.__init__).parameters
     for name, value in kwargs.items():
         if name not in params or name in _SET_BY_THE_RUN:
-            valid = sorted(k for k in params if k not in _SET_BY_THE_RUN and k not in ("self", "kwargs"))
+            valid = sorted(k for k in params if k not in _SET_BY_THE_RUN and k not in reserved
+                           and k not in ("self", "kwargs"))
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"algo_kwargs: {algo.__name__} takes no {name!r}{hint}; it takes {', '.join(valid)}")

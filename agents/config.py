@@ -4,19 +4,46 @@ in latent action or skill spaces (``TrainConfig``, ``python -m rl_laof.train``),
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
+import numbers
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.config import OBS_TYPES, DistractorConfig
+from envs.config import OBS_TYPES, DistractorConfig, EnvConfig
 from envs.tasks import get_task
-from rl_laof.cli import convert
+from rl_laof.cli import describe, from_text, typed
 from rl_laof.imitation.config import POLICY_TYPES
 from rl_laof.precision import PRECISIONS
 from rl_laof.presets import check_ranges
 
 ON_POLICY_ALGOS = ("ppo", "a2c", "trpo", "recurrentppo")
+
+#: stable-baselines3 arguments that mean nothing outside a range: (lowest, highest, lowest allowed, what it is).
+#: Outside it a run does not fail at once: a discount above 1 sums rewards without bound and diverges minutes
+#: later, where the message blames the learning rate; a clip range <= 0 never lets the policy move.
+RL_RANGES: dict[str, tuple[float, float, bool, str]] = {
+    "gamma": (0.0, 1.0, False, "the discount"), "gae_lambda": (0.0, 1.0, True, "GAE's lambda"),
+    "tau": (0.0, 1.0, False, "the target networks' update rate"),
+    "clip_range": (0.0, math.inf, False, "PPO's clip range"),
+    "clip_range_vf": (0.0, math.inf, False, "PPO's value clip range"),
+    "learning_rate": (0.0, math.inf, False, "the learning rate"),
+    "max_grad_norm": (0.0, math.inf, False, "the gradient norm limit"),
+    "target_kl": (0.0, math.inf, False, "the KL limit"), "ent_coef": (0.0, math.inf, True, "the entropy weight"),
+    "vf_coef": (0.0, math.inf, True, "the value loss weight")}
+
+
+def check_rl_ranges(values: dict[str, Any]) -> None:
+    """Refuse a number of :data:`RL_RANGES` outside its range (other values, schedules and ``None`` pass: SB3
+    and :func:`agents.algorithms.check_algo_kwargs` judge those)."""
+    for key, value in values.items():
+        if key not in RL_RANGES or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            continue
+        lo, hi, lo_in, what = RL_RANGES[key]
+        if not ((value >= lo if lo_in else value > lo) and value <= hi):
+            where = (f"in {'[' if lo_in else '('}{lo:g}, {hi:g}]" if hi < math.inf
+                     else f"{'>=' if lo_in else '>'} {lo:g}")
+            raise ValueError(f"{key}={value}: {what} must be {where}.")
 
 
 @dataclass(frozen=True)
@@ -53,6 +80,7 @@ class ExpertConfig:
         object.__setattr__(self, "net_arch", tuple(int(x) for x in self.net_arch))
         if self.num_envs is None:
             object.__setattr__(self, "num_envs", 64 if self.on_policy else 4)
+        check_rl_ranges(self.resolved_algo_kwargs())
 
     @property
     def on_policy(self) -> bool:
@@ -93,7 +121,10 @@ EXPERT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof")
+TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof", "action_residual", "labels_residual")
+#: the raw-action residual spaces (``agents.latent_env.ResidualActionVecEnv``) -> the ``latent`` of the imitation
+#: run they act around: the decoded LAOF latent BC policy, or BC on the labelled transitions only
+ACTION_RESIDUALS = {"action_residual": "laof", "labels_residual": "none"}
 SKILL_ACTIONS = ("tokens", "continuous")
 TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc", "drq")
 OFF_POLICY = ("sac", "td3", "tqc", "drq")
@@ -110,12 +141,17 @@ class TrainConfig:
     with ``"lafp"`` the action is the source noise z0 of the frozen flow policy (its prior N(0, I):
     the agent's mean starts at 0, its std at 1, its encoder from the flow policy's). The env runs at the
     dataset's action repeat, as the latents do.
+
+    ``latent = "action_residual"`` / ``"labels_residual"``: the agent acts in the raw action space around a frozen
+    pixel policy, observing its features: the decoded LAOF latent BC policy (the latent residual's start, in the
+    other action space) or BC on the labelled transitions only (``agents.latent_env.ResidualActionVecEnv``).
     """
 
     algo: str = "ppo"
     latent: str = "laof"
     latent_policy: str = "bc"  # "bc" | "lafp"
-    latent_agent: str | None = None  # an imitation run folder (agent.pt); None: shipped, else built at the preset
+    latent_agent: str | None = None  # an imitation run folder (agent.pt; "{seed}" = the latent seed); None: shipped,
+    #                                  else built at the preset
     task: str = "cheetah-run"
     obs: str = "pixels"  # "pixels" | "state"
     distractors: str = "laom"  # LAOM's level, the benchmarks' (where latent actions carry the action: README)
@@ -131,6 +167,13 @@ class TrainConfig:
     #                        features, adds a residual along this many leading principal directions of the
     #                        training latents (agents.latent_env.ResidualLatentVecEnv); 0 = the agent acts with
     #                        the whole latent, its encoder and actor initialised from the BC policy
+    action_residual_scale: float = 0.45  # latent action_residual / labels_residual: env action = clip(a0 + scale
+    #                                     u), u in [-3, 3]^A; at PPO's initial std (log_std_init -1: 0.37) 0.45 moves
+    #                                     the executed actions by 0.152 RMS, as the latent residual's 8 directions do
+    #                                     at that std (0.149; the shipped LAOF latent BC policy on 1000 data states)
+    latent_seed: int | None = None  # the imitation seed of the latent policy (and of its latent model when built);
+    #                                 None: the agent's seed where the pipeline builds it (the shipped policies are
+    #                                 seed 0's); a latent policy of another seed is refused
     freeze_encoder: bool = False  # keep a pretrained pixel encoder fixed (a fresh one always trains)
     critic_warmup_steps: int = 0  # on-policy: agent steps during which only the critic learns (the actor is
     #                               held at its pretrained start while the value function catches up)
@@ -145,7 +188,8 @@ class TrainConfig:
     features: int = 256
     hidden: int = 256
     log_std_init: float = -1.0  # std e^-1 = 0.37 in the normalised latent / action range ("lafp": 0, the prior)
-    # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any)
+    # ---- optimisation (stable-baselines3 arguments; algo_kwargs overrides any but learning_rate and
+    # policy_kwargs, which the run sets from these fields: agents.training.RESERVED_ARGUMENTS)
     learning_rate: float = 3e-4  # decays linearly to learning_rate_end over total_steps, then stays there
     learning_rate_end: float = 0.0  # the schedule's floor (the last rollout may overshoot total_steps)
     n_steps: int = 256  # on-policy rollout length per env
@@ -190,27 +234,42 @@ class TrainConfig:
                 raise ValueError(f"kl_coef={self.kl_coef}: must be >= 0.")
             if self.kl_coef > 0 and self.skill_action != "tokens":
                 raise ValueError("kl_coef > 0 needs the prior's density over the actions: use --skill-action tokens.")
+        if self.latent in ACTION_RESIDUALS:
+            self._check_action_residual()
         if self.latent_policy not in POLICY_TYPES:
             raise ValueError(f"Unknown latent_policy {self.latent_policy!r}; valid: {', '.join(POLICY_TYPES)}.")
         if self.obs not in OBS_TYPES:
             raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
         if self.obs == "state" and self.latent_policy == "lafp" and self.latent != "none":
             raise ValueError("latent_policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
-        DistractorConfig.parse(self.distractors)
-        if self.obs == "state" and DistractorConfig.parse(self.distractors).active_kinds:
+        try:
+            level = DistractorConfig.parse(self.distractors)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"distractors={self.distractors!r}: {exc}") from None
+        if self.obs == "state" and level.active_kinds:
             object.__setattr__(self, "distractors", "none")  # distractors are pixels; state obs has none
         if self.critic_warmup_steps and not self.on_policy:
             raise ValueError(f"critic_warmup_steps holds an actor-critic's actor; {self.algo} is off-policy: "
                              "use ppo, a2c, trpo or recurrent-ppo.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate}: must be > 0.")
+        # the env's own checks (image size 16..512, frame stack, action repeat), here: before a run folder exists
+        EnvConfig(task=self.task, num_envs=self.num_envs, obs=self.obs, distractors=self.distractors,
+                  image_size=self.image_size, frame_stack=self.frame_stack, action_repeat=self.action_repeat)
+        # the config's own fields (off-policy algorithms leave gae_lambda and clip_range out of their arguments),
+        # then the arguments as SB3 gets them (algo_kwargs override the fields)
+        check_rl_ranges(dict(learning_rate=self.learning_rate, gamma=self.gamma, gae_lambda=self.gae_lambda,
+                             clip_range=self.clip_range, ent_coef=self.ent_coef))
+        if self.algo != "drq":  # DrQ-v2 takes no SB3 arguments: its settings are checked by DrQConfig
+            check_rl_ranges(self.resolved_algo_kwargs())
         if not 0 <= self.learning_rate_end <= self.learning_rate:
             raise ValueError(f"learning_rate_end={self.learning_rate_end}: must be in [0, learning_rate].")
-        # a discount above 1 sums returns without bound and the run diverges later, blaming the learning rate
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma={self.gamma}: the discount must be in (0, 1] (0.99 by default).")
-        if not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"gae_lambda={self.gae_lambda}: GAE's lambda must be in [0, 1] (0.95 by default).")
+
+    def _check_action_residual(self) -> None:
+        if self.obs != "pixels":
+            raise ValueError(f"latent {self.latent!r} observes the frozen pixel policy's features: use --obs pixels.")
+        if self.latent_policy != "bc":
+            raise ValueError(f"latent {self.latent!r} acts around a deterministic BC policy: use --latent-policy bc.")
+        if not self.action_residual_scale > 0:
+            raise ValueError(f"action_residual_scale={self.action_residual_scale}: must be > 0 (0.45 by default).")
 
     def _resolve_drq(self) -> None:
         """algo "drq": refuse what DrQ-v2 does not take here, and resolve its settings over the preset's."""
@@ -240,8 +299,36 @@ class TrainConfig:
     @property
     def residual(self) -> bool:
         """The agent acts as a residual on the frozen latent BC policy's features (see ``residual_pcs``)."""
-        return self.residual_pcs > 0 and self.latent not in ("none", "sof") and self.latent_policy == "bc" \
-            and self.obs == "pixels"
+        return self.residual_pcs > 0 and self.latent not in ("none", "sof", *ACTION_RESIDUALS) \
+            and self.latent_policy == "bc" and self.obs == "pixels"
+
+    @property
+    def action_residual(self) -> bool:
+        """The agent acts as a raw-action residual around a frozen pixel policy (``action_residual_scale``)."""
+        return self.latent in ACTION_RESIDUALS
+
+    @property
+    def on_features(self) -> bool:
+        """The agent observes a frozen pixel policy's features, not pixels (a latent or action residual)."""
+        return self.residual or self.action_residual
+
+    @property
+    def imitation_latent(self) -> str:
+        """The ``latent`` of the imitation run the action space comes from (``rl_laof.imitate --latent``)."""
+        return ACTION_RESIDUALS.get(self.latent, self.latent)
+
+    @property
+    def resolved_latent_agent(self) -> str | None:
+        """``latent_agent`` with ``{seed}`` replaced by the latent seed (one imitation run per seed: e.g.
+        ``runs/bench/imitation/full/laom/laof_bc-s{seed}``)."""
+        if self.latent_agent is None:
+            return None
+        return self.latent_agent.replace("{seed}", str(self.resolved_latent_seed))
+
+    @property
+    def resolved_latent_seed(self) -> int:
+        """The imitation seed of the latent policy the pipeline builds: ``latent_seed``, else the agent's."""
+        return self.seed if self.latent_seed is None else self.latent_seed
 
     @property
     def resolved_action_repeat(self) -> int:
@@ -249,9 +336,11 @@ class TrainConfig:
 
     @property
     def tag(self) -> str:
-        latent = self.latent if self.latent == "none" else f"{self.latent}-{self.latent_policy}"
+        latent = self.latent if self.latent in ("none", *ACTION_RESIDUALS) else f"{self.latent}-{self.latent_policy}"
         if self.residual:
             latent += f"-res{self.residual_pcs}"
+        if self.latent_seed is not None and self.latent_seed != self.seed:
+            latent += f"-l{self.latent_seed}"
         return f"{self.algo}-{latent}-{self.obs}-{self.preset}-s{self.seed}"
 
     def resolved_algo_kwargs(self) -> dict[str, Any]:
@@ -332,27 +421,29 @@ class DrQConfig:
 
     @classmethod
     def parse(cls, spec: str | dict | DrQConfig) -> dict[str, Any] | DrQConfig:
-        """A ``--set drq=...`` value (``FIELD=VALUE,...`` or a JSON object) or a config file's ``drq`` object as
-        field overrides, each converted and checked by its field's type; a DrQConfig passes as it is. The preset's
-        values fill the rest (:meth:`resolve`)."""
+        """A ``--set drq=...`` value (``FIELD=VALUE,...`` or a JSON object: ``rl_laof.cli.from_text``) or a config
+        file's ``drq`` object as field overrides, each checked by its field's type (``rl_laof.cli.typed``, the one
+        check of ``--set`` and ``--config``) and its range; a DrQConfig passes as it is. The preset's values fill
+        the rest (:meth:`resolve`)."""
         if isinstance(spec, cls):
             return spec
         if isinstance(spec, str):
-            text = spec.strip()
-            pairs = json.loads(text).items() if text.startswith("{") else \
-                [item.split("=", 1) if "=" in item else (item, None) for item in text.split(",") if item.strip()]
-            spec = {k.strip(): v if v is None or isinstance(v, str) else json.dumps(v) for k, v in pairs}
+            fields = from_text(spec, cls)  # FIELD=VALUE,... or {...}: an object of fields, each read by its type
+            if not isinstance(fields, dict):
+                raise ValueError(f"drq settings are {cls.SET_FORM}, e.g. batch_size=128,lr=3e-4; got {spec!r}")
+            spec = fields
         if not isinstance(spec, dict):
-            raise ValueError(f"drq settings must be FIELD=VALUE,... or an object, not {spec!r}")
+            raise ValueError(f"drq settings are {cls.SET_FORM}; got {spec!r}")
         hints = typing.get_type_hints(cls)
         names = [f.name for f in dataclasses.fields(cls)]
         out = {}
         for key, value in spec.items():
             if key not in names:
                 raise ValueError(f"DrQConfig has no field {key!r}; fields: {', '.join(names)}")
-            if value is None:
-                raise ValueError(f"drq: {key} needs a value ({key}=...)")
-            out[key] = convert(value, hints[key]) if isinstance(value, str) else value
+            try:
+                out[key] = typed(value, hints[key])
+            except ValueError as exc:
+                raise ValueError(f"drq: {key} wants {describe(hints[key])}, {exc}") from None
         cls(**out)  # refuse a bad value now, with its field named
         return out
 

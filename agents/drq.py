@@ -57,6 +57,7 @@ from rl_laof.runs import (
     check_checksums,
     latest_checkpoint,
     load_torch,
+    lock_run,
     read_json,
     save_torch,
     write_checksums,
@@ -351,11 +352,25 @@ def train_drq(cfg: TrainConfig, run: AgentRun, resume: bool, progress: bool = Tr
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()
-    run.dir.mkdir(parents=True, exist_ok=True)
-    write_json(run.dir / "config.json", {"config": run.config, "latent_agent": None, "skills": None})
-    venv = ResumableVecEnv(make_env(cfg, cfg.num_envs, cfg.seed))
-    model = DrQ(cfg, venv.observation_space, venv.action_space)
-    loaded = resume_checkpoint(model, venv, run.dir) if resume else None
+    venv = ResumableVecEnv(make_env(cfg, cfg.num_envs, cfg.seed))  # envs and model built before the folder is made
+    try:
+        model = DrQ(cfg, venv.observation_space, venv.action_space)
+    except BaseException:
+        venv.close()
+        raise
+    with lock_run(run.dir):  # everything is checked: the run's folder is made now, with one writer
+        write_json(run.dir / "config.json", {"config": run.config, "latent_agent": None, "skills": None})
+        return _learn_drq(cfg, run, model, venv, resume, progress, stop_at, on_eval, t_start)
+
+
+def _learn_drq(cfg: TrainConfig, run: AgentRun, model: DrQ, venv: ResumableVecEnv, resume: bool, progress: bool,
+               stop_at: int | None, on_eval, t_start: float) -> dict[str, Any]:
+    """:func:`train_drq`'s run in its locked folder: resume, learn, save and report."""
+    try:
+        loaded = resume_checkpoint(model, venv, run.dir) if resume else None
+    except BaseException:
+        venv.close()
+        raise
     if loaded is None:
         history, obs = [], venv.reset()
         model.buffer.start(obs[:, -3:])

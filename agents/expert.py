@@ -33,7 +33,7 @@ from agents.config import ExpertConfig
 from agents.loop import PeriodicCallback, learn, load_checkpoint, plot_learning_curve, replace_dir, save_checkpoint
 from agents.resume import ResumableVecEnv
 from envs.rollout import run_episodes
-from rl_laof.runs import expert_dir, read_json, run_folder, write_json
+from rl_laof.runs import expert_dir, lock_run, read_json, run_folder, write_json
 
 EXPERT_LR_HINT = "lower the learning rate (--algo-kwargs '{\"learning_rate\": ...}')"
 
@@ -167,11 +167,19 @@ def train_expert(cfg: ExpertConfig, run_dir: str | Path | None = None, resume: b
     run_dir = run_folder(run_dir)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
-    open_expert_run(cfg, run_dir, resume)
-    report_file = run_dir / "report.json"
-    if resume and report_file.exists():
-        return read_json(report_file)
+    with lock_run(run_dir):  # one writer: open_expert_run records the config (and, started over, clears the folder)
+        open_expert_run(cfg, run_dir, resume)
+        report_file = run_dir / "report.json"
+        if resume and report_file.exists():
+            return read_json(report_file)
+        return _train_expert(cfg, algo, kwargs, run_dir, resume, progress)
 
+
+def _train_expert(cfg: ExpertConfig, algo: Any, kwargs: dict[str, Any], run_dir: Path, resume: bool,
+                  progress: bool) -> dict[str, Any]:
+    """The expert's training in its checked folder (resumed from its checkpoint with ``resume``), its final and
+    best policies, their evaluation and the report."""
+    report_file = run_dir / "report.json"
     inner = ResumableVecEnv(make_state_env(cfg.task, cfg.num_envs, cfg.seed, cfg.action_repeat))
     loaded = (load_checkpoint(algo, run_dir, lambda norm: VecNormalize.load(str(norm), inner), run_dir / "tb")
               if resume else None)

@@ -75,7 +75,7 @@ class PeriodicCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.bar = progress_bar(total=self.total_steps, initial=self.num_timesteps, unit="step", desc=self.desc,
-                                enabled=self.progress)
+                                enabled=self.progress, folder=self.run_dir)
         self.last = self.num_timesteps
         self.stopped = False
         if self.num_timesteps == 0 and not self.history:

@@ -3,7 +3,7 @@ policy's weights load into it), their network arguments, and how they start from
 
     features    PixelFeatures = rl_laof.models.policy.PixelEncoder behind SB3's interface
     init        latent BC policy -> agent encoder + actor MLP + mean; LAFP -> encoder, mean 0, std 1;
-                a residual agent (agents.latent_env.ResidualLatentVecEnv) -> mean 0;
+                a residual agent (agents.latent_env: ResidualLatentVecEnv, ResidualActionVecEnv) -> mean 0;
                 SOF skills -> the actor distilled from the skill prior
     fine-tuning a pretrained start: a frozen encoder, a critic warm-up (the actor held for the first steps)
 """
@@ -47,7 +47,7 @@ def policy_kwargs(cfg: TrainConfig, encoder: dict[str, Any] | None = None) -> di
         kw["net_arch"] = dict(pi=arch, vf=arch)
     if cfg.algo not in ("td3",):
         kw["log_std_init"] = 0.0 if (cfg.latent != "none" and cfg.latent_policy == "lafp") else cfg.log_std_init
-    if cfg.obs == "pixels" and not cfg.residual:  # a residual agent observes the frozen policy's features
+    if cfg.obs == "pixels" and not cfg.on_features:  # a residual agent observes the frozen policy's features
         kw.update(features_extractor_class=PixelFeatures, normalize_images=False,
                   features_extractor_kwargs=dict(frame_stack=cfg.frame_stack,
                                                  **(encoder or dict(features=cfg.features, width=cfg.width))))

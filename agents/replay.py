@@ -13,14 +13,15 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.algorithms import ALGOS
 from agents.config import TrainConfig
 from agents.drq import load_policy
-from agents.training import agent_returns, load_latent_space, load_skill_space, make_env
+from agents.training import agent_returns, agent_spread, load_latent_space, load_skill_space, make_env
 from rl_laof.runs import read_json, write_json
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", seed: int = 123,
                  video: bool = True) -> dict:
     """Replay the ``which`` model of an agent run for ``episodes`` episodes (deterministic actions); write
-    ``evaluate_<which>.json`` and, for pixels, a video of the first episode. Returns the returns."""
+    ``evaluate_<which>.json`` and, for pixels, a video of the first episode. Returns the returns and, in a latent
+    action space, the ``spread`` of the executed actions (:func:`agents.training.agent_spread`)."""
     run_dir = Path(run_dir)
     model_file = run_dir / f"{which}_model.zip"
     if not model_file.exists() and (run_dir / f"{which}_model.pt").exists():  # DrQ-v2's (agents.drq)
@@ -39,12 +40,15 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
         venv.training, venv.norm_reward = False, False
     model = load_policy(model_file) if ALGOS[cfg.algo].native else ALGOS[cfg.algo].algo_class.load(model_file,
                                                                                                    device="cpu")
+    executed: list[np.ndarray] | None = [] if skills is None else None  # a skill's chunk is many env steps
     try:
-        returns, frames = agent_returns(model, venv, record=video and cfg.obs == "pixels")
+        returns, frames = agent_returns(model, venv, record=video and cfg.obs == "pixels", executed=executed)
     finally:
         venv.close()
     out = {"run": str(run_dir), "which": which, "episodes": episodes, "mean": float(returns.mean()),
-           "std": float(returns.std()), "returns": returns.round(2).tolist()}
+           "std": float(returns.std()), "returns": returns.round(2).tolist(),
+           # the executed actions' spread on the agent's own states over the expert's on its latent policy's data
+           "spread": agent_spread(meta, executed)}
     if video and frames:
         out.update(write_video(np.stack(frames), run_dir / "replay"))
     write_json(run_dir / f"evaluate_{which}.json", out)

@@ -25,7 +25,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 import envs
 from agents.algorithms import ALGOS, check_algo_kwargs
 from agents.config import TrainConfig
-from agents.latent_env import LatentActionVecEnv, ResidualLatentVecEnv, stored_pca
+from agents.latent_env import LatentActionVecEnv, ResidualActionVecEnv, ResidualLatentVecEnv, stored_pca
 from agents.loop import LinearSchedule, PeriodicCallback, learn, load_checkpoint, plot_learning_curve, save_checkpoint
 from agents.policy import (
     CriticWarmup,
@@ -40,8 +40,18 @@ from agents.skill_env import SkillVecEnv
 from envs.config import DistractorConfig
 from envs.rollout import run_episodes
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
-from rl_laof.imitation.agent import load_agent
-from rl_laof.runs import latest_checkpoint, read_json, refuse_other_config, run_folder, train_dir, write_json
+from rl_laof.imitation.agent import load_agent, recorded_data
+from rl_laof.imitation.evaluation import spread_ratio
+from rl_laof.presets import available_memory, cpu_count, refuse_beyond
+from rl_laof.runs import (
+    latest_checkpoint,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    train_dir,
+    write_json,
+)
 from rl_laof.sof.policy import SkillPolicy
 from rl_laof.sof.training import load_skills
 
@@ -57,7 +67,7 @@ def latent_agent_dir(cfg: TrainConfig, latent_agent: str | Path | None = None) -
     ``cfg.latent_agent``; None for the latents "none" and "sof"."""
     if cfg.latent in ("none", "sof"):
         return None
-    path = latent_agent if latent_agent is not None else cfg.latent_agent
+    path = latent_agent if latent_agent is not None else cfg.resolved_latent_agent
     if path is None:
         raise ValueError(f"latent {cfg.latent!r} needs a latent policy: set latent_agent, or run through "
                          "rl_laof.pipeline.agent (it finds or builds the preset's)")
@@ -70,23 +80,63 @@ def check_latent_agent(cfg: TrainConfig, path: Path) -> None:
     """Refuse a folder without an imitation run's ``agent.pt``, saying how to make one."""
     if not (path / "agent.pt").exists():
         raise FileNotFoundError(f"{path}: no agent.pt (make one with python -m rl_laof.imitate --latent "
-                                f"{cfg.latent} --policy {cfg.latent_policy} --out {path})")
+                                f"{cfg.imitation_latent} --policy {cfg.latent_policy} --out {path})")
+
+
+def _distractors_mismatch(recorded: Any, cfg: TrainConfig) -> str | None:
+    """How the distractors a latent policy's data was collected with (a level, or a ``DistractorConfig`` as a
+    dict) differ from the agent's env's, or None. The background split is the evaluation's business."""
+    mine = dataclasses.asdict(DistractorConfig.parse(cfg.distractors))
+    theirs = recorded if isinstance(recorded, dict) else {"difficulty": recorded}
+    if theirs.get("difficulty") != mine["difficulty"]:
+        return f"{theirs.get('difficulty')} distractors (not {cfg.distractors})"
+    for key, value in theirs.items():
+        norm = tuple(value) if isinstance(value, list) else value
+        if key != "background_split" and key in mine and norm != mine[key]:
+            return f"distractors with {key}={_shown(value)} (not {_shown(mine[key])})"
+    return None
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def env_mismatches(cfg: TrainConfig, meta: dict, data: dict | None) -> list[str]:
+    """Every setting of the env a latent policy's data was made in (its data record, ``recorded_data``: task,
+    action repeat, image size, frame stack, distractors; an ``agent.pt`` without one names its task, image size,
+    frame stack and distractor level) that differs from the agent's env, each as "theirs (not ours)"."""
+    env = dict(data["env"]) if data else {}
+    task = env.get("task", meta["task"])
+    problems = [f"task {task} (not {cfg.task})"] if task != cfg.task else []
+    repeat = env.get("action_repeat")
+    if repeat is not None and int(repeat) != cfg.resolved_action_repeat:
+        problems.append(f"action repeat {repeat} (not {cfg.resolved_action_repeat})")
+    if cfg.obs != "pixels":
+        return problems
+    size, stack = env.get("image_size", meta["image_size"]), env.get("frame_stack", meta["config"]["frame_stack"])
+    if size != cfg.image_size:
+        problems.append(f"{size} px images (not {cfg.image_size})")
+    if stack != cfg.frame_stack:
+        problems.append(f"{stack} stacked frames (not {cfg.frame_stack})")
+    level = env.get("distractors", meta.get("distractors"))  # the level is in agent.pt since issue 18
+    wrong = _distractors_mismatch(level, cfg) if level is not None else None
+    return problems + ([wrong] if wrong else [])
 
 
 def load_latent_space(cfg: TrainConfig, agent_dir: Path):
-    """(imitation agent, its metadata), checked against the env the agent will see."""
+    """(imitation agent, its metadata), checked against the env the agent will see (:func:`env_mismatches`), the
+    latent and policy type its action space needs and, where ``cfg.latent_seed`` is set, the imitation seed. The
+    metadata gains ``data``, the policy's data record (None where none is kept)."""
     agent, meta = load_agent(agent_dir, cfg.seed)
+    meta["data"] = recorded_data(agent_dir, meta)
     icfg = meta["config"]
-    problems = []
-    if meta["task"] != cfg.task:
-        problems.append(f"task {meta['task']} (not {cfg.task})")
-    if cfg.obs == "pixels" and (meta["image_size"] != cfg.image_size or icfg["frame_stack"] != cfg.frame_stack):
-        problems.append(f"{meta['image_size']} px x {icfg['frame_stack']} frames")
-    if icfg["latent"] != cfg.latent or icfg["policy"] != cfg.latent_policy:
+    problems = env_mismatches(cfg, meta, meta["data"])
+    if icfg["latent"] != cfg.imitation_latent or icfg["policy"] != cfg.latent_policy:
         problems.append(f"latent {icfg['latent']} / {icfg['policy']}")
-    level = meta.get("distractors")  # stored since issue 18
-    if cfg.obs == "pixels" and level is not None and level != DistractorConfig.parse(cfg.distractors).difficulty:
-        problems.append(f"{level} distractors (not {cfg.distractors})")
+    if cfg.latent == "labels_residual" and icfg.get("relabel", "none") != "none":
+        problems.append(f"BC on {icfg['relabel']}-relabelled transitions (not on the labels)")
+    if cfg.latent_seed is not None and icfg["seed"] != cfg.latent_seed:
+        problems.append(f"imitation seed {icfg['seed']} (not latent_seed {cfg.latent_seed})")
     if problems:
         raise ValueError(f"{agent_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
     return agent, meta
@@ -115,7 +165,7 @@ def load_skill_space(cfg: TrainConfig, run: str | Path | None):
 def pretrained_encoder(cfg: TrainConfig, meta: dict | None) -> dict[str, Any] | None:
     """The pixel encoder's size and kind when the agent's encoder starts from the latent policy's (so they
     match whatever width the policy was trained at); None otherwise (the config's)."""
-    if meta is None or not cfg.init_policy or cfg.obs != "pixels" or cfg.residual:
+    if meta is None or not cfg.init_policy or cfg.obs != "pixels" or cfg.on_features:
         return None
     icfg = meta["config"]
     return dict(features=icfg["features"], width=icfg["width"], kind=icfg.get("encoder", "halving"))
@@ -158,6 +208,8 @@ def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict 
     if cfg.residual:
         return ResidualLatentVecEnv(venv, agent.policy, agent.decoder,
                                     stored_pca(meta, cfg.residual_pcs, f"the latent agent of {meta.get('dataset')}"))
+    if cfg.action_residual:
+        return ResidualActionVecEnv(venv, agent.policy, agent.decoder, cfg.action_residual_scale)
     mode = "noise" if cfg.latent_policy == "lafp" else "latent"
     return LatentActionVecEnv(venv, agent.decoder, meta["out_dim"], mode,
                               agent.policy if mode == "noise" else None)
@@ -194,8 +246,10 @@ class AgentPolicy:
         self.starts = dones
 
 
-def agent_returns(model, venv, deterministic: bool = True, record: bool = False):
-    """Returns of the first episode of every env of ``venv`` (and env 0's frames when ``record``)."""
+def agent_returns(model, venv, deterministic: bool = True, record: bool = False,
+                  executed: list[np.ndarray] | None = None):
+    """Returns of the first episode of every env of ``venv`` (and env 0's frames when ``record``); ``executed``
+    receives the actions the env executed in those episodes (``envs.rollout.run_episodes``)."""
     policy = AgentPolicy(model, deterministic)
     frames = []
 
@@ -203,8 +257,17 @@ def agent_returns(model, venv, deterministic: bool = True, record: bool = False)
         pixels = _pixels(venv, obs)
         frames.append(np.asarray(pixels[0, -3:]).transpose(1, 2, 0) if pixels.ndim == 4 else None)
 
-    returns = run_episodes(venv, policy, keep if record else None, policy.episodes_ended)
+    returns = run_episodes(venv, policy, keep if record else None, policy.episodes_ended, executed)
     return returns, frames
+
+
+def agent_spread(meta: dict | None, executed: list[np.ndarray] | None) -> float | None:
+    """The spread of the actions an agent executed on its own states over the expert's on its latent policy's data
+    (``rl_laof.imitation.evaluation.spread_ratio``); None without a latent policy's data record or actions."""
+    data = meta.get("data") if meta else None
+    if not data or not executed:
+        return None
+    return round(spread_ratio(np.concatenate(executed).std(0), data["action_std"]), 4)
 
 
 def _sync_obs_stats(train_env, eval_env) -> None:
@@ -228,6 +291,59 @@ def _agent_log_prob(model):
             return dist.log_prob(torch.as_tensor(actions)).numpy()
 
     return log_prob
+
+
+# --------------------------------------------------------------------------- checks before anything runs
+
+#: arguments the agent's run sets from its config, and what a user sets instead (algo_kwargs may not)
+RESERVED_ARGUMENTS = {
+    "learning_rate": "use --set learning_rate=... (and learning_rate_end, the floor it decays to linearly)",
+    "policy_kwargs": "the policy's network comes from the config's width, features, hidden and log_std_init "
+                     "(--set those)"}
+#: envs one CPU core steps at a usable speed: a pixel env's step costs about 8.5 ms of CPU (117 agent steps/s over
+#: 8 envs on 2 cores, agents.config's quick preset), so 64 envs a core take about 0.5 s a step and a rollout of
+#: n_steps = 256 steps over 2 minutes; 100000 envs on 2 cores take 7 minutes a step
+ENVS_PER_CPU = 64
+PIXEL_ENV_BYTES = 12 * 2 ** 20  # EnvPool pixel env at 64 px with LAOM's distractors, measured: 12.5 MiB each
+STATE_ENV_BYTES = 2 ** 20
+
+
+def agent_memory(cfg: TrainConfig) -> float:
+    """Bytes a run of ``cfg`` holds at its peak, estimated: its envs (training and periodic evaluation at once;
+    a pixel env's :data:`PIXEL_ENV_BYTES` scale with its frame) and its buffer: on-policy ``n_steps x num_envs``
+    observations as float32 (SB3's rollout buffer), off-policy ``buffer_size`` observations and next ones as
+    stored (uint8 frames), DrQ-v2 its ``drq.buffer_size`` single frames."""
+    pixels = cfg.obs == "pixels"
+    frame = 3 * cfg.frame_stack * cfg.image_size ** 2 if pixels else 0  # one observation's uint8 values
+    env = PIXEL_ENV_BYTES * max(1.0, cfg.image_size ** 2 / 64 ** 2) + 4 * frame if pixels else STATE_ENV_BYTES
+    envs_at_once = max(cfg.num_envs + cfg.eval_episodes, cfg.final_eval_episodes)
+    obs = frame if pixels and not cfg.residual else 1024  # a residual agent observes the policy's features
+    if cfg.drq is not None:  # DrQ-v2 (agents.drq_replay): one uint8 frame a transition, not the stack twice
+        buffer = min(cfg.drq.buffer_size, cfg.total_steps) * 3 * cfg.image_size ** 2
+    elif cfg.on_policy:
+        buffer = 4 * cfg.n_steps * cfg.num_envs * obs
+    else:
+        buffer = 2 * min(cfg.buffer_size, cfg.total_steps) * obs * (1 if pixels and not cfg.residual else 4)
+    return envs_at_once * env + buffer
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """What the config alone cannot say, checked before anything is built or written (:func:`open_run`; and by
+    ``rl_laof.pipeline`` before it builds a tuned latent policy): the task, the algorithm's arguments (those the
+    run sets itself refused, with what to set instead), and whether this machine can run so many envs (CPU
+    cores) and hold them and the buffer (memory)."""
+    envs.get_task(cfg.task)  # unknown task: the list of valid ones
+    if not ALGOS[cfg.algo].native:  # DrQ-v2 takes no SB3 arguments: its settings are checked by its config (drq)
+        check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs(), RESERVED_ARGUMENTS)
+    cores = cpu_count()
+    for name in ("num_envs", "eval_episodes", "final_eval_episodes"):  # each evaluation episode is an env of its own
+        n = getattr(cfg, name)
+        if n > ENVS_PER_CPU * cores:
+            raise ValueError(f"{name}={n}: {cores} CPU core(s) step at most {ENVS_PER_CPU * cores} envs at a usable "
+                             f"speed ({ENVS_PER_CPU} a core; a pixel env's step costs about 8 ms of CPU): use fewer")
+    refuse_beyond(f"num_envs={cfg.num_envs}", agent_memory(cfg), available_memory(), "memory",
+                  "use fewer --num-envs (or a smaller --set drq=buffer_size=...)" if cfg.drq is not None
+                  else "use fewer --num-envs (or a smaller n_steps / buffer_size)")
 
 
 # --------------------------------------------------------------------------- training
@@ -255,10 +371,8 @@ def open_run(cfg: TrainConfig, out: str | Path | None = None, resume: bool = Fal
     """The run folder of ``cfg`` (``out``, default ``runs/train/<task>/<tag>``), checked before anything is built
     or written: an unknown task, bad algorithm arguments, a folder of another config and an unfinished run without
     ``resume`` are refused. Its ``report`` is set when the run is finished (``stop_at`` asks for a checkpoint)."""
-    envs.get_task(cfg.task)  # unknown task: the list of valid ones, before anything starts
+    check_config(cfg)
     run_dir = run_folder(out if out is not None else train_dir(cfg.task, cfg.tag))
-    if not ALGOS[cfg.algo].native:  # DrQ-v2's settings are checked by its config (TrainConfig.drq)
-        check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs())
     config = json.loads(json.dumps(cfg.to_dict()))
     recorded = {}
     if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
@@ -342,13 +456,16 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
         if cfg.residual:
             copied = zero_mean(model) + [f"residual on the frozen latent BC policy ({cfg.residual_pcs} directions)"]
+        elif cfg.action_residual:
+            around = "the decoded latent BC policy" if space.agent.decoder is not None else "BC on the labels"
+            copied = zero_mean(model) + [f"action residual on {around} (scale {cfg.action_residual_scale:g})"]
         elif pixels_start:
             copied = init_from_latent_policy(model, space.agent.policy)
         if space.skills is not None and cfg.init_policy:
             frames = skill_dataset_frames(space.skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
             copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
     # a pretrained encoder (the latent policy's) held fixed: set again on every (re)start, checkpoints do not keep it
-    if cfg.freeze_encoder and pixels_start and not cfg.residual:
+    if cfg.freeze_encoder and pixels_start and not cfg.on_features:
         frozen = freeze_encoders(model)
         copied = copied + frozen if loaded is None else copied
     attach(model)
@@ -411,7 +528,8 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
     final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, space.agent,
                                               space.meta, space.skills, training=False), training=False)
     _sync_obs_stats(start.venv, final_env)
-    final, _ = agent_returns(model, final_env)
+    executed: list[np.ndarray] | None = [] if space.skills is None else None  # a skill's chunk is many steps
+    final, _ = agent_returns(model, final_env, executed=executed)
     final_env.close()
     history = start.history
     if chunk > 1:  # report environment steps
@@ -424,6 +542,9 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
         "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skills_run,
         "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run.dir),
         "latent_agent": str(space.agent_dir) if space.agent_dir else None, "initialised": start.copied,
+        "latent_seed": space.meta["config"]["seed"] if space.meta else None,
+        # the final evaluation's executed actions: their spread over the expert's on the latent policy's data
+        "spread": agent_spread(space.meta, executed),
         "train_seconds": round(train_s, 1), "eval_seconds": round(seconds["eval"], 1),
         # agent steps per second of training (rollouts and updates; evaluation excluded), this invocation
         "steps_per_s": round(chunk * (model.num_timesteps - seconds["steps0"]) / max(train_s - seconds["eval"], 1e-9),
@@ -465,14 +586,15 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     t_start = time.time()
     space = action_space(cfg, latent_agent, skills)
     cfg = decision_config(cfg, space.chunk) if space.chunk > 1 else cfg  # from here on SB3 counts decisions
-    run.dir.mkdir(parents=True, exist_ok=True)
-    write_json(run.dir / "config.json", {"config": run.config,
-                                         "latent_agent": str(space.agent_dir) if space.agent_dir else None,
-                                         "skills": space.skill_meta["run"] if space.skill_meta else None})
-    start = start_model(cfg, run.dir, space, resume)
-    seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)
-    if stop_at is not None and start.model.num_timesteps < cfg.total_steps:
-        start.venv.close()
-        return {"checkpoint_step": read_json(run.dir / "checkpoints" / "latest.json")["step"]}
-    save_final(run.dir, start)
-    return final_report(cfg, run, space, start, seconds, t_start)
+    start = start_model(cfg, run.dir, space, resume)  # envs and model built (or refused) before the folder is made
+    with lock_run(run.dir):  # everything is checked: the run's folder is made now, with one writer
+        write_json(run.dir / "config.json", {"config": run.config,
+                                             "latent_agent": str(space.agent_dir) if space.agent_dir else None,
+                                             "latent_seed": space.meta["config"]["seed"] if space.meta else None,
+                                             "skills": space.skill_meta["run"] if space.skill_meta else None})
+        seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)
+        if stop_at is not None and start.model.num_timesteps < cfg.total_steps:
+            start.venv.close()
+            return {"checkpoint_step": read_json(run.dir / "checkpoints" / "latest.json")["step"]}
+        save_final(run.dir, start)
+        return final_report(cfg, run, space, start, seconds, t_start)

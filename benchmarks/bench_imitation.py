@@ -27,12 +27,14 @@ background videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. 
 are divided by the data's mean return (the expert's, with its action noise), so ``ret_bc_all_512`` is
 ``ret_bc_all_vs_data``; each figure is the mean over seeds with its 95 % bootstrap interval
 (``rl_laof.stats``). ``action_mse_*``: the policy's action MSE on the held-out episodes over the
-mean-action MSE. ``ms_bc`` / ``ms_lafp``: median ms per action (one observation, policy + decoder) of
-laof_bc / laof_lafp (seed 0), measured here, interleaved. Targets: ret_bc_all_512 >= 0.6;
-ret_laof_lafp >= ret_laof_bc >= ret_lapo_bc, decided only where the intervals separate;
-ms_lafp < 2 x ms_bc. Writes ``benchmarks/results/imitation.json`` (a full run; ``--methods`` re-runs those rows
-and keeps the others' per-seed values from the committed JSON, ``rows_kept``); the last line is one JSON
-object.
+mean-action MSE. ``spread_*``: the per-dimension std of the actions the policy executed on its own states (the
+data's backgrounds' evaluation episodes), averaged, over the same of the data's actions (0: one action
+whatever the state; ``rl_laof.imitation.evaluation.spread_ratio``). ``ms_bc`` / ``ms_lafp``: median ms per
+action (one observation, policy + decoder) of laof_bc / laof_lafp (seed 0), measured here, interleaved.
+Targets: ret_bc_all_512 >= 0.6; ret_laof_lafp >= ret_laof_bc >= ret_lapo_bc, decided only where the intervals
+separate; ms_lafp < 2 x ms_bc. Writes ``benchmarks/results/imitation.json`` (a full run; ``--methods`` re-runs
+those rows and keeps the others' per-seed values from the committed JSON, ``rows_kept``); the last line is one
+JSON object.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from rl_laof.data.config import COLLECT_PRESETS, CollectConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
 from rl_laof.imitation.agent import load_agent  # noqa: E402
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa: E402
-from rl_laof.imitation.evaluation import latency_ms, plot_normalised_returns  # noqa: E402
+from rl_laof.imitation.evaluation import latency_ms, plot_normalised_returns, run_spread  # noqa: E402
 from rl_laof.imitation.training import imitate  # noqa: E402
 from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.presets import from_preset  # noqa: E402
@@ -172,8 +174,9 @@ def kept_rows(old: dict, methods: list[str], args: argparse.Namespace, data: Pat
         raise SystemExit(f"--methods re-runs some rows of {RESULTS.name}, which was made on {old.get('dataset')} "
                          f"(level {old.get('level')}, {old.get('seeds')} seeds), not {data} ({args.level}, {seeds}): "
                          "run every method")
-    keys = ("ret", "raw_ret", "ret_heldout", "raw_ret_heldout", "action_mse")
-    return {name: {k: old[f"{k}_{name}_seeds"] for k in keys} for name in METHODS if name not in methods}
+    keys = ("ret", "raw_ret", "ret_heldout", "raw_ret_heldout", "action_mse", "spread")  # spread: since issue 31
+    return {name: {k: old[f"{k}_{name}_seeds"] for k in keys if f"{k}_{name}_seeds" in old}
+            for name in METHODS if name not in methods}
 
 
 def main() -> dict:
@@ -219,6 +222,10 @@ def main() -> dict:
                 row.setdefault(key, []).append(rep["returns"][bg]["mean"] / big_return.get(name, data_return))
                 row.setdefault(f"raw_{key}", []).append(rep["returns"][bg]["mean"])
             row.setdefault("action_mse", []).append(rep["action_mse"]["eval"])
+            spread = rep.get("spread")  # a report made before reports kept it: measured now, the same protocol
+            if spread is None:
+                spread = run_spread(rep["run_dir"], cfg.eval_seeds, cfg.eval_episodes)
+            row.setdefault("spread", []).append(spread)
     previous = previous_result()
     kept = kept_rows(previous, methods, args, data, seeds)
     per_seed.update(kept)

@@ -2,17 +2,21 @@
 which takes it from here through ``rl_laof.cli`` (``envs`` imports nothing of ``rl_laof``).
 
 :func:`command_parser` makes a :class:`CommandParser`: a bad flag is one line and exit status 2. :func:`run` runs
-a command's ``main`` and turns bad input into a one-line error (exit 2) and Ctrl-C into one line with the command
-that resumes (exit 130).
+a command's ``main`` and turns bad input and a full disk into a one-line error (exit 2) and Ctrl-C into one line
+with where the work stopped and the command that resumes (exit 130).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import errno
+import os
 import re
 import shlex
+import signal
 import sys
+import threading
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -78,18 +82,67 @@ def _module_name(main: Callable) -> str:
     return name
 
 
-def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> None:
+def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None,
+        where: Callable[[], str | None] | None = None) -> None:
     """Run a command's ``main``; bad input (a ValueError, a missing or unwritable path, a corrupt dataset: a
-    DatasetError is a RuntimeError, no GPU, no EGL, a diverged run...) ends with its message on one line and exit
-    status 2 instead of a traceback."""
+    DatasetError is a RuntimeError, no GPU, no EGL, a diverged run...) and a full disk end with one line and exit
+    status 2 instead of a traceback; Ctrl-C ends with one line saying where the work stopped (``where()``: e.g.
+    "in pretrain laof at step 130 of 5000 (run folder ...)") and the command that resumes it, exit status 130."""
+    command = f"python -m {_module_name(main)} {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
+    if getattr(signal.getsignal(signal.SIGINT), "while_starting", False):  # rl_laof's, while the imports ran
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main(argv)
     except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback; every stage resumes from what it finished
-        args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-        print(f"stopped by Ctrl-C; what was finished is kept: `python -m {_module_name(main)} {args}` resumes",
-              file=sys.stderr)
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _exit_at_once)  # a second Ctrl-C while the process winds down
+        at = (where() or "while setting up") if where is not None else None
+        print(f"stopped by Ctrl-C{' ' + at if at else ''}; what was finished is kept: `{command}` resumes",
+              file=sys.stderr, flush=True)
         raise SystemExit(130) from None
     except (ValueError, KeyError, OSError, RuntimeError, NotImplementedError) as exc:
-        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        full = disk_full(exc)
+        if full is not None:
+            text = f"{full}: free space and rerun the same command, `{command}` (what was finished is kept)"
+        else:
+            text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {' '.join(text.split())}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _exit_at_once(signum: int, frame: Any) -> None:
+    """Ctrl-C again after the one line was said: out at once, quietly (a stuck worker or thread is not waited
+    for)."""
+    os._exit(130)
+
+
+#: the errors of a full disk or an exhausted quota, and how foreign libraries word them (h5py: "errno = 28")
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_FULL_TEXT = re.compile(rf"No space left on device|Disk quota exceeded|errno = ({'|'.join(map(str, _FULL))})\b")
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """"no space left on <disk> (writing <file>)" where ``exc`` or an error it was raised from is a full disk's
+    (an OSError ENOSPC / EDQUOT, or a library's error that names one), else None. An OSError whose text
+    already starts "no space left on" (a check before writing) is said as it is."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if (isinstance(e, OSError) and e.errno in _FULL) or _FULL_TEXT.search(str(e)):
+            if isinstance(e, OSError) and str(e.strerror or "").startswith("no space left on "):
+                return str(e.strerror)
+            name = getattr(e, "filename", None) or next(iter(re.findall(r"filename = '([^']+)'", str(e))), None)
+            if name is None:
+                return "no space left on the disk"
+            return f"no space left on {_mount_point(os.path.dirname(os.path.abspath(name)))} (writing {name})"
+        e = e.__cause__ if e.__cause__ is not None else None if e.__suppress_context__ else e.__context__
+    return None
+
+
+def _mount_point(folder: str) -> str:
+    """The mount point of the file system that holds ``folder`` (the full disk a message names)."""
+    path = os.path.realpath(folder)
+    while not os.path.ismount(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path

@@ -23,17 +23,24 @@ EVAL_SEED = 10_000
 
 
 def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], record: Callable[[np.ndarray], None] | None = None,
-                 on_dones: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+                 on_dones: Callable[[np.ndarray], None] | None = None,
+                 executed: list[np.ndarray] | None = None) -> np.ndarray:
     """The return of the first episode of every env of ``venv`` (a VecMonitor'd VecEnv) under ``act``.
 
     ``record(obs)`` sees every observation of env 0's first episode (before its action); ``on_dones(dones)``
-    sees each step's done flags (a recurrent policy starts a new episode's state there)."""
+    sees each step's done flags (a recurrent policy starts a new episode's state there). ``executed`` (a list)
+    receives, each step, the actions the simulator executed in the envs still in their first episode (after every
+    action-space wrapper and the env's clipping: :func:`executed_actions`), so a policy's actions on its own
+    states can be measured."""
     obs = venv.reset()
     returns = np.full(venv.num_envs, np.nan)
     while np.isnan(returns).any():
         if record is not None and np.isnan(returns[0]):
             record(obs)
+        live = np.isnan(returns)
         obs, _, dones, infos = venv.step(act(obs))
+        if executed is not None:
+            executed.append(executed_actions(venv)[live])
         if on_dones is not None:
             on_dones(dones)
         for i in np.flatnonzero(dones):
@@ -42,18 +49,29 @@ def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], record: Callable
     return returns
 
 
+def executed_actions(venv) -> np.ndarray:
+    """The actions the innermost env of ``venv`` executed on its last step (``DistractedVecEnv.last_actions``:
+    whatever latent or residual wrapper made them, clipped to the action bounds)."""
+    actions = getattr(venv.unwrapped, "last_actions", None)
+    if actions is None:
+        raise ValueError(f"{type(venv.unwrapped).__name__} does not keep its executed actions (last_actions): "
+                         "build the env with envs.make")
+    return np.asarray(actions, np.float32).reshape(venv.unwrapped.num_envs, -1)
+
+
 def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distractors: Any, image_size: int,
                    frame_stack: int, action_repeat: int, backgrounds: Sequence[str] = ("train",), seeds: int = 1,
                    episodes: int = 8, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Returns of a pixel policy on the EnvPool env with ``distractors`` (a level, a dict or a
     :class:`DistractorConfig`), per background set (``train``: the training background videos, ``eval``: the
     held-out ones) over ``seeds`` x ``episodes`` episodes (each seed's episodes run in parallel; every
-    episode's return is kept, seeds x episodes, so a bimodal spread shows). A stateful
+    episode's return is kept, seeds x episodes, so a bimodal spread shows), and ``action_std``, the per-dimension
+    std of the actions the env executed in those episodes (the policy on its own states). A stateful
     ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
     dist = DistractorConfig.parse(distractors)
     out: dict[str, dict[str, Any]] = {}
     for b, background in enumerate(backgrounds):
-        per_seed = []
+        per_seed, executed = [], []
         for s in range(seeds):
             venv = make(task, num_envs=episodes, obs="pixels",
                         distractors=dataclasses.replace(dist, background_split=background),
@@ -62,13 +80,14 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
             if hasattr(act, "reset"):
                 act.reset()
             try:
-                per_seed.append(run_episodes(venv, act))
+                per_seed.append(run_episodes(venv, act, executed=executed))
             finally:
                 venv.close()
         r = np.stack(per_seed)
         out[background] = {"mean": float(r.mean()), "std_episodes": float(r.std()),
                            "std_seeds": float(r.mean(1).std()), "seed_means": r.mean(1).round(2).tolist(),
-                           "episodes": int(r.size), "episode_returns": r.round(1).tolist()}
+                           "episodes": int(r.size), "episode_returns": r.round(1).tolist(),
+                           "action_std": np.concatenate(executed).std(0).round(4).tolist()}
         if progress:
             print(f"  returns, {background} backgrounds: {r.mean():.1f} +- {r.std():.1f} ({r.size} episodes)")
     return out

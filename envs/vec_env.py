@@ -56,6 +56,7 @@ class DistractedVecEnv(VecEnv):
         self.state_space = state_space_from(sim.state_shapes)
         super().__init__(n, space, sim.action_space)
         self._actions: np.ndarray | None = None
+        self.last_actions: np.ndarray | None = None  # what the simulator was last given: the executed actions
         self._last_frames: np.ndarray | None = None
         self._pool_seed = cfg.seed  # the seed the simulator's envs were last made with
         self._resets = np.zeros(n, np.int64)  # each env's resets since then
@@ -174,6 +175,7 @@ class DistractedVecEnv(VecEnv):
         if not np.all(np.isfinite(actions)):
             raise ValueError("actions contain NaN or inf")
         self._actions = np.clip(actions, self.action_space.low, self.action_space.high)
+        self.last_actions = self._actions
 
     def step_wait(self):
         if self._actions is None:

@@ -5,9 +5,11 @@ status 2. A stage command is three functions: ``build_parser()`` (:func:`stage_p
 ``--preset``, the stage's own flags, then :func:`add_run_flags`: ``--set``, ``--config``, ``--out``, ``--no-progress``),
 ``config_from_args(args)`` (:func:`stage_config`: the preset, then the config file, then the flags, then
 ``--set``) and ``main(argv)`` (config -> ``rl_laof.pipeline`` -> the stage's library -> :func:`print_summary`),
-run by :func:`run`, which turns bad input into a one-line error. ``--set`` values are parsed by their config
-field's type (:func:`parse_sets`). The parser and :func:`run` live in ``envs.cli`` (``envs``' own command,
-``python -m envs.demo``, uses them without importing ``rl_laof``) and are taken from there.
+run by :func:`run`, which turns bad input and a full disk into a one-line error and Ctrl-C into one line saying
+where the work stopped (:func:`rl_laof.progress.position`) and the command that resumes it. ``--set`` values
+(:func:`parse_sets`: text read by :func:`from_text`) and ``--config`` values (:func:`parse_file_values`: JSON) pass
+one type check, :func:`typed`, against their config field's type. The parser and :func:`run` live in ``envs.cli``
+(``envs``' own command, ``python -m envs.demo``, uses them without importing ``rl_laof``) and are taken from there.
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 # the parser and runner every command shares, envs' own included (re-exported: rl_laof's commands take them here)
-from envs.cli import CommandParser, Default, command_parser, run  # noqa: F401
+from envs import cli as envs_cli
+from envs.cli import CommandParser, Default, command_parser  # noqa: F401
 from rl_laof.presets import from_preset
+from rl_laof.progress import position
+
+
+def run(main, argv: list[str] | None = None) -> None:
+    """``envs.cli.run`` (bad input, a full disk: one line, exit 2; Ctrl-C: one line, exit 130) with where the
+    work stood when Ctrl-C stopped it: the newest progress bar's stage, step or episode and run folder."""
+    envs_cli.run(main, argv, where=position)
 
 
 def given(args: argparse.Namespace, name: str) -> bool:
@@ -79,9 +89,10 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 
 def parse_sets(cls, items: list[str]) -> dict[str, Any]:
-    """``--set FIELD=VALUE`` items as config overrides for the dataclass ``cls``, each value parsed by its
-    field's type (bool, int, float, str, optional, tuple / list, dict, a nested config): a value of the wrong
-    type is refused with the field and the type it wants, before anything runs."""
+    """``--set FIELD=VALUE`` items as config overrides for the dataclass ``cls``: each text read as the value it
+    stands for under its field's type (:func:`from_text`), then checked by :func:`typed`, the check a config
+    file's values pass too; a value of the wrong type is refused with the field and the type it wants, before
+    anything runs."""
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     out: dict[str, Any] = {}
@@ -91,16 +102,17 @@ def parse_sets(cls, items: list[str]) -> dict[str, Any]:
             raise ValueError(f"--set {item!r}: use FIELD=VALUE with a {cls.__name__} field "
                              f"({', '.join(sorted(fields))})")
         try:
-            out[key] = convert(value, hints[key])
+            out[key] = typed(from_text(value, hints[key]), hints[key])
         except ValueError as exc:
             raise ValueError(f"--set {item}: {key} wants {describe(hints[key])} ({exc})") from None
     return out
 
 
 def parse_file_values(cls, values: dict[str, Any]) -> dict[str, Any]:
-    """A config file section's values for the dataclass ``cls``, each checked and converted by its field's type
-    exactly as ``--set`` does (a JSON value is read as the text ``--set`` would get): ``"num_envs": 2.5`` or
-    ``true``, ``"learning_rate": "fast"`` are refused with the field and the type it wants."""
+    """A config file section's values for the dataclass ``cls``, each checked by its field's type with
+    :func:`typed`, as ``--set`` values are (JSON's own types count: ``"num_envs": 2.5`` or ``true``,
+    ``"learning_rate": "fast"``, ``"fsq_levels": 5`` are refused with the field and the type it wants; a
+    nested config's object is checked field by field). ``null`` leaves the field unset (the preset's)."""
     hints = typing.get_type_hints(cls)
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -108,48 +120,43 @@ def parse_file_values(cls, values: dict[str, Any]) -> dict[str, Any]:
         if tp is None:  # not a field: read_config_file refuses those, with the fields listed
             out[key] = value
             continue
-        if value is None:  # null: not set (the preset's value), as an unset flag
-            out[key] = None
-            continue
-        nested = [a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a) and hasattr(a, "parse")]
         try:
-            if isinstance(value, dict) and nested:  # a nested config written out as its fields
-                try:
-                    out[key] = nested[0].parse(parse_file_values(nested[0], value))
-                except TypeError as exc:
-                    raise ValueError(str(exc)) from None
-            elif isinstance(value, (dict, list)) and not _holds_json(tp):
-                raise ValueError(f"got the JSON {type(value).__name__} {json.dumps(value)}")
-            else:
-                out[key] = convert(value if isinstance(value, str) else json.dumps(value), tp)
+            out[key] = None if value is None else typed(value, tp)
         except ValueError as exc:
             raise ValueError(f"--config: {cls.__name__}.{key} wants {describe(tp)} ({exc})") from None
     return out
 
 
-def _holds_json(tp: Any) -> bool:
-    """Whether a field of type ``tp`` takes a JSON list or object (a tuple, list, dict, nested config or Any)."""
-    union = typing.get_origin(tp) in (typing.Union, types.UnionType)
-    kinds = [a for a in (typing.get_args(tp) if union else (tp,)) if a is not type(None)]
-    return any(a is Any or a in (dict, list, tuple) or typing.get_origin(a) in (tuple, list, dict)
-               or dataclasses.is_dataclass(a) for a in kinds)
-
-
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """The dataclass ``cls``'s fields -> their types (its ClassVars, e.g. ``SET_FORM``, are no fields)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _nested(tp: Any) -> bool:
+    """A nested config that names itself (``DistractorConfig``: a level's name, or an object of its fields)."""
+    return dataclasses.is_dataclass(tp) and hasattr(tp, "parse")
 
 
 def describe(tp: Any) -> str:
     """A type annotation in words: "an integer", "none or a number", "a list of strings"..."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
+    if _is_union(tp):
         inner = [describe(a) for a in args if a is not type(None)]
         return ("none or " if type(None) in args else "") + " or ".join(inner)
     if origin in (tuple, list):
         return f"a list of {_PLURAL.get(args[0], 'values') if args else 'values'}"
     if origin is dict or tp is dict:
         return 'a JSON object, e.g. {"key": 1}'
-    if dataclasses.is_dataclass(tp):  # a nested config: how --set writes it (its SET_FORM), else by name
-        return getattr(tp, "SET_FORM", "a name (see --help)")
+    if _nested(tp):  # a nested config: how --set writes it (its SET_FORM: DrQConfig's FIELD=VALUE,...), else by name
+        return getattr(tp, "SET_FORM", None) or f"a name (see --help) or a JSON object of {tp.__name__} fields"
     return _WORDS.get(tp, "a value")
 
 
@@ -157,74 +164,157 @@ _WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a s
 _PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
 
 
-def convert(value: str, tp: Any) -> Any:
-    """``value`` (command-line text) as the type ``tp``; ValueError when it is not one."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if type(None) in args and value.strip().lower() == "none":
+def shown(value: Any) -> str:
+    """A value as a message quotes it: text in quotes, anything else as JSON (true, 2.5, [1, 2])."""
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def typed(value: Any, tp: Any) -> Any:
+    """``value`` (a config file's JSON value, or what :func:`from_text` read) checked against the field type
+    ``tp`` and made that type: the one type check of ``--set`` and ``--config``. A bool is not a number, an
+    integer field takes whole numbers only (2.0, 1e5; not 2.5), a number must be finite, a list field takes a
+    list of its items' type (a tuple field gets a tuple), a nested config (``DistractorConfig``, ``DrQConfig``)
+    a name or an object of its own fields, each checked the same way (an optional nested config's refusal gives
+    its own reason: the field and what it wants). ValueError saying what it got otherwise."""
+    if _is_union(tp):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
             return None
         reason = None
         for a in args:
-            if a is type(None):
-                continue
+            if a is not type(None):
+                try:
+                    return typed(value, a)
+                except ValueError as exc:
+                    if _nested(a) and isinstance(value, (str, dict)):  # a nested config's own reason says more
+                        reason = str(exc)
+        if reason is not None:
+            raise ValueError(reason)
+    elif tp is Any:
+        return value
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int or tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"got {shown(value)}, not a finite number")
+            if tp is int and (isinstance(value, int) or value.is_integer()):
+                return int(value)
+            if tp is float and abs(value) < 1e308:  # a JSON integer past a double's range is not a number here
+                return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(tp) in (tuple, list):
+        if isinstance(value, (list, tuple)):
+            elem = (typing.get_args(tp) or (Any,))[0]
+            items = [typed(v, elem) for v in value]
+            return tuple(items) if typing.get_origin(tp) is tuple else items
+    elif typing.get_origin(tp) is dict or tp is dict:
+        if isinstance(value, dict):
+            return value
+    elif _nested(tp):
+        return _typed_config(value, tp)
+    else:
+        return value
+    raise ValueError(f"got {shown(value)}")
+
+
+def _typed_config(value: Any, cls: type) -> Any:
+    """A nested config from its name (``cls.parse``) or from an object of its fields, each field checked by
+    :func:`typed` (an unknown field is named, with the fields there are)."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, (str, dict)):
+        raise ValueError(f"got {shown(value)}")
+    if isinstance(value, dict):
+        hints = _field_types(cls)
+        bad = sorted(set(value) - set(hints))
+        if bad:
+            raise ValueError(f"{cls.__name__} has no field(s) {bad}; fields: {', '.join(hints)}")
+        fields = {}
+        for key, v in value.items():
             try:
-                return convert(value, a)
+                fields[key] = typed(v, hints[key])
             except ValueError as exc:
-                if dataclasses.is_dataclass(a):  # a nested config's own reason says more than the value
-                    reason = str(exc)
-        raise ValueError(reason or f"got {value!r}")
-    if tp is bool:
-        if value.strip().lower() in _TRUE:
-            return True
-        if value.strip().lower() in _FALSE:
-            return False
-        raise ValueError(f"got {value!r}")
-    if tp is int:
-        try:
-            x = float(value)  # 1e5 and 100000 alike; 1.5 is not an integer
-        except ValueError:
-            raise ValueError(f"got {value!r}") from None
-        if not x.is_integer():
-            raise ValueError(f"got {value!r}")
-        return int(x)
-    if tp is float:
-        try:
-            x = float(value)
-        except ValueError:
-            raise ValueError(f"got {value!r}") from None
-        if not math.isfinite(x):
-            raise ValueError(f"got {value!r}, not a finite number")
-        return x
-    if tp is str or tp is Any:
-        return parse_value(value) if tp is Any else value
-    if origin in (tuple, list):
-        text = value.strip()
-        if text.startswith("["):
-            items = [i if isinstance(i, str) else json.dumps(i) for i in _json(value, list)]
-        else:  # comma-separated
-            items = [i.strip() for i in text.split(",") if i.strip()]
-        elem = args[0] if args else Any
-        converted = [convert(str(i), elem) for i in items]
-        return tuple(converted) if origin is tuple else converted
-    if origin is dict or tp is dict:
-        return _json(value, dict)
-    if dataclasses.is_dataclass(tp) and hasattr(tp, "parse"):  # e.g. distractors=laom
-        try:
-            return tp.parse(value)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(str(exc)) from None
-    return parse_value(value)
-
-
-def _json(value: str, kind: type) -> Any:
-    """``value`` as JSON of type ``kind`` (list or dict); ValueError otherwise."""
+                raise ValueError(f"its {key} wants {describe(hints[key])}, {exc}") from None
+        value = fields
     try:
-        parsed = json.loads(value)
+        return cls.parse(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def from_text(text: str, tp: Any) -> Any:
+    """Command-line text as the value it stands for under the field type ``tp``, for :func:`typed` to check:
+    ``none`` for an optional field, true / yes / 1 / on (false / no / 0 / off) for a bool, a number, a JSON list
+    or comma-separated items for a list, a JSON object for a dict or for a nested config's fields, or a nested
+    config's ``FIELD=VALUE,...`` (``--set drq=batch_size=128,lr=3e-4``) as that object. Text that is
+    none of these stays text (and :func:`typed` refuses it where the field wants something else)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    word = text.strip().lower()
+    if _is_union(tp):
+        if type(None) in args and word == "none":
+            return None
+        for a in args:
+            if a is not type(None):
+                try:
+                    return typed(from_text(text, a), a)
+                except ValueError:
+                    pass
+        return text
+    if tp is bool:
+        return True if word in _TRUE else False if word in _FALSE else text
+    if tp is int or tp is float:
+        for cast in (int, float):  # int first: a long integer keeps its digits
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+        return text
+    if tp is Any:
+        return parse_value(text)
+    if origin in (tuple, list):
+        if text.strip().startswith("["):
+            return _json(text)
+        elem = args[0] if args else Any
+        return [from_text(i.strip(), elem) for i in text.split(",") if i.strip()]
+    if origin is dict or tp is dict or (_nested(tp) and text.strip().startswith("{")):
+        return _json(text)
+    if _nested(tp) and "=" in text:  # FIELD=VALUE,... (DrQConfig's SET_FORM): its fields, each read by its type
+        return _fields_from_text(text, tp) or text
+    return text
+
+
+def _fields_from_text(text: str, cls: type) -> dict[str, Any] | None:
+    """``FIELD=VALUE,...`` as an object of the nested config ``cls``'s fields, each value read by
+    :func:`from_text` under its field's type (an unknown field stays text: :func:`_typed_config` names it); None
+    where an item is not FIELD=VALUE."""
+    hints = _field_types(cls)
+    out: dict[str, Any] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            return None
+        key = key.strip()
+        out[key] = from_text(value.strip(), hints[key]) if key in hints else value.strip()
+    return out
+
+
+def _json(text: str) -> Any:
+    """``text`` as JSON; ValueError where it is not valid JSON."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON: {exc}") from None
-    if not isinstance(parsed, kind):
-        raise ValueError(f"got {value!r}")
-    return parsed
 
 
 def parse_value(v: str) -> Any:

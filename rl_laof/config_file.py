@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.config import TRAIN_PRESETS, TrainConfig
+from rl_laof.cli import parse_file_values, shown
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam.config import LAM_PRESETS, LAMConfig
 from rl_laof.runs import write_json
@@ -34,7 +35,9 @@ SECTIONS: dict[str, tuple[type, dict[str, dict[str, Any]]]] = {
 
 
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
-    """Every stage section of the file, checked: known sections, fields of the section's dataclass."""
+    """Every stage section of the file, checked: known sections, each a JSON object of fields of the section's
+    dataclass, each value of its field's type (``rl_laof.cli.parse_file_values``: the check ``--set`` values
+    pass too)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"--config {path}: no such file")
@@ -52,11 +55,15 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
         if name not in sections:
             raise ValueError(f"--config {path}: unknown section {name!r}; valid: {', '.join(sections)}")
         fields = {f.name for f in dataclasses.fields(sections[name])}
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {path}: section {name!r} must be a JSON object of {sections[name].__name__} "
+                             f"fields, not {shown(values)}")
         bad = sorted(set(values) - fields)
         if bad:
             raise ValueError(f"--config {path}: section {name!r} has no field(s) {bad} "
                              f"({sections[name].__name__} fields: {', '.join(sorted(fields))})")
-        out[name] = dict(values)
+        # every section typed here, also those a command hands on (train's pretrain / imitate sections)
+        out[name] = parse_file_values(sections[name], values)
     return out
 
 

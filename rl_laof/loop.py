@@ -164,7 +164,7 @@ class TrainingLoop:
         """Train from the newest checkpoint to the last step (or ``stop_after``); whether the stage is finished."""
         self.resume()
         self.bar = progress_bar(total=self.steps, initial=self.step, unit="step", desc=self.desc,
-                                enabled=self.progress and self.main)
+                                enabled=self.progress and self.main, folder=self.checkpoints.folder.parent)
         if self.step == 0 and self.evaluate_at_start and self.main:
             self.history.append({"step": 0, **self.evaluate()})
         self.start()

@@ -105,8 +105,8 @@ def _complete(h5: Path) -> bool:
 # --------------------------------------------------------------------------- latent model -> latent policy
 
 def latent_model(cfg: LAMConfig, dataset: str | Path, progress: bool = True) -> Path:
-    """The run folder of the latent action model ``cfg`` on ``dataset`` (as the caller holds it: the folder
-    names the run's, ``rl_laof.runs.lam_dir``), trained now if missing."""
+    """The run folder of the latent action model ``cfg`` on ``dataset`` (its folder or its file: the folder names
+    the run's, ``rl_laof.runs.lam_dir``), trained now if missing."""
     return Path(lam.train_lam(cfg, dataset, progress=progress)["run_dir"])
 
 
@@ -141,24 +141,27 @@ def shipped_agent(task: str, latent: str, policy: str) -> Path:
 
 
 def latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True) -> Path | None:
-    """The imitation run (``agent.pt``: latent policy, decoder, normaliser) the agent's action space comes
-    from: ``cfg.latent_agent``, the shipped one (quick preset, unless ``rebuild``), else the preset's run (built
-    with every stage it needs). None for the latents "none" and "sof"."""
+    """The imitation run (``agent.pt``: latent policy, decoder, normaliser; BC on the labels for
+    ``labels_residual``) the agent's action space comes from: ``cfg.latent_agent`` (its ``{seed}`` filled with the
+    latent seed), the shipped one (quick preset, unless ``rebuild`` or a ``latent_seed`` it was not made with), else
+    the preset's run of imitation seed ``cfg.resolved_latent_seed`` (the agent's own seed unless ``latent_seed``
+    says otherwise), built with every stage it needs. None for the latents "none" and "sof"."""
     if cfg.latent in ("none", "sof"):
         return None
     if cfg.latent_agent is not None:
-        path = Path(cfg.latent_agent)
+        path = Path(cfg.resolved_latent_agent)
         agent_training.check_latent_agent(cfg, path)
         return path
-    shipped = shipped_agent(cfg.task, cfg.latent, cfg.latent_policy)
-    if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick":
+    shipped = shipped_agent(cfg.task, cfg.imitation_latent, cfg.latent_policy)
+    if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick" and \
+            cfg.latent_seed in (None, read_json(shipped / "report.json")["config"]["seed"]):
         return shipped
     # expert -> dataset -> flow (the expert only while the dataset has episodes left to collect)
-    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
-                              distractors=cfg.distractors)
-    # latent model -> latent policy (the model only while the imitation run lacks its latents)
-    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.latent, policy=cfg.latent_policy,
-                       seed=cfg.seed, normalise=False, threads=cfg.threads)
+    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.imitation_latent.startswith("laof"), progress=progress,
+                              distractors=cfg.distractors, action_repeat=cfg.resolved_action_repeat)
+    # latent model -> latent policy (the model only while the imitation run lacks its latents; none for BC on labels)
+    icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.imitation_latent,
+                       policy=cfg.latent_policy, seed=cfg.resolved_latent_seed, normalise=False, threads=cfg.threads)
     return Path(latent_policy(icfg, dataset, progress=progress)["run_dir"])
 
 
@@ -166,25 +169,31 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
                        progress: bool = True) -> Path:
     """The latent policy for ``cfg`` built with a config file's ``pretrain`` / ``imitate`` sections (e.g. a
     sweep's best values): latent action model, then imitation, each in its own run folder (named by a hash
-    of the values, so the preset's runs are left alone)."""
-    method = lam_overrides.get("method", cfg.latent)
-    if method != cfg.latent:
-        raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {cfg.latent}: "
-                         f"pass --latent {method}")
-    if cfg.latent in ("none", "sof"):
+    of the values, so the preset's runs are left alone). The agent's config and both stages' configs are
+    checked before anything is built (expert, dataset, models)."""
+    latent = cfg.imitation_latent
+    method = lam_overrides.get("method", latent)
+    if latent in ("none", "sof"):
         raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's pretrain / imitate "
                          "sections do not apply")
-    dataset = default_dataset(cfg.task, cfg.preset, flow=cfg.latent.startswith("laof"), progress=progress,
-                              distractors=cfg.distractors)
-    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": cfg.latent,
-                                                                 "seed": cfg.seed, "threads": cfg.threads})
+    if method != latent:
+        raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {latent}: "
+                         f"pass --latent {method}")
+    agent_training.check_config(cfg)
+    seed = cfg.resolved_latent_seed
+    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": latent,
+                                                                 "seed": seed, "threads": cfg.threads})
+    im_values = {**imitation_overrides, "latent": latent, "policy": cfg.latent_policy, "seed": seed,
+                 "normalise": False, "threads": cfg.threads}
+    from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, **im_values)  # its values checked now
+    dataset = default_dataset(cfg.task, cfg.preset, flow=latent.startswith("laof"), progress=progress,
+                              distractors=cfg.distractors, action_repeat=cfg.resolved_action_repeat)
     key = hashlib.sha1(json.dumps([lam_cfg.to_dict(), imitation_overrides], sort_keys=True, default=str)
                        .encode()).hexdigest()[:8]
     lam_run = lam.default_run_dir(lam_cfg, dataset, cfg.task)
     lam_report = lam.train_lam(lam_cfg, dataset, lam_run.with_name(f"{lam_run.name}-cfg{key}"), progress=progress)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset,
-                       **{**imitation_overrides, "latent": cfg.latent, "policy": cfg.latent_policy, "seed": cfg.seed,
-                          "normalise": False, "threads": cfg.threads, "lam_run": lam_report["run_dir"]})
+                       **{**im_values, "lam_run": lam_report["run_dir"]})
     out = imitation.default_run_dir(icfg, VideoDataset(dataset))
     return Path(latent_policy(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
 

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from envs import ensure_gl
 from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.config_file import config_section
 from rl_laof.runs import read_json
@@ -58,7 +59,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "rl_laof.data.multitask), unless --out names an existing run")
         dataset = read_json(args.out / "config.json")["dataset"]
     cfg = config_from_args(args)
-    run_ = SkillRun(cfg, dataset, args.out)
+    if args.stage in ("evaluate", "all"):
+        ensure_gl()  # the evaluation renders: without headless GL, refused before any stage trains
+    run_ = SkillRun(cfg, dataset, args.out)  # the config and the data every stage needs are checked here first
     progress = not args.no_progress
     t0 = time.time()
     out: dict[str, Any] = {"run_dir": str(run_.dir), "stage": args.stage}

@@ -2,9 +2,10 @@
 
 The agent (any algorithm of ``agents.algorithms.ALGOS``) sees the pixel env with distractors (EnvPool) and acts
 with latent actions that a frozen action decoder turns into env actions (``agents.latent_env``); its
-policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions.
-``--algo drq --latent none`` is the pixel-RL baseline a user would pick instead, DrQ-v2 (``agents.drq``; its
-settings ``--set drq=FIELD=VALUE,...``).
+policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions;
+``--latent action_residual`` acts in raw actions around the decoded LAOF latent BC policy (the latent residual's
+start), ``--latent labels_residual`` around BC on the labels. ``--algo drq --latent none`` is the pixel-RL
+baseline a user would pick instead, DrQ-v2 (``agents.drq``; its settings ``--set drq=FIELD=VALUE,...``).
 ``--latent sof`` acts with SOF skills (``rl_laof.skills``, ``agents.skill_env``): one decision per H-step
 chunk, tokens (``--set skill_action=tokens``) or the continuous code (``continuous``), the chunk's rewards summed,
 discount gamma^H, an optional KL term to the skill prior (``--set kl_coef=...``), and the actor distilled from
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from agents.config import TRAIN_ALGOS, TRAIN_LATENTS, TRAIN_PRESETS, TrainConfig
 from rl_laof import pipeline
 from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.config_file import config_section, read_config_file
-from rl_laof.runs import train_dir
+from rl_laof.runs import clear_run, train_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stable-baselines3 / sb3-contrib, or drq: DrQ-v2 from pixels, the baseline (--latent none)")
     p.add_argument("--latent", default=None,
                    help=f"the action space (default laof, or the --config file's pretrain method): none (raw "
-                        f"actions), a latent action model's, or sof (skills): "
+                        f"actions), a latent action model's, sof (skills), or a raw-action residual around the "
+                        f"decoded LAOF latent BC policy (action_residual) or BC on the labels (labels_residual): "
                         f"{', '.join(TRAIN_LATENTS)}")
     p.add_argument("--latent-policy", default=None, choices=["bc", "lafp"],
                    help="bc: act with the latent, start from latent BC; lafp: act with the flow policy's noise")
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default_out = default_out.with_name(f"{default_out.name}-{args.config.stem}")
     out = args.out or default_out
     if args.fresh:
-        shutil.rmtree(out, ignore_errors=True)
+        clear_run(out)  # refused while another run writes there
     report = pipeline.agent(cfg, out, resume=args.resume, rebuild=args.rebuild, progress=not args.no_progress)
     print_summary({"run": report["run_dir"], "steps": report["steps"],
                    "final_return": round(report["final"]["mean"], 1), "steps_per_s": report["steps_per_s"],

@@ -137,3 +137,15 @@ def parser_of(command: str) -> argparse.ArgumentParser:
         except _Parser as found:
             return found.parser
     raise AssertionError(f"python -m {command} never parsed its arguments")
+
+
+def refused(main, argv, capsys) -> str:
+    """Run a command's ``main`` through the command base: it must end with exit status 2 and one line on stderr,
+    which is returned."""
+    from rl_laof import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(main, argv)
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
+    return err

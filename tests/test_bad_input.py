@@ -43,6 +43,7 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.expert", "--algo-kwargs notjson", "algo-kwargs"),
     ("rl_laof.expert", """--algo-kwargs {"learning_rate":"abc"} --out {out}""", "learning_rate"),
     ("rl_laof.expert", """--algo-kwargs {"n_stepz":8} --out {out}""", "n_stepz"),
+    ("rl_laof.expert", """--algo-kwargs {"gamma":5} --out {out}""", "gamma=5"),
     ("rl_laof.expert", "--out {file}", "not a folder"),
     ("rl_laof.expert", "--preset huge", "invalid choice"),
     # collect
@@ -57,6 +58,9 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.collect", "--expert {empty} --out {out}", "empty"),
     ("rl_laof.collect", "--expert random --out {file}", "not a folder"),
     ("rl_laof.collect", "--expert random --out {dataset}", "another config"),
+    # sizes past what the disk holds: refused before an expert is trained or an episode is listed
+    ("rl_laof.collect", "--expert random --episodes 1000000000000 --out {out}", "of disk space"),
+    ("rl_laof.collect", "--episodes 1000000000000 --out {out}", "of disk space"),
     # flow
     ("rl_laof.flow", "--dataset {missing}", "missing"),
     ("rl_laof.flow", "--dataset {empty}", "empty"),
@@ -87,6 +91,9 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.pretrain", "--dataset {dataset} --config {file}", "JSON"),
     ("rl_laof.pretrain", "--dataset {dataset} --out {file}", "not a folder"),
     ("rl_laof.pretrain", "--dataset {dataset} --stpes 5", "did you mean '--steps'"),
+    # sizes past what the data or the machine hold (the fixture has 120 training windows)
+    ("rl_laof.pretrain", "--dataset {dataset} --batch-size 100000 --out {out}", "120 training windows"),
+    ("rl_laof.pretrain", "--dataset {dataset} --width 1000000 --out {out}", "of memory"),
     # imitate
     ("rl_laof.imitate", "--dataset {missing} --out {out}", "missing"),
     ("rl_laof.imitate", "--dataset {empty} --out {out}", "empty"),
@@ -108,6 +115,14 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set eval_backgrounds=bogus", "eval_backgrounds"),
     ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set fsq_levels=[100000,100000,100000,100000]",
      "codes"),
+    # every stage's config and data checked before the first stage trains (``all`` trained three stages first)
+    ("rl_laof.skills", "evaluate --dataset {dataset} --out {out} --set eval_backgrounds=bogus", "eval_backgrounds"),
+    ("rl_laof.skills", "all --dataset {dataset} --out {out} --set eval_backgrounds=bogus", "eval_backgrounds"),
+    ("rl_laof.skills", "all --dataset {dataset} --out {out} --set eval_backgrounds=", "eval_backgrounds"),
+    ("rl_laof.skills", "all --dataset {dataset} --out {out} --set label_trajectories=64", "traj-64"),
+    ("rl_laof.skills", "all --dataset {dataset} --out {out} --set chunk=64", "64 steps"),
+    ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set flow_size=64", "flow_size=64 must divide"),
+    ("rl_laof.skills", "pretrain --dataset {dataset} --out {out} --set flow_size=12", "power of two"),
     # train
     ("rl_laof.train", "--task cheeta-run --out {out}", "cheetah-run"),
     ("rl_laof.train", "--latent laoff --out {out}", "laof"),
@@ -115,6 +130,19 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.train", "--num-envs 0 --out {out}", "num_envs"),
     ("rl_laof.train", "--set gamma=5 --out {out}", "gamma=5"),
     ("rl_laof.train", "--set gae_lambda=2 --out {out}", "gae_lambda=2"),
+    ("rl_laof.train", "--set clip_range=0 --out {out}", "clip_range=0"),
+    ("rl_laof.train", """--set algo_kwargs={"gamma":2} --out {out}""", "gamma=2"),
+    # the env's and the algorithm's arguments checked before the run folder (and its config.json) exists
+    ("rl_laof.train", "--set image_size=7 --out {out}", "image_size=7"),
+    ("rl_laof.train", "--latent none --set image_size=7 --out {out}", "image_size=7"),
+    ("rl_laof.train", """--latent none --set algo_kwargs={"policy_kwargs":{"net_arch":[32]}} --out {out}""",
+     "policy_kwargs is set by the run"),
+    ("rl_laof.train", """--latent none --set algo_kwargs={"learning_rate":0.1} --out {out}""",
+     "--set learning_rate="),
+    # sizes past what the machine holds: CPU cores for the envs, memory for envs and rollouts
+    ("rl_laof.train", "--num-envs 100000 --out {out}", "num_envs=100000"),
+    ("rl_laof.train", "--set final_eval_episodes=100000 --out {out}", "final_eval_episodes=100000"),
+    ("rl_laof.train", "--latent none --num-envs 32 --set n_steps=100000000 --out {out}", "of memory"),
     ("rl_laof.train", "--kl-coef -1 --latent sof --out {out}", "kl_coef"),
     ("rl_laof.train", "--distractors extreme --out {out}", "extreme"),
     ("rl_laof.train", "--latent-agent {missing} --out {out}", "missing"),
@@ -280,37 +308,62 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(command, args, mes
     assert tree(root, Path(paths["dataset"])) == before, "the refused command created or changed files"
 
 
-CONFIG_CASES = [  # (command, arguments before --config, the section, its bad values, a part of the message)
-    ("rl_laof.train", "", "train", {"learning_rate": "fast"}, "learning_rate wants a number"),
-    ("rl_laof.train", "", "train", {"num_envs": 2.5}, "num_envs wants an integer"),
-    ("rl_laof.train", "", "train", {"num_envs": True}, "num_envs wants an integer"),
-    ("rl_laof.train", "", "train", {"distractors": {"kinds": 5}}, "distractors"),
-    ("rl_laof.train", "--algo drq --latent none", "train", {"drq": {"batch_size": "many"}},
+# (command, arguments, the section, the field, a wrong JSON value for --config, a wrong text for --set (None: the
+# command's --set does not fill that section), the message's part (--config's, --set's where they differ))
+TYPED_CASES = [
+    ("rl_laof.train", "", "train", "learning_rate", "fast", "fast", "learning_rate wants a number"),
+    ("rl_laof.train", "", "train", "num_envs", 2.5, "2.5", "num_envs wants an integer"),
+    ("rl_laof.train", "", "train", "num_envs", True, "true", "num_envs wants an integer"),  # a bool is no integer
+    ("rl_laof.train", "", "train", "normalize_reward", 1, "maybe", "normalize_reward wants true or false"),
+    ("rl_laof.train", "", "train", "distractors", {"kinds": 5}, '{"kinds":5}',
+     ("distractors wants a string", "distractors='{\"kinds\":5}': Unknown distractor difficulty")),
+    ("rl_laof.train", "", "train", "algo_kwargs", [1], "[1]", "algo_kwargs wants a JSON object"),
+    # DrQ-v2's settings, a nested config: each of its fields typed the same way, the field named
+    ("rl_laof.train", "--algo drq --latent none", "train", "drq", {"batch_size": "many"}, "batch_size=many",
      "batch_size wants an integer"),
-    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", {"steps": "many"}, "steps wants none or an integer"),
-    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", {"lr": [1, 2]}, "lr wants"),
-    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", {"fsq_levels": [1]}, "fsq_levels"),
-    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", {"chunk": "eight"}, "chunk wants an integer"),
+    ("rl_laof.train", "--algo drq --latent none", "train", "drq", {"lr": True}, "lr=fast", "lr wants a number"),
+    # train hands its pretrain / imitate sections on to the latent policy it builds: typed before anything runs
+    ("rl_laof.train", "", "pretrain", "steps", "many", None, "steps wants none or an integer"),
+    ("rl_laof.train", "", "imitate", "steps", 2.5, None, "steps wants an integer"),
+    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "steps", "many", "many", "steps wants none or an integer"),
+    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "lr", [1, 2], "[1,2]", "lr wants none or a number"),
+    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "batch_size", True, "true",
+     "batch_size wants none or an integer"),
+    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "width", 2.5, "2.5", "width wants none or an integer"),
+    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", "fsq_levels", 5, "[8,5.5]",
+     "fsq_levels wants a list of integers"),
+    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", "fsq_levels", [8, True], "[8,true]",
+     "fsq_levels wants a list of integers"),
+    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", "chunk", "eight", "eight", "chunk wants an integer"),
+    ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", "eval_backgrounds", "eval", "[1,",
+     "eval_backgrounds wants a list of strings"),
 ]
+TYPED = [(*case[:6], source, case[6]) for case in TYPED_CASES for source in ("--config", "--set")
+         if source == "--config" or case[5] is not None]
 
 
-@pytest.mark.parametrize("command, args, section, values, message", CONFIG_CASES,
-                         ids=[f"{c}:{s}:{v}" for c, _, s, v, _ in CONFIG_CASES])
-def test_a_config_file_is_typed_like_set(command, args, section, values, message, paths, monkeypatch, capsys):
-    """A --config section's values pass through the same typed parsing as --set: one line naming the field and
-    the type it wants, nothing written, never a Python TypeError."""
+@pytest.mark.parametrize("command, args, section, field, value, text, source, message", TYPED,
+                         ids=[f"{c[0]}:{c[6]}:{c[2]}.{c[3]}={c[4]!r}" for c in TYPED])
+def test_a_wrong_type_is_refused_alike_from_set_and_from_config(command, args, section, field, value, text, source,
+                                                               message, paths, monkeypatch, capsys):
+    """Every stage's typed fields pass one type check, from ``--set`` and from a ``--config`` section alike: exit
+    2 and one line naming the field and the type it wants, nothing written, never a Python TypeError."""
     import json
 
     root = paths["root"]
-    cfg = root / "bad.json"
-    cfg.write_text(json.dumps({"format": "rl_laof-config/1", section: values}))
     monkeypatch.chdir(root / "cwd")
     monkeypatch.setenv("RL_LAOF_RUNS", str(root / "runs"))
-    argv = [fill(a, paths) for a in args.split()] + ["--config", str(cfg), "--out", paths["out"]]
+    argv = [fill(a, paths) for a in args.split()] + ["--out", paths["out"]]
+    if source == "--config":
+        cfg = root / "bad.json"
+        cfg.write_text(json.dumps({"format": "rl_laof-config/1", section: {field: value}}))
+        argv += ["--config", str(cfg)]
+    else:
+        argv += ["--set", f"{field}={text}"]
     before = tree(root, Path(paths["dataset"]))
     with pytest.raises(SystemExit) as exit_:
         cli.run(importlib.import_module(MAINS[command]).main, argv)
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert message in err, err
+    assert (message if isinstance(message, str) else message[source == "--set"]) in err, err
     assert tree(root, Path(paths["dataset"])) == before, "the refused command created or changed files"

@@ -11,19 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import refused
 
 from rl_laof import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("gl")
-
-
-def _refused(main, argv, capsys) -> str:
-    with pytest.raises(SystemExit) as exit_:
-        cli.run(main, argv)
-    err = capsys.readouterr().err.strip()
-    assert exit_.value.code == 2 and len(err.splitlines()) == 1, err
-    return err
 
 
 def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
@@ -32,7 +25,7 @@ def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
     from rl_laof import collect, pretrain
 
     out = tmp_path / "lam"
-    assert "lr wants none or a number" in _refused(pretrain.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
+    assert "lr wants none or a number" in refused(pretrain.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
                                                            "--out", str(out)], capsys)
     assert not out.exists()
     tiny = ["--dataset", str(lam_dataset), "--steps", "2", "--width", "8", "--batch-size", "8", "--set",
@@ -41,7 +34,7 @@ def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
     assert pretrain.main(tiny)["steps"] == 2
 
     data = tmp_path / "data"
-    assert "image_size" in _refused(collect.main, ["--expert", "random", "--image-size", "0", "--out", str(data)],
+    assert "image_size" in refused(collect.main, ["--expert", "random", "--image-size", "0", "--out", str(data)],
                                     capsys)
     assert not data.exists()
     path = collect.main(["--expert", "random", "--episodes", "1", "--eval-episodes", "0", "--heldout-bg-episodes",
@@ -124,7 +117,7 @@ def test_damaged_and_unfinished_files_say_the_command_that_mends_them(lam_datase
     unfinished.mkdir()
     command = f"python -m rl_laof.collect --episodes 3 --image-size 32 --out {unfinished}"
     (unfinished / "collect.json").write_text(json.dumps({"config": {}, "expert": "random", "command": command}))
-    err = _refused(inspect.main, [str(unfinished)], capsys)
+    err = refused(inspect.main, [str(unfinished)], capsys)
     assert f"resume it with `{command}`" in err
 
 
@@ -135,7 +128,7 @@ def test_evaluate_on_an_unfinished_run_points_to_what_works(tmp_path, capsys):
     run.mkdir()
     (run / "config.json").write_text("{}")
     (run / "best_model.zip").write_bytes(b"")
-    err = _refused(evaluate.main, [str(run)], capsys)
+    err = refused(evaluate.main, [str(run)], capsys)
     assert "--which best" in err and "--resume" in err
 
 
@@ -167,7 +160,7 @@ def test_a_damaged_run_json_is_refused_with_its_file_named(tmp_path, capsys):
     path = tmp_path / "run" / "report.json"
     path.parent.mkdir()
     path.write_text(json.dumps({"config": {"steps": 10}, "history": [1, 2, 3]})[:25])
-    err = _refused(lambda argv: read_json(path), [], capsys)
+    err = refused(lambda argv: read_json(path), [], capsys)
     assert str(path) in err and "not valid JSON" in err and "remove its run folder" in err
 
 
@@ -182,7 +175,7 @@ def test_a_cut_short_model_file_is_refused_with_its_file_named(tmp_path, capsys)
     torch.save({"weights": torch.arange(1000.0)}, path)
     assert torch.equal(load_torch(path)["weights"], torch.arange(1000.0))
     path.write_bytes(path.read_bytes()[:700])
-    err = _refused(lambda argv: load_torch(path), [], capsys)
+    err = refused(lambda argv: load_torch(path), [], capsys)
     assert str(path) in err and "cut short or damaged" in err
     assert not [p for p in (ROOT / "rl_laof").rglob("*.py") if "torch.load(" in p.read_text()
                 and p.name != "runs.py"]  # no other way in
@@ -195,11 +188,11 @@ def test_advice_for_a_wrong_dataset_path_does_not_mislead(tmp_path, capsys):
 
     record = tmp_path / "collect.json"
     record.write_text(json.dumps({"config": {}}))
-    err = _refused(lambda argv: open_h5(record), [], capsys)
-    assert "not a dataset file" in err and "delete" not in err and "corrupt" not in err
+    err = refused(lambda argv: open_h5(record), [], capsys)
+    assert "a file, not a dataset" in err and "delete" not in err and "corrupt" not in err
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
-    err = _refused(lambda argv: open_h5(tmp_path / "a" / "dataset.h5"), [], capsys)
+    err = refused(lambda argv: open_h5(tmp_path / "a" / "dataset.h5"), [], capsys)
     assert "symbolic link that leads nowhere" in err and "collect --out" not in err
 
 

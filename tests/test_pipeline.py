@@ -156,3 +156,36 @@ def test_the_expert_is_found_or_trained_only_for_a_dataset_left_to_collect_and_h
     with pytest.raises(ValueError, match="another config"):  # refused before an expert is trained for it
         pipeline.dataset(cfg, tmp_path / "other", progress=False)
     assert calls.names() == ["expert", "collect"]
+
+
+def test_a_built_latent_policy_is_the_agents_own_seeds_and_the_residuals_find_their_start(monkeypatch, tmp_path):
+    """Building, agent seed s gets imitation seed s (``latent_seed`` another); the shipped policies are seed 0's and
+    serve every seed unless ``latent_seed`` asks for another; action_residual starts from LAOF's latent BC policy,
+    labels_residual from BC on the labels (built: no latent model, no flow), at the agent's action repeat."""
+    log: list[tuple[str, object]] = []
+
+    def dataset(task, preset, flow, progress=True, **overrides):
+        log.append(("dataset", dict(flow=flow, **overrides)))
+        return tmp_path / "ds"
+
+    def imitate(icfg, ds, out=None, progress=True):
+        log.append(("imitate", icfg))
+        return {"run_dir": str(tmp_path / f"{icfg.tag}-s{icfg.seed}")}
+
+    monkeypatch.setattr(pipeline, "default_dataset", dataset)
+    monkeypatch.setattr(pipeline, "latent_policy", imitate)
+    shipped = pipeline.shipped_agent("cheetah-run", "laof", "bc")
+    assert pipeline.latent_agent(TrainConfig(latent="laof", seed=2)) == shipped
+    assert pipeline.latent_agent(TrainConfig(latent="action_residual", seed=1)) == shipped and log == []
+    assert pipeline.latent_agent(TrainConfig(latent="laof", seed=2), rebuild=True).name == "laof-bc-idm-frac-0.01-s2"
+    assert log[-2] == ("dataset", dict(flow=True, distractors="laom", action_repeat=4))
+    pipeline.latent_agent(TrainConfig(latent="action_residual", seed=2, latent_seed=1))  # not the shipped seed 0
+    assert log[-1][1].seed == 1 and log[-1][1].latent == "laof"
+    built = pipeline.latent_agent(TrainConfig(latent="labels_residual", seed=3, action_repeat=2))
+    icfg = log[-1][1]
+    assert built.name == "bc-frac-0.01-s3" and (icfg.latent, icfg.relabel, icfg.labels) == ("none", "none", 0.01)
+    assert log[-2] == ("dataset", dict(flow=False, distractors="laom", action_repeat=2))
+    (tmp_path / "mine-s3").mkdir()
+    (tmp_path / "mine-s3" / "agent.pt").touch()
+    mine = TrainConfig(latent="laof", seed=3, latent_agent=str(tmp_path / "mine-s{seed}"))
+    assert pipeline.latent_agent(mine) == tmp_path / "mine-s3"

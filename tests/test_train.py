@@ -416,3 +416,165 @@ def test_the_agents_encoder_takes_the_latent_policys_size_whatever_the_config_sa
     cfg = _cfg(policy, latent_agents, residual_pcs=0, width=8, features=32, total_steps=64)
     report = train(cfg, tmp_path / "run", progress=False)
     assert "encoder" in report["initialised"]
+
+
+# --------------------------------------------------------------------------- raw-action residuals (issue 31)
+
+@pytest.fixture(scope="module")
+def labels_agent(lam_dataset, latent_agents, tmp_path_factory):
+    """BC on the labelled transitions only (an imitation run with latent none), the labels_residual's start."""
+    from rl_laof.imitation.training import imitate
+
+    cfg = ImitationConfig(latent="none", **TINY_IMITATION)
+    return imitate(cfg, lam_dataset, tmp_path_factory.mktemp("labels") / "bc", progress=False)["run_dir"]
+
+
+def _residual_cfg(latent: str, agent_dir: str, **kw) -> TrainConfig:
+    return TrainConfig(latent=latent, latent_agent=agent_dir, **{**TINY_TRAIN, **kw})
+
+
+def _check_action_residual(cfg: TrainConfig) -> None:
+    """u = 0 executes the frozen policy's own action (ImitationAgent: policy, then decoder), to float precision;
+    u moves it by scale x u (clipped to [-3, 3]), then the action bounds clip."""
+    from agents.training import load_latent_space, make_env
+    from rl_laof.imitation.agent import ImitationAgent
+
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    venv = make_env(cfg, 2, 0, agent, meta)
+    try:
+        assert venv.action_space.shape == (6,) and np.all(venv.action_space.high == 3.0)
+        obs = venv.reset()
+        with torch.no_grad():  # the agent observes the frozen policy's features
+            np.testing.assert_allclose(obs, agent.policy.encoder(torch.from_numpy(venv.pixels)).numpy(), atol=1e-6)
+        for _ in range(3):
+            own = np.clip(ImitationAgent(agent.policy, agent.decoder)(venv.pixels), -1, 1)
+            venv.step(np.zeros((2, 6), np.float32))
+            np.testing.assert_allclose(venv.last_env_actions, own, atol=1e-6)
+            np.testing.assert_allclose(venv.unwrapped.last_actions, own, atol=1e-6)  # what the simulator got
+        own = np.clip(ImitationAgent(agent.policy, agent.decoder)(venv.pixels), -1, 1)
+        u = np.array([[9.0, -1, 0, 0, 0, 0], [0, 0, 0.5, 0, 0, -2]], np.float32)  # 9: clipped to the bound, 3
+        venv.step(u)
+        expected = np.clip(own + cfg.action_residual_scale * np.clip(u, -3, 3), -1, 1)
+        np.testing.assert_allclose(venv.last_env_actions, expected, atol=1e-6)
+        if agent.decoder is None:
+            assert venv.last_latents is None
+    finally:
+        venv.close()
+
+
+def test_an_action_residual_at_zero_acts_exactly_as_the_decoded_latent_policy(latent_agents):
+    cfg = _residual_cfg("action_residual", latent_agents["bc"])
+    assert cfg.action_residual and not cfg.residual and cfg.tag.startswith("ppo-action_residual-pixels-")
+    _check_action_residual(cfg)
+    _check_action_residual(dataclasses.replace(cfg, action_residual_scale=0.1))
+    with pytest.raises(ValueError, match="latent laof / bc"):  # BC on the labels is not the decoded latent policy
+        _check_action_residual(_residual_cfg("labels_residual", latent_agents["bc"]))
+
+
+def test_a_labels_residual_at_zero_acts_exactly_as_bc_on_the_labels(labels_agent):
+    _check_action_residual(_residual_cfg("labels_residual", labels_agent))
+    with pytest.raises(ValueError, match="latent none / bc"):
+        _check_action_residual(_residual_cfg("action_residual", labels_agent))
+
+
+def test_the_spread_ratio_is_measured_on_the_policys_own_states():
+    """The executed actions of the policy's own rollout, whose states are the ones it was given: a constant policy
+    has spread 0; one whose action is a function of the state has the std of that function over its own states."""
+    import envs
+    from rl_laof.imitation.evaluation import action_spread
+
+    data_std = np.array([0.5, 1.0, 0.5, 1.0, 0.5, 1.0])
+    seen: list[np.ndarray] = []
+
+    def follow(obs: np.ndarray) -> np.ndarray:  # beyond the bounds at times: the env's clipping counts
+        seen.append(obs)
+        return 2 * np.tanh(obs[:, :6]).astype(np.float32)
+
+    venv = envs.make("cheetah-run", num_envs=2, obs="state", action_repeat=8, seed=3)
+    try:
+        const = action_spread(venv, lambda obs: np.full((len(obs), 6), 0.3, np.float32), data_std)
+        assert const["spread"] == 0.0 and const["actions"] == 2 * 125 and const["action_std"] == [0.0] * 6
+        out = action_spread(venv, follow, data_std)
+    finally:
+        venv.close()
+    executed = np.clip(2 * np.tanh(np.concatenate(seen)[:, :6]), -1, 1)  # every env is in its first episode
+    assert out["actions"] == len(executed) == 2 * 125
+    np.testing.assert_allclose(out["action_std"], executed.std(0), atol=1e-4)
+    assert out["spread"] == pytest.approx(executed.std(0).mean() / data_std.mean(), abs=1e-4) and out["spread"] > 0
+
+
+def test_an_imitation_report_records_its_spread_and_its_data(latent_agents):
+    """imitate's report keeps the spread of the policy's actions on its own states (its evaluation's rollouts on
+    the data's backgrounds) over the data's; agent.pt keeps the data's env and action spread; run_spread measures
+    a finished run the same way."""
+    from rl_laof.imitation.evaluation import run_spread, spread_ratio
+    from rl_laof.runs import load_torch, read_json
+
+    report = read_json(Path(latent_agents["bc"]) / "report.json")
+    data = load_torch(Path(latent_agents["bc"]) / "agent.pt")["data"]
+    assert data["env"]["action_repeat"] == 4 and data["env"]["frame_stack"] == 3 and data["env"]["image_size"] == 32
+    assert report["spread"] == round(spread_ratio(report["returns"]["train"]["action_std"], data["action_std"]), 4)
+    assert 0 < report["spread"] < 5
+    assert run_spread(latent_agents["bc"], seeds=1, episodes=1) == report["spread"]  # BC: deterministic
+
+
+def test_a_latent_policy_of_another_action_repeat_or_env_is_refused_naming_both_values(latent_agents):
+    from agents.training import env_mismatches, load_latent_space
+    from rl_laof.pipeline import shipped_agent
+
+    for kw, message in [(dict(action_repeat=2), "action repeat 4 \\(not 2\\)"),
+                        (dict(frame_stack=2), "3 stacked frames \\(not 2\\)"),
+                        (dict(image_size=64), "32 px images \\(not 64\\)"),
+                        (dict(distractors="hard:background"),
+                         "distractors with kinds=background,color,camera,objects \\(not background\\)"),
+                        (dict(task="walker-walk"), "task cheetah-run \\(not walker-walk\\)")]:
+        with pytest.raises(ValueError, match=f"the latent policy was made for {message}.*; pass --rebuild$"):
+            load_latent_space(_cfg("bc", latent_agents, **kw), Path(latent_agents["bc"]))
+    # the shipped policies keep their data's record beside agent.pt (data.json)
+    with pytest.raises(ValueError, match="action repeat 4 \\(not 8\\); pass --rebuild"):
+        load_latent_space(TrainConfig(latent="action_residual", action_repeat=8), shipped_agent("cheetah-run", "laof",
+                                                                                                "bc"))
+    # an agent.pt without a record still names its task, image size, frame stack and distractor level
+    meta = {"task": "cheetah-run", "image_size": 32, "config": {"frame_stack": 3}, "distractors": "hard"}
+    assert env_mismatches(_cfg("bc", latent_agents, action_repeat=2), meta, None) == []
+    assert env_mismatches(_cfg("bc", latent_agents, distractors="easy"), meta, None) == ["hard distractors (not easy)"]
+
+
+@pytest.fixture(scope="module")
+def per_seed_agents(lam_dataset, latent_agents, tmp_path_factory) -> str:
+    """Latent BC policies of imitation seeds 0 and 1 as ``<dir>/bc-s{seed}`` (one latent model)."""
+    from rl_laof.imitation.training import imitate
+    from rl_laof.runs import read_json
+
+    root = tmp_path_factory.mktemp("per-seed")
+    lam = read_json(Path(latent_agents["bc"]) / "report.json")["lam_run"]
+    (root / "bc-s0").symlink_to(latent_agents["bc"])
+    imitate(ImitationConfig(latent="laof", policy="bc", lam_run=lam, **{**TINY_IMITATION, "seed": 1}), lam_dataset,
+            root / "bc-s1", progress=False)
+    return str(root / "bc-s{seed}")
+
+
+def test_each_seed_loads_its_own_latent_policy(latent_agents, per_seed_agents):
+    """latent_agent "...-s{seed}": agent seed s loads imitation seed s, latent_seed picks another, and a policy of
+    another seed than latent_seed asks for is refused."""
+    from agents.training import load_latent_space
+
+    for seed, latent_seed, loaded in [(0, None, 0), (1, None, 1), (1, 0, 0)]:
+        cfg = _residual_cfg("action_residual", per_seed_agents, seed=seed, latent_seed=latent_seed)
+        _, meta = load_latent_space(cfg, Path(cfg.resolved_latent_agent))
+        assert meta["config"]["seed"] == loaded
+    with pytest.raises(ValueError, match="imitation seed 0 \\(not latent_seed 1\\)"):
+        load_latent_space(_cfg("bc", latent_agents, latent_seed=1), Path(latent_agents["bc"]))
+
+
+@pytest.mark.slow
+def test_an_action_residual_run_records_the_latent_seed_it_loaded_and_its_spread(per_seed_agents, tmp_path):
+    from rl_laof.pipeline import agent as train
+    from rl_laof.runs import read_json
+
+    report = train(_residual_cfg("action_residual", per_seed_agents, seed=1, total_steps=64), tmp_path / "run",
+                   progress=False)
+    assert report["latent_seed"] == 1 and report["latent_agent"] == per_seed_agents.replace("{seed}", "1")
+    assert read_json(tmp_path / "run" / "config.json")["latent_seed"] == 1
+    assert report["initialised"][0] == "mean=0" and "action residual" in report["initialised"][1]
+    assert 0 <= report["spread"] < 5 and report["eval_history"][0]["step"] == 0

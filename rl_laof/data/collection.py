@@ -13,12 +13,14 @@ distractors, and writes ``DIR/dataset.h5`` (layout: :mod:`rl_laof.data.format`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,9 @@ from envs.config import DistractorConfig
 from rl_laof.data import format as fmt
 from rl_laof.data.config import CollectConfig
 from rl_laof.data.labels import make_label_splits
+from rl_laof.presets import free_disk, refuse_beyond
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path, dataset_dir, read_json, run_folder, write_json
+from rl_laof.runs import atomic_path, check_room, dataset_dir, lock_run, read_json, run_folder, write_json
 
 #: loads an expert run's policy: (run folder, "best" | "final") -> an object with ``act(states)`` and ``config``
 LoadExpert = Callable[[str, str], Any]
@@ -230,7 +233,29 @@ def finished(cfg: CollectConfig, out: str | Path | None = None) -> Path | None:
         with fmt.open_h5(final) as f:
             if fmt.root_attrs(f)["complete"]:
                 return final
+    check_disk(cfg, out)
     return None
+
+
+def dataset_bytes(cfg: CollectConfig) -> tuple[int, int]:
+    """(frames, bytes) of the dataset ``cfg`` describes, estimated: per frame its RGB pixels (frames under
+    distractors hardly compress: lzf kept 83 %, measured at 32 px) and, with the exact-flow inputs, about 2 bytes
+    a pixel more (depth and geom ids after compression; 1.6 measured)."""
+    max_steps = 1000 // cfg.action_repeat  # a DMC episode: 1000 control steps
+    steps = max_steps if cfg.episode_steps is None else min(cfg.episode_steps, max_steps)
+    frames = sum(cfg.split_sizes().values()) * (steps + 1)
+    return frames, frames * cfg.image_size ** 2 * (3 + (2 if cfg.exact_flow_inputs else 0))
+
+
+def check_disk(cfg: CollectConfig, out: Path) -> None:
+    """Refuse a collection the disk at ``out`` cannot hold, before an expert is trained or an episode listed:
+    the episode parts and, while they merge, the dataset beside them (twice its size), less the parts already
+    there (a resumed collection)."""
+    frames, size = dataset_bytes(cfg)
+    done = sum(p.stat().st_size for p in (out / "parts").glob("*.h5")) if (out / "parts").is_dir() else 0
+    episodes = sum(cfg.split_sizes().values())
+    refuse_beyond(f"{episodes} episodes ({frames} frames at {cfg.image_size} px)", 2 * size - done, free_disk(out),
+                  f"disk space at {out}", "collect fewer or shorter episodes, or free space there")
 
 
 def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = True, keep_parts: bool = False,
@@ -253,44 +278,97 @@ def collect(cfg: CollectConfig, out: str | Path | None = None, progress: bool = 
     # forever, and the collection would hang instead of failing
     load_policy(expert, cfg, _action_dim(cfg.task), load_expert)
     ensure_gl()  # no headless GL: one line here, not a traceback from every worker
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_file, dict(config=config, expert=expert, command=command))
-    for stale in [*out.glob(".*.tmp-*"), *out.glob("parts/.*.tmp-*")]:  # left by a killed writer
-        stale.unlink(missing_ok=True)
+    # one collection in a folder at a time: a second would merge or remove the parts the first still writes
+    with lock_run(out):
+        done = finished(cfg, out)  # finished by the collection that held the folder before
+        if done is not None:
+            return done
+        write_json(cfg_file, dict(config=config, expert=expert, command=command))
+        for stale in [*out.glob(".*.tmp-*"), *out.glob("parts/.*.tmp-*")]:  # left by a killed writer
+            stale.unlink(missing_ok=True)
+        _collect_episodes(cfg, out, progress, expert, load_expert)
+        if not keep_parts:
+            shutil.rmtree(out / "parts", ignore_errors=True)
+    return final
 
+
+def _collect_episodes(cfg: CollectConfig, out: Path, progress: bool, expert: str,
+                      load_expert: LoadExpert | None) -> None:
+    """Roll out the episodes ``out/parts`` lacks (in worker processes where ``cfg.workers`` > 1), merge every part
+    into ``out/dataset.h5`` and record the collection's speed."""
+    config = json.loads(json.dumps(cfg.to_dict()))
     jobs = [(split, i, str(part_path(out, split, i))) for split, n in cfg.split_sizes().items() for i in range(n)]
     todo = [j for j in jobs if not fmt.part_is_complete(Path(j[2]))]
-    action_dim = _action_dim(cfg.task)
     t0 = time.time()
-    frames = 0
-    if todo:
-        bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="episode", enabled=progress,
-                           desc=f"collect {cfg.task}")
-        init = (config, expert, action_dim, load_expert)
-        if cfg.workers == 1:
-            _worker_init(*init)
-            results = map(_worker_job, todo)
-            pool = None
-        else:
-            pool = mp.get_context("spawn").Pool(min(cfg.workers, len(todo)), _pool_worker_init, init)
-            results = pool.imap_unordered(_worker_job, todo)
-        try:
-            for _, _, n in results:
-                frames += n
-                bar.update(1)
-                bar.set_postfix(fps=f"{frames / (time.time() - t0):.0f}")
-        finally:
-            bar.close()
-            if pool is not None:
-                pool.terminate()
-                pool.join()
+    frames = _collect_parts(cfg, out, jobs, todo, (config, expert, _action_dim(cfg.task), load_expert), progress)
     collect_s = time.time() - t0
     merge(cfg, out, expert, [Path(j[2]) for j in jobs])
-    if not keep_parts:
-        shutil.rmtree(out / "parts", ignore_errors=True)
     stats = dict(frames=frames, seconds=round(collect_s, 2), fps=round(frames / collect_s, 1) if frames else None)
     write_json(out / "collect_stats.json", stats)
-    return final
+
+
+def _collect_parts(cfg: CollectConfig, out: Path, jobs: list, todo: list, init: tuple, progress: bool) -> int:
+    """Roll the episodes ``todo`` (of ``jobs``) out into their parts, in ``cfg.workers`` processes; the frames
+    written. It stops early, with the finished parts kept, where the disk cannot hold the rest (:func:`_check_room`)."""
+    if not todo:
+        return 0
+    bar = progress_bar(total=len(jobs), initial=len(jobs) - len(todo), unit="episode", enabled=progress,
+                       desc=f"collect {cfg.task}", folder=out)
+    left = set(todo)
+    done = [Path(j[2]).stat().st_size for j in jobs if j not in left]
+    _check_room(out, sum(done), len(done), len(todo))
+    if cfg.workers == 1:
+        _worker_init(*init)
+        results, pool = map(_worker_job, todo), None
+    else:
+        with _deaf_to_ctrl_c():  # the workers: the parent says the one line and ends them
+            pool = mp.get_context("spawn").Pool(min(cfg.workers, len(todo)), _pool_worker_init, init)
+        results = pool.imap_unordered(_worker_job, todo)
+    t0, frames = time.time(), 0
+    try:
+        for split, index, n in results:
+            frames += n
+            bar.update(1)
+            bar.set_postfix(fps=f"{frames / (time.time() - t0):.0f}")
+            done.append(part_path(out, split, index).stat().st_size)
+            _check_room(out, sum(done), len(done), len(jobs) - len(done))
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+            for stale in (out / "parts").glob(".*.tmp-*"):  # a part a worker was writing as it was ended
+                stale.unlink(missing_ok=True)
+    return frames
+
+
+@contextlib.contextmanager
+def _deaf_to_ctrl_c() -> Iterator[None]:
+    """Processes started inside ignore SIGINT from their first instruction (an ignored signal stays ignored across
+    exec): a terminal's Ctrl-C reaches the whole process group, and a worker still importing would print a
+    traceback of its own before its initializer could ignore it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+#: the merged dataset.h5 over the sum of its parts (HDF5 copies the compressed chunks; each part has its own
+#: metadata): a little under 1 (0.994 measured), so a disk a little short of the parts' sum is not refused
+_MERGED_SHARE = 0.95
+
+
+def _check_room(out: Path, done_bytes: int, done: int, left: int) -> None:
+    """Stop while the disk can still hold what is written: ``left`` more parts the mean size of the ``done`` ones,
+    then the merged dataset (about their sum: the parts are removed only after it is written)."""
+    if done:
+        mean = done_bytes / done
+        what = f"{left} more episodes and the merged dataset.h5" if left else "the merged dataset.h5"
+        check_room(out, mean * left + _MERGED_SHARE * mean * (done + left), what)
 
 
 def _action_dim(task: str) -> int:
@@ -301,8 +379,10 @@ def _action_dim(task: str) -> int:
 
 
 def merge(cfg: CollectConfig, out: Path, expert: str, parts: list[Path]) -> Path:
-    """All episode parts -> one ``dataset.h5`` with label splits and provenance, atomically."""
+    """All episode parts -> one ``dataset.h5`` with label splits and provenance, atomically; refused first where
+    the disk cannot hold it."""
     final = out / "dataset.h5"
+    check_room(out, _MERGED_SHARE * sum(p.stat().st_size for p in parts), "the merged dataset.h5")
     train_lengths = []
     with atomic_path(final) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format=fmt.FORMAT, version=fmt.VERSION, task=cfg.task, seed=cfg.seed, complete=False,

@@ -10,7 +10,9 @@ than mid-training. Loading a split always reads (and so checksums) what it loads
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +105,7 @@ class VideoDataset:
             self.state_dim = int(first["states"].shape[1]) if "states" in first else 0  # 0: video alone
             self.camera_fovy = float(first.attrs.get("camera_fovy", np.nan))
             self.agent_geoms = f["agent_geoms"][()] if "agent_geoms" in f else None
+        self.flow_id: str | None = None  # the attached flow file's (fmt.check_flow_of)
         self.flow_path = self._attach_flow(flow)
         if self.flow_path is not None:
             with fmt.open_h5(self.flow_path) as f:
@@ -121,6 +124,7 @@ class VideoDataset:
             with fmt.open_h5(path) as f:
                 if not f.attrs.get("complete", False):
                     raise fmt.DatasetError(f"{path}: unfinished flow targets: rerun `python -m rl_laof.flow`.")
+                self.flow_id = fmt.check_flow_of(f, path, self.identity, method)
                 for split, eps in self.episodes.items():
                     for e in eps:
                         name = f"episodes/{split}/{fmt.episode_name(e.index)}"
@@ -139,6 +143,26 @@ class VideoDataset:
     def _file_for(self, key: str) -> Path:
         in_flow = key in fmt.FLOW_KEYS or key in fmt.FLOW_OPTIONAL_KEYS
         return self.flow_path if in_flow and self.flow_path is not None else self.path
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def identity(self) -> str:
+        """What tells this dataset from another, wherever it lies: a digest of its task, seed, collection config,
+        expert and creation time (a dataset moved or copied keeps it; one collected again with another config or
+        seed, or at another time, has another)."""
+        a = self.attrs
+        key = [a["task"], a["tasks"], a["seed"], a["config"], a["expert"], a["created"]]
+        return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def inputs(self, flow: bool = False) -> dict[str, Any]:
+        """What a run made from this dataset records of it, so that its folder refuses another
+        (``rl_laof.runs.refuse_other_inputs``): the dataset and, with ``flow``, the flow file attached (None where
+        none is)."""
+        out: dict[str, Any] = {"dataset": {"path": os.path.abspath(self.path), "id": self.identity}}
+        if flow:
+            out["flow_file"] = (None if self.flow_path is None
+                                else {"path": os.path.abspath(self.flow_path), "id": self.flow_id})
+        return out
 
     # ------------------------------------------------------------------ metadata
     @property

@@ -34,6 +34,7 @@ renamed, so an interrupted writer never leaves a partial ``dataset.h5``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -45,7 +46,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from rl_laof.runs import atomic_path
+from rl_laof.runs import write_bytes
 
 FORMAT = "rl_laof-video"
 VERSION = 1
@@ -75,6 +76,19 @@ def flow_path(dataset: Path, method: str) -> Path:
 
 class DatasetError(RuntimeError):
     """A dataset file is missing, truncated, corrupt or not an rl_laof dataset."""
+
+
+def check_flow_of(f, path: str | os.PathLike, dataset_id: str, method: str) -> str:
+    """The identity of the open flow file ``f`` (``path``) of a dataset whose identity is ``dataset_id``
+    (``VideoDataset.identity``): its method, creation time and dataset. A flow file made for another dataset (one
+    collected again in its folder since) is refused; one written before flow files recorded their dataset passes."""
+    made_for = f.attrs.get("dataset_id")
+    if made_for is not None and str(made_for) != dataset_id:
+        raise DatasetError(f"{path}: flow targets of another dataset (the dataset beside it was collected again "
+                           f"since); delete it and run python -m rl_laof.flow --dataset {Path(path).parent} "
+                           f"--method {method}")
+    key = json.dumps([dataset_id, method, str(f.attrs.get("created", ""))])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def unfinished_collection(folder: Path) -> str | None:
@@ -140,13 +154,19 @@ def check_episode(group, where: str, required: tuple[str, ...] = REQUIRED) -> in
 def write_part(path: Path, arrays: dict[str, np.ndarray], attrs: dict[str, Any], compression: str | None,
                extra: dict[str, np.ndarray] | None = None) -> None:
     """One episode in its own file (group ``episode``, plus ``extra`` datasets at the root), written
-    atomically and marked ``complete`` last: what resumable stages write before merging."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            write_episode(f.create_group("episode"), arrays, attrs, compression)
-            for key, value in (extra or {}).items():
-                f.create_dataset(key, data=value)
-            f.attrs["complete"] = True
+    atomically and marked ``complete`` last: what resumable stages write before merging.
+
+    The file is built in memory and written in one plain write: on a full disk that is an OSError ENOSPC naming
+    the part (``rl_laof.runs.atomic_path``), where HDF5 writing to the disk itself fills stderr with errors from
+    its objects' destructors and can crash the process as it closes the file."""
+    with h5py.File(str(path), "w", driver="core", backing_store=False) as f:  # the name only identifies it
+        write_episode(f.create_group("episode"), arrays, attrs, compression)
+        for key, value in (extra or {}).items():
+            f.create_dataset(key, data=value)
+        f.attrs["complete"] = True
+        f.flush()
+        image = f.id.get_file_image()
+    write_bytes(path, image)
 
 
 def part_is_complete(path: Path, required: tuple[str, ...] = COLLECTED) -> bool:
@@ -168,7 +188,10 @@ def open_h5(path: str | os.PathLike, mode: str = "r"):
             raise DatasetError(f"{path}: {link} is a symbolic link that leads nowhere (a loop, or its target is "
                                "gone); point it at a dataset folder or pass the folder itself")
     if path.is_file() and path.suffix != ".h5" and not h5py.is_hdf5(path):
-        raise DatasetError(f"{path}: not a dataset file; pass the dataset's folder (the one holding dataset.h5)")
+        beside = (path.parent / "dataset.h5").exists() or (path.parent / "collect.json").exists()
+        which = f": here {path.parent}" if beside else ""
+        raise DatasetError(f"{path}: a file, not a dataset; pass the dataset's folder (the one holding dataset.h5"
+                           f"{which}) or its dataset.h5")
     if not path.exists():
         folder = path.parent if path.suffix == ".h5" else path
         how = unfinished_collection(folder) or f"make one with `python -m rl_laof.collect --out {folder}`"

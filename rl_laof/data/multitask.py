@@ -99,6 +99,7 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
                 for name, m in masks.items()}
         grp.attrs["meta"] = json.dumps(meta)
         f.attrs["complete"] = True
+    merged_id = VideoDataset(target, flow=None).identity  # what its flow files are made for (fmt.check_flow_of)
     for method in fmt.FLOW_METHODS:
         flows = [fmt.flow_path(d.path, method) for d in sets]
         if all(p.exists() for p in flows):
@@ -106,7 +107,8 @@ def merge_datasets(sources: list[str | Path], out: str | Path, progress: bool = 
                 with h5py.File(flows[0], "r") as f0:
                     for key, value in f0.attrs.items():
                         f.attrs[key] = value
-                f.attrs["complete"] = False
+                f.attrs.update(dataset=target.name, dataset_id=merged_id, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                               complete=False)
                 _copy_episodes(f, sets, tasks, lambda d, m=method: fmt.flow_path(d.path, m))
                 f.attrs["complete"] = True
     if progress:

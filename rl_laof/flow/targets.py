@@ -30,14 +30,15 @@ from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_b
 from rl_laof.flow.calibrate import FLOW_SOURCES, agent_speeds, masked_agent_flow, source_keys, speed_summary
 from rl_laof.flow.exact import FlowInputs
 from rl_laof.progress import progress_bar
-from rl_laof.runs import atomic_path
+from rl_laof.runs import atomic_path, check_room, lock_run
 
 EXACT_KEYS = ("depth", "geom_id", "camera_pos", "camera_mat", "geom_xpos", "geom_xmat", "shake_affine")
 
 
 def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto", batch: int = 256,
               progress: bool = True) -> Path:
-    """Compute (or resume, or find) the ``method`` flow targets of a dataset; returns the flow file."""
+    """Compute (or resume, or find) the ``method`` flow targets of a dataset; returns the flow file. A finished
+    file made for another dataset (one collected again in the folder since) is refused, not returned."""
     if method not in fmt.FLOW_METHODS:
         raise ValueError(f"Unknown flow method {method!r}; valid: {', '.join(fmt.FLOW_METHODS)}.")
     if batch < 1:
@@ -45,19 +46,39 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
     backend = resolve_backend(backend)
     ds = VideoDataset(dataset, flow=None)
     out = fmt.flow_path(ds.path, method)
-    if out.exists():
-        with fmt.open_h5(out) as f:
-            if f.attrs.get("complete", False):
-                return out
+    if _finished(out, ds, method):
+        return out
     missing = [k for k in EXACT_KEYS if k not in ds.keys]
     if method == "exact" and missing:
         raise fmt.DatasetError(f"{ds.path}: has no {missing}: it was collected with --no-exact-flow-inputs, so "
                                "exact flow cannot be computed (use --method estimate, or collect again).")
+    # one writer of this method's parts and file at a time (the other method's flow may be computed beside it)
+    with lock_run(out.parent, f".flow-{method}.lock", "wait for it (one computation per dataset and method)"):
+        if not _finished(out, ds, method):  # not finished by the writer that held the lock before
+            _compute_flow(ds, method, backend, batch, progress)
+    return out
+
+
+def _finished(out: Path, ds: VideoDataset, method: str) -> bool:
+    """Whether ``out`` holds the finished ``method`` flow of ``ds`` (one of another dataset is refused)."""
+    if not out.exists():
+        return False
+    with fmt.open_h5(out) as f:
+        if not f.attrs.get("complete", False):
+            return False
+        fmt.check_flow_of(f, out, ds.identity, method)
+        return True
+
+
+def _compute_flow(ds: VideoDataset, method: str, backend: str, batch: int, progress: bool) -> None:
+    """The flow of every episode of ``ds`` (each kept as a part, so a rerun skips finished ones), then merged."""
+    out = fmt.flow_path(ds.path, method)
     parts = out.parent / f"flow-{method}-parts"
     jobs = [(split, e) for split, eps in ds.episodes.items() for e in eps]
     t0 = time.perf_counter()
     pairs = 0
-    for split, e in progress_bar(jobs, unit="episode", desc=f"flow {method}", enabled=progress):
+    for split, e in progress_bar(jobs, unit="episode", desc=f"flow {method}", enabled=progress,
+                                 folder=out.parent):
         part = parts / f"{split}-{fmt.episode_name(e.index)}.h5"
         if fmt.part_is_complete(part, fmt.FLOW_KEYS):
             continue
@@ -80,11 +101,20 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         pairs += e.length
         fmt.write_part(part, {k: np.concatenate(v) for k, v in out_arrays.items()},
                        {"index": e.index, "split": split, "length": e.length}, "lzf")
-    seconds = time.perf_counter() - t0
+    _merge_flow(ds, method, backend, jobs, pairs / (time.perf_counter() - t0) if pairs else np.nan)
+
+
+def _merge_flow(ds: VideoDataset, method: str, backend: str, jobs: list, pairs_per_s: float) -> None:
+    """The parts merged into the flow file (written atomically, ``complete`` set last), with the agent-speed
+    statistics of the training split and the dataset it was made for; the parts are then removed."""
+    out = fmt.flow_path(ds.path, method)
+    parts = out.parent / f"flow-{method}-parts"
     speeds: dict[str, list[np.ndarray]] = {k: [] for k in FLOW_SOURCES}
     has_mask = "agent_mask" in ds.keys  # a video without the simulator's mask: unmasked speeds only
+    check_room(out.parent, 0.95 * sum(p.stat().st_size for p in parts.glob("*.h5")), out.name)  # ~ the parts' sum
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format="rl_laof-flow", method=method, backend=backend, dataset=str(ds.path.name),
+                       dataset_id=ds.identity, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        complete=False, units="displayed pixels, (dx, dy)")
         for split, e in jobs:
             with h5py.File(parts / f"{split}-{fmt.episode_name(e.index)}.h5", "r") as p:
@@ -100,10 +130,9 @@ def fill_flow(dataset: str | Path, method: str = "exact", backend: str = "auto",
         hw = int(np.prod(ds.image_shape[-2:]))
         f.attrs["agent_speed"] = json.dumps({k: speed_summary(np.concatenate(v), frames, hw)
                                              for k, v in speeds.items() if v})
-        f.attrs["pairs_per_s"] = pairs / seconds if pairs else np.nan
+        f.attrs["pairs_per_s"] = pairs_per_s
         f.attrs["complete"] = True
     shutil.rmtree(parts, ignore_errors=True)
-    return out
 
 
 def camfree_agent_flow(inputs: FlowInputs, agent_geoms: np.ndarray | None, backend: str = "auto"

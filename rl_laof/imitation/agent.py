@@ -1,6 +1,6 @@
 """A trained imitation agent: the policy network a config describes, the agent acting with it (policy, then
-the action decoder where there is one), and ``load_agent`` for an imitation run's ``agent.pt`` (what the PPO
-stage starts from)."""
+the action decoder where there is one), ``load_agent`` for an imitation run's ``agent.pt`` (what the PPO
+stage starts from), and ``recorded_data``: the env its data was collected in and the expert's action spread there."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import torch
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.imitation.config import ImitationConfig
 from rl_laof.models.policy import ActionDecoder, BCPolicy, FlowPolicy, PixelEncoder
-from rl_laof.runs import load_torch
+from rl_laof.runs import load_torch, read_json
+
+DATA_FILE = "data.json"  # beside an agent.pt made before agent.pt kept its data record (the shipped ones)
 
 
 def make_policy(cfg: ImitationConfig, out_dim: int, image_size: int) -> BCPolicy | FlowPolicy:
@@ -59,3 +61,26 @@ def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict
         decoder = ActionDecoder(saved["out_dim"], saved["action_dim"], cfg.decoder_hidden)
         decoder.load_state_dict(saved["decoder"])
     return ImitationAgent(policy, decoder, seed), saved
+
+
+def data_record(ds: VideoDataset, frame_stack: int) -> dict[str, Any]:
+    """What a latent policy's data was: the env it was collected in (task, distractors, image size, action repeat)
+    with the policy's frame stack, and the expert's per-dimension action std on its training split (what a
+    policy's action spread is measured against: ``rl_laof.imitation.evaluation.spread_ratio``)."""
+    actions = np.asarray(ds.load_split("train", ("actions",))["actions"], np.float64)
+    return {"env": {**ds.env_settings, "frame_stack": int(frame_stack)},
+            "action_std": actions.std(0).round(6).tolist()}
+
+
+def recorded_data(run_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The data record (:func:`data_record`) of the imitation run in ``run_dir`` whose ``agent.pt`` holds ``meta``:
+    kept in ``agent.pt``, else in ``data.json`` beside it (the shipped policies, made before it was kept), else
+    read from its dataset where that file is still there; None where none of them is."""
+    if meta.get("data") is not None:
+        return meta["data"]
+    if (Path(run_dir) / DATA_FILE).exists():
+        return read_json(Path(run_dir) / DATA_FILE)
+    dataset = meta.get("dataset")
+    if dataset and Path(dataset).exists():
+        return data_record(VideoDataset(dataset, flow=None), meta["config"]["frame_stack"])
+    return None

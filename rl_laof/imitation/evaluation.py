@@ -1,5 +1,6 @@
 """How good an imitation agent is beyond its returns (``envs.rollout.policy_returns``): its action error on
-held-out transitions, its latency per action, and the bar chart of normalised returns."""
+held-out transitions, the spread of its actions on its own states against the expert's on the data, its latency
+per action, and the bar chart of normalised returns."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.rollout import policy_returns, run_episodes
 from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
+from rl_laof.imitation.agent import ImitationAgent, load_agent, recorded_data
 from rl_laof.runs import atomic_path
 
 
@@ -28,6 +31,52 @@ def action_error(act: Callable[[np.ndarray], np.ndarray], ds: VideoDataset, spli
     target = np.asarray(w.data["actions"], np.float32)[rows]
     pred = np.concatenate([act(w.gather(rows[i:i + 256])["obs"].numpy()) for i in range(0, len(rows), 256)])
     return float(((pred - target) ** 2).mean() / ((target - target.mean(0)) ** 2).mean())
+
+
+def data_action_std(ds: VideoDataset) -> np.ndarray:
+    """Per-dimension std of the dataset's training actions: the expert's spread on the data."""
+    return np.asarray(ds.load_split("train", ("actions",))["actions"], np.float64).std(0)
+
+
+def spread_ratio(policy_std, data_std) -> float:
+    """A policy's action spread over the expert's: the per-dimension std of the actions it executed on its own
+    states, averaged over dimensions, divided by the same average of the data's (0: one action whatever the state,
+    1: as varied as the expert). Regressed latents of ambiguous states shrink to their mean and decode to small
+    actions (docs/design.md), which the open-loop action error on the data's states does not show."""
+    data = float(np.mean(data_std))
+    return float(np.mean(policy_std)) / data if data > 0 else float("nan")
+
+
+def action_spread(venv, act: Callable[[np.ndarray], np.ndarray], data_std,
+                  on_dones: Callable[[np.ndarray], None] | None = None) -> dict:
+    """Roll ``act`` out in ``venv`` (the first episode of every env, on the states the policy itself visits: any
+    action space, the raw env with a latent policy + decoder, or an agent's latent / residual env) and measure the
+    spread of the actions the env executed (:func:`spread_ratio` against ``data_std``, the data's per-dimension
+    action std). Returns the ratio (``spread``), both per-dimension stds, the executed actions' count and the
+    episodes' mean return."""
+    executed: list[np.ndarray] = []
+    returns = run_episodes(venv, act, on_dones=on_dones, executed=executed)
+    actions = np.concatenate(executed)
+    std = actions.std(0)
+    return {"spread": round(spread_ratio(std, data_std), 4), "action_std": std.round(4).tolist(),
+            "data_action_std": np.round(np.asarray(data_std, np.float64), 4).tolist(), "actions": len(actions),
+            "return": float(returns.mean())}
+
+
+def run_spread(run_dir: str | Path, seeds: int, episodes: int) -> float:
+    """The spread (:func:`spread_ratio`) of a finished imitation run's agent under its report's protocol (the data's
+    env and backgrounds, ``seeds`` x ``episodes`` episodes of ``policy_returns``), for a report made before reports
+    kept it."""
+    agent, meta = load_agent(run_dir)
+    agent = ImitationAgent(agent.policy, agent.decoder, meta["config"]["seed"])  # as the run evaluated it
+    data = recorded_data(run_dir, meta)
+    if data is None:
+        raise FileNotFoundError(f"{run_dir}: its agent.pt keeps no data record and its dataset "
+                                f"{meta.get('dataset')} is gone: the expert's action spread is unknown")
+    env = {k: v for k, v in data["env"].items() if k != "frame_stack"}
+    returns = policy_returns(agent, **env, frame_stack=data["env"]["frame_stack"], seeds=seeds, episodes=episodes,
+                             progress=False)
+    return round(spread_ratio(returns["train"]["action_std"], data["action_std"]), 4)
 
 
 def latency_ms(act: Callable[[np.ndarray], np.ndarray], obs_shape: tuple[int, ...], calls: int) -> float:

@@ -22,11 +22,11 @@ from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
 from rl_laof.fit import fit
-from rl_laof.imitation.agent import ImitationAgent, distractor_level, make_policy
+from rl_laof.imitation.agent import ImitationAgent, data_record, distractor_level, make_policy
 from rl_laof.imitation.config import ImitationConfig
-from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns
+from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns, spread_ratio
 from rl_laof.lam.evaluation import latents
-from rl_laof.lam.training import load_lam
+from rl_laof.lam.training import lam_input, load_lam
 from rl_laof.models.policy import (
     ActionDecoder,
     BCPolicy,
@@ -36,7 +36,17 @@ from rl_laof.models.policy import (
     PixelIDM,
     random_shift,
 )
-from rl_laof.runs import imitation_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
+from rl_laof.runs import (
+    INPUTS,
+    imitation_dir,
+    load_torch,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    save_torch,
+    write_json,
+)
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
@@ -173,8 +183,19 @@ def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: 
 
 
 def default_run_dir(cfg: ImitationConfig, ds: VideoDataset) -> Path:
-    """Where a run of ``cfg`` on ``ds`` goes by default."""
-    return imitation_dir(ds.task, ds.path.parent.name, cfg.tag, cfg.preset, cfg.seed)
+    """Where a run of ``cfg`` on ``ds`` goes by default (named after the dataset's folder)."""
+    return imitation_dir(ds.task, ds.path, cfg.tag, cfg.preset, cfg.seed)
+
+
+def run_inputs(cfg: ImitationConfig, ds: VideoDataset) -> dict[str, Any]:
+    """What a run of ``cfg`` on ``ds`` is made from, recorded so that its folder refuses others
+    (``rl_laof.runs.refuse_other_inputs``): the dataset, and the latent action model ``cfg.lam_run`` names, where
+    its ``model.pt`` is there (a finished run no longer reads it)."""
+    inputs = ds.inputs()
+    model = lam_input(cfg.lam_run) if cfg.latent != "none" and cfg.lam_run is not None else None
+    if model is not None:
+        inputs["latent_model"] = model
+    return inputs
 
 
 def reference_config(cfg: ImitationConfig) -> ImitationConfig:
@@ -201,7 +222,7 @@ def open_run(cfg: ImitationConfig, ds: VideoDataset, out: str | Path | None = No
     unfinished run cannot use (:func:`check_inputs`)."""
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds))
     config = json.loads(json.dumps(cfg.to_dict()))
-    refuse_other_config(run_dir, config, _EVAL_ONLY)
+    refuse_other_config(run_dir, config, _EVAL_ONLY, inputs=run_inputs(cfg, ds))
     report_file = run_dir / "report.json"
     if report_file.exists() and read_json(report_file)["config"] == config:
         return run_dir, read_json(report_file)
@@ -232,6 +253,24 @@ def add_normalised_returns(cfg: ImitationConfig, ds: VideoDataset, report: dict[
                             run_dir / "returns.png", f"{ds.task}: {cfg.tag}")
 
 
+def save_agent(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, policy: BCPolicy | FlowPolicy,
+               decoder: ActionDecoder | None, norm: LatentNormalizer | None, targets: torch.Tensor,
+               lam_run: str | None) -> dict[str, Any]:
+    """``agent.pt``: the policy, decoder and normaliser with what the PPO stage checks and uses (the data's env and
+    action spread, the training latents' principal directions); returns the data record."""
+    data_rec = data_record(ds, cfg.frame_stack)
+    save_torch({"config": json.loads(json.dumps(cfg.to_dict())), "out_dim": int(targets.shape[1]),
+                "image_size": ds.image_shape[-1], "action_dim": ds.action_dim, "task": ds.task,
+                "dataset": str(ds.path), "lam_run": lam_run, "distractors": distractor_level(ds), "data": data_rec,
+                "policy": policy.state_dict(),
+                "decoder": decoder.state_dict() if decoder is not None else None,
+                "normalizer": norm.state_dict() if norm is not None else None,
+                # the training latents' principal directions: the residual action space of rl_laof.train
+                "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
+                               if cfg.latent != "none" else None)}, run_dir / "agent.pt")
+    return data_rec
+
+
 def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None, progress: bool = True,
             lam: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
@@ -243,10 +282,17 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
     run_dir, finished = open_run(cfg, ds, out)
     if finished is not None:
         return finished
+    with lock_run(run_dir):  # everything is checked: the run's folder is made now, with one writer
+        return _imitate(cfg, ds, run_dir, progress, lam)
+
+
+def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bool,
+             lam: str | Path | None) -> dict[str, Any]:
+    """The unfinished run of ``cfg`` in ``run_dir`` (checked by :func:`open_run`) trained, evaluated and
+    reported."""
     config = json.loads(json.dumps(cfg.to_dict()))
     report_file = run_dir / "report.json"
-    run_dir.mkdir(parents=True, exist_ok=True)  # everything is checked: the run's folder is made now
-    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path)})
+    write_json(run_dir / "config.json", {"config": config, "dataset": str(ds.path), INPUTS: run_inputs(cfg, ds)})
 
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -276,15 +322,7 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
     writer.close()
 
-    save_torch({"config": config, "out_dim": int(targets.shape[1]), "image_size": ds.image_shape[-1],
-                "action_dim": ds.action_dim, "task": ds.task, "dataset": str(ds.path), "lam_run": lam_run,
-                "distractors": distractor_level(ds),
-                "policy": policy.state_dict(),
-                "decoder": decoder.state_dict() if decoder is not None else None,
-                "normalizer": norm.state_dict() if norm is not None else None,
-                # the training latents' principal directions: the residual action space of rl_laof.train
-                "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
-                               if cfg.latent != "none" else None)}, run_dir / "agent.pt")
+    data_rec = save_agent(cfg, ds, run_dir, policy, decoder, norm, targets, lam_run)
     agent = ImitationAgent(policy, decoder, cfg.seed)
     returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
                              seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)
@@ -294,6 +332,8 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
         "tag": cfg.tag, "task": ds.task, "dataset": str(ds.path), "run_dir": str(run_dir), "config": config,
         "lam_run": lam_run, "train_transitions": int(len(rows)), "labelled_transitions": int(len(data.labelled)),
         "stages": stages, "returns": returns, "action_mse": errors,
+        # the action spread on its own states (the first background set's rollouts) over the expert's on the data
+        "spread": round(spread_ratio(returns[cfg.eval_backgrounds[0]]["action_std"], data_rec["action_std"]), 4),
         "ms_per_action": round(latency_ms(agent, (3 * cfg.frame_stack, *ds.image_shape[1:]), cfg.latency_calls), 3),
         "torch_threads": torch.get_num_threads(),
     }

@@ -4,9 +4,11 @@ report with the held-out probes, and ``load_lam`` for the stages that use a trai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,19 @@ from rl_laof.loop import Checkpoints, TrainingLoop
 from rl_laof.models import LAOMModel, LatentActionModel, build_lam, lam_augmentation
 from rl_laof.models.augment import random_homographies
 from rl_laof.precision import autocast
-from rl_laof.runs import lam_dir, load_torch, read_json, refuse_other_config, run_folder, save_torch, write_json
+from rl_laof.presets import available_memory, refuse_beyond
+from rl_laof.runs import (
+    INPUTS,
+    lam_dir,
+    load_torch,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    save_torch,
+    torch_checksum,
+    write_json,
+)
 
 # config fields that do not change what a run computes (a resumed run may change them)
 _NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
@@ -123,9 +137,20 @@ def load_lam(run_dir: str | Path) -> LatentActionModel | LAOMModel:
     return model.eval()
 
 
+def lam_input(run_dir: str | Path) -> dict[str, Any] | None:
+    """A trained model as a run built on it records it (``rl_laof.runs.refuse_other_inputs``): its ``model.pt``
+    and that file's checksum (a model trained again in the folder is another input); None without a model."""
+    path = Path(run_dir) / "model.pt"
+    if not path.is_file():
+        return None
+    sums = torch_checksum(path, verify=False)  # the recorded one: a model differs from another by it
+    return {"path": os.path.abspath(path), "id": sums[0] if sums is not None else None}
+
+
 def default_run_dir(cfg: LAMConfig, dataset: Path, task: str) -> Path:
-    """Where a run of ``cfg`` on ``dataset`` (as the caller holds it: file or folder) goes by default; a flow
-    method's folder names its flow tier (``laof-rgb``, ``laof-action-oracle``), so the tiers never share a run."""
+    """Where a run of ``cfg`` on ``dataset`` (its folder or its file: the run is named after the folder) goes by
+    default; a flow method's folder names its flow tier (``laof-rgb``, ``laof-action-oracle``), so the tiers never
+    share a run."""
     tag = f"{cfg.method}-{cfg.flow_tier}" if cfg.base == "laof" else cfg.method
     return lam_dir(task, dataset, tag, cfg.preset, cfg.seed, cfg.label_split if cfg.supervised else None)
 
@@ -262,6 +287,30 @@ class LAMTraining(TrainingLoop):
         self.untrained = state.get("untrained_probes")
 
 
+def activation_factor(width: int) -> float:
+    """A training sample's memory (forward and backward) over its float32 inputs: measured with LAOF's conv model
+    on 32-px frames (peak RSS between batch sizes 1024 and 4096 at width 16, 256 and 1024 at width 64), about 5x
+    at width 16 and 16x at width 64."""
+    return 2.0 + width / 5
+
+
+def check_batch(cfg: LAMConfig, ds: VideoDataset) -> None:
+    """Refuse, before anything is loaded, a batch (``cfg`` resolved) that the data or the machine cannot hold:
+    more samples than the training split has windows (a step would draw every window several times, and the
+    batch grows memory for nothing: 100000 on a 5-episode dataset took 20 GB), or a batch whose estimated memory
+    (float32 frames and flow target of each sample x :func:`activation_factor`) is more than is available."""
+    windows = sum(e.length for e in ds.episodes["train"][:cfg.train_episodes])
+    if cfg.batch_size > windows:
+        raise ValueError(f"batch_size={cfg.batch_size}: {ds.path} has {windows} training windows; use "
+                         f"--batch-size {windows} or less (a larger batch only repeats windows within a step)")
+    c, h, w = ds.image_shape[-3:]
+    sample = 4 * ((cfg.frame_stack + 2) * c * h * w + 2 * h * w)  # o_t's stack, o_t+1, o_t+k; the flow target
+    samples = cfg.batch_size + (cfg.labelled_batch_size if cfg.supervised else 0)
+    refuse_beyond(f"batch_size={cfg.batch_size} at width={cfg.width} on {h}-px frames",
+                  samples * sample * activation_factor(cfg.width), available_memory(), "memory",
+                  "use a smaller --batch-size or --width")
+
+
 @dataclasses.dataclass
 class LAMRun:
     """A pretrain run as found before anything is written: its config (flow sigma and label share resolved from
@@ -283,6 +332,7 @@ def open_lam_run(cfg: LAMConfig, dataset: str | Path, out: str | Path | None, st
     r = cfg.resolved()
     # the flow file of the config's tier and nothing else (an oracle file beside it is never read by another tier)
     ds = VideoDataset(dataset, flow=r.flow_method if r.flow_weight > 0 else None)
+    check_batch(r, ds)
     cfg, calibration = flow_calibration(cfg, ds)
     cfg = label_share(cfg, ds) if cfg.supervised else cfg
     if cfg.augment and cfg.flow_weight > 0:
@@ -293,7 +343,8 @@ def open_lam_run(cfg: LAMConfig, dataset: str | Path, out: str | Path | None, st
         dist.my_slice(b)  # divisible by the world size
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds.path, ds.task))
     config = json.loads(json.dumps(cfg.to_dict()))
-    refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields)
+    # the same config on another dataset or flow file is another run: refused, never handed back or resumed
+    refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields, inputs=ds.inputs(flow=True))
     report, report_file = None, run_dir / "report.json"
     if report_file.exists() and stop_after is None:
         recorded = read_json(report_file)
@@ -352,14 +403,16 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
     if run.report is not None:
         return run.report
     data = training_data(run.cfg, run.ds)
-    if dist.is_main():  # everything is checked: the run's folder is made now
-        run.dir.mkdir(parents=True, exist_ok=True)
-        write_json(run.dir / "config.json", {"config": run.config, "dataset": str(run.ds.path), "world_size": world})
-    dist.barrier()
-    t_start = time.perf_counter()
-    loop = LAMTraining(run.cfg, run.ds, run.dir, data, world, progress, stop_after, on_eval)
-    if not loop.run():  # stopped early on purpose
-        return {"steps_done": loop.step}
-    report = lam_report(loop, run, world, t_start) if dist.is_main() else {}
-    dist.barrier()
+    # everything is checked: the run's folder is made now, held by the first process (the one that writes)
+    with lock_run(run.dir) if dist.is_main() else contextlib.nullcontext():
+        if dist.is_main():
+            write_json(run.dir / "config.json", {"config": run.config, "dataset": str(run.ds.path),
+                                                 INPUTS: run.ds.inputs(flow=True), "world_size": world})
+        dist.barrier()
+        t_start = time.perf_counter()
+        loop = LAMTraining(run.cfg, run.ds, run.dir, data, world, progress, stop_after, on_eval)
+        if not loop.run():  # stopped early on purpose
+            return {"steps_done": loop.step}
+        report = lam_report(loop, run, world, t_start) if dist.is_main() else {}
+        dist.barrier()
     return report

@@ -85,6 +85,10 @@ class SkillConfig:
             raise ValueError(f"fsq_levels={self.fsq_levels}: {math.prod(self.fsq_levels)} codes; at most {MAX_CODES} "
                              "(QueST's (8, 5, 5, 5) has 1000).")
         check_eval_backgrounds(self.eval_backgrounds)
+        for name in ("flow_size", "frame_size"):  # the conv encoders halve a side down to 4 x 4
+            size = getattr(self, name)
+            if size < 4 or size & (size - 1):
+                raise ValueError(f"{name}={size}: a power of two >= 4 (the encoders halve it down to 4 x 4).")
         if self.conv_kernel < 2:
             raise ValueError(f"conv_kernel={self.conv_kernel}: must be >= the stride 2.")
         if self.d_model % self.heads or self.prior_d_model % self.heads:

@@ -38,19 +38,49 @@ def flow_l1(recon: torch.Tensor, target: torch.Tensor, agent: torch.Tensor, back
     return ((recon - target).abs() * w).sum() / (w.sum() * 2).clamp_min(1.0)
 
 
+def _require_flow(ds: VideoDataset) -> None:
+    if ds.flow_path is None:
+        raise ValueError(f"{ds.path}: no flow targets; make them with python -m rl_laof.flow --dataset "
+                         f"{ds.path.parent} (SOF learns skills from flow)")
+
+
+def check_chunk_data(ds: VideoDataset, cfg: SkillConfig) -> None:
+    """Refuse a dataset that the skills of ``cfg`` cannot be learned from, before a run folder is made or a stage
+    trains: no flow targets, no label split ``cfg.label_split``, frames that ``flow_size`` or ``frame_size`` do
+    not divide, no training episode as long as a chunk, or no chunk of labelled steps (the translator's data:
+    without it ``skills all`` would train two stages and then stop)."""
+    _require_flow(ds)
+    if cfg.label_split not in ds.labels:
+        raise ValueError(f"{ds.path}: no label split {cfg.label_split!r} (available: {', '.join(ds.labels)}); "
+                         f"set label_trajectories to one of them")
+    side = ds.image_shape[-1]
+    for name, size in (("flow_size", cfg.flow_size), ("frame_size", min(cfg.frame_size, side))):
+        if side % size:
+            raise ValueError(f"{name}={size} must divide the frame size {side} of {ds.path}")
+    lengths = [e.length for e in ds.episodes["train"]]
+    if max(lengths, default=0) < cfg.chunk:
+        raise ValueError(f"{ds.path}: no train episode has {cfg.chunk} steps for one chunk")
+    mask, start = ds.label_mask("train", cfg.label_split), 0
+    for length in lengths:  # a window of chunk labelled steps inside one episode
+        run = np.concatenate([[0], np.cumsum(mask[start:start + length])])
+        if length >= cfg.chunk and (run[cfg.chunk:] - run[:-cfg.chunk] == cfg.chunk).any():
+            return
+        start += length
+    raise ValueError(f"{ds.path}: label split {cfg.label_split} labels no whole {cfg.chunk}-step window (the "
+                     "translator's data): label more trajectories, or use a shorter chunk")
+
+
 class ChunkData:
     """Every H-step window inside one episode of a split: its agent-flow window, the frame stack at its start,
     its task, its actions and whether all of them are labelled. ``flow_scale`` (the std of the train split's
     agent flow) normalises flow for the tokenizer."""
 
     def __init__(self, ds: VideoDataset, cfg: SkillConfig, split: str = "train", flow_scale: float | None = None):
-        if ds.flow_path is None:
-            raise ValueError(f"{ds.path}: no flow targets; make them with python -m rl_laof.flow --dataset "
-                             f"{ds.path.parent} (SOF learns skills from flow)")
+        if split == "train":
+            check_chunk_data(ds, cfg)
+        else:
+            _require_flow(ds)
         label_split = cfg.label_split if split == "train" else "all"
-        if split == "train" and label_split not in ds.labels:
-            raise ValueError(f"{ds.path}: no label split {label_split!r} (available: {', '.join(ds.labels)}); "
-                             f"set label_trajectories to one of them")
         wcfg = WindowConfig(frame_stack=cfg.frame_stack, max_offset=1, label_split=label_split, with_masks=True,
                             with_states=False, with_flow=True)
         self.windows = w = WindowDataset(ds, split, wcfg, None, seed=cfg.seed)

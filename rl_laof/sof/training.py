@@ -17,9 +17,18 @@ from rl_laof.data import VideoDataset
 from rl_laof.fit import fit
 from rl_laof.models.policy import random_shift
 from rl_laof.models.skill_models import SkillPrior, SkillTokenizer, Translator
-from rl_laof.runs import load_torch, read_json, refuse_other_config, run_folder, skills_dir, write_json
+from rl_laof.runs import (
+    INPUTS,
+    load_torch,
+    lock_run,
+    read_json,
+    refuse_other_config,
+    run_folder,
+    skills_dir,
+    write_json,
+)
 from rl_laof.sof.config import SkillConfig
-from rl_laof.sof.data import ChunkData, all_tokens, flow_l1
+from rl_laof.sof.data import ChunkData, all_tokens, check_chunk_data, flow_l1
 
 STAGES = ("pretrain", "prior", "translate")
 STAGE_FILES = {"pretrain": "tokenizer", "prior": "prior", "translate": "translator"}
@@ -34,17 +43,24 @@ class SkillRun:
     """A skills run folder: its config, the dataset, and the trained models found there."""
 
     def __init__(self, cfg: SkillConfig, dataset: str | Path, run_dir: str | Path | None = None,
-                 flow: str | None = "auto"):
-        """``flow=None``: the dataset without its flow targets (loading trained models needs none)."""
+                 flow: str | None = "auto", write: bool = True):
+        """``flow=None``: the dataset without its flow targets (loading trained models needs none). ``write``:
+        the run is trained here, so this object holds the folder's lock (``rl_laof.runs.lock_run``) while it
+        lives and records the config; False (loading a finished run) writes nothing."""
         self.cfg = cfg
         self.ds = VideoDataset(dataset, flow=flow)
         self.dir = run_folder(run_dir if run_dir is not None
-                              else skills_dir(self.ds.task, self.ds.path.parent.name, cfg.preset, cfg.seed))
+                              else skills_dir(self.ds.task, self.ds.path, cfg.preset, cfg.seed))
         config = json.loads(json.dumps(cfg.to_dict()))
-        refuse_other_config(self.dir, config, _NOT_IDENTITY)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.dir / "config.json", {"config": config, "dataset": str(self.ds.path),
-                                              "tasks": self.ds.tasks})
+        # the same config on another dataset or flow file is another run (not compared when only loading)
+        inputs = self.ds.inputs(flow=True) if write else None
+        refuse_other_config(self.dir, config, _NOT_IDENTITY, inputs=inputs)
+        if flow is not None:  # training: the data every stage needs, checked before the folder is made
+            check_chunk_data(self.ds, cfg)
+        self.lock = lock_run(self.dir) if write else None
+        if write:
+            write_json(self.dir / "config.json", {"config": config, "dataset": str(self.ds.path),
+                                                  "tasks": self.ds.tasks, INPUTS: inputs})
         self.image_size = self.ds.image_shape[-1]
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -152,7 +168,7 @@ def load_skills(run_dir: str | Path) -> tuple[SkillTokenizer, SkillPrior, Transl
         raise FileNotFoundError(f"{run_dir}: not a finished skills run (missing {missing or ['config.json']}); "
                                 f"make one with python -m rl_laof.skills all --dataset DIR --out {run_dir}")
     meta = read_json(run_dir / "config.json")
-    run = SkillRun(SkillConfig(**meta["config"]), meta["dataset"], run_dir, flow=None)
+    run = SkillRun(SkillConfig(**meta["config"]), meta["dataset"], run_dir, flow=None, write=False)
     ds = run.ds
     return run.tokenizer(False), run.prior(False), run.translator(False), {
         **meta, "image_size": run.image_size, "action_dim": ds.action_dim,

@@ -1,6 +1,6 @@
 """The registry of stable-baselines3 / sb3-contrib algorithms: every algorithm class by name (experts take any
 one for continuous actions), and the agents' own table (``ALGOS``: the name ``rl_laof.train --algo`` takes ->
-class and policy)."""
+class and policy; ``drq``, DrQ-v2, is this project's own, ``agents.drq``)."""
 
 from __future__ import annotations
 
@@ -77,8 +77,9 @@ def check_algo_kwargs(algo: type, kwargs: dict[str, Any], reserved: dict[str, st
 
 @dataclass(frozen=True)
 class AlgoSpec:
-    cls_name: str  # key of algorithm_table() (SB3 / sb3-contrib class, lower case)
+    cls_name: str  # key of algorithm_table() (SB3 / sb3-contrib class, lower case); for a native one, its name
     recurrent: bool = False
+    native: bool = False  # not SB3's: this project's own loop (DrQ-v2: agents.drq), no algo_kwargs
 
     @property
     def algo_class(self) -> type:
@@ -93,4 +94,5 @@ ALGOS: dict[str, AlgoSpec] = {
     "ppo": AlgoSpec("ppo"), "a2c": AlgoSpec("a2c"), "trpo": AlgoSpec("trpo"),
     "recurrent-ppo": AlgoSpec("recurrentppo", recurrent=True),
     "sac": AlgoSpec("sac"), "td3": AlgoSpec("td3"), "tqc": AlgoSpec("tqc"),
+    "drq": AlgoSpec("drq", native=True),  # DrQ-v2, the pixel baseline (agents.drq)
 }

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from envs.config import OBS_TYPES, DistractorConfig, EnvConfig
 from envs.tasks import get_task
+from rl_laof.cli import describe, from_text, typed
 from rl_laof.imitation.config import POLICY_TYPES
+from rl_laof.precision import PRECISIONS
 from rl_laof.presets import check_ranges
 
 ON_POLICY_ALGOS = ("ppo", "a2c", "trpo", "recurrentppo")
@@ -123,8 +126,8 @@ TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof", "action_r
 #: run they act around: the decoded LAOF latent BC policy, or BC on the labelled transitions only
 ACTION_RESIDUALS = {"action_residual": "laof", "labels_residual": "none"}
 SKILL_ACTIONS = ("tokens", "continuous")
-TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc")
-OFF_POLICY = ("sac", "td3", "tqc")
+TRAIN_ALGOS = ("ppo", "a2c", "trpo", "recurrent-ppo", "sac", "td3", "tqc", "drq")
+OFF_POLICY = ("sac", "td3", "tqc", "drq")
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,9 @@ class TrainConfig:
     final_eval_episodes: int = 8
     checkpoint_every: int = 5_000
     threads: int | None = None
+    # ---- DrQ-v2 (algo "drq", agents.drq): its own settings, DrQConfig; None for the other algorithms. --set
+    # drq=batch_size=128,lr=3e-4 (or a config file's {"drq": {...}}) changes the preset's (DRQ_PRESETS) fields
+    drq: DrQConfig | None = None
 
     def __post_init__(self) -> None:
         check_ranges(self, ('num_envs', 'total_steps', 'image_size', 'frame_stack', 'width', 'features', 'hidden',
@@ -217,6 +223,7 @@ class TrainConfig:
             raise ValueError(f"Unknown latent {self.latent!r}; valid: {', '.join(TRAIN_LATENTS)}.")
         if self.skill_action not in SKILL_ACTIONS:
             raise ValueError(f"Unknown skill_action {self.skill_action!r}; valid: {', '.join(SKILL_ACTIONS)}.")
+        self._resolve_drq()
         if self.latent == "sof":
             if self.obs != "pixels":
                 raise ValueError("latent 'sof' plans skills from pixels: use --obs pixels.")
@@ -251,7 +258,8 @@ class TrainConfig:
         # then the arguments as SB3 gets them (algo_kwargs override the fields)
         check_rl_ranges(dict(learning_rate=self.learning_rate, gamma=self.gamma, gae_lambda=self.gae_lambda,
                              clip_range=self.clip_range, ent_coef=self.ent_coef))
-        check_rl_ranges(self.resolved_algo_kwargs())
+        if self.algo != "drq":  # DrQ-v2 takes no SB3 arguments: its settings are checked by DrQConfig
+            check_rl_ranges(self.resolved_algo_kwargs())
         if not 0 <= self.learning_rate_end <= self.learning_rate:
             raise ValueError(f"learning_rate_end={self.learning_rate_end}: must be in [0, learning_rate].")
 
@@ -262,6 +270,27 @@ class TrainConfig:
             raise ValueError(f"latent {self.latent!r} acts around a deterministic BC policy: use --latent-policy bc.")
         if not self.action_residual_scale > 0:
             raise ValueError(f"action_residual_scale={self.action_residual_scale}: must be > 0 (0.45 by default).")
+
+    def _resolve_drq(self) -> None:
+        """algo "drq": refuse what DrQ-v2 does not take here, and resolve its settings over the preset's."""
+        if self.algo != "drq":
+            if self.drq is not None:
+                raise ValueError("drq settings apply to --algo drq only.")
+            return
+        if self.latent != "none":
+            raise ValueError(f"--algo drq is the pixel baseline on raw actions (DrQ-v2): pass --latent none, not "
+                             f"{self.latent}.")
+        if self.obs != "pixels":
+            raise ValueError("--algo drq learns from pixels: use --obs pixels (sac, td3 or tqc learn from states).")
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        for name in ("learning_rate", "batch_size", "buffer_size"):  # SB3's: DrQConfig has its own
+            if getattr(self, name) != defaults[name]:
+                raise ValueError(f"--algo drq takes {name} from its own settings: --set "
+                                 f"drq={_DRQ_NAMES.get(name, name)}=... instead of --set {name}=...")
+        if self.algo_kwargs:
+            raise ValueError("--algo drq is not a stable-baselines3 algorithm: no algo_kwargs; its settings are "
+                             "--set drq=FIELD=VALUE,...")
+        object.__setattr__(self, "drq", DrQConfig.resolve(self.preset, self.drq))
 
     @property
     def on_policy(self) -> bool:
@@ -341,4 +370,93 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "paper": dict(total_steps=1_000_000, num_envs=16, width=32, features=512, hidden=512, eval_every=50_000,
                   checkpoint_every=50_000, eval_episodes=16, final_eval_episodes=50),
+}
+
+
+# --------------------------------------------------------------------------- DrQ-v2 (algo "drq")
+
+_DRQ_NAMES = {"learning_rate": "lr"}  # TrainConfig's SB3 field -> DrQConfig's
+
+
+@dataclass(frozen=True)
+class DrQConfig:
+    """DrQ-v2's settings (``--algo drq``, ``agents.drq``; Yarats et al. 2021, facebookresearch/drqv2). The env,
+    frames, frame stack, action repeat, distractors, discount (``gamma``), step budget, evaluation and checkpoints
+    are TrainConfig's, as for every agent. The defaults are the CPU preset's (quick, 2 cores); each comment gives the
+    paper's value, which the ``paper`` preset (:data:`DRQ_PRESETS`) restores where it differs.
+
+    Frames are env frames (agent steps x action repeat), the paper's unit: with its action repeat 2 the reference
+    updates every 2 agent steps (4 frames), acts uniformly at random for its first 4000 frames and anneals the
+    exploration std over 500k agent steps (1M frames; cheetah-run is one of its "medium" tasks)."""
+
+    SET_FORM: typing.ClassVar[str] = "FIELD=VALUE,... of DrQConfig (or a JSON object)"  # --set drq=... (rl_laof.cli)
+
+    lr: float = 1e-4  # Adam, encoder, actor and critic (paper 1e-4)
+    batch_size: int = 64  # paper 256: an update's time grows with it (docs/agents.md, DrQ-v2)
+    update_every_frames: int = 8  # one update per this many env frames (paper 4: every 2 steps at action repeat 2)
+    feature_dim: int = 50  # the actor's and critic's trunks (paper 50)
+    hidden: int = 256  # their MLPs (paper 1024)
+    channels: int = 32  # the 4 conv layers (paper 32)
+    n_step: int = 3  # n-step returns (paper 3)
+    tau: float = 0.01  # the critic target's soft update (paper 0.01)
+    seed_frames: int = 4000  # uniform random actions and no updates before (paper 4000)
+    std_start: float = 1.0  # exploration std, linearly from std_start to std_end over std_frames (paper 1.0)
+    std_end: float = 0.1  # (paper 0.1)
+    std_frames: int = 1_000_000  # (paper: 500k steps at action repeat 2 = 1M frames; its easy tasks 200k frames)
+    std_clip: float = 0.3  # the target policy's noise clip (paper 0.3)
+    pad: int = 4  # random shift: up to this many pixels each way, borders replicated (paper 4, at 84 px)
+    buffer_size: int = 100_000  # frames kept (paper 1M: 12 GB of 64-px frames here)
+    precision: str = "auto"  # the encoder's convolutions: "auto" = bf16 where the CPU computes it natively (AMX /
+    #                          AVX-512-BF16: 2.1x faster here), else fp32; "fp32" everywhere (the paper's)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, ("batch_size", "update_every_frames", "feature_dim", "hidden", "channels", "n_step",
+                            "std_frames", "buffer_size"))
+        if not self.lr > 0:
+            raise ValueError(f"DrQConfig.lr={self.lr}: must be > 0.")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"DrQConfig.tau={self.tau}: the target's soft update must be in (0, 1] (0.01).")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"DrQConfig.precision={self.precision!r}: use {', '.join(PRECISIONS)}.")
+
+    @classmethod
+    def parse(cls, spec: str | dict | DrQConfig) -> dict[str, Any] | DrQConfig:
+        """A ``--set drq=...`` value (``FIELD=VALUE,...`` or a JSON object: ``rl_laof.cli.from_text``) or a config
+        file's ``drq`` object as field overrides, each checked by its field's type (``rl_laof.cli.typed``, the one
+        check of ``--set`` and ``--config``) and its range; a DrQConfig passes as it is. The preset's values fill
+        the rest (:meth:`resolve`)."""
+        if isinstance(spec, cls):
+            return spec
+        if isinstance(spec, str):
+            fields = from_text(spec, cls)  # FIELD=VALUE,... or {...}: an object of fields, each read by its type
+            if not isinstance(fields, dict):
+                raise ValueError(f"drq settings are {cls.SET_FORM}, e.g. batch_size=128,lr=3e-4; got {spec!r}")
+            spec = fields
+        if not isinstance(spec, dict):
+            raise ValueError(f"drq settings are {cls.SET_FORM}; got {spec!r}")
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        out = {}
+        for key, value in spec.items():
+            if key not in names:
+                raise ValueError(f"DrQConfig has no field {key!r}; fields: {', '.join(names)}")
+            try:
+                out[key] = typed(value, hints[key])
+            except ValueError as exc:
+                raise ValueError(f"drq: {key} wants {describe(hints[key])}, {exc}") from None
+        cls(**out)  # refuse a bad value now, with its field named
+        return out
+
+    @classmethod
+    def resolve(cls, preset: str, spec: str | dict | DrQConfig | None) -> DrQConfig:
+        """The DrQ settings of a run: ``spec``'s fields over the preset's (a DrQConfig is taken whole)."""
+        overrides = cls.parse(spec) if spec is not None else {}
+        if isinstance(overrides, cls):
+            return overrides
+        return cls(**{**DRQ_PRESETS.get(preset, {}), **overrides})
+
+
+DRQ_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "paper": dict(batch_size=256, update_every_frames=4, hidden=1024, buffer_size=1_000_000, precision="fp32"),
 }

@@ -12,6 +12,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from agents.algorithms import ALGOS
 from agents.config import TrainConfig
+from agents.drq import load_policy
 from agents.training import agent_returns, agent_spread, load_latent_space, load_skill_space, make_env
 from rl_laof.runs import read_json, write_json
 
@@ -23,6 +24,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
     action space, the ``spread`` of the executed actions (:func:`agents.training.agent_spread`)."""
     run_dir = Path(run_dir)
     model_file = run_dir / f"{which}_model.zip"
+    if not model_file.exists() and (run_dir / f"{which}_model.pt").exists():  # DrQ-v2's (agents.drq)
+        model_file = run_dir / f"{which}_model.pt"
     if not model_file.exists():
         raise FileNotFoundError(f"{run_dir}: {why_no_model(run_dir, which)}")
     saved = read_json(run_dir / "config.json")
@@ -35,7 +38,8 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
     if (run_dir / "vecnormalize.pkl").exists():
         venv = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), venv)
         venv.training, venv.norm_reward = False, False
-    model = ALGOS[cfg.algo].algo_class.load(model_file, device="cpu")
+    model = load_policy(model_file) if ALGOS[cfg.algo].native else ALGOS[cfg.algo].algo_class.load(model_file,
+                                                                                                   device="cpu")
     executed: list[np.ndarray] | None = [] if skills is None else None  # a skill's chunk is many env steps
     try:
         returns, frames = agent_returns(model, venv, record=video and cfg.obs == "pixels", executed=executed)
@@ -58,7 +62,7 @@ def why_no_model(run_dir: Path, which: str) -> str:
     if not (run_dir / "config.json").exists():
         return "not a run folder of python -m rl_laof.train (no config.json)"
     other = "best" if which == "final" else "final"
-    if (run_dir / f"{other}_model.zip").exists():
+    if any(run_dir.glob(f"{other}_model.*")):
         return (f"no {which} model: the run did not finish; --which {other} replays its {other} model, and the "
                 "command that started it, with --resume, finishes it")
     return f"no {which} model yet: the run did not finish; the command that started it, with --resume, continues it"

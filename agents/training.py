@@ -221,7 +221,7 @@ def _pixels(venv, obs: np.ndarray) -> np.ndarray:
     """The pixel observations behind ``obs`` (a residual agent observes features; its wrapper keeps the frames)."""
     inner = venv
     while inner is not None:
-        if getattr(inner, "pixels", None) is not None:
+        if isinstance(getattr(inner, "pixels", None), np.ndarray):  # (the base env's ``pixels`` is a flag)
             return inner.pixels
         inner = getattr(inner, "venv", None)
     return obs
@@ -312,13 +312,15 @@ def agent_memory(cfg: TrainConfig) -> float:
     """Bytes a run of ``cfg`` holds at its peak, estimated: its envs (training and periodic evaluation at once;
     a pixel env's :data:`PIXEL_ENV_BYTES` scale with its frame) and its buffer: on-policy ``n_steps x num_envs``
     observations as float32 (SB3's rollout buffer), off-policy ``buffer_size`` observations and next ones as
-    stored (uint8 frames)."""
+    stored (uint8 frames), DrQ-v2 its ``drq.buffer_size`` single frames."""
     pixels = cfg.obs == "pixels"
     frame = 3 * cfg.frame_stack * cfg.image_size ** 2 if pixels else 0  # one observation's uint8 values
     env = PIXEL_ENV_BYTES * max(1.0, cfg.image_size ** 2 / 64 ** 2) + 4 * frame if pixels else STATE_ENV_BYTES
     envs_at_once = max(cfg.num_envs + cfg.eval_episodes, cfg.final_eval_episodes)
     obs = frame if pixels and not cfg.residual else 1024  # a residual agent observes the policy's features
-    if cfg.on_policy:
+    if cfg.drq is not None:  # DrQ-v2 (agents.drq_replay): one uint8 frame a transition, not the stack twice
+        buffer = min(cfg.drq.buffer_size, cfg.total_steps) * 3 * cfg.image_size ** 2
+    elif cfg.on_policy:
         buffer = 4 * cfg.n_steps * cfg.num_envs * obs
     else:
         buffer = 2 * min(cfg.buffer_size, cfg.total_steps) * obs * (1 if pixels and not cfg.residual else 4)
@@ -331,7 +333,8 @@ def check_config(cfg: TrainConfig) -> None:
     run sets itself refused, with what to set instead), and whether this machine can run so many envs (CPU
     cores) and hold them and the buffer (memory)."""
     envs.get_task(cfg.task)  # unknown task: the list of valid ones
-    check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs(), RESERVED_ARGUMENTS)
+    if not ALGOS[cfg.algo].native:  # DrQ-v2 takes no SB3 arguments: its settings are checked by its config (drq)
+        check_algo_kwargs(ALGOS[cfg.algo].algo_class, cfg.resolved_algo_kwargs(), RESERVED_ARGUMENTS)
     cores = cpu_count()
     for name in ("num_envs", "eval_episodes", "final_eval_episodes"):  # each evaluation episode is an env of its own
         n = getattr(cfg, name)
@@ -339,7 +342,8 @@ def check_config(cfg: TrainConfig) -> None:
             raise ValueError(f"{name}={n}: {cores} CPU core(s) step at most {ENVS_PER_CPU * cores} envs at a usable "
                              f"speed ({ENVS_PER_CPU} a core; a pixel env's step costs about 8 ms of CPU): use fewer")
     refuse_beyond(f"num_envs={cfg.num_envs}", agent_memory(cfg), available_memory(), "memory",
-                  "use fewer --num-envs (or a smaller n_steps / buffer_size)")
+                  "use fewer --num-envs (or a smaller --set drq=buffer_size=...)" if cfg.drq is not None
+                  else "use fewer --num-envs (or a smaller n_steps / buffer_size)")
 
 
 # --------------------------------------------------------------------------- training
@@ -568,10 +572,15 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     The action space comes from the folder ``latent_agent`` (an imitation run, else ``cfg.latent_agent``) or, for
     latent ``sof``, ``skills`` (a skills run, else ``cfg.skills``): finished runs, which ``rl_laof.pipeline.agent``
     finds or builds before it calls this. Phases: :func:`open_run`, :func:`action_space`, :func:`start_model`,
-    :func:`learn_agent`, :func:`save_final`, :func:`final_report`."""
+    :func:`learn_agent`, :func:`save_final`, :func:`final_report`. ``--algo drq`` (DrQ-v2, no SB3) runs its own
+    loop after :func:`open_run`: ``agents.drq.train_drq``."""
     run = open_run(cfg, out, resume, stop_at)
     if run.report is not None:
         return run.report
+    if ALGOS[cfg.algo].native:
+        from agents.drq import train_drq  # deferred: agents.drq builds on this module (its env, evaluation, report)
+
+        return train_drq(cfg, run, resume, progress, stop_at, on_eval)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()

@@ -134,6 +134,12 @@ def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
 
 
+def _field_types(cls: type) -> dict[str, Any]:
+    """The dataclass ``cls``'s fields -> their types (its ClassVars, e.g. ``SET_FORM``, are no fields)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
 def _nested(tp: Any) -> bool:
     """A nested config that names itself (``DistractorConfig``: a level's name, or an object of its fields)."""
     return dataclasses.is_dataclass(tp) and hasattr(tp, "parse")
@@ -149,8 +155,8 @@ def describe(tp: Any) -> str:
         return f"a list of {_PLURAL.get(args[0], 'values') if args else 'values'}"
     if origin is dict or tp is dict:
         return 'a JSON object, e.g. {"key": 1}'
-    if _nested(tp):
-        return f"a name (see --help) or a JSON object of {tp.__name__} fields"
+    if _nested(tp):  # a nested config: how --set writes it (its SET_FORM: DrQConfig's FIELD=VALUE,...), else by name
+        return getattr(tp, "SET_FORM", None) or f"a name (see --help) or a JSON object of {tp.__name__} fields"
     return _WORDS.get(tp, "a value")
 
 
@@ -172,18 +178,23 @@ def typed(value: Any, tp: Any) -> Any:
     """``value`` (a config file's JSON value, or what :func:`from_text` read) checked against the field type
     ``tp`` and made that type: the one type check of ``--set`` and ``--config``. A bool is not a number, an
     integer field takes whole numbers only (2.0, 1e5; not 2.5), a number must be finite, a list field takes a
-    list of its items' type (a tuple field gets a tuple), a nested config (``DistractorConfig``) a name or an
-    object of its own fields, each checked the same way. ValueError saying what it got otherwise."""
+    list of its items' type (a tuple field gets a tuple), a nested config (``DistractorConfig``, ``DrQConfig``)
+    a name or an object of its own fields, each checked the same way (an optional nested config's refusal gives
+    its own reason: the field and what it wants). ValueError saying what it got otherwise."""
     if _is_union(tp):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        reason = None
         for a in args:
             if a is not type(None):
                 try:
                     return typed(value, a)
-                except ValueError:
-                    pass
+                except ValueError as exc:
+                    if _nested(a) and isinstance(value, (str, dict)):  # a nested config's own reason says more
+                        reason = str(exc)
+        if reason is not None:
+            raise ValueError(reason)
     elif tp is Any:
         return value
     elif tp is bool:
@@ -223,7 +234,7 @@ def _typed_config(value: Any, cls: type) -> Any:
     if not isinstance(value, (str, dict)):
         raise ValueError(f"got {shown(value)}")
     if isinstance(value, dict):
-        hints = typing.get_type_hints(cls)
+        hints = _field_types(cls)
         bad = sorted(set(value) - set(hints))
         if bad:
             raise ValueError(f"{cls.__name__} has no field(s) {bad}; fields: {', '.join(hints)}")
@@ -243,7 +254,8 @@ def _typed_config(value: Any, cls: type) -> Any:
 def from_text(text: str, tp: Any) -> Any:
     """Command-line text as the value it stands for under the field type ``tp``, for :func:`typed` to check:
     ``none`` for an optional field, true / yes / 1 / on (false / no / 0 / off) for a bool, a number, a JSON list
-    or comma-separated items for a list, a JSON object for a dict or for a nested config's fields. Text that is
+    or comma-separated items for a list, a JSON object for a dict or for a nested config's fields, or a nested
+    config's ``FIELD=VALUE,...`` (``--set drq=batch_size=128,lr=3e-4``) as that object. Text that is
     none of these stays text (and :func:`typed` refuses it where the field wants something else)."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     word = text.strip().lower()
@@ -275,7 +287,26 @@ def from_text(text: str, tp: Any) -> Any:
         return [from_text(i.strip(), elem) for i in text.split(",") if i.strip()]
     if origin is dict or tp is dict or (_nested(tp) and text.strip().startswith("{")):
         return _json(text)
+    if _nested(tp) and "=" in text:  # FIELD=VALUE,... (DrQConfig's SET_FORM): its fields, each read by its type
+        return _fields_from_text(text, tp) or text
     return text
+
+
+def _fields_from_text(text: str, cls: type) -> dict[str, Any] | None:
+    """``FIELD=VALUE,...`` as an object of the nested config ``cls``'s fields, each value read by
+    :func:`from_text` under its field's type (an unknown field stays text: :func:`_typed_config` names it); None
+    where an item is not FIELD=VALUE."""
+    hints = _field_types(cls)
+    out: dict[str, Any] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            return None
+        key = key.strip()
+        out[key] = from_text(value.strip(), hints[key]) if key in hints else value.strip()
+    return out
 
 
 def _json(text: str) -> Any:

@@ -4,7 +4,8 @@ The agent (any algorithm of ``agents.algorithms.ALGOS``) sees the pixel env with
 with latent actions that a frozen action decoder turns into env actions (``agents.latent_env``); its
 policy starts from the pretrained latent policy. ``--latent none`` is the same agent on raw actions;
 ``--latent action_residual`` acts in raw actions around the decoded LAOF latent BC policy (the latent residual's
-start), ``--latent labels_residual`` around BC on the labels.
+start), ``--latent labels_residual`` around BC on the labels. ``--algo drq --latent none`` is the pixel-RL
+baseline a user would pick instead, DrQ-v2 (``agents.drq``; its settings ``--set drq=FIELD=VALUE,...``).
 ``--latent sof`` acts with SOF skills (``rl_laof.skills``, ``agents.skill_env``): one decision per H-step
 chunk, tokens (``--set skill_action=tokens``) or the continuous code (``continuous``), the chunk's rewards summed,
 discount gamma^H, an optional KL term to the skill prior (``--set kl_coef=...``), and the actor distilled from
@@ -37,7 +38,8 @@ from rl_laof.runs import clear_run, train_dir
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.train", __doc__, TRAIN_PRESETS,
                      "quick: 20k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
-    p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS), help="stable-baselines3 / sb3-contrib")
+    p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS),
+                   help="stable-baselines3 / sb3-contrib, or drq: DrQ-v2 from pixels, the baseline (--latent none)")
     p.add_argument("--latent", default=None,
                    help=f"the action space (default laof, or the --config file's pretrain method): none (raw "
                         f"actions), a latent action model's, sof (skills), or a raw-action residual around the "

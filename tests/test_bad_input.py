@@ -154,6 +154,13 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.train", "--out {file}", "not a folder"),
     ("rl_laof.train", "--config {missing} --out {out}", "missing"),
     ("rl_laof.train", "--resume --fresh --out {out}", "--fresh"),
+    ("rl_laof.train", "--algo drq --out {out}", "--latent none"),  # DrQ-v2: raw actions only
+    ("rl_laof.train", "--algo drq --latent lapo --out {out}", "--latent none"),
+    ("rl_laof.train", "--algo drq --latent none --obs state --out {out}", "--obs pixels"),
+    ("rl_laof.train", "--algo drq --latent none --set drq=batch_size=0 --out {out}", "batch_size=0"),
+    ("rl_laof.train", "--algo drq --latent none --set drq=bogus=1 --out {out}", "bogus"),
+    ("rl_laof.train", "--algo drq --latent none --set learning_rate=1e-3 --out {out}", "--set drq=lr="),
+    ("rl_laof.train", "--set drq=lr=1e-3 --out {out}", "--algo drq only"),
     # evaluate
     ("rl_laof.evaluate", "{missing}", "missing"),
     ("rl_laof.evaluate", "{empty}", "empty"),
@@ -311,6 +318,10 @@ TYPED_CASES = [
     ("rl_laof.train", "", "train", "distractors", {"kinds": 5}, '{"kinds":5}',
      ("distractors wants a string", "distractors='{\"kinds\":5}': Unknown distractor difficulty")),
     ("rl_laof.train", "", "train", "algo_kwargs", [1], "[1]", "algo_kwargs wants a JSON object"),
+    # DrQ-v2's settings, a nested config: each of its fields typed the same way, the field named
+    ("rl_laof.train", "--algo drq --latent none", "train", "drq", {"batch_size": "many"}, "batch_size=many",
+     "batch_size wants an integer"),
+    ("rl_laof.train", "--algo drq --latent none", "train", "drq", {"lr": True}, "lr=fast", "lr wants a number"),
     # train hands its pretrain / imitate sections on to the latent policy it builds: typed before anything runs
     ("rl_laof.train", "", "pretrain", "steps", "many", None, "steps wants none or an integer"),
     ("rl_laof.train", "", "imitate", "steps", 2.5, None, "steps wants an integer"),

@@ -82,6 +82,8 @@ def _wrong(tp) -> tuple[object, str | None]:
         return (5, '["a"]') if args[0] in (int, float) else (["a", 1], "[1, ")
     if origin is dict:
         return [1], "[1]"
+    if dataclasses.is_dataclass(tp):  # a nested config (DrQConfig): 5 is neither its name nor its fields
+        return 5, "5"
     raise AssertionError(f"no wrong value for {tp}")
 
 
@@ -119,6 +121,29 @@ def test_a_config_file_gives_the_values_set_gives():
     assert from_file == from_set == {"fsq_levels": (8, 5, 5), "eval_backgrounds": ("train", "eval"),
                                      "execute": None, "lr": 1.0}
     assert type(from_file["lr"]) is float
+
+
+@pytest.mark.parametrize("value, text, wants", [
+    ({"batch_size": 2.5}, "batch_size=2.5", "batch_size wants an integer, got 2.5"),
+    ({"lr": "fast"}, "lr=fast", "lr wants a number, got 'fast'"),
+    ({"batch_size": 0}, "batch_size=0", r"DrQConfig.batch_size=0: must be >= 1"),
+    ({"bogus": 1}, "bogus=1", "DrQConfig has no field"),
+    (5, "lr", "(got 5|drq settings are FIELD=VALUE)"),
+])
+def test_drq_settings_are_checked_field_by_field(value, text, wants):
+    """TrainConfig.drq is a DrQConfig: a config file's object of its fields or --set's FIELD=VALUE,..., each field
+    checked by its own type (the one check of rl_laof.cli.typed), the field named."""
+    with pytest.raises(ValueError, match=f"drq wants .*{wants}"):
+        parse_file_values(TrainConfig, {"drq": value})
+    with pytest.raises(ValueError, match=f"drq wants .*{wants}"):
+        parse_sets(TrainConfig, [f"drq={text}"])
+
+
+def test_drq_settings_from_set_and_from_a_file_are_alike():
+    from_set = parse_sets(TrainConfig, ["drq=batch_size=128,lr=3e-4"])
+    from_file = parse_file_values(TrainConfig, {"drq": {"batch_size": 128, "lr": 3e-4}})
+    assert from_set == from_file == {"drq": {"batch_size": 128, "lr": 3e-4}}
+    assert type(from_set["drq"]["batch_size"]) is int and type(from_set["drq"]["lr"]) is float
 
 
 @pytest.mark.parametrize("value, wants", [

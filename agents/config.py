@@ -136,7 +136,7 @@ class TrainConfig:
 
     ``latent = "none"``: the agent acts with raw actions. Otherwise it acts with the latents of a latent
     action model, decoded to actions by the frozen action decoder of an imitation run
-    (``rl_laof.imitate``): with ``latent_policy = "bc"`` the action is the normalised latent (bounded by
+    (``rl_laof.imitation``): with ``policy = "bc"`` the action is the normalised latent (bounded by
     the latent normalisation, [-1, 1]^D) and the agent's encoder and mean start from the latent BC policy;
     with ``"lafp"`` the action is the source noise z0 of the frozen flow policy (its prior N(0, I):
     the agent's mean starts at 0, its std at 1, its encoder from the flow policy's). The env runs at the
@@ -149,9 +149,9 @@ class TrainConfig:
 
     algo: str = "ppo"
     latent: str = "laof"
-    latent_policy: str = "bc"  # "bc" | "lafp"
-    latent_agent: str | None = None  # an imitation run folder (agent.pt; "{seed}" = the latent seed); None: shipped,
-    #                                  else built at the preset
+    policy: str = "bc"  # the latent policy's kind (ImitationConfig.policy): "bc" | "lafp"
+    latent_policy: str | None = None  # an imitation run folder (policy.pt; "{seed}" = the latent seed); None: shipped,
+    #                                   else built at the preset
     task: str = "cheetah-run"
     obs: str = "pixels"  # "pixels" | "state"
     distractors: str = "laom"  # LAOM's level, the benchmarks' (where latent actions carry the action: README)
@@ -163,7 +163,7 @@ class TrainConfig:
     image_size: int = 64
     frame_stack: int = 3
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
-    residual_pcs: int = 8  # latent_policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
+    residual_pcs: int = 8  # policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
     #                        features, adds a residual along this many leading principal directions of the
     #                        training latents (agents.latent_env.ResidualLatentVecEnv); 0 = the agent acts with
     #                        the whole latent, its encoder and actor initialised from the BC policy
@@ -236,12 +236,15 @@ class TrainConfig:
                 raise ValueError("kl_coef > 0 needs the prior's density over the actions: use --skill-action tokens.")
         if self.latent in ACTION_RESIDUALS:
             self._check_action_residual()
-        if self.latent_policy not in POLICY_TYPES:
-            raise ValueError(f"Unknown latent_policy {self.latent_policy!r}; valid: {', '.join(POLICY_TYPES)}.")
+        if self.policy not in POLICY_TYPES:
+            raise ValueError(f"Unknown policy {self.policy!r}; valid: {', '.join(POLICY_TYPES)}.")
+        if self.latent_policy in POLICY_TYPES:  # the flag's meaning before the names were made one per stage
+            raise ValueError(f"latent_policy={self.latent_policy!r} names an imitation run folder; the latent policy's "
+                             f"kind is --policy {self.latent_policy} (--set policy={self.latent_policy}).")
         if self.obs not in OBS_TYPES:
             raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
-        if self.obs == "state" and self.latent_policy == "lafp" and self.latent != "none":
-            raise ValueError("latent_policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
+        if self.obs == "state" and self.policy == "lafp" and self.latent != "none":
+            raise ValueError("policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
         try:
             level = DistractorConfig.parse(self.distractors)
         except (TypeError, ValueError) as exc:
@@ -266,8 +269,8 @@ class TrainConfig:
     def _check_action_residual(self) -> None:
         if self.obs != "pixels":
             raise ValueError(f"latent {self.latent!r} observes the frozen pixel policy's features: use --obs pixels.")
-        if self.latent_policy != "bc":
-            raise ValueError(f"latent {self.latent!r} acts around a deterministic BC policy: use --latent-policy bc.")
+        if self.policy != "bc":
+            raise ValueError(f"latent {self.latent!r} acts around a deterministic BC policy: use --policy bc.")
         if not self.action_residual_scale > 0:
             raise ValueError(f"action_residual_scale={self.action_residual_scale}: must be > 0 (0.45 by default).")
 
@@ -300,7 +303,7 @@ class TrainConfig:
     def residual(self) -> bool:
         """The agent acts as a residual on the frozen latent BC policy's features (see ``residual_pcs``)."""
         return self.residual_pcs > 0 and self.latent not in ("none", "sof", *ACTION_RESIDUALS) \
-            and self.latent_policy == "bc" and self.obs == "pixels"
+            and self.policy == "bc" and self.obs == "pixels"
 
     @property
     def action_residual(self) -> bool:
@@ -314,16 +317,16 @@ class TrainConfig:
 
     @property
     def imitation_latent(self) -> str:
-        """The ``latent`` of the imitation run the action space comes from (``rl_laof.imitate --latent``)."""
+        """The ``latent`` of the imitation run the action space comes from (``rl_laof.imitation --latent``)."""
         return ACTION_RESIDUALS.get(self.latent, self.latent)
 
     @property
-    def resolved_latent_agent(self) -> str | None:
-        """``latent_agent`` with ``{seed}`` replaced by the latent seed (one imitation run per seed: e.g.
+    def resolved_latent_policy(self) -> str | None:
+        """``latent_policy`` with ``{seed}`` replaced by the latent seed (one imitation run per seed: e.g.
         ``runs/bench/imitation/full/laom/laof_bc-s{seed}``)."""
-        if self.latent_agent is None:
+        if self.latent_policy is None:
             return None
-        return self.latent_agent.replace("{seed}", str(self.resolved_latent_seed))
+        return self.latent_policy.replace("{seed}", str(self.resolved_latent_seed))
 
     @property
     def resolved_latent_seed(self) -> int:
@@ -336,7 +339,7 @@ class TrainConfig:
 
     @property
     def tag(self) -> str:
-        latent = self.latent if self.latent in ("none", *ACTION_RESIDUALS) else f"{self.latent}-{self.latent_policy}"
+        latent = self.latent if self.latent in ("none", *ACTION_RESIDUALS) else f"{self.latent}-{self.policy}"
         if self.residual:
             latent += f"-res{self.residual_pcs}"
         if self.latent_seed is not None and self.latent_seed != self.seed:
@@ -392,7 +395,7 @@ class DrQConfig:
     SET_FORM: typing.ClassVar[str] = "FIELD=VALUE,... of DrQConfig (or a JSON object)"  # --set drq=... (rl_laof.cli)
 
     lr: float = 1e-4  # Adam, encoder, actor and critic (paper 1e-4)
-    batch_size: int = 64  # paper 256: an update's time grows with it (docs/agents.md, DrQ-v2)
+    batch_size: int = 64  # paper 256: an update's time grows with it (docs/train.md, DrQ-v2)
     update_every_frames: int = 8  # one update per this many env frames (paper 4: every 2 steps at action repeat 2)
     feature_dim: int = 50  # the actor's and critic's trunks (paper 50)
     hidden: int = 256  # their MLPs (paper 1024)

@@ -16,7 +16,7 @@ What DrQ-v2 does, and where it is here:
 - an update every ``update_every_frames`` env frames after ``seed_frames``, on batches from a replay buffer that
   stores each frame once (``agents.drq_replay``).
 
-Deviations (each a config field; docs/agents.md has the numbers): 64-px frames (84 in the paper), the task's
+Deviations (each a config field; docs/train.md has the numbers): 64-px frames (84 in the paper), the task's
 pixel action repeat (cheetah-run 4; the paper 2), ``num_envs`` envs stepped together (the paper 1; updates per
 frame unchanged), and a CPU preset with batch 64, MLPs of 256 and one update per 8 frames (the paper: 256, 1024,
 one per 4 frames), the convolutions in bfloat16 where the CPU computes it natively (``precision``; the paper fp32);
@@ -48,7 +48,8 @@ from agents.config import DrQConfig, TrainConfig
 from agents.drq_replay import FrameReplay
 from agents.loop import replace_dir
 from agents.resume import ResumableVecEnv
-from agents.training import EVAL_SEED, ActionSpace, AgentRun, Start, agent_returns, final_report, make_env
+from agents.training import ActionSpace, AgentRun, Start, agent_returns, final_report, make_env
+from envs.rollout import EVAL_SEED
 from rl_laof.finite import check_state, check_step
 from rl_laof.models.drq import DrQActor, DrQCritic, DrQEncoder, noisy_action, random_shift
 from rl_laof.precision import autocast, native_bf16
@@ -359,7 +360,7 @@ def train_drq(cfg: TrainConfig, run: AgentRun, resume: bool, progress: bool = Tr
         venv.close()
         raise
     with lock_run(run.dir):  # everything is checked: the run's folder is made now, with one writer
-        write_json(run.dir / "config.json", {"config": run.config, "latent_agent": None, "skills": None})
+        write_json(run.dir / "config.json", {"config": run.config, "latent_policy": None, "skills": None})
         return _learn_drq(cfg, run, model, venv, resume, progress, stop_at, on_eval, t_start)
 
 

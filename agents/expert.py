@@ -32,7 +32,7 @@ from agents.algorithms import check_algo_kwargs, resolve_algorithm
 from agents.config import ExpertConfig
 from agents.loop import PeriodicCallback, learn, load_checkpoint, plot_learning_curve, replace_dir, save_checkpoint
 from agents.resume import ResumableVecEnv
-from envs.rollout import run_episodes
+from envs.rollout import EVAL_SEED, run_episodes
 from rl_laof.runs import expert_dir, lock_run, read_json, run_folder, write_json
 
 EXPERT_LR_HINT = "lower the learning rate (--algo-kwargs '{\"learning_rate\": ...}')"
@@ -198,7 +198,7 @@ def _train_expert(cfg: ExpertConfig, algo: Any, kwargs: dict[str, Any], run_dir:
             raise ValueError(f"{cfg.algo}: bad algo_kwargs {cfg.algo_kwargs}: {exc}") from exc
     t0 = time.time()
     steps0 = model.num_timesteps
-    eval_seed = cfg.seed + 10_000
+    eval_seed = cfg.seed + EVAL_SEED
 
     def periodic_eval(m) -> dict:
         return evaluate_expert(Expert(m, *_obs_stats(m.get_env())).act, cfg.task, cfg.eval_episodes, eval_seed,

@@ -84,12 +84,12 @@ class LatentActionVecEnv(VecEnvWrapper):
         return obs, rewards, dones, infos
 
 
-def stored_pca(meta: dict, k: int, where: str = "the latent agent") -> LatentPCA:
-    """The ``k`` leading principal directions stored in an imitation run's ``agent.pt`` (``meta``)."""
+def stored_pca(meta: dict, k: int, where: str = "the latent policy") -> LatentPCA:
+    """The ``k`` leading principal directions stored in an imitation run's ``policy.pt`` (``meta``)."""
     state = meta.get("latent_pca")
     if state is None:
         raise ValueError(f"{where} stores no principal directions of its latents (made before they were kept): "
-                         "rebuild it with python -m rl_laof.imitate, or pass --set residual_pcs=0")
+                         "rebuild it with python -m rl_laof.imitation, or pass --set residual_pcs=0")
     stored = state["components"].shape[0]
     if not 1 <= k <= stored:
         raise ValueError(f"residual_pcs={k}: {where} stores {stored} principal directions; use 1..{stored}")

@@ -46,7 +46,7 @@ def policy_kwargs(cfg: TrainConfig, encoder: dict[str, Any] | None = None) -> di
     else:
         kw["net_arch"] = dict(pi=arch, vf=arch)
     if cfg.algo not in ("td3",):
-        kw["log_std_init"] = 0.0 if (cfg.latent != "none" and cfg.latent_policy == "lafp") else cfg.log_std_init
+        kw["log_std_init"] = 0.0 if (cfg.latent != "none" and cfg.policy == "lafp") else cfg.log_std_init
     if cfg.obs == "pixels" and not cfg.on_features:  # a residual agent observes the frozen policy's features
         kw.update(features_extractor_class=PixelFeatures, normalize_images=False,
                   features_extractor_kwargs=dict(frame_stack=cfg.frame_stack,

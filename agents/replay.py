@@ -30,11 +30,11 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
         raise FileNotFoundError(f"{run_dir}: {why_no_model(run_dir, which)}")
     saved = read_json(run_dir / "config.json")
     cfg = TrainConfig(**saved["config"])
-    agent, meta = load_latent_space(cfg, Path(saved["latent_agent"])) if saved["latent_agent"] else (None, None)
+    policy, meta = load_latent_space(cfg, Path(saved["latent_policy"])) if saved["latent_policy"] else (None, None)
     skills = None
     if cfg.latent == "sof":  # the video then holds one frame per skill (chunk)
         skills, _ = load_skill_space(cfg, saved["skills"])
-    venv = make_env(cfg, episodes, seed, agent, meta, skills, training=False)
+    venv = make_env(cfg, episodes, seed, policy, meta, skills, training=False)
     if (run_dir / "vecnormalize.pkl").exists():
         venv = VecNormalize.load(str(run_dir / "vecnormalize.pkl"), venv)
         venv.training, venv.norm_reward = False, False

@@ -26,7 +26,7 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from agents.config import SKILL_ACTIONS
-from rl_laof.sof.policy import SkillPolicy
+from rl_laof.skills.policy import SkillPolicy
 
 
 class SkillVecEnv(VecEnvWrapper):

@@ -2,7 +2,7 @@
 and its action space (``agents.latent_env``, ``agents.skill_env``), the SB3 model and how it starts, the shared
 loop (``agents.loop``), periodic and final evaluation, the report and learning curve.
 
-The action space is loaded from its upstream runs (an imitation run's ``agent.pt``, a skills run), which this
+The action space is loaded from its upstream runs (an imitation run's ``policy.pt``, a skills run), which this
 module takes as folders that exist; ``rl_laof.pipeline`` finds or builds them first, after asking
 :func:`open_run` whether the run needs them at all (a finished run does not; a resumed one keeps those it
 recorded).
@@ -38,10 +38,10 @@ from agents.policy import (
 from agents.resume import ResumableVecEnv
 from agents.skill_env import SkillVecEnv
 from envs.config import DistractorConfig
-from envs.rollout import run_episodes
+from envs.rollout import EVAL_SEED, run_episodes
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
-from rl_laof.imitation.agent import load_agent, recorded_data
 from rl_laof.imitation.evaluation import spread_ratio
+from rl_laof.imitation.policy import load_latent_policy, recorded_data
 from rl_laof.presets import available_memory, cpu_count, refuse_beyond
 from rl_laof.runs import (
     latest_checkpoint,
@@ -52,35 +52,34 @@ from rl_laof.runs import (
     train_dir,
     write_json,
 )
-from rl_laof.sof.policy import SkillPolicy
-from rl_laof.sof.training import load_skills
+from rl_laof.skills.policy import SkillPolicy
+from rl_laof.skills.training import load_skills
 
 #: config fields a resumed run may change
 _NOT_IDENTITY = ("total_steps", "eval_every", "checkpoint_every", "eval_episodes", "final_eval_episodes", "threads")
-EVAL_SEED = 50_000  # periodic evaluation envs; the final evaluation uses EVAL_SEED + 1
 
 
 # --------------------------------------------------------------------------- the action space
 
-def latent_agent_dir(cfg: TrainConfig, latent_agent: str | Path | None = None) -> Path | None:
-    """The imitation run whose latent policy and decoder make the action space: ``latent_agent``, else
-    ``cfg.latent_agent``; None for the latents "none" and "sof"."""
+def latent_policy_dir(cfg: TrainConfig, latent_policy: str | Path | None = None) -> Path | None:
+    """The imitation run whose latent policy and decoder make the action space: ``latent_policy``, else
+    ``cfg.latent_policy``; None for the latents "none" and "sof"."""
     if cfg.latent in ("none", "sof"):
         return None
-    path = latent_agent if latent_agent is not None else cfg.resolved_latent_agent
+    path = latent_policy if latent_policy is not None else cfg.resolved_latent_policy
     if path is None:
-        raise ValueError(f"latent {cfg.latent!r} needs a latent policy: set latent_agent, or run through "
+        raise ValueError(f"latent {cfg.latent!r} needs a latent policy: set latent_policy, or run through "
                          "rl_laof.pipeline.agent (it finds or builds the preset's)")
     path = Path(path)
-    check_latent_agent(cfg, path)
+    check_latent_policy(cfg, path)
     return path
 
 
-def check_latent_agent(cfg: TrainConfig, path: Path) -> None:
-    """Refuse a folder without an imitation run's ``agent.pt``, saying how to make one."""
-    if not (path / "agent.pt").exists():
-        raise FileNotFoundError(f"{path}: no agent.pt (make one with python -m rl_laof.imitate --latent "
-                                f"{cfg.imitation_latent} --policy {cfg.latent_policy} --out {path})")
+def check_latent_policy(cfg: TrainConfig, path: Path) -> None:
+    """Refuse a folder without an imitation run's ``policy.pt``, saying how to make one."""
+    if not (path / "policy.pt").exists():
+        raise FileNotFoundError(f"{path}: no policy.pt (make one with python -m rl_laof.imitation --latent "
+                                f"{cfg.imitation_latent} --policy {cfg.policy} --out {path})")
 
 
 def _distractors_mismatch(recorded: Any, cfg: TrainConfig) -> str | None:
@@ -103,7 +102,7 @@ def _shown(value: Any) -> str:
 
 def env_mismatches(cfg: TrainConfig, meta: dict, data: dict | None) -> list[str]:
     """Every setting of the env a latent policy's data was made in (its data record, ``recorded_data``: task,
-    action repeat, image size, frame stack, distractors; an ``agent.pt`` without one names its task, image size,
+    action repeat, image size, frame stack, distractors; an ``policy.pt`` without one names its task, image size,
     frame stack and distractor level) that differs from the agent's env, each as "theirs (not ours)"."""
     env = dict(data["env"]) if data else {}
     task = env.get("task", meta["task"])
@@ -118,28 +117,28 @@ def env_mismatches(cfg: TrainConfig, meta: dict, data: dict | None) -> list[str]
         problems.append(f"{size} px images (not {cfg.image_size})")
     if stack != cfg.frame_stack:
         problems.append(f"{stack} stacked frames (not {cfg.frame_stack})")
-    level = env.get("distractors", meta.get("distractors"))  # the level is in agent.pt since issue 18
+    level = env.get("distractors", meta.get("distractors"))  # the level is in policy.pt since issue 18
     wrong = _distractors_mismatch(level, cfg) if level is not None else None
     return problems + ([wrong] if wrong else [])
 
 
-def load_latent_space(cfg: TrainConfig, agent_dir: Path):
-    """(imitation agent, its metadata), checked against the env the agent will see (:func:`env_mismatches`), the
+def load_latent_space(cfg: TrainConfig, policy_dir: Path):
+    """(the latent policy, its metadata), checked against the env the agent will see (:func:`env_mismatches`), the
     latent and policy type its action space needs and, where ``cfg.latent_seed`` is set, the imitation seed. The
     metadata gains ``data``, the policy's data record (None where none is kept)."""
-    agent, meta = load_agent(agent_dir, cfg.seed)
-    meta["data"] = recorded_data(agent_dir, meta)
+    policy, meta = load_latent_policy(policy_dir, cfg.seed)
+    meta["data"] = recorded_data(policy_dir, meta)
     icfg = meta["config"]
     problems = env_mismatches(cfg, meta, meta["data"])
-    if icfg["latent"] != cfg.imitation_latent or icfg["policy"] != cfg.latent_policy:
+    if icfg["latent"] != cfg.imitation_latent or icfg["policy"] != cfg.policy:
         problems.append(f"latent {icfg['latent']} / {icfg['policy']}")
     if cfg.latent == "labels_residual" and icfg.get("relabel", "none") != "none":
         problems.append(f"BC on {icfg['relabel']}-relabelled transitions (not on the labels)")
     if cfg.latent_seed is not None and icfg["seed"] != cfg.latent_seed:
         problems.append(f"imitation seed {icfg['seed']} (not latent_seed {cfg.latent_seed})")
     if problems:
-        raise ValueError(f"{agent_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
-    return agent, meta
+        raise ValueError(f"{policy_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
+    return policy, meta
 
 
 def load_skill_space(cfg: TrainConfig, run: str | Path | None):
@@ -193,7 +192,7 @@ def skill_dataset_frames(meta: dict, task: str, frame_stack: int, count: int = 2
     return w.frames_at(w.episode[rows], w.t[rows]).numpy()
 
 
-def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict | None = None, skills=None,
+def make_env(cfg: TrainConfig, num_envs: int, seed: int, latent_policy=None, meta: dict | None = None, skills=None,
              training: bool = True):
     """The agent's VecEnv: EnvPool pixels (or state) at the dataset's action repeat, with VecMonitor inside
     (episode returns are the env's), wrapped in the latent or skill action space when there is one (the
@@ -203,16 +202,17 @@ def make_env(cfg: TrainConfig, num_envs: int, seed: int, agent=None, meta: dict 
                      action_repeat=cfg.resolved_action_repeat, seed=seed, backend="envpool")
     if skills is not None:
         return SkillVecEnv(venv, skills, cfg.skill_action, cfg.kl_coef if training else 0.0)
-    if agent is None:
+    if latent_policy is None:
         return venv
     if cfg.residual:
-        return ResidualLatentVecEnv(venv, agent.policy, agent.decoder,
-                                    stored_pca(meta, cfg.residual_pcs, f"the latent agent of {meta.get('dataset')}"))
+        return ResidualLatentVecEnv(venv, latent_policy.policy, latent_policy.decoder,
+                                    stored_pca(meta, cfg.residual_pcs, f"the latent policy of {meta.get('dataset')}"))
     if cfg.action_residual:
-        return ResidualActionVecEnv(venv, agent.policy, agent.decoder, cfg.action_residual_scale)
-    mode = "noise" if cfg.latent_policy == "lafp" else "latent"
-    return LatentActionVecEnv(venv, agent.decoder, meta["out_dim"], mode,
-                              agent.policy if mode == "noise" else None)
+        return ResidualActionVecEnv(venv, latent_policy.policy, latent_policy.decoder,
+                                    cfg.action_residual_scale)
+    mode = "noise" if cfg.policy == "lafp" else "latent"
+    return LatentActionVecEnv(venv, latent_policy.decoder, meta["out_dim"], mode,
+                              latent_policy.policy if mode == "noise" else None)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -360,7 +360,7 @@ class AgentRun:
     resumes: bool
 
     def resumes_with(self, upstream: str) -> Path | None:
-        """The upstream run ``upstream`` ("latent_agent" or "skills") the checkpoint to resume was trained in, as
+        """The upstream run ``upstream`` ("latent_policy" or "skills") the checkpoint to resume was trained in, as
         the folder records it (None where the run does not resume, or that folder is gone)."""
         path = self.recorded.get(upstream) if self.resumes else None
         return Path(path) if path and Path(path).exists() else None
@@ -390,26 +390,32 @@ def open_run(cfg: TrainConfig, out: str | Path | None = None, resume: bool = Fal
 
 @dataclasses.dataclass
 class ActionSpace:
-    """What the agent acts through: an imitation run's latent policy and decoder (``agent``, its saved ``meta``),
-    or SOF skills (``skills``, their ``skill_meta``; one decision per ``chunk`` env steps), or neither (raw actions)."""
+    """What the agent acts through: an imitation run's latent policy and decoder (``latent_policy``, its saved
+    ``meta``), or SOF skills (``skills``, their ``skill_meta``; one decision per ``chunk`` env steps), or neither
+    (raw actions)."""
 
-    agent_dir: Path | None = None
-    agent: Any = None
+    latent_policy_dir: Path | None = None
+    latent_policy: Any = None
     meta: dict | None = None
     skills: SkillPolicy | None = None
     skill_meta: dict | None = None
     chunk: int = 1
 
 
-def action_space(cfg: TrainConfig, latent_agent: str | Path | None, skills: str | Path | None) -> ActionSpace:
-    """The action space of ``cfg`` loaded from its upstream folders: the imitation run ``latent_agent`` (else
-    ``cfg.latent_agent``) or, for latent "sof", the skills run ``skills`` (else ``cfg.skills``)."""
-    agent_dir = latent_agent_dir(cfg, latent_agent)
-    agent, meta = load_latent_space(cfg, agent_dir) if agent_dir is not None else (None, None)
+def _folder(path: Path | None) -> str | None:
+    """An upstream run folder as ``config.json`` and the report record it."""
+    return str(path) if path is not None else None
+
+
+def action_space(cfg: TrainConfig, latent_policy: str | Path | None, skills: str | Path | None) -> ActionSpace:
+    """The action space of ``cfg`` loaded from its upstream folders: the imitation run ``latent_policy`` (else
+    ``cfg.latent_policy``) or, for latent "sof", the skills run ``skills`` (else ``cfg.skills``)."""
+    policy_dir = latent_policy_dir(cfg, latent_policy)
+    policy, meta = load_latent_space(cfg, policy_dir) if policy_dir is not None else (None, None)
     if cfg.latent != "sof":
-        return ActionSpace(agent_dir, agent, meta)
-    policy, skill_meta = load_skill_space(cfg, skills if skills is not None else cfg.skills)
-    return ActionSpace(agent_dir, agent, meta, policy, skill_meta, policy.cfg.chunk)
+        return ActionSpace(policy_dir, policy, meta)
+    skill_policy, skill_meta = load_skill_space(cfg, skills if skills is not None else cfg.skills)
+    return ActionSpace(policy_dir, policy, meta, skill_policy, skill_meta, skill_policy.cfg.chunk)
 
 
 @dataclasses.dataclass
@@ -430,7 +436,7 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
     started from the latent policy or the skill prior; a pretrained encoder held fixed where asked."""
     spec = ALGOS[cfg.algo]
     algo = spec.algo_class
-    inner = make_env(cfg, cfg.num_envs, cfg.seed, space.agent, space.meta, space.skills)
+    inner = make_env(cfg, cfg.num_envs, cfg.seed, space.latent_policy, space.meta, space.skills)
     logged = ResumableVecEnv(inner)  # what a checkpoint needs to send the envs back where they were
 
     def attach(model) -> None:  # the skill env's KL term reads the agent's log-density (a resumed run's replay too)
@@ -441,7 +447,7 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
                              run_dir / "tb", attach) if resume else None
     history: list[dict] = []
     copied: list[str] = []
-    pixels_start = space.agent is not None and cfg.init_policy and cfg.obs == "pixels"
+    pixels_start = space.latent_policy is not None and cfg.init_policy and cfg.obs == "pixels"
     if loaded is not None:
         model, venv, history, _ = loaded
     else:
@@ -457,10 +463,10 @@ def start_model(cfg: TrainConfig, run_dir: Path, space: ActionSpace, resume: boo
         if cfg.residual:
             copied = zero_mean(model) + [f"residual on the frozen latent BC policy ({cfg.residual_pcs} directions)"]
         elif cfg.action_residual:
-            around = "the decoded latent BC policy" if space.agent.decoder is not None else "BC on the labels"
+            around = "the decoded latent BC policy" if space.latent_policy.decoder is not None else "BC on the labels"
             copied = zero_mean(model) + [f"action residual on {around} (scale {cfg.action_residual_scale:g})"]
         elif pixels_start:
-            copied = init_from_latent_policy(model, space.agent.policy)
+            copied = init_from_latent_policy(model, space.latent_policy.policy)
         if space.skills is not None and cfg.init_policy:
             frames = skill_dataset_frames(space.skill_meta, cfg.task, cfg.frame_stack, seed=cfg.seed)
             copied = init_from_skill_prior(model, inner, frames, cfg.skill_init_steps, cfg.seed)
@@ -478,8 +484,8 @@ def learn_agent(cfg: TrainConfig, run_dir: Path, space: ActionSpace, start: Star
     the best model; returns the seconds it took (``train``) and spent evaluating (``eval``) and the step it
     started from (``steps0``). What ``on_eval`` or training raises closes the envs and ends the run."""
     model, chunk = start.model, space.chunk
-    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, space.agent, space.meta,
-                                             space.skills, training=False), training=False)
+    eval_env = _wrap_normalize(cfg, make_env(cfg, cfg.eval_episodes, cfg.seed + EVAL_SEED, space.latent_policy,
+                                             space.meta, space.skills, training=False), training=False)
 
     def periodic_eval(m) -> dict[str, float]:
         _sync_obs_stats(m.get_env(), eval_env)
@@ -525,8 +531,9 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
     """The final evaluation (``final_eval_episodes`` held-out episodes) and the run's report, learning curve and
     ``report.json``."""
     model, chunk = start.model, space.chunk
-    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1, space.agent,
-                                              space.meta, space.skills, training=False), training=False)
+    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1,
+                                              space.latent_policy, space.meta, space.skills, training=False),
+                                training=False)
     _sync_obs_stats(start.venv, final_env)
     executed: list[np.ndarray] | None = [] if space.skills is None else None  # a skill's chunk is many steps
     final, _ = agent_returns(model, final_env, executed=executed)
@@ -537,11 +544,11 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
     train_s = seconds["train"]
     skills_run = space.skill_meta["run"] if space.skill_meta else None
     report = {
-        "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "latent_policy": cfg.latent_policy,
+        "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "policy": cfg.policy,
         "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps) * chunk,
         "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skills_run,
         "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run.dir),
-        "latent_agent": str(space.agent_dir) if space.agent_dir else None, "initialised": start.copied,
+        "latent_policy": _folder(space.latent_policy_dir), "initialised": start.copied,
         "latent_seed": space.meta["config"]["seed"] if space.meta else None,
         # the final evaluation's executed actions: their spread over the expert's on the latent policy's data
         "spread": agent_spread(space.meta, executed),
@@ -564,12 +571,12 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
 
 def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
           stop_at: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
-          latent_agent: str | Path | None = None, skills: str | Path | None = None) -> dict[str, Any]:
+          latent_policy: str | Path | None = None, skills: str | Path | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) an agent; returns the report. ``stop_at``: checkpoint and stop at
     that step (what a kill after a checkpoint leaves; the resume test uses it). ``on_eval(env_step, result)``
     sees every periodic evaluation (a sweep's pruner); what it raises ends the run, with its envs closed.
 
-    The action space comes from the folder ``latent_agent`` (an imitation run, else ``cfg.latent_agent``) or, for
+    The action space comes from the folder ``latent_policy`` (an imitation run, else ``cfg.latent_policy``) or, for
     latent ``sof``, ``skills`` (a skills run, else ``cfg.skills``): finished runs, which ``rl_laof.pipeline.agent``
     finds or builds before it calls this. Phases: :func:`open_run`, :func:`action_space`, :func:`start_model`,
     :func:`learn_agent`, :func:`save_final`, :func:`final_report`. ``--algo drq`` (DrQ-v2, no SB3) runs its own
@@ -584,12 +591,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     t_start = time.time()
-    space = action_space(cfg, latent_agent, skills)
+    space = action_space(cfg, latent_policy, skills)
     cfg = decision_config(cfg, space.chunk) if space.chunk > 1 else cfg  # from here on SB3 counts decisions
     start = start_model(cfg, run.dir, space, resume)  # envs and model built (or refused) before the folder is made
     with lock_run(run.dir):  # everything is checked: the run's folder is made now, with one writer
         write_json(run.dir / "config.json", {"config": run.config,
-                                             "latent_agent": str(space.agent_dir) if space.agent_dir else None,
+                                             "latent_policy": _folder(space.latent_policy_dir),
                                              "latent_seed": space.meta["config"]["seed"] if space.meta else None,
                                              "skills": space.skill_meta["run"] if space.skill_meta else None})
         seconds = learn_agent(cfg, run.dir, space, start, progress, stop_at, on_eval)

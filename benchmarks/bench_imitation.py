@@ -20,7 +20,7 @@ episodes of 250 steps at action repeat 4, 80 labelled transitions = 1 %), with t
   laof_action_lafp LAFP on LAOF-Action's latents (action-decoder regularisation in pretraining)
   random           uniform random actions (the floor; no training)
 
-Seed s of a method uses a latent model of seed s on this dataset (pretrain's defaults at 1000 steps: LAOF on
+Seed s of a method uses a latent model of seed s on this dataset (the lam stage's defaults at 1000 steps: LAOF on
 the library's default flow tier, ``lam_flow_tier`` in the JSON; trained here if missing) and imitation seed s.
 Each policy is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out
 background videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Returns
@@ -55,9 +55,9 @@ from envs.rollout import policy_returns  # noqa: E402
 from rl_laof import stats  # noqa: E402
 from rl_laof.data.config import COLLECT_PRESETS, CollectConfig  # noqa: E402
 from rl_laof.data.dataset import VideoDataset  # noqa: E402
-from rl_laof.imitation.agent import load_agent  # noqa: E402
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa: E402
 from rl_laof.imitation.evaluation import latency_ms, plot_normalised_returns, run_spread  # noqa: E402
+from rl_laof.imitation.policy import load_latent_policy  # noqa: E402
 from rl_laof.imitation.training import imitate  # noqa: E402
 from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.presets import from_preset  # noqa: E402
@@ -82,7 +82,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "imitation.json"
 BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
 
 
-#: the latent models the policies stand on: pretrain's defaults at the 1000-step budget this benchmark's figures
+#: the latent models the policies stand on: the lam stage's defaults at the 1000-step budget this benchmark's figures
 #: were measured with (issue 18), before the latent-quality study moved to per-seed datasets (issue 30)
 LAM_FIELDS = {"lapo": dict(method="lapo"), "laof": dict(method="laof"),
               "laof_action_1pct": dict(method="laof-action", labels=0.01)}
@@ -145,7 +145,8 @@ def random_returns(data, cfg: ImitationConfig, root: Path, progress: bool) -> di
 
 def latencies(reports: dict[str, dict], frame_stack: int) -> dict[str, float]:
     """Median ms per action of laof_bc, laof_lafp and bc_labels (seed 0), interleaved in this process."""
-    loaded = {k: load_agent(reports[k]["run_dir"]) for k in ("laof_bc", "laof_lafp", "bc_labels") if k in reports}
+    loaded = {k: load_latent_policy(reports[k]["run_dir"]) for k in ("laof_bc", "laof_lafp", "bc_labels")
+              if k in reports}
     if not loaded:
         return {}
     size = next(iter(loaded.values()))[1]["image_size"]

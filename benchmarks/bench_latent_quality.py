@@ -12,7 +12,7 @@ task's PPO expert (action noise 0.1, the task's pixel action repeat, 64 px, 3 st
 from RGB beside it (``python -m rl_laof.flow --method estimate``).
 
 Methods (every one at the same number of unlabelled training windows, label methods' labelled batches on top
-(``lam_config``); ``pretrain``'s defaults otherwise):
+(``lam_config``); ``lam``'s defaults otherwise):
 
   lapo                              LAPO (VQ latent, pixel FDM)
   laom                              LAOM as published (dunnolab/laom: shared IMPALA encoder, IDM MLP on

@@ -10,8 +10,8 @@ it needs is built first and cached under ``runs/`` (a rerun reuses it):
    dataset (``rl_laof.data.multitask``) with the task id per episode;
 2. the label budget, the same for every method: 2 whole labelled trajectories per task (``traj-2``);
 3. SOF (``rl_laof.skills``, quick preset) on the multi-task video: tokenizer, prior, translator;
-4. LAOF (``rl_laof.pretrain``, quick preset) on the same multi-task video, then per task latent BC + action
-   decoder (``rl_laof.imitate``) on the task's labels; and per task BC on the labels only;
+4. LAOF (``rl_laof.lam``, quick preset) on the same multi-task video, then per task latent BC + action
+   decoder (``rl_laof.imitation``) on the task's labels; and per task BC on the labels only;
 5. each policy evaluated per task on EnvPool pixels with the data's distractors (8 episodes of 500 steps,
    the same env seeds for every method);
 6. on walker-walk, PPO over SOF skill tokens vs PPO on raw actions at equal env steps (20k; ``--quick``: 2048).
@@ -36,7 +36,7 @@ from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam.config import LAM_PRESETS, LAMConfig
 from rl_laof.presets import from_preset
 from rl_laof.runs import runs_root
-from rl_laof.sof.config import SKILL_PRESETS, SkillConfig
+from rl_laof.skills.config import SKILLS_PRESETS, SkillsConfig
 
 TASKS = ("walker-stand", "walker-walk", "walker-run")
 PPO_TASK = "walker-walk"
@@ -103,11 +103,11 @@ def main() -> dict:
                     "per_task": {t: {} for t in TASKS}}
 
     # --- SOF on the multi-task video, evaluated per task
-    from rl_laof.sof.evaluation import evaluate_skills
-    from rl_laof.sof.training import SkillRun
+    from rl_laof.skills.evaluation import evaluate_skills
+    from rl_laof.skills.training import SkillRun
 
     t = time.perf_counter()
-    scfg = from_preset(SkillConfig, SKILL_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES,
+    scfg = from_preset(SkillsConfig, SKILLS_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES,
                        **{**EVAL, **size["skills"]})
     run = SkillRun(scfg, merged, root / "sof")
     sof = evaluate_skills(run, progress)

@@ -12,7 +12,7 @@ Everything runs through the real command, ``python -m sweeps.tune``, in fresh pr
    ``scaling_vs_1_worker_2_threads``. The 2-worker study is also checked: trial count, no trial run twice.
 2. Tuning: a LAOF study on the held-out probe objective (TPE, median pruner, 2 workers; 10 trials of 200
    steps; ``--quick``: 4 of 50), then the default config and the study's best.json each trained at the
-   preset's budget (1000 steps; ``--quick``: 200) with ``rl_laof.pretrain [--config best.json]``:
+   preset's budget (1000 steps; ``--quick``: 200) with ``rl_laof.lam [--config best.json]``:
    ``probe_default`` vs ``probe_tuned``, the linear-probe action MSE on the held-out ``eval`` episodes (the
    split the sweep scored), and on the held-out-background episodes, which it never saw (target:
    probe_tuned < probe_default).
@@ -67,8 +67,8 @@ def throughput(runs: Path, workers: int, threads: int, n: int, steps: int, datas
             "no_trial_twice": len(numbers) == len(set(numbers)), "workers_seen": len({row["worker"] for row in rows})}
 
 
-def pretrain(out: Path, dataset: Path, steps: int, config: Path | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "rl_laof.pretrain", "--dataset", str(dataset), "--out", str(out), "--steps",
+def lam(out: Path, dataset: Path, steps: int, config: Path | None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "rl_laof.lam", "--dataset", str(dataset), "--out", str(out), "--steps",
            str(steps), "--threads", "1", "--no-progress"]
     cmd += ["--config", str(config)] if config else ["--method", "laof-action"]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -97,8 +97,8 @@ def main() -> None:
                                                       "best_params", "seconds")}}), flush=True)
     best = Path(tuned["best_config"][0])
     # the two final runs side by side, one thread each (the same conditions for both)
-    procs = {"default": pretrain(runs / "final-default", dataset, final_steps, None),
-             "tuned": pretrain(runs / "final-tuned", dataset, final_steps, best)}
+    procs = {"default": lam(runs / "final-default", dataset, final_steps, None),
+             "tuned": lam(runs / "final-tuned", dataset, final_steps, best)}
     for name, proc in procs.items():
         if proc.wait():
             raise SystemExit(f"final {name} run failed ({proc.returncode})")

@@ -2,7 +2,7 @@
 
     python benchmarks/study_bc.py [--arms quick,steps8k,...] [--seeds 1] [--level laom] [--dataset DIR]
 
-Each arm is ``rl_laof.imitate`` with ``latent none, labels 1.0`` (the BC-on-all-labels normaliser of
+Each arm is ``rl_laof.imitation`` with ``latent none, labels 1.0`` (the BC-on-all-labels normaliser of
 ``bench_imitation``) and some ImitationConfig fields changed. Reported per arm and seed:
 
 * ``heldout_mse``: the policy's action MSE on the held-out ``eval`` episodes divided by the mean-action
@@ -80,7 +80,7 @@ def main() -> dict:
     p.add_argument("--dm-control", default="quick", help="arms also evaluated on the dm_control backend")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    from rl_laof.imitation.agent import load_agent
+    from rl_laof.imitation.policy import load_latent_policy
     from rl_laof.imitation.training import imitate
     from rl_laof.pipeline import default_dataset
 
@@ -113,7 +113,7 @@ def main() -> dict:
             run = runs_root() / "bench" / "study_bc" / args.level / key
             t0 = time.perf_counter()
             report = imitate(cfg, data, run, progress=not args.no_progress)
-            agent, _ = load_agent(run)
+            agent, _ = load_latent_policy(run)
             row = dict(arm=arm, seed=seed, dataset=tag.lstrip("-") or "quick",
                        seconds=report["stages"]["policy_seconds"],
                        wall_s=round(time.perf_counter() - t0, 1),

@@ -3,7 +3,7 @@ deterministic expert on the data's states (off-policy) and on the states it visi
 
     python benchmarks/study_closed_loop.py [--dataset DIR] [--runs RUN,RUN,...] [--kicks 0,10] [--episodes 8]
 
-For every imitation run (``agent.pt``; default: ``bench_imitation``'s seed-0 runs of bc_all, lapo_bc, laof_bc
+For every imitation run (``policy.pt``; default: ``bench_imitation``'s seed-0 runs of bc_all, lapo_bc, laof_bc
 and laof_lafp) and every ``kick`` K, the agent is rolled out for ``--episodes`` episodes on the dm_control
 backend with the dataset's distractors and backgrounds (the backend that reports the proprioceptive state),
 the first K steps taken by the expert (does the agent stall at the start?). At every visited state the
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from envs.rollout import EVAL_SEED
 from rl_laof.runs import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study_closed_loop.json"
@@ -52,7 +53,7 @@ def on_policy(agent, expert, settings: dict, frame_stack: int, episodes: int, ki
     venv = envs.make(settings["task"], num_envs=episodes, obs="pixels", distractors=settings["distractors"],
                      image_size=settings["image_size"], frame_stack=frame_stack,
                      action_repeat=settings["action_repeat"],
-                     seed=10_000, backend="dm_control", exact_flow_info=True, monitor=False)
+                     seed=EVAL_SEED, backend="dm_control", exact_flow_info=True, monitor=False)
     try:
         obs = venv.reset()
         states = np.stack([i["state"] for i in venv.reset_infos])
@@ -92,10 +93,10 @@ def check_inputs(dataset: Path, runs: list[str], episodes: int) -> Path:
     if not h5.exists():
         raise SystemExit(f"--dataset {dataset}: no dataset there (python -m rl_laof.collect --task cheetah-run "
                          "--preset quick --distractors laom makes the default)")
-    missing = [r for r in runs if not (Path(r) / "agent.pt").exists()]
+    missing = [r for r in runs if not (Path(r) / "policy.pt").exists()]
     if missing:
-        raise SystemExit(f"--runs: no agent.pt in {', '.join(missing)} (imitation run folders: python "
-                         "benchmarks/bench_imitation.py makes the defaults, python -m rl_laof.imitate any other)")
+        raise SystemExit(f"--runs: no policy.pt in {', '.join(missing)} (imitation run folders: python "
+                         "benchmarks/bench_imitation.py makes the defaults, python -m rl_laof.imitation any other)")
     if episodes < 1:
         raise SystemExit(f"--episodes {episodes}: at least 1")
     return h5
@@ -112,7 +113,7 @@ def main() -> dict:
     from rl_laof.data.config import WindowConfig
     from rl_laof.data.dataset import VideoDataset
     from rl_laof.data.windows import WindowDataset
-    from rl_laof.imitation.agent import load_agent
+    from rl_laof.imitation.policy import load_latent_policy
 
     path, runs, kicks = Path(args.dataset), args.runs.split(","), parse_kicks(args.kicks)
     ds = VideoDataset(check_inputs(path, runs, args.episodes))
@@ -131,7 +132,7 @@ def main() -> dict:
     out = {"dataset": str(path), "episodes": args.episodes, "data_speed": round(float(data_states[:, SPEED].mean()), 2),
            "data_upside_down": round(float((np.abs(data_states[:, ROOTY]) > np.pi / 2).mean()), 3), "rows": []}
     for run in runs:
-        agent, meta = load_agent(run)
+        agent, meta = load_latent_policy(run)
         if meta["task"] != settings["task"] or meta["image_size"] != settings["image_size"]:
             raise SystemExit(f"--runs {run}: trained on {meta['task']} at {meta['image_size']} px, the dataset is "
                              f"{settings['task']} at {settings['image_size']} px")

@@ -3,7 +3,7 @@ transitions' true latents, scored on every other training transition.
 
     python benchmarks/study_decoder.py [--runs DIR[,DIR...]] [--labels 0.01]
 
-Each ``--runs`` folder is an imitation run (``rl_laof.imitate``; default: the shipped LAOF and LAPO latent BC
+Each ``--runs`` folder is an imitation run (``rl_laof.imitation``; default: the shipped LAOF and LAPO latent BC
 policies' runs) whose ``targets.pt`` holds the normalised latents of every training transition of its
 dataset. No policy is involved: this isolates the decoder's share of a 1 %-label method's action error.
 Decoders, each fitted on the labelled transitions (label split ``frac-<labels>``):
@@ -66,7 +66,7 @@ def fit_ridge(x: torch.Tensor, a: torch.Tensor, penalty: float):
 def study(run: Path, labels: float) -> dict:
     if not (run / "targets.pt").exists() or not (run / "config.json").exists():
         sys.exit(f"{run}: not a latent imitation run (no targets.pt / config.json); make one with "
-                 f"python -m rl_laof.imitate --latent laof --out {run}")
+                 f"python -m rl_laof.imitation --latent laof --out {run}")
     saved = torch.load(run / "targets.pt", map_location="cpu", weights_only=False)
     config = json.loads((run / "config.json").read_text())
     ds = VideoDataset(config["dataset"], flow=None)

@@ -3,7 +3,7 @@ noise of several sizes added to its latent actions (PPO's rollouts are drawn so)
 
     python benchmarks/study_ppo_start.py --agent RUN_DIR [--distractors laom] [--stds 0,0.05,0.1,0.2,0.37]
 
-The agent is an imitation run (``agent.pt``: latent policy + decoder; default: the shipped LAOF latent BC
+The agent is an imitation run (``policy.pt``: latent policy + decoder; default: the shipped LAOF latent BC
 policy). For each noise std the latent action is mean + std * N(0, I) in the normalised latent space (the
 one PPO acts in, [-1, 1]^D, clipped), decoded by the frozen decoder; ``--pcs K`` instead draws the noise
 in the K leading principal directions of the policy's own latents on the first rollout, scaled by their
@@ -61,9 +61,9 @@ def main() -> dict:
     p.add_argument("--pcs", type=int, default=0, help="noise in the K leading principal directions (0: all dims)")
     p.add_argument("--episodes", type=int, default=8)
     args = p.parse_args()
-    from rl_laof.imitation.agent import load_agent
+    from rl_laof.imitation.policy import load_latent_policy
 
-    agent, meta = load_agent(args.agent)
+    agent, meta = load_latent_policy(args.agent)
     ds_cfg = meta["config"]
     venv = envs.make(meta["task"], num_envs=args.episodes, obs="pixels", distractors=args.distractors,
                      image_size=meta["image_size"], frame_stack=ds_cfg["frame_stack"],

@@ -1,10 +1,10 @@
 """Tables made from the committed benchmark results (``benchmarks/results/<name>.json``).
 
     python benchmarks/tables.py readme              # the README's results table: one row per headline figure
-    python benchmarks/tables.py latent_quality      # held-out probes per method and level (docs/latent-models.md)
+    python benchmarks/tables.py latent_quality      # held-out probes per method and level (docs/lam.md)
     python benchmarks/tables.py lam_speed           # where a LAOF step's time goes (from the same file)
-    python benchmarks/tables.py imitation           # policies with 1 % labels (docs/policies.md)
-    python benchmarks/tables.py train               # the main job: PPO in latent action spaces (docs/agents.md)
+    python benchmarks/tables.py imitation           # policies with 1 % labels (docs/imitation.md)
+    python benchmarks/tables.py train               # the main job: PPO in latent action spaces (docs/train.md)
     python benchmarks/tables.py --write             # rewrite every generated table in README.md and docs/*.md
     python benchmarks/tables.py --check             # exit 1 if any of them differs from what the results give
 

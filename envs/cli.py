@@ -1,5 +1,5 @@
-"""The command-line base of ``envs``' own commands (``python -m envs.demo``), and of every ``rl_laof`` command,
-which takes it from here through ``rl_laof.cli`` (``envs`` imports nothing of ``rl_laof``).
+"""The command-line base of every command, which takes it from here through ``rl_laof.cli``: it sits in ``envs``,
+the lowest layer, and imports nothing of ``rl_laof``.
 
 :func:`command_parser` makes a :class:`CommandParser`: a bad flag is one line and exit status 2. :func:`run` runs
 a command's ``main`` and turns bad input and a full disk into a one-line error (exit 2) and Ctrl-C into one line
@@ -14,6 +14,7 @@ import errno
 import os
 import re
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -73,22 +74,30 @@ class Default(str):
     into a plain string and notes the flag (:func:`given`)."""
 
 
-def _module_name(main: Callable) -> str:
-    """The ``python -m`` name of the module holding ``main`` (run as ``__main__``: the name it was run by)."""
-    name = main.__module__
-    if name == "__main__":
-        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        name = spec.name.removesuffix(".__main__") if spec is not None else name
-    return name
+def _command(main: Callable, name: str | None = None) -> str:
+    """The command that runs ``main`` again, as the user started it: ``python -m <module>`` with the module they
+    ran (``rl_laof.train`` or ``rl_laof.commands.train``: both run the same ``main``), or a console script by its
+    name (``rl-laof-train``; its path where that name is not on the PATH); else (``main`` called in-process)
+    ``python -m <name>``, by default the module holding ``main``."""
+    top = sys.modules.get("__main__")
+    spec = getattr(top, "__spec__", None)
+    if spec is not None and (main.__module__ == "__main__" or getattr(top, "main", None) is main):
+        return f"python -m {spec.name.removesuffix('.__main__')}"
+    entry = getattr(top, "main_entry", None)
+    if spec is None and sys.argv and getattr(entry, "__module__", None) == main.__module__:
+        script = os.path.basename(sys.argv[0])
+        return script if shutil.which(script) else sys.argv[0]
+    return f"python -m {name or main.__module__}"
 
 
 def run(main: Callable[[list[str] | None], Any], argv: list[str] | None = None,
-        where: Callable[[], str | None] | None = None) -> None:
+        where: Callable[[], str | None] | None = None, name: str | None = None) -> None:
     """Run a command's ``main``; bad input (a ValueError, a missing or unwritable path, a corrupt dataset: a
     DatasetError is a RuntimeError, no GPU, no EGL, a diverged run...) and a full disk end with one line and exit
     status 2 instead of a traceback; Ctrl-C ends with one line saying where the work stopped (``where()``: e.g.
-    "in pretrain laof at step 130 of 5000 (run folder ...)") and the command that resumes it, exit status 130."""
-    command = f"python -m {_module_name(main)} {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
+    "in lam laof at step 130 of 5000 (run folder ...)") and the command that resumes it (:func:`_command`; ``name``:
+    the module a message names where ``main`` runs in-process), exit status 130."""
+    command = f"{_command(main, name)} {shlex.join(sys.argv[1:] if argv is None else argv)}".rstrip()
     if getattr(signal.getsignal(signal.SIGINT), "while_starting", False):  # rl_laof's, while the imports ran
         signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

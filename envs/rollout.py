@@ -17,9 +17,11 @@ import numpy as np
 from envs import make
 from envs.config import DistractorConfig
 
-#: evaluation env seeds of :func:`policy_returns`: EVAL_SEED + 1000 * background index + seed index (the same
-#: for every method, so every policy meets the same episodes)
-EVAL_SEED = 10_000
+#: the one evaluation seed (defined here, the lowest layer, for every stage): :func:`policy_returns` evaluates on
+#: EVAL_SEED + 1000 * background index + seed index (the same for every method, so every policy meets the same
+#: episodes); an agent's periodic evaluation on its seed + EVAL_SEED, its final one on its seed + EVAL_SEED + 1
+#: (agents.training), an expert's periodic one on its seed + EVAL_SEED (agents.expert)
+EVAL_SEED = 50_000
 
 
 def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], record: Callable[[np.ndarray], None] | None = None,

@@ -10,8 +10,12 @@ __version__ = "0.1.0"
 
 def _command() -> str | None:
     """``python -m <module> <args>`` while ``python -m`` imports this package to run one of its modules (or
-    sweeps'); None otherwise (an import by a library, a test, a worker process)."""
+    sweeps'), ``rl-laof-<name> <args>`` while a console script does; None otherwise (an import by a library, a
+    test, a worker process)."""
     argv, orig = _sys.argv, getattr(_sys, "orig_argv", [])
+    script = _os.path.basename(argv[0]) if argv else ""
+    if script.startswith("rl-laof-"):
+        return " ".join([script, *map(_shlex.quote, argv[1:])])
     if argv[:1] != ["-m"] or "-m" not in orig[:-1]:
         return None
     module = orig[orig.index("-m") + 1]

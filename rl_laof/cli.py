@@ -1,4 +1,4 @@
-"""The command-line base every ``python -m rl_laof.<stage>`` command is built on.
+"""The command-line base every command (``rl_laof.commands``) is built on.
 
 Every command's parser is a :class:`CommandParser` (:func:`command_parser`): a bad flag is one line and exit
 status 2. A stage command is three functions: ``build_parser()`` (:func:`stage_parser` with ``--task`` and
@@ -9,7 +9,7 @@ run by :func:`run`, which turns bad input and a full disk into a one-line error 
 where the work stopped (:func:`rl_laof.progress.position`) and the command that resumes it. ``--set`` values
 (:func:`parse_sets`: text read by :func:`from_text`) and ``--config`` values (:func:`parse_file_values`: JSON) pass
 one type check, :func:`typed`, against their config field's type. The parser and :func:`run` live in ``envs.cli``
-(``envs``' own command, ``python -m envs.demo``, uses them without importing ``rl_laof``) and are taken from there.
+(the lowest layer, which imports nothing of ``rl_laof``) and are taken from there.
 """
 
 from __future__ import annotations
@@ -24,17 +24,28 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# the parser and runner every command shares, envs' own included (re-exported: rl_laof's commands take them here)
+# the parser and runner every command shares (re-exported: the commands take them here)
 from envs import cli as envs_cli
 from envs.cli import CommandParser, Default, command_parser  # noqa: F401
 from rl_laof.presets import from_preset
 from rl_laof.progress import position
 
+#: the commands that also run as ``python -m rl_laof.<name>`` (``rl_laof/<name>.py`` or ``rl_laof/<name>/__main__.py``,
+#: beside ``python -m rl_laof.commands.<name>``)
+STAGE_COMMANDS = ("expert", "collect", "flow", "lam", "imitation", "skills", "train", "evaluate")
+
+
+def command_module(main) -> str:
+    """The module a message names for ``main``'s command where it runs in-process: ``rl_laof.<stage>`` for a
+    stage command (the short name of ``rl_laof.commands.<stage>``), else the module holding ``main``."""
+    package, _, name = main.__module__.rpartition(".")
+    return f"rl_laof.{name}" if package == "rl_laof.commands" and name in STAGE_COMMANDS else main.__module__
+
 
 def run(main, argv: list[str] | None = None) -> None:
     """``envs.cli.run`` (bad input, a full disk: one line, exit 2; Ctrl-C: one line, exit 130) with where the
     work stood when Ctrl-C stopped it: the newest progress bar's stage, step or episode and run folder."""
-    envs_cli.run(main, argv, where=position)
+    envs_cli.run(main, argv, where=position, name=command_module(main))
 
 
 def given(args: argparse.Namespace, name: str) -> bool:

@@ -3,14 +3,15 @@
 A config file is JSON with one section per stage, each a set of fields of that stage's dataclass::
 
     {"format": "rl_laof-config/1",
-     "pretrain": {"flow_weight": 0.6, "lr": 0.0007},      # LAMConfig
-     "imitate": {},                                      # ImitationConfig
-     "skills": {},                                       # SkillConfig
+     "lam": {"flow_weight": 0.6, "lr": 0.0007},           # LAMConfig
+     "imitation": {},                                    # ImitationConfig
+     "skills": {},                                       # SkillsConfig
      "train": {"learning_rate": 0.0001},                 # TrainConfig
      "source": {...}}                                    # free-form: where the values came from
 
 Precedence: the preset, then the file, then the command line's flags and ``--set``. Each stage's config
-lives beside its code; :data:`SECTIONS` names them for config files and for the sweeps that write them.
+lives beside its code; :data:`SECTIONS` names them for config files and for the sweeps that write them: a
+section is named as its stage's command (``python -m rl_laof.lam`` reads ``lam``).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from rl_laof.cli import parse_file_values, shown
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam.config import LAM_PRESETS, LAMConfig
 from rl_laof.runs import write_json
-from rl_laof.sof.config import SKILL_PRESETS, SkillConfig
+from rl_laof.skills.config import SKILLS_PRESETS, SkillsConfig
 
 FORMAT = "rl_laof-config/1"
 #: the stage sections of a config file: section -> (the stage's config dataclass, its presets)
 SECTIONS: dict[str, tuple[type, dict[str, dict[str, Any]]]] = {
-    "pretrain": (LAMConfig, LAM_PRESETS), "imitate": (ImitationConfig, IMITATION_PRESETS),
-    "skills": (SkillConfig, SKILL_PRESETS), "train": (TrainConfig, TRAIN_PRESETS)}
+    "lam": (LAMConfig, LAM_PRESETS), "imitation": (ImitationConfig, IMITATION_PRESETS),
+    "skills": (SkillsConfig, SKILLS_PRESETS), "train": (TrainConfig, TRAIN_PRESETS)}
 
 
 def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -62,7 +63,7 @@ def read_config_file(path: str | Path) -> dict[str, dict[str, Any]]:
         if bad:
             raise ValueError(f"--config {path}: section {name!r} has no field(s) {bad} "
                              f"({sections[name].__name__} fields: {', '.join(sorted(fields))})")
-        # every section typed here, also those a command hands on (train's pretrain / imitate sections)
+        # every section typed here, also those a command hands on (train's lam / imitation sections)
         out[name] = parse_file_values(sections[name], values)
     return out
 

@@ -30,7 +30,7 @@ from rl_laof.data import format as fmt
 from rl_laof.data.config import COLLECT_PRESETS, CollectConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.flow.targets import fill_flow
-from rl_laof.imitation import training as imitation
+from rl_laof.imitation import training as imitation_training
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam import training as lam
 from rl_laof.lam.config import LAM_PRESETS, LAMConfig
@@ -119,41 +119,41 @@ def preset_latent_model(cfg: ImitationConfig, ds: VideoDataset, progress: bool =
     return latent_model(lam_cfg, ds.path, progress)
 
 
-def latent_policy(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None,
+def imitation(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """An imitation run of ``cfg`` on ``dataset`` (its report): the latent action model is ``cfg.lam_run``, or
     the preset's (:func:`preset_latent_model`, found or built first, where the run still needs its latents)."""
     ds = VideoDataset(dataset)
-    run_dir, report = imitation.open_run(cfg, ds, out)  # another config, unusable inputs: refused here
+    run_dir, report = imitation_training.open_run(cfg, ds, out)  # another config, unusable inputs: refused here
     if report is not None:
         return report
     lam_run = None
-    if cfg.lam_run is None and imitation.needs_latent_model(cfg, run_dir):
+    if cfg.lam_run is None and imitation_training.needs_latent_model(cfg, run_dir):
         lam_run = preset_latent_model(cfg, ds, progress)
-    return imitation.imitate(cfg, dataset, run_dir, progress, lam=lam_run)
+    return imitation_training.imitate(cfg, dataset, run_dir, progress, lam=lam_run)
 
 
 # --------------------------------------------------------------------------- the agent's action space
 
-def shipped_agent(task: str, latent: str, policy: str) -> Path:
+def shipped_policy(task: str, latent: str, policy: str) -> Path:
     """Where the shipped latent policy of a task, latent action model and policy type lives."""
     return SHIPPED / task / f"{latent}-{policy}"
 
 
-def latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True) -> Path | None:
-    """The imitation run (``agent.pt``: latent policy, decoder, normaliser; BC on the labels for
-    ``labels_residual``) the agent's action space comes from: ``cfg.latent_agent`` (its ``{seed}`` filled with the
+def latent_policy(cfg: TrainConfig, rebuild: bool = False, progress: bool = True) -> Path | None:
+    """The imitation run (``policy.pt``: latent policy, decoder, normaliser; BC on the labels for
+    ``labels_residual``) the agent's action space comes from: ``cfg.latent_policy`` (its ``{seed}`` filled with the
     latent seed), the shipped one (quick preset, unless ``rebuild`` or a ``latent_seed`` it was not made with), else
     the preset's run of imitation seed ``cfg.resolved_latent_seed`` (the agent's own seed unless ``latent_seed``
     says otherwise), built with every stage it needs. None for the latents "none" and "sof"."""
     if cfg.latent in ("none", "sof"):
         return None
-    if cfg.latent_agent is not None:
-        path = Path(cfg.resolved_latent_agent)
-        agent_training.check_latent_agent(cfg, path)
+    if cfg.latent_policy is not None:
+        path = Path(cfg.resolved_latent_policy)
+        agent_training.check_latent_policy(cfg, path)
         return path
-    shipped = shipped_agent(cfg.task, cfg.imitation_latent, cfg.latent_policy)
-    if not rebuild and (shipped / "agent.pt").exists() and cfg.preset == "quick" and \
+    shipped = shipped_policy(cfg.task, cfg.imitation_latent, cfg.policy)
+    if not rebuild and (shipped / "policy.pt").exists() and cfg.preset == "quick" and \
             cfg.latent_seed in (None, read_json(shipped / "report.json")["config"]["seed"]):
         return shipped
     # expert -> dataset -> flow (the expert only while the dataset has episodes left to collect)
@@ -161,29 +161,29 @@ def latent_agent(cfg: TrainConfig, rebuild: bool = False, progress: bool = True)
                               distractors=cfg.distractors, action_repeat=cfg.resolved_action_repeat)
     # latent model -> latent policy (the model only while the imitation run lacks its latents; none for BC on labels)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, latent=cfg.imitation_latent,
-                       policy=cfg.latent_policy, seed=cfg.resolved_latent_seed, normalise=False, threads=cfg.threads)
-    return Path(latent_policy(icfg, dataset, progress=progress)["run_dir"])
+                       policy=cfg.policy, seed=cfg.resolved_latent_seed, normalise=False, threads=cfg.threads)
+    return Path(imitation(icfg, dataset, progress=progress)["run_dir"])
 
 
-def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation_overrides: dict[str, Any],
+def tuned_latent_policy(cfg: TrainConfig, lam_overrides: dict[str, Any], imitation_overrides: dict[str, Any],
                        progress: bool = True) -> Path:
-    """The latent policy for ``cfg`` built with a config file's ``pretrain`` / ``imitate`` sections (e.g. a
+    """The latent policy for ``cfg`` built with a config file's ``lam`` / ``imitation`` sections (e.g. a
     sweep's best values): latent action model, then imitation, each in its own run folder (named by a hash
     of the values, so the preset's runs are left alone). The agent's config and both stages' configs are
     checked before anything is built (expert, dataset, models)."""
     latent = cfg.imitation_latent
     method = lam_overrides.get("method", latent)
     if latent in ("none", "sof"):
-        raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's pretrain / imitate "
+        raise ValueError(f"--latent {cfg.latent} uses no latent action model: the config file's lam / imitation "
                          "sections do not apply")
     if method != latent:
-        raise ValueError(f"the config file's pretrain section is for {method}, the agent's latent is {latent}: "
+        raise ValueError(f"the config file's lam section is for {method}, the agent's latent is {latent}: "
                          f"pass --latent {method}")
     agent_training.check_config(cfg)
     seed = cfg.resolved_latent_seed
     lam_cfg = from_preset(LAMConfig, LAM_PRESETS, cfg.preset, **{**lam_overrides, "method": latent,
                                                                  "seed": seed, "threads": cfg.threads})
-    im_values = {**imitation_overrides, "latent": latent, "policy": cfg.latent_policy, "seed": seed,
+    im_values = {**imitation_overrides, "latent": latent, "policy": cfg.policy, "seed": seed,
                  "normalise": False, "threads": cfg.threads}
     from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset, **im_values)  # its values checked now
     dataset = default_dataset(cfg.task, cfg.preset, flow=latent.startswith("laof"), progress=progress,
@@ -194,8 +194,8 @@ def tuned_latent_agent(cfg: TrainConfig, lam_overrides: dict[str, Any], imitatio
     lam_report = lam.train_lam(lam_cfg, dataset, lam_run.with_name(f"{lam_run.name}-cfg{key}"), progress=progress)
     icfg = from_preset(ImitationConfig, IMITATION_PRESETS, cfg.preset,
                        **{**im_values, "lam_run": lam_report["run_dir"]})
-    out = imitation.default_run_dir(icfg, VideoDataset(dataset))
-    return Path(latent_policy(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
+    out = imitation_training.default_run_dir(icfg, VideoDataset(dataset))
+    return Path(imitation(icfg, dataset, out.with_name(f"{out.name}-cfg{key}"), progress=progress)["run_dir"])
 
 
 def skills(cfg: TrainConfig) -> Path | None:
@@ -227,13 +227,13 @@ def agent(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False,
 
     Top to bottom: the run folder is checked first (another config, an unfinished run without ``resume``:
     refused before anything is built); a finished run returns its report and needs nothing upstream; a resumed
-    run keeps the latent policy / skills its folder records; otherwise the latent policy (:func:`latent_agent`:
+    run keeps the latent policy / skills its folder records; otherwise the latent policy (:func:`latent_policy`:
     expert -> dataset -> flow -> latent model -> latent policy) or the skills (:func:`skills`) are found or
     built; then ``agents.training.train`` gets their folders."""
     run = agent_training.open_run(cfg, out, resume, stop_at)
     if run.report is not None:
         return run.report
-    latent_agent_run = run.resumes_with("latent_agent") or latent_agent(cfg, rebuild, progress)
+    latent_policy_run = run.resumes_with("latent_policy") or latent_policy(cfg, rebuild, progress)
     skills_run = run.resumes_with("skills") or skills(cfg)
     return agent_training.train(cfg, run.dir, resume, progress, stop_at, on_eval,
-                                latent_agent=latent_agent_run, skills=skills_run)
+                                latent_policy=latent_policy_run, skills=skills_run)

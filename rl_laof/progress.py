@@ -89,7 +89,7 @@ def progress_bar(iterable=None, total: int | None = None, initial: int = 0, desc
 
 
 def position() -> str | None:
-    """Where the work of the newest bar stands, e.g. "in pretrain laof at step 130 of 5000 (run folder runs/lam/...)"
+    """Where the work of the newest bar stands, e.g. "in lam laof at step 130 of 5000 (run folder runs/lam/...)"
     or "after collect cheetah-run finished its 48 episodes (...)"; None before any bar (what a command stopped by
     Ctrl-C says)."""
     if not _NEWEST:

@@ -5,8 +5,8 @@ Stages talk only through files under one root (``$RL_LAOF_RUNS``, default ``./ru
 
     runs/experts/<task>/<algo>[-ar<k>]-<preset>-s<seed>/           experts (rl_laof.expert)
     runs/datasets/<task>/<level>-ar<k>-<preset>-s<seed>/dataset.h5  video datasets (rl_laof.collect)
-    runs/lam/<task>/<dataset>/<method>[-<labels>]-<preset>-s<seed>/ latent action models (rl_laof.pretrain)
-    runs/imitate/<task>/<dataset>/<tag>-<preset>-s<seed>/           latent policies (rl_laof.imitate)
+    runs/lam/<task>/<dataset>/<method>[-<labels>]-<preset>-s<seed>/ latent action models (rl_laof.lam)
+    runs/imitation/<task>/<dataset>/<tag>-<preset>-s<seed>/         latent policies (rl_laof.imitation)
     runs/skills/<task>/<dataset>/sof-<preset>-s<seed>/              SOF skills (rl_laof.skills)
     runs/train/<task>/<tag>/                                        agents (rl_laof.train)
     runs/sweeps/<study>/                                            sweeps (sweeps.tune)
@@ -77,8 +77,8 @@ def lam_dir(task: str, dataset: str | os.PathLike, method: str, preset: str, see
 
 
 def imitation_dir(task: str, dataset: str | os.PathLike, tag: str, preset: str, seed: int) -> Path:
-    """A latent policy's run (``rl_laof.imitate``) under the dataset's name (:func:`dataset_label`)."""
-    return runs_root() / "imitate" / task / dataset_label(dataset) / f"{tag}-{preset}-s{seed}"
+    """A latent policy's run (``rl_laof.imitation``) under the dataset's name (:func:`dataset_label`)."""
+    return runs_root() / "imitation" / task / dataset_label(dataset) / f"{tag}-{preset}-s{seed}"
 
 
 def skills_dir(task: str, dataset: str | os.PathLike, preset: str, seed: int) -> Path:

@@ -18,8 +18,8 @@ from rl_laof import pipeline
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.imitation.training import imitate
 from rl_laof.lam.training import train_lam
-from rl_laof.sof.evaluation import evaluate_skills
-from rl_laof.sof.training import SkillRun
+from rl_laof.skills.evaluation import evaluate_skills
+from rl_laof.skills.training import SkillRun
 from sweeps.config import SweepConfig
 from sweeps.spaces import stage_config
 
@@ -52,13 +52,13 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
         return {"dataset": str(cfg.dataset), "fixed": {}}
     if cfg.target == "ppo":
         tcfg = stage_config("train", cfg.preset, {"task": cfg.task, "latent": "laof"})
-        return {"dataset": None, "fixed": {"latent_agent": str(pipeline.latent_agent(tcfg, progress=progress))}}
+        return {"dataset": None, "fixed": {"latent_policy": str(pipeline.latent_policy(tcfg, progress=progress))}}
     laof = cfg.target in ("laof", "lafp")
     dataset = Path(cfg.dataset) if cfg.dataset else pipeline.default_dataset(cfg.task, cfg.preset, laof, progress)
     if not dataset.exists():
         raise FileNotFoundError(f"--dataset {dataset}: no such dataset")
     if cfg.target == "lafp":  # the policy imitates the latents of the preset's LAOF model, trained once here
-        lam_cfg = stage_config("pretrain", cfg.preset, {"method": "laof", "seed": cfg.seed})
+        lam_cfg = stage_config("lam", cfg.preset, {"method": "laof", "seed": cfg.seed})
         return {"dataset": str(dataset), "fixed": {"lam_run": str(pipeline.latent_model(lam_cfg, dataset, progress))}}
     return {"dataset": str(dataset), "fixed": {}}
 
@@ -66,7 +66,7 @@ def prepare(cfg: SweepConfig, progress: bool = True) -> dict[str, Any]:
 def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
                  report: Report) -> list[float]:
     """laof / lapo / laom: train the model; probe MSE and / or the return of latent BC on its latents."""
-    lam_cfg = stage_config("pretrain", cfg.preset, overrides)
+    lam_cfg = stage_config("lam", cfg.preset, overrides)
     rep = train_lam(lam_cfg, shared["dataset"], trial_dir / "lam", progress=False,
                     on_eval=_forward(report, "eval/linear_probe_action_mse"))
     values = []
@@ -74,10 +74,10 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
         # choices read the val split (the report's selection_split; eval for datasets without one)
         values.append(float(rep["probes"][rep.get("selection_split", "eval")]["linear_action_mse"]))
     if cfg.objective in ("return", "both"):
-        icfg = stage_config("imitate", cfg.preset, {
+        icfg = stage_config("imitation", cfg.preset, {
             "latent": lam_cfg.method, "policy": "bc", "lam_run": rep["run_dir"], "seed": cfg.seed,
             "threads": lam_cfg.threads, "normalise": False, "eval_backgrounds": ("train",)})
-        values.append(float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)
+        values.append(float(imitate(icfg, shared["dataset"], trial_dir / "imitation", progress=False)
                             ["returns"]["train"]["mean"]))
     return values
 
@@ -85,8 +85,9 @@ def latent_model(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, 
 def latent_flow_policy(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,
                        report: Report) -> list[float]:
     """lafp: the flow-matching latent policy and its decoder on the frozen LAOF latents; episode return."""
-    icfg = stage_config("imitate", cfg.preset, overrides)
-    return [float(imitate(icfg, shared["dataset"], trial_dir / "imitate", progress=False)["returns"]["train"]["mean"])]
+    icfg = stage_config("imitation", cfg.preset, overrides)
+    report = imitate(icfg, shared["dataset"], trial_dir / "imitation", progress=False)
+    return [float(report["returns"]["train"]["mean"])]
 
 
 def skills(cfg: SweepConfig, overrides: dict[str, Any], shared: dict[str, Any], trial_dir: Path,

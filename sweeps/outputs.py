@@ -20,7 +20,7 @@ from sweeps.study import RETRY, SURPLUS, WORKER, is_retry
 
 #: fields of the trial budget and machine: a best config is for a full run at the preset, without them
 _BUDGET_FIELDS = ("threads", "seed", "steps", "checkpoint_every", "eval_every", "mlp_probe_steps", "total_steps",
-                  "decoder_steps", "tokenizer_steps", "prior_steps", "translator_steps", "lam_run", "latent_agent",
+                  "decoder_steps", "tokenizer_steps", "prior_steps", "translator_steps", "lam_run", "latent_policy",
                   "task", "normalise", "eval_backgrounds", "latent", "policy")
 
 

@@ -1,7 +1,7 @@
 """Search spaces: which config fields each sweep target tunes, over which ranges.
 
-A parameter is named after the config field it sets, in the stage section it belongs to (``pretrain``:
-LAMConfig, ``imitate``: ImitationConfig, ``skills``: SkillConfig, ``train``: TrainConfig; a ``train``
+A parameter is named after the config field it sets, in the stage section it belongs to (``lam``:
+LAMConfig, ``imitation``: ImitationConfig, ``skills``: SkillsConfig, ``train``: TrainConfig; a ``train``
 parameter that TrainConfig lacks goes into its ``algo_kwargs``, as stable-baselines3 takes it). The
 ranges are checked against the preset before a study starts: every end of a range and every choice must
 make a valid config, so a study never spends hours to find a bad corner.
@@ -20,12 +20,12 @@ from rl_laof.presets import from_preset
 from sweeps.config import SweepConfig
 
 #: the stage section each target tunes
-TARGET_STAGE = {"laof": "pretrain", "lapo": "pretrain", "laom": "pretrain", "lafp": "imitate", "sof": "skills",
+TARGET_STAGE = {"laof": "lam", "lapo": "lam", "laom": "lam", "lafp": "imitation", "sof": "skills",
                 "ppo": "train"}
 
 
 def stage_config(section: str, preset: str, overrides: dict[str, Any]):
-    """The config of a stage section (``pretrain`` / ``imitate`` / ``skills`` / ``train``) at a preset."""
+    """The config of a stage section (``lam`` / ``imitation`` / ``skills`` / ``train``) at a preset."""
     cls, presets = SECTIONS[section]
     return from_preset(cls, presets, preset, **overrides)
 

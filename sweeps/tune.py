@@ -7,7 +7,7 @@ front). Intermediate values go to a median or Hyperband pruner. The study lives 
 (default: runs/sweeps/<study>/journal.log; many processes on one machine) or a database URL
 (``--storage postgresql://user:pw@host/db``: many machines, each running this same command). Running the
 command again continues the study; trials of a dead worker are retried. At the end: trials.csv, PNG
-plots, and best.json, a config file for ``rl_laof.pretrain --config`` / ``rl_laof.train --config``.
+plots, and best.json, a config file for ``rl_laof.lam --config`` / ``rl_laof.train --config``.
 """
 
 from __future__ import annotations
@@ -152,6 +152,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result.update(seconds=round(time.time() - t0, 1), storage=st.redact(st.storage_spec(cfg)), folder=str(out))
     print(json.dumps(result, default=str))
     return result
+
+
+def main_entry() -> None:
+    """The console script ``rl-laof-tune``."""
+    run(main)
 
 
 if __name__ == "__main__":

@@ -24,11 +24,10 @@ from rl_laof import cli
 
 pytestmark = pytest.mark.usefixtures("gl")
 
-MAINS = {  # command -> module holding its main()
-    "rl_laof.expert": "rl_laof.expert", "rl_laof.collect": "rl_laof.collect", "rl_laof.flow": "rl_laof.flow.targets",
-    "rl_laof.data.inspect": "rl_laof.data.inspect", "rl_laof.data.multitask": "rl_laof.data.multitask",
-    "rl_laof.pretrain": "rl_laof.pretrain", "rl_laof.imitate": "rl_laof.imitate", "rl_laof.skills": "rl_laof.skills",
-    "rl_laof.train": "rl_laof.train", "rl_laof.evaluate": "rl_laof.evaluate", "envs.demo": "envs.demo",
+MAINS = {  # command (python -m <command>) -> module holding its main()
+    **{f"rl_laof.{stage}": f"rl_laof.commands.{stage}"
+       for stage in ("expert", "collect", "flow", "lam", "imitation", "skills", "train", "evaluate")},
+    **{f"rl_laof.commands.{name}": f"rl_laof.commands.{name}" for name in ("inspect", "multitask", "demo")},
     "sweeps.tune": "sweeps.tune"}
 
 # {dataset}: a real dataset (with flow); {file}: a plain file; {missing}: no such path; {empty}: an empty folder;
@@ -68,44 +67,44 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.flow", "--dataset {dataset} --batch 0", "batch"),
     ("rl_laof.flow", "--dataset {dataset} --method magic", "invalid choice"),
     # data.inspect
-    ("rl_laof.data.inspect", "{missing}", "missing"),
-    ("rl_laof.data.inspect", "{empty}", "empty"),
-    ("rl_laof.data.inspect", "{file}", "file"),
-    ("rl_laof.data.inspect", "{dataset} --samples 0", "samples"),
+    ("rl_laof.commands.inspect", "{missing}", "missing"),
+    ("rl_laof.commands.inspect", "{empty}", "empty"),
+    ("rl_laof.commands.inspect", "{file}", "file"),
+    ("rl_laof.commands.inspect", "{dataset} --samples 0", "samples"),
     # data.multitask
-    ("rl_laof.data.multitask", "--sources {missing} {dataset} --out {out}", "missing"),
-    ("rl_laof.data.multitask", "--sources {empty} {dataset} --out {out}", "empty"),
-    ("rl_laof.data.multitask", "--sources {dataset} --out {out}", "two"),
-    ("rl_laof.data.multitask", "--sources {dataset} {dataset} --out {file}", "not a folder"),
-    # pretrain
-    ("rl_laof.pretrain", "--dataset {missing}", "missing"),
-    ("rl_laof.pretrain", "--dataset {empty} --out {out}", "empty"),
-    ("rl_laof.pretrain", "--dataset {file} --out {out}", "file"),
-    ("rl_laof.pretrain", "--dataset {dataset} --steps 0 --out {out}", "steps"),
-    ("rl_laof.pretrain", "--dataset {dataset} --batch-size 0 --out {out}", "batch_size"),
-    ("rl_laof.pretrain", "--dataset {dataset} --width 0 --out {out}", "width"),
-    ("rl_laof.pretrain", "--dataset {dataset} --method laof-action --labels 2 --out {out}", "labels"),
-    ("rl_laof.pretrain", "--dataset {dataset} --method lapa", "did you mean 'lapo'"),
-    ("rl_laof.pretrain", "--task walker-walk --dataset {dataset} --out {out}", "cheetah-run"),
-    ("rl_laof.pretrain", "--dataset {dataset} --config {missing}", "missing"),
-    ("rl_laof.pretrain", "--dataset {dataset} --config {file}", "JSON"),
-    ("rl_laof.pretrain", "--dataset {dataset} --out {file}", "not a folder"),
-    ("rl_laof.pretrain", "--dataset {dataset} --stpes 5", "did you mean '--steps'"),
+    ("rl_laof.commands.multitask", "--sources {missing} {dataset} --out {out}", "missing"),
+    ("rl_laof.commands.multitask", "--sources {empty} {dataset} --out {out}", "empty"),
+    ("rl_laof.commands.multitask", "--sources {dataset} --out {out}", "two"),
+    ("rl_laof.commands.multitask", "--sources {dataset} {dataset} --out {file}", "not a folder"),
+    # lam
+    ("rl_laof.lam", "--dataset {missing}", "missing"),
+    ("rl_laof.lam", "--dataset {empty} --out {out}", "empty"),
+    ("rl_laof.lam", "--dataset {file} --out {out}", "file"),
+    ("rl_laof.lam", "--dataset {dataset} --steps 0 --out {out}", "steps"),
+    ("rl_laof.lam", "--dataset {dataset} --batch-size 0 --out {out}", "batch_size"),
+    ("rl_laof.lam", "--dataset {dataset} --width 0 --out {out}", "width"),
+    ("rl_laof.lam", "--dataset {dataset} --method laof-action --labels 2 --out {out}", "labels"),
+    ("rl_laof.lam", "--dataset {dataset} --method lapa", "did you mean 'lapo'"),
+    ("rl_laof.lam", "--task walker-walk --dataset {dataset} --out {out}", "cheetah-run"),
+    ("rl_laof.lam", "--dataset {dataset} --config {missing}", "missing"),
+    ("rl_laof.lam", "--dataset {dataset} --config {file}", "JSON"),
+    ("rl_laof.lam", "--dataset {dataset} --out {file}", "not a folder"),
+    ("rl_laof.lam", "--dataset {dataset} --stpes 5", "did you mean '--steps'"),
     # sizes past what the data or the machine hold (the fixture has 120 training windows)
-    ("rl_laof.pretrain", "--dataset {dataset} --batch-size 100000 --out {out}", "120 training windows"),
-    ("rl_laof.pretrain", "--dataset {dataset} --width 1000000 --out {out}", "of memory"),
-    # imitate
-    ("rl_laof.imitate", "--dataset {missing} --out {out}", "missing"),
-    ("rl_laof.imitate", "--dataset {empty} --out {out}", "empty"),
-    ("rl_laof.imitate", "--dataset {dataset} --steps 0 --out {out}", "steps"),
-    ("rl_laof.imitate", "--dataset {dataset} --set eval_backgrounds= --out {out}", "eval_backgrounds"),
-    ("rl_laof.imitate", "--dataset {dataset} --labels 0 --out {out}", "labels"),
-    ("rl_laof.imitate", "--dataset {dataset} --seeds 0 --out {out}", "seeds"),
-    ("rl_laof.imitate", "--dataset {dataset} --euler-steps 0 --out {out}", "euler_steps"),
-    ("rl_laof.imitate", "--dataset {dataset} --labels 0.1 --lam {missing} --out {out}", "missing"),
-    ("rl_laof.imitate", "--dataset {dataset} --labels 0.1 --lam {empty} --out {out}", "model.pt"),
-    ("rl_laof.imitate", "--task walker-walk --dataset {dataset} --latent none --out {out}", "cheetah-run"),
-    ("rl_laof.imitate", "--dataset {dataset} --latent none --out {file}", "not a folder"),
+    ("rl_laof.lam", "--dataset {dataset} --batch-size 100000 --out {out}", "120 training windows"),
+    ("rl_laof.lam", "--dataset {dataset} --width 1000000 --out {out}", "of memory"),
+    # imitation
+    ("rl_laof.imitation", "--dataset {missing} --out {out}", "missing"),
+    ("rl_laof.imitation", "--dataset {empty} --out {out}", "empty"),
+    ("rl_laof.imitation", "--dataset {dataset} --steps 0 --out {out}", "steps"),
+    ("rl_laof.imitation", "--dataset {dataset} --set eval_backgrounds= --out {out}", "eval_backgrounds"),
+    ("rl_laof.imitation", "--dataset {dataset} --labels 0 --out {out}", "labels"),
+    ("rl_laof.imitation", "--dataset {dataset} --seeds 0 --out {out}", "seeds"),
+    ("rl_laof.imitation", "--dataset {dataset} --euler-steps 0 --out {out}", "euler_steps"),
+    ("rl_laof.imitation", "--dataset {dataset} --labels 0.1 --lam {missing} --out {out}", "missing"),
+    ("rl_laof.imitation", "--dataset {dataset} --labels 0.1 --lam {empty} --out {out}", "model.pt"),
+    ("rl_laof.imitation", "--task walker-walk --dataset {dataset} --latent none --out {out}", "cheetah-run"),
+    ("rl_laof.imitation", "--dataset {dataset} --latent none --out {file}", "not a folder"),
     # skills
     ("rl_laof.skills", "pretrian --dataset {dataset}", "did you mean 'pretrain'"),
     ("rl_laof.skills", "pretrain --dataset {missing} --out {out}", "missing"),
@@ -145,8 +144,9 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.train", "--latent none --num-envs 32 --set n_steps=100000000 --out {out}", "of memory"),
     ("rl_laof.train", "--kl-coef -1 --latent sof --out {out}", "kl_coef"),
     ("rl_laof.train", "--distractors extreme --out {out}", "extreme"),
-    ("rl_laof.train", "--latent-agent {missing} --out {out}", "missing"),
-    ("rl_laof.train", "--latent-agent {empty} --out {out}", "agent.pt"),
+    ("rl_laof.train", "--latent-policy {missing} --out {out}", "missing"),
+    ("rl_laof.train", "--latent-policy {empty} --out {out}", "policy.pt"),
+    ("rl_laof.train", "--latent-policy lafp --out {out}", "--policy lafp"),
     ("rl_laof.train", "--latent sof --skills {missing} --out {out}", "missing"),
     ("rl_laof.train", "--set normalize_reward=maybe --out {out}", "normalize_reward"),
     ("rl_laof.train", "--set n_steps=1.5 --out {out}", "n_steps"),
@@ -167,12 +167,12 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
     ("rl_laof.evaluate", "{file}", "file"),
     ("rl_laof.evaluate", "{empty} --episodes 0", "episodes"),
     ("rl_laof.evaluate", "{empty} --which worst", "invalid choice"),
-    # envs.demo
-    ("envs.demo", "--task cheeta-run --out {out}", "cheetah-run"),
-    ("envs.demo", "--size 0 --out {out}", "size"),
-    ("envs.demo", "--steps 1 --out {out}", "steps"),
-    ("envs.demo", "--distractors extreme --out {out}", "invalid choice"),
-    ("envs.demo", "--out {file}", "not a folder"),
+    # demo
+    ("rl_laof.commands.demo", "--task cheeta-run --out {out}", "cheetah-run"),
+    ("rl_laof.commands.demo", "--size 0 --out {out}", "size"),
+    ("rl_laof.commands.demo", "--steps 1 --out {out}", "steps"),
+    ("rl_laof.commands.demo", "--distractors extreme --out {out}", "invalid choice"),
+    ("rl_laof.commands.demo", "--out {file}", "not a folder"),
     # sweeps.tune
     ("sweeps.tune", "--target laoff", "did you mean 'laof'"),
     ("sweeps.tune", "--target laof --n-trials 0 --dataset {dataset}", "n_trials"),
@@ -186,9 +186,9 @@ CASES: list[tuple[str, str, str]] = [  # (command, arguments, a part of the expe
 
 # the config class a command's --set fills, and the arguments that make the rest of the command valid
 SET_TARGETS = {
-    "rl_laof.pretrain": ("rl_laof.lam.config", "LAMConfig", "--dataset {dataset} --out {out}"),
-    "rl_laof.imitate": ("rl_laof.imitation.config", "ImitationConfig", "--dataset {dataset} --out {out}"),
-    "rl_laof.skills": ("rl_laof.sof.config", "SkillConfig", "pretrain --dataset {dataset} --out {out}"),
+    "rl_laof.lam": ("rl_laof.lam.config", "LAMConfig", "--dataset {dataset} --out {out}"),
+    "rl_laof.imitation": ("rl_laof.imitation.config", "ImitationConfig", "--dataset {dataset} --out {out}"),
+    "rl_laof.skills": ("rl_laof.skills.config", "SkillsConfig", "pretrain --dataset {dataset} --out {out}"),
     "rl_laof.train": ("agents.config", "TrainConfig", "--out {out}"),
     "sweeps.tune": ("rl_laof.lam.config", "LAMConfig", "--target laof --dataset {dataset}"),
 }
@@ -236,10 +236,10 @@ def negative_cases() -> list[tuple[str, str, str]]:
         for action in parser._actions:
             if action.type in (int, float) and action.option_strings and action.help != "==SUPPRESS==":
                 flag = action.option_strings[0]
-                base = {"rl_laof.flow": "--dataset {dataset} ", "rl_laof.data.inspect": "{dataset} ",
+                base = {"rl_laof.flow": "--dataset {dataset} ", "rl_laof.commands.inspect": "{dataset} ",
                         "rl_laof.evaluate": "{empty} ", "rl_laof.skills": "pretrain --dataset {dataset} ",
-                        "sweeps.tune": "--target laof --dataset {dataset} ", "rl_laof.data.multitask": "",
-                        "rl_laof.pretrain": "--dataset {dataset} ", "rl_laof.imitate": "--dataset {dataset} "
+                        "sweeps.tune": "--target laof --dataset {dataset} ", "rl_laof.commands.multitask": "",
+                        "rl_laof.lam": "--dataset {dataset} ", "rl_laof.imitation": "--dataset {dataset} "
                         }.get(command, "")
                 out_flag = " --out {out}" if "--out" in parser._option_string_actions else ""
                 out.append((command, f"{base}{flag} -1{out_flag}", ""))
@@ -322,14 +322,14 @@ TYPED_CASES = [
     ("rl_laof.train", "--algo drq --latent none", "train", "drq", {"batch_size": "many"}, "batch_size=many",
      "batch_size wants an integer"),
     ("rl_laof.train", "--algo drq --latent none", "train", "drq", {"lr": True}, "lr=fast", "lr wants a number"),
-    # train hands its pretrain / imitate sections on to the latent policy it builds: typed before anything runs
-    ("rl_laof.train", "", "pretrain", "steps", "many", None, "steps wants none or an integer"),
-    ("rl_laof.train", "", "imitate", "steps", 2.5, None, "steps wants an integer"),
-    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "steps", "many", "many", "steps wants none or an integer"),
-    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "lr", [1, 2], "[1,2]", "lr wants none or a number"),
-    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "batch_size", True, "true",
+    # train hands its lam / imitation sections on to the latent policy it builds: typed before anything runs
+    ("rl_laof.train", "", "lam", "steps", "many", None, "steps wants none or an integer"),
+    ("rl_laof.train", "", "imitation", "steps", 2.5, None, "steps wants an integer"),
+    ("rl_laof.lam", "--dataset {dataset}", "lam", "steps", "many", "many", "steps wants none or an integer"),
+    ("rl_laof.lam", "--dataset {dataset}", "lam", "lr", [1, 2], "[1,2]", "lr wants none or a number"),
+    ("rl_laof.lam", "--dataset {dataset}", "lam", "batch_size", True, "true",
      "batch_size wants none or an integer"),
-    ("rl_laof.pretrain", "--dataset {dataset}", "pretrain", "width", 2.5, "2.5", "width wants none or an integer"),
+    ("rl_laof.lam", "--dataset {dataset}", "lam", "width", 2.5, "2.5", "width wants none or an integer"),
     ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", "fsq_levels", 5, "[8,5.5]",
      "fsq_levels wants a list of integers"),
     ("rl_laof.skills", "pretrain --dataset {dataset}", "skills", "fsq_levels", [8, True], "[8,true]",

@@ -18,7 +18,7 @@ from rl_laof.config_file import SECTIONS
 from rl_laof.data.config import CollectConfig
 from rl_laof.imitation.config import ImitationConfig
 from rl_laof.lam.config import LAMConfig
-from rl_laof.sof.config import SkillConfig
+from rl_laof.skills.config import SkillsConfig
 
 
 @pytest.mark.parametrize("cls, item, expected", [
@@ -36,7 +36,7 @@ from rl_laof.sof.config import SkillConfig
     (LAMConfig, "flow_sigma=0.05", 0.05),
     (ImitationConfig, "eval_backgrounds=train,eval", ("train", "eval")),
     (ImitationConfig, "eval_backgrounds=[\"train\"]", ("train",)),
-    (SkillConfig, "fsq_levels=[8,5,5]", (8, 5, 5)),
+    (SkillsConfig, "fsq_levels=[8,5,5]", (8, 5, 5)),
     (CollectConfig, "distractors=laom", DistractorConfig(difficulty="laom")),
 ])
 def test_values_are_parsed_by_the_field_type(cls, item, expected):
@@ -54,7 +54,7 @@ def test_values_are_parsed_by_the_field_type(cls, item, expected):
     (TrainConfig, "algo_kwargs=[1]", "algo_kwargs wants a JSON object"),
     (LAMConfig, "lr=abc", "lr wants none or a number"),  # none: the method's
     (ImitationConfig, "lr=abc", "lr wants a number"),
-    (SkillConfig, "fsq_levels=[8,x]", "fsq_levels wants a list of integers"),
+    (SkillsConfig, "fsq_levels=[8,x]", "fsq_levels wants a list of integers"),
     (CollectConfig, "distractors=harder", "distractors wants"),
     (TrainConfig, "no_such_field=1", "use FIELD=VALUE with a TrainConfig field"),
     (TrainConfig, "n_steps", "use FIELD=VALUE"),
@@ -115,9 +115,9 @@ def test_an_integer_field_takes_whole_numbers_and_no_bool(value, expected):
 
 
 def test_a_config_file_gives_the_values_set_gives():
-    from_file = parse_file_values(SkillConfig, {"fsq_levels": [8, 5, 5], "eval_backgrounds": ["train", "eval"],
+    from_file = parse_file_values(SkillsConfig, {"fsq_levels": [8, 5, 5], "eval_backgrounds": ["train", "eval"],
                                                 "execute": None, "lr": 1})
-    from_set = parse_sets(SkillConfig, ["fsq_levels=8,5,5", "eval_backgrounds=train,eval", "execute=none", "lr=1"])
+    from_set = parse_sets(SkillsConfig, ["fsq_levels=8,5,5", "eval_backgrounds=train,eval", "execute=none", "lr=1"])
     assert from_file == from_set == {"fsq_levels": (8, 5, 5), "eval_backgrounds": ("train", "eval"),
                                      "execute": None, "lr": 1.0}
     assert type(from_file["lr"]) is float
@@ -169,3 +169,38 @@ def test_a_nested_config_from_its_fields():
     fields = {"difficulty": "hard", "kinds": ["camera"], "scale": 0.5}
     assert parse_file_values(CollectConfig, {"distractors": fields})["distractors"] == want
     assert parse_sets(CollectConfig, [f"distractors={json.dumps(fields)}"])["distractors"] == want
+
+
+def test_a_message_names_the_command_as_it_was_started(monkeypatch):
+    """The command a Ctrl-C or full-disk line says to run again is the one the user ran: a stage's short
+    ``python -m rl_laof.<stage>``, the same command under ``rl_laof.commands``, a console script by its name, and
+    in-process the stage's short name."""
+    import sys
+
+    from envs import cli as envs_cli
+    from rl_laof import cli
+    from rl_laof.commands import inspect, lam, train
+
+    def started_as(spec_name, argv0="-m", **attrs):
+        top = types.ModuleType("__main__")
+        top.__spec__ = types.SimpleNamespace(name=spec_name) if spec_name else None
+        top.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, "__main__", top)
+        monkeypatch.setattr(sys, "argv", [argv0])
+
+    started_as("rl_laof.train", main=train.main)  # python -m rl_laof.train: the shim rl_laof/train.py
+    assert envs_cli._command(train.main, cli.command_module(train.main)) == "python -m rl_laof.train"
+    started_as("rl_laof.lam.__main__", main=lam.main)  # python -m rl_laof.lam: the package's __main__.py
+    assert envs_cli._command(lam.main) == "python -m rl_laof.lam"
+    started_as("rl_laof.commands.lam")  # python -m rl_laof.commands.lam: main is __main__'s own
+    main = types.FunctionType(lam.main.__code__, lam.main.__globals__)
+    main.__module__ = "__main__"
+    assert envs_cli._command(main) == "python -m rl_laof.commands.lam"
+    monkeypatch.setattr(envs_cli.shutil, "which", lambda name: f"/venv/bin/{name}")
+    started_as(None, "/venv/bin/rl-laof-lam", main_entry=lam.main_entry)  # the console script, on the PATH
+    assert envs_cli._command(lam.main, cli.command_module(lam.main)) == "rl-laof-lam"
+    monkeypatch.setattr(envs_cli.shutil, "which", lambda name: None)
+    assert envs_cli._command(lam.main, cli.command_module(lam.main)) == "/venv/bin/rl-laof-lam"
+    started_as("pytest.__main__")  # in-process (a test, a script): the stage's short name, else the module's
+    assert envs_cli._command(lam.main, cli.command_module(lam.main)) == "python -m rl_laof.lam"
+    assert envs_cli._command(inspect.main, cli.command_module(inspect.main)) == "python -m rl_laof.commands.inspect"

@@ -17,9 +17,9 @@ import pytest
 from conftest import parser_of
 
 SNAPSHOT = Path(__file__).resolve().parent / "data" / "cli_options.json"
-COMMANDS = ["rl_laof.expert", "rl_laof.collect", "rl_laof.flow", "rl_laof.data.inspect", "rl_laof.data.multitask",
-            "rl_laof.pretrain", "rl_laof.imitate", "rl_laof.skills", "rl_laof.train", "rl_laof.evaluate",
-            "envs.demo", "sweeps.tune"]
+COMMANDS = ["rl_laof.expert", "rl_laof.collect", "rl_laof.flow", "rl_laof.lam", "rl_laof.imitation", "rl_laof.skills",
+            "rl_laof.train", "rl_laof.evaluate", "rl_laof.commands.inspect", "rl_laof.commands.multitask",
+            "rl_laof.commands.demo", "sweeps.tune"]
 
 
 def options(parser: argparse.ArgumentParser) -> dict[str, dict]:

@@ -260,7 +260,7 @@ def test_corrupt_and_truncated_files_are_named(collected, tmp_path):
 
 def test_inspect_writes_summary_and_contact_sheet(collected, tmp_path):
     png = tmp_path / "sheet.png"
-    r = subprocess.run([sys.executable, "-m", "rl_laof.data.inspect", str(collected), "--out", str(png),
+    r = subprocess.run([sys.executable, "-m", "rl_laof.commands.inspect", str(collected), "--out", str(png),
                         "--samples", "3"], check=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
     summary = json.loads(r.stdout)
     assert summary["train"]["frames"] == 78 and summary["labels"]["traj-2"] == 50

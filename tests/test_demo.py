@@ -7,7 +7,7 @@ pytestmark = pytest.mark.usefixtures("gl")
 
 
 def test_demo_writes_video_grid_and_backend_comparison(tmp_path):
-    from envs.demo import main
+    from rl_laof.commands.demo import main
 
     report = main(["--task", "walker-walk", "--distractors", "medium", "--steps", "6", "--size", "32",
                    "--out", str(tmp_path)])
@@ -21,7 +21,7 @@ def test_demo_writes_video_grid_and_backend_comparison(tmp_path):
 
 
 def test_demo_rejects_unknown_task(tmp_path):
-    from envs.demo import main
+    from rl_laof.commands.demo import main
 
     with pytest.raises(ValueError, match="walker-walk"):
         main(["--task", "walker-fly", "--out", str(tmp_path)])

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-PAGES = ["architecture", "design", "environments", "datasets", "flow", "latent-models", "policies", "agents",
+PAGES = ["architecture", "design", "environments", "datasets", "flow", "lam", "imitation", "train",
          "skills", "sweeps", "benchmarks"]
 COMMANDS = [
     "bash scripts/setup.sh && .venv/bin/python -m rl_laof.train --algo ppo --latent laof",

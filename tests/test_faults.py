@@ -20,18 +20,18 @@ pytestmark = pytest.mark.usefixtures("gl")
 
 
 def test_a_refused_run_leaves_its_folder_usable(lam_dataset, tmp_path, capsys):
-    """The config is checked before anything is written: after a refused pretrain / collect in a folder, the
+    """The config is checked before anything is written: after a refused lam / collect in a folder, the
     corrected command runs there (it is not refused as "another config")."""
-    from rl_laof import collect, pretrain
+    from rl_laof.commands import collect, lam
 
     out = tmp_path / "lam"
-    assert "lr wants none or a number" in refused(pretrain.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
+    assert "lr wants none or a number" in refused(lam.main, ["--dataset", str(lam_dataset), "--set", "lr=abc",
                                                            "--out", str(out)], capsys)
     assert not out.exists()
     tiny = ["--dataset", str(lam_dataset), "--steps", "2", "--width", "8", "--batch-size", "8", "--set",
             "eval_windows=16", "--set", "mlp_probe_steps=2", "--set", "eval_every=2", "--no-progress",
             "--out", str(out)]
-    assert pretrain.main(tiny)["steps"] == 2
+    assert lam.main(tiny)["steps"] == 2
 
     data = tmp_path / "data"
     assert "image_size" in refused(collect.main, ["--expert", "random", "--image-size", "0", "--out", str(data)],
@@ -68,13 +68,13 @@ def test_the_egl_check_follows_glvnds_rule_and_refuses_other_gl_backends(tmp_pat
     broken = tmp_path / "broken_egl"  # a libEGL.so.1 that is not a library, found first
     broken.mkdir()
     (broken / "libEGL.so.1").write_bytes(b"not an ELF file")
-    r = _run(["-m", "envs.demo", "--out", str(tmp_path / "demo-broken")],
+    r = _run(["-m", "rl_laof.commands.demo", "--out", str(tmp_path / "demo-broken")],
              {"LD_LIBRARY_PATH": f"{broken}:{os.environ.get('LD_LIBRARY_PATH', '')}"}, tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "libEGL.so.1" in r.stderr and not (tmp_path / "demo-broken").exists()
     for backend in ("osmesa", "disable", "none"):
         demo = tmp_path / f"demo-{backend}"
-        r = _run(["-m", "envs.demo", "--out", str(demo)], {"MUJOCO_GL": backend}, tmp_path)
+        r = _run(["-m", "rl_laof.commands.demo", "--out", str(demo)], {"MUJOCO_GL": backend}, tmp_path)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
         assert f"MUJOCO_GL={backend}" in r.stderr and not demo.exists()
 
@@ -103,7 +103,7 @@ def test_a_corrupt_root_attribute_names_the_file_and_the_fix(lam_dataset, tmp_pa
 
 
 def test_damaged_and_unfinished_files_say_the_command_that_mends_them(lam_dataset, tmp_path, capsys):
-    from rl_laof.data import inspect
+    from rl_laof.commands import inspect
     from rl_laof.data.format import DatasetError, open_h5
 
     flow = tmp_path / "ds" / "flow-exact.h5"
@@ -122,7 +122,7 @@ def test_damaged_and_unfinished_files_say_the_command_that_mends_them(lam_datase
 
 
 def test_evaluate_on_an_unfinished_run_points_to_what_works(tmp_path, capsys):
-    from rl_laof import evaluate
+    from rl_laof.commands import evaluate
 
     run = tmp_path / "run"
     run.mkdir()
@@ -139,13 +139,13 @@ def test_a_bar_writes_whole_lines_to_a_log_and_says_it_resumes(monkeypatch):
 
     monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)
     log = io.StringIO()
-    bar = progress.progress_bar(total=10, initial=4, desc="pretrain laof", unit="step", stream=log)
+    bar = progress.progress_bar(total=10, initial=4, desc="lam laof", unit="step", stream=log)
     for _ in range(6):
         bar.update(1)
         bar.set_postfix(loss=0.5)
     bar.close()
     text = log.getvalue()
-    assert "\r" not in text and text.splitlines()[0] == "pretrain laof: resuming from step 4 of 10"
+    assert "\r" not in text and text.splitlines()[0] == "lam laof: resuming from step 4 of 10"
     assert "10/10" in text.splitlines()[-1]
     quiet = io.StringIO()  # no bar: the resume is still said, in one line
     progress.progress_bar(total=10, initial=4, desc="x", unit="step", enabled=False, stream=quiet).close()
@@ -165,13 +165,13 @@ def test_a_damaged_run_json_is_refused_with_its_file_named(tmp_path, capsys):
 
 
 def test_a_cut_short_model_file_is_refused_with_its_file_named(tmp_path, capsys):
-    """A truncated agent.pt / model.pt / checkpoint gives one line naming the file, not torch's zip-reader
+    """A truncated policy.pt / model.pt / checkpoint gives one line naming the file, not torch's zip-reader
     message (every model and checkpoint load goes through rl_laof.runs.load_torch)."""
     import torch
 
     from rl_laof.runs import load_torch
 
-    path = tmp_path / "agent.pt"
+    path = tmp_path / "policy.pt"
     torch.save({"weights": torch.arange(1000.0)}, path)
     assert torch.equal(load_torch(path)["weights"], torch.arange(1000.0))
     path.write_bytes(path.read_bytes()[:700])
@@ -200,9 +200,9 @@ def test_ctrl_c_ends_in_one_line_with_the_command_that_resumes(capsys):
     def main(argv):
         raise KeyboardInterrupt
 
-    main.__module__ = "rl_laof.pretrain"
+    main.__module__ = "rl_laof.lam"
     with pytest.raises(SystemExit) as exit_:
         cli.run(main, ["--method", "laof", "--out", "runs/my run"])
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 130 and len(err.splitlines()) == 1, err
-    assert "python -m rl_laof.pretrain --method laof --out 'runs/my run'" in err and "resumes" in err
+    assert "python -m rl_laof.lam --method laof --out 'runs/my run'" in err and "resumes" in err

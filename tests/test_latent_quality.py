@@ -10,7 +10,7 @@ from rl_laof.lam import quality
 
 
 def _report(probe: dict[str, float], few: dict[str, float]) -> dict:
-    """A pretrain report's fields the study reads, with probes of each split (mean action MSE 2.0)."""
+    """A lam report's fields the study reads, with probes of each split (mean action MSE 2.0)."""
     return {
         "probes": {split: {"linear_action_mse": 2 * p, "mean_action_mse": 2.0,
                            "budget_curve": {"frac-0.01": 2 * few[split], "all": 2 * p}}

@@ -49,12 +49,12 @@ def calls(monkeypatch):
     return c
 
 
-def _record_run(run_dir: Path, cfg: TrainConfig, latent_agent: Path, checkpoint: bool = False,
+def _record_run(run_dir: Path, cfg: TrainConfig, latent_policy: Path, checkpoint: bool = False,
                 report: bool = False) -> None:
     """A run folder as agents.training leaves it: config.json, and a checkpoint or a finished report."""
     run_dir.mkdir(parents=True)
     config = json.loads(json.dumps(cfg.to_dict()))
-    (run_dir / "config.json").write_text(json.dumps({"config": config, "latent_agent": str(latent_agent),
+    (run_dir / "config.json").write_text(json.dumps({"config": config, "latent_policy": str(latent_policy),
                                                       "skills": None}))
     if checkpoint:
         (run_dir / "checkpoints" / "step-64").mkdir(parents=True)
@@ -64,14 +64,14 @@ def _record_run(run_dir: Path, cfg: TrainConfig, latent_agent: Path, checkpoint:
 
 
 def test_the_agent_library_gets_the_latent_policy_found_or_built_first_as_a_path(calls, monkeypatch, tmp_path):
-    built = tmp_path / "imitate" / "laof-bc"
-    monkeypatch.setattr(pipeline, "latent_agent", calls.record("latent_agent", built))
+    built = tmp_path / "imitation" / "laof-bc"
+    monkeypatch.setattr(pipeline, "latent_policy", calls.record("latent_policy", built))
     cfg = TrainConfig(latent="laof", **TINY_TRAIN)
     assert pipeline.agent(cfg, tmp_path / "run", progress=False) == {"trained": True}
-    assert calls.names() == ["latent_agent", "train"]
+    assert calls.names() == ["latent_policy", "train"]
     _, args, kwargs = calls.log[-1]
     _no_functions(args, kwargs)
-    assert kwargs["latent_agent"] == built and kwargs["skills"] is None
+    assert kwargs["latent_policy"] == built and kwargs["skills"] is None
     assert args[1] == tmp_path / "run"  # the run folder the pipeline checked
 
 
@@ -82,12 +82,12 @@ def test_skills_reach_the_agent_library_as_a_folder(calls, tmp_path):
     pipeline.agent(cfg, tmp_path / "run", progress=False)
     _, args, kwargs = calls.log[-1]
     _no_functions(args, kwargs)
-    assert kwargs["skills"] == skills and kwargs["latent_agent"] is None
+    assert kwargs["skills"] == skills and kwargs["latent_policy"] is None
 
 
 def test_a_finished_run_builds_nothing_and_a_resumed_one_keeps_the_latent_policy_it_recorded(calls, monkeypatch,
                                                                                               tmp_path):
-    monkeypatch.setattr(pipeline, "latent_agent", calls.record("latent_agent", RuntimeError("built upstream")))
+    monkeypatch.setattr(pipeline, "latent_policy", calls.record("latent_policy", RuntimeError("built upstream")))
     cfg = TrainConfig(latent="laof", **TINY_TRAIN)
     recorded = tmp_path / "the-recorded-latent-policy"
     recorded.mkdir()
@@ -99,7 +99,7 @@ def test_a_finished_run_builds_nothing_and_a_resumed_one_keeps_the_latent_policy
         pipeline.agent(cfg, tmp_path / "cut", progress=False)
     assert calls.names() == []
     pipeline.agent(cfg, tmp_path / "cut", resume=True, progress=False)
-    assert calls.names() == ["train"] and calls.log[-1][2]["latent_agent"] == recorded
+    assert calls.names() == ["train"] and calls.log[-1][2]["latent_policy"] == recorded
     with pytest.raises(ValueError, match="another config"):
         pipeline.agent(TrainConfig(latent="laof", **{**TINY_TRAIN, "seed": 1}), tmp_path / "cut", resume=True,
                        progress=False)
@@ -116,23 +116,23 @@ def test_the_latent_model_is_found_or_built_first_and_only_while_the_policy_stil
     monkeypatch.setattr(pipeline, "preset_latent_model", calls.record("latent_model", lam))
     monkeypatch.setattr(imitation, "imitate", calls.record("imitate", {"imitated": True}))
     cfg = ImitationConfig(latent="laof", labels=0.1, normalise=False)
-    assert pipeline.latent_policy(cfg, lam_dataset, tmp_path / "fresh", progress=False) == {"imitated": True}
+    assert pipeline.imitation(cfg, lam_dataset, tmp_path / "fresh", progress=False) == {"imitated": True}
     assert calls.names() == ["latent_model", "imitate"]
     _, args, kwargs = calls.log[-1]
     _no_functions(args, kwargs)
     assert kwargs["lam"] == lam and args[2] == tmp_path / "fresh"
     (tmp_path / "targets").mkdir()
     (tmp_path / "targets" / imitation.TARGETS_FILE).write_bytes(b"")  # the latents are kept: no model needed
-    pipeline.latent_policy(cfg, lam_dataset, tmp_path / "targets", progress=False)
+    pipeline.imitation(cfg, lam_dataset, tmp_path / "targets", progress=False)
     assert calls.names()[2:] == ["imitate"] and calls.log[-1][2]["lam"] is None
     config = json.loads(json.dumps(cfg.to_dict()))
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "config.json").write_text(json.dumps({"config": config}))
     (tmp_path / "done" / "report.json").write_text(json.dumps({"config": config, "finished": True}))
-    assert pipeline.latent_policy(cfg, lam_dataset, tmp_path / "done", progress=False)["finished"]
+    assert pipeline.imitation(cfg, lam_dataset, tmp_path / "done", progress=False)["finished"]
     assert calls.names()[3:] == []
     with pytest.raises(KeyError, match="frac-0.5"):  # a label split the dataset lacks: refused before the model
-        pipeline.latent_policy(ImitationConfig(latent="laof", labels=0.5), lam_dataset, tmp_path / "bad",
+        pipeline.imitation(ImitationConfig(latent="laof", labels=0.5), lam_dataset, tmp_path / "bad",
                                progress=False)
     assert calls.names()[3:] == []
 
@@ -173,19 +173,19 @@ def test_a_built_latent_policy_is_the_agents_own_seeds_and_the_residuals_find_th
         return {"run_dir": str(tmp_path / f"{icfg.tag}-s{icfg.seed}")}
 
     monkeypatch.setattr(pipeline, "default_dataset", dataset)
-    monkeypatch.setattr(pipeline, "latent_policy", imitate)
-    shipped = pipeline.shipped_agent("cheetah-run", "laof", "bc")
-    assert pipeline.latent_agent(TrainConfig(latent="laof", seed=2)) == shipped
-    assert pipeline.latent_agent(TrainConfig(latent="action_residual", seed=1)) == shipped and log == []
-    assert pipeline.latent_agent(TrainConfig(latent="laof", seed=2), rebuild=True).name == "laof-bc-idm-frac-0.01-s2"
+    monkeypatch.setattr(pipeline, "imitation", imitate)
+    shipped = pipeline.shipped_policy("cheetah-run", "laof", "bc")
+    assert pipeline.latent_policy(TrainConfig(latent="laof", seed=2)) == shipped
+    assert pipeline.latent_policy(TrainConfig(latent="action_residual", seed=1)) == shipped and log == []
+    assert pipeline.latent_policy(TrainConfig(latent="laof", seed=2), rebuild=True).name == "laof-bc-idm-frac-0.01-s2"
     assert log[-2] == ("dataset", dict(flow=True, distractors="laom", action_repeat=4))
-    pipeline.latent_agent(TrainConfig(latent="action_residual", seed=2, latent_seed=1))  # not the shipped seed 0
+    pipeline.latent_policy(TrainConfig(latent="action_residual", seed=2, latent_seed=1))  # not the shipped seed 0
     assert log[-1][1].seed == 1 and log[-1][1].latent == "laof"
-    built = pipeline.latent_agent(TrainConfig(latent="labels_residual", seed=3, action_repeat=2))
+    built = pipeline.latent_policy(TrainConfig(latent="labels_residual", seed=3, action_repeat=2))
     icfg = log[-1][1]
     assert built.name == "bc-frac-0.01-s3" and (icfg.latent, icfg.relabel, icfg.labels) == ("none", "none", 0.01)
     assert log[-2] == ("dataset", dict(flow=False, distractors="laom", action_repeat=2))
     (tmp_path / "mine-s3").mkdir()
-    (tmp_path / "mine-s3" / "agent.pt").touch()
-    mine = TrainConfig(latent="laof", seed=3, latent_agent=str(tmp_path / "mine-s{seed}"))
-    assert pipeline.latent_agent(mine) == tmp_path / "mine-s3"
+    (tmp_path / "mine-s3" / "policy.pt").touch()
+    mine = TrainConfig(latent="laof", seed=3, latent_policy=str(tmp_path / "mine-s{seed}"))
+    assert pipeline.latent_policy(mine) == tmp_path / "mine-s3"

@@ -43,11 +43,11 @@ def other_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lapo_run(lam_dataset, tmp_path_factory):
     """A finished LAPO run on ``lam_dataset`` in its default folder under a runs root of its own: (root, run)."""
-    from rl_laof import pretrain
+    from rl_laof.commands import lam
 
     root = tmp_path_factory.mktemp("runs")
     with mock.patch.dict(os.environ, {"RL_LAOF_RUNS": str(root)}):
-        report = pretrain.main(["--dataset", str(lam_dataset), *TINY_LAPO])
+        report = lam.main(["--dataset", str(lam_dataset), *TINY_LAPO])
     return root, Path(report["run_dir"])
 
 
@@ -81,29 +81,29 @@ def test_two_datasets_never_share_a_default_run_folder(tmp_path, monkeypatch):
 
 def test_a_finished_run_asked_for_with_another_dataset_is_refused(lam_dataset, other_dataset, lapo_run, tmp_path,
                                                                   monkeypatch, capsys):
-    """The same pretrain command on another dataset whose folder has the same name meets the finished run of the
+    """The same lam command on another dataset whose folder has the same name meets the finished run of the
     first: refused in one line naming both datasets (it handed back the first's model), also with --out; the same
     dataset by another path is the same input, and a run saved before inputs were recorded still loads."""
-    from rl_laof import pretrain
+    from rl_laof.commands import lam
     from rl_laof.lam.training import load_lam
 
     root, run = lapo_run
     monkeypatch.setenv("RL_LAOF_RUNS", str(root))
     report = json.loads((run / "report.json").read_text())
     for out in ([], ["--out", str(run)]):
-        err = refused(pretrain.main, ["--dataset", str(other_dataset), *TINY_LAPO, *out], capsys)
+        err = refused(lam.main, ["--dataset", str(other_dataset), *TINY_LAPO, *out], capsys)
         assert f"{run} holds a run made from dataset" in err
         assert str(lam_dataset / "dataset.h5") in err and str(other_dataset / "dataset.h5") in err
     assert json.loads((run / "report.json").read_text()) == report  # untouched
     alias = tmp_path / "alias"
     alias.symlink_to(lam_dataset)
-    assert pretrain.main(["--dataset", str(alias), *TINY_LAPO, "--out", str(run)]) == report
+    assert lam.main(["--dataset", str(alias), *TINY_LAPO, "--out", str(run)]) == report
     old = tmp_path / "old-run"  # a run from before inputs were recorded
     shutil.copytree(run, old)
     record = json.loads((old / "config.json").read_text())
     del record["inputs"]
     (old / "config.json").write_text(json.dumps(record))
-    assert pretrain.main(["--dataset", str(lam_dataset), *TINY_LAPO, "--out", str(old)])["steps"] == 2
+    assert lam.main(["--dataset", str(lam_dataset), *TINY_LAPO, "--out", str(old)])["steps"] == 2
     assert load_lam(old) is not None
 
 
@@ -115,14 +115,14 @@ def test_imitation_and_skill_runs_refuse_another_dataset_or_latent_model(lam_dat
     from rl_laof.imitation import training as imitation
     from rl_laof.imitation.config import ImitationConfig
     from rl_laof.runs import load_torch, save_torch, write_json
-    from rl_laof.sof.config import SkillConfig
-    from rl_laof.sof.training import SkillRun
+    from rl_laof.skills.config import SkillsConfig
+    from rl_laof.skills.training import SkillRun
 
     lam = tmp_path / "lam"
     shutil.copytree(lapo_run[1], lam)
     cfg = ImitationConfig(latent="lapo", lam_run=str(lam), labels=0.1)
     ds, other = VideoDataset(lam_dataset), VideoDataset(other_dataset)
-    out = tmp_path / "imitate"
+    out = tmp_path / "imitation"
     assert imitation.open_run(cfg, ds, out) == (out, None)
     write_json(out / "config.json", {"config": json.loads(json.dumps(cfg.to_dict())), "dataset": str(ds.path),
                                      "inputs": imitation.run_inputs(cfg, ds)})  # what a started run records
@@ -134,28 +134,28 @@ def test_imitation_and_skill_runs_refuse_another_dataset_or_latent_model(lam_dat
         imitation.open_run(cfg, ds, out)
 
     skills = tmp_path / "skills"
-    run = SkillRun(SkillConfig(), lam_dataset, skills)
+    run = SkillRun(SkillsConfig(), lam_dataset, skills)
     assert json.loads((skills / "config.json").read_text())["inputs"]["flow_file"]["path"].endswith("flow-exact.h5")
     del run  # its lock is released with it
     with pytest.raises(ValueError, match="made from dataset"):
-        SkillRun(SkillConfig(), other_dataset, skills)
+        SkillRun(SkillsConfig(), other_dataset, skills)
     copy = tmp_path / "copy"  # the same dataset whose exact flow is gone: the estimated flow is another input
     shutil.copytree(lam_dataset, copy)
     (copy / "flow-exact.h5").unlink()
     with pytest.raises(ValueError, match="made from flow file .*flow-exact.h5, not .*flow-estimate.h5"):
-        SkillRun(SkillConfig(), copy, skills)
+        SkillRun(SkillsConfig(), copy, skills)
 
 
 def test_a_flow_file_of_another_dataset_is_refused(lam_dataset, other_dataset, tmp_path, capsys):
     """A dataset collected again in a folder that still holds the old dataset's flow file: the flow command
     refuses the file (it returned it as finished), and so does every stage that would read it."""
+    from rl_laof.commands import flow
     from rl_laof.data.dataset import VideoDataset
-    from rl_laof.flow import targets
 
     folder = tmp_path / "ds"
     shutil.copytree(other_dataset, folder)
     shutil.copy(lam_dataset / "flow-estimate.h5", folder)
-    err = refused(targets.main, ["--dataset", str(folder), "--method", "estimate", "--no-progress"], capsys)
+    err = refused(flow.main, ["--dataset", str(folder), "--method", "estimate", "--no-progress"], capsys)
     assert "flow-estimate.h5: flow targets of another dataset" in err and "rl_laof.flow" in err
     with pytest.raises(RuntimeError, match="flow targets of another dataset"):
         VideoDataset(folder, flow="estimate")
@@ -181,16 +181,15 @@ def test_a_second_writer_of_a_run_folder_is_refused_in_one_line(lam_dataset, oth
                                                                 capsys):
     """Every stage that writes a run folder refuses, before writing anything there, a folder another process
     holds, in one line naming it and that process; --fresh does not empty it either."""
-    from rl_laof import collect, expert, imitate, pretrain, skills, train
-    from rl_laof.flow import targets
+    from rl_laof.commands import collect, expert, flow, imitation, lam, skills, train
 
     monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
     commands = {
         "collect": (collect.main, ["--expert", "random", "--episodes", "1", "--eval-episodes", "0",
                                    "--heldout-bg-episodes", "0", "--val-episodes", "0", "--episode-steps", "4",
                                    "--image-size", "32", "--workers", "1", "--no-progress"]),
-        "pretrain": (pretrain.main, ["--dataset", str(lam_dataset), *TINY_LAPO]),
-        "imitate": (imitate.main, ["--dataset", str(lam_dataset), "--latent", "none", "--labels", "0.1",
+        "lam": (lam.main, ["--dataset", str(lam_dataset), *TINY_LAPO]),
+        "imitation": (imitation.main, ["--dataset", str(lam_dataset), "--latent", "none", "--labels", "0.1",
                                    "--no-progress"]),
         "skills": (skills.main, ["pretrain", "--dataset", str(lam_dataset), "--no-progress"]),
         "train": (train.main, ["--latent", "none", "--no-progress"]),
@@ -212,7 +211,7 @@ def test_a_second_writer_of_a_run_folder_is_refused_in_one_line(lam_dataset, oth
     shutil.copytree(other_dataset, data)
     fd = _hold(data, ".flow-estimate.lock")
     try:
-        err = refused(targets.main, ["--dataset", str(data), "--method", "estimate", "--no-progress"], capsys)
+        err = refused(flow.main, ["--dataset", str(data), "--method", "estimate", "--no-progress"], capsys)
     finally:
         os.close(fd)
     assert f"{data} is in use by another run (pid 4242); wait for it" in err
@@ -251,7 +250,7 @@ def test_the_lock_is_the_holding_process_and_dies_with_it(tmp_path):
 def test_a_cut_short_run_file_is_named_by_the_command(lam_dataset, lapo_run, tmp_path, capsys):
     """A truncated config.json / report.json of a run refuses the command in one line naming the file and what to
     do; a truncated model.pt is named too."""
-    from rl_laof import pretrain
+    from rl_laof.commands import lam
     from rl_laof.lam.training import load_lam
 
     run = tmp_path / "run"
@@ -261,7 +260,7 @@ def test_a_cut_short_run_file_is_named_by_the_command(lam_dataset, lapo_run, tmp
         path = run / name
         whole = path.read_text()
         path.write_text(whole[:len(whole) // 2])
-        err = refused(pretrain.main, argv, capsys)
+        err = refused(lam.main, argv, capsys)
         assert f"{path} is not valid JSON" in err and "remove its run folder" in err, err
         path.write_text(whole)
     model = run / "model.pt"
@@ -274,16 +273,16 @@ def test_flow_advice_for_a_record_file_or_a_link_loop_does_not_mislead(lam_datas
     """`rl_laof.flow --dataset <collect.json>` says --dataset takes the dataset's folder (or its dataset.h5) and
     names the folder beside the file, never to delete it; a symbolic-link loop is named as one, never answered
     with "make one with collect --out <the loop>"."""
-    from rl_laof.flow import targets
+    from rl_laof.commands import flow
 
     folder = tmp_path / "ds"
     folder.mkdir()
     (folder / "collect.json").write_text(json.dumps({"config": {}, "command": "python -m rl_laof.collect"}))
-    err = refused(targets.main, ["--dataset", str(folder / "collect.json")], capsys)
+    err = refused(flow.main, ["--dataset", str(folder / "collect.json")], capsys)
     assert f"{folder / 'collect.json'}: a file, not a dataset" in err and f"here {folder}" in err, err
     assert "or its dataset.h5" in err and "delete" not in err and "corrupt" not in err and "--out" not in err
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
     for given in (tmp_path / "a", tmp_path / "a" / "dataset.h5"):
-        err = refused(targets.main, ["--dataset", str(given)], capsys)
+        err = refused(flow.main, ["--dataset", str(given)], capsys)
         assert "symbolic link that leads nowhere (a loop" in err and "collect --out" not in err, err

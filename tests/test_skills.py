@@ -13,9 +13,9 @@ import torch
 from stable_baselines3.common.vec_env import VecEnv
 
 from rl_laof.models.skill_models import FSQ, SkillPrior, SkillTokenizer, Translator
-from rl_laof.sof.config import SkillConfig
+from rl_laof.skills.config import SkillsConfig
 
-TINY = SkillConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, encoder_layers=1, decoder_layers=1,
+TINY = SkillsConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, encoder_layers=1, decoder_layers=1,
                    width=8, prior_d_model=32, prior_layers=1, translator_hidden=32, tokenizer_steps=30,
                    prior_steps=20, translator_steps=20, batch_size=8, label_trajectories=1, checkpoint_every=10,
                    eval_episodes=1, fsq_levels=(5, 4, 3), frame_size=16)
@@ -83,7 +83,7 @@ def test_tokenizer_is_causal():
 
 def test_flow_loss_weights_the_agents_cells():
     """background 1 is the plain mean L1; background 0 is the mean over the agent's cells only."""
-    from rl_laof.sof.data import flow_l1
+    from rl_laof.skills.data import flow_l1
 
     torch.manual_seed(0)
     target, recon = torch.randn(3, 4, 2, 8, 8), torch.randn(3, 4, 2, 8, 8)
@@ -166,7 +166,7 @@ class ScriptedEnv(VecEnv):
 
 
 def _skill_policy(cfg=TINY):
-    from rl_laof.sof.policy import SkillPolicy
+    from rl_laof.skills.policy import SkillPolicy
 
     torch.manual_seed(0)
     return SkillPolicy(SkillTokenizer(cfg, 32).eval(), SkillPrior(cfg, 32, 2).eval(), Translator(cfg, 32, 6).eval(),
@@ -258,8 +258,8 @@ def test_translator_never_sees_unlabelled_actions(skill_dataset, tmp_path):
     """The translator trained on a copy of the dataset whose unlabelled actions are garbage is bit-identical to
     the one trained on the real data; and a window with an unlabelled step cannot hand out its actions."""
     from rl_laof.data import VideoDataset
-    from rl_laof.sof.data import ChunkData
-    from rl_laof.sof.training import SkillRun
+    from rl_laof.skills.data import ChunkData
+    from rl_laof.skills.training import SkillRun
 
     copy = tmp_path / "garbage"
     shutil.copytree(skill_dataset, copy)
@@ -289,7 +289,7 @@ def test_translator_never_sees_unlabelled_actions(skill_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_skills_cli_all_stages(skill_dataset, tmp_path):
-    from rl_laof.skills import main
+    from rl_laof.commands.skills import main
 
     out = tmp_path / "run"
     sets = [f"{k}={json.dumps(v) if isinstance(v, tuple | list) else v}" for k, v in dataclasses.asdict(TINY).items()
@@ -318,7 +318,7 @@ def test_train_with_sof_skills(skill_dataset, tmp_path):
     """PPO over skill tokens: one decision per chunk, env steps counted, gamma^H, actor distilled from the prior."""
     from agents.config import TrainConfig
     from rl_laof.pipeline import agent as train
-    from rl_laof.sof.training import SkillRun
+    from rl_laof.skills.training import SkillRun
 
     run = SkillRun(TINY, skill_dataset, tmp_path / "skills")
     run.tokenizer(False), run.prior(False), run.translator(False)
@@ -346,7 +346,7 @@ def test_a_resumed_skill_agent_with_the_kl_term_is_the_uninterrupted_one(skill_d
 
     from agents.config import TrainConfig
     from agents.training import train
-    from rl_laof.sof.training import SkillRun
+    from rl_laof.skills.training import SkillRun
 
     run = SkillRun(TINY, skill_dataset, tmp_path / "skills")
     run.tokenizer(False), run.prior(False), run.translator(False)
@@ -371,7 +371,7 @@ def test_a_diverging_stage_stops_at_once_and_never_saves_a_non_finite_value(skil
     from conftest import assert_saved_values_finite
 
     from rl_laof.finite import Diverged
-    from rl_laof.sof.training import SkillRun
+    from rl_laof.skills.training import SkillRun
 
     run = SkillRun(dataclasses.replace(TINY, lr=1e9, checkpoint_every=1), skill_dataset, tmp_path / "run")
     with pytest.raises(Diverged, match=r"(loss|grad norm) is (nan|inf|-inf) at step \d+; lower the learning rate"):

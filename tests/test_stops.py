@@ -41,16 +41,16 @@ def test_ctrl_c_says_the_stage_the_step_and_the_run_folder(monkeypatch, tmp_path
     monkeypatch.setattr(progress, "_NEWEST", {})
 
     def main(argv):
-        bar = progress.progress_bar(total=50, initial=4, desc="pretrain lapo", unit="step", enabled=False,
+        bar = progress.progress_bar(total=50, initial=4, desc="lam lapo", unit="step", enabled=False,
                                     stream=io.StringIO(), folder=tmp_path / "run")
         for _ in range(3):
             bar.update(1)
         raise KeyboardInterrupt
 
-    main.__module__ = "rl_laof.pretrain"
+    main.__module__ = "rl_laof.commands.lam"  # in-process: named as python -m rl_laof.lam, which runs it
     err = _stopped(main, ["--method", "lapo", "--out", str(tmp_path / "run")], capsys, 130)
-    assert err.startswith(f"stopped by Ctrl-C in pretrain lapo at step 7 of 50 (run folder {tmp_path / 'run'})")
-    assert f"`python -m rl_laof.pretrain --method lapo --out {tmp_path / 'run'}` resumes" in err
+    assert err.startswith(f"stopped by Ctrl-C in lam lapo at step 7 of 50 (run folder {tmp_path / 'run'})")
+    assert f"`python -m rl_laof.lam --method lapo --out {tmp_path / 'run'}` resumes" in err
 
 
 def test_ctrl_c_before_any_work_and_after_an_iterable_bar(monkeypatch, capsys):
@@ -74,8 +74,9 @@ def test_ctrl_c_before_any_work_and_after_an_iterable_bar(monkeypatch, capsys):
 
 
 def test_ctrl_c_among_the_imports_is_caught_only_for_a_command(monkeypatch):
-    """``python -m rl_laof.<command>`` (or ``sweeps.<command>``) imports for seconds before ``run``: rl_laof's
-    package catches a Ctrl-C there, and only there (not for a library import, a test or a worker process)."""
+    """``python -m rl_laof.<command>`` (or ``sweeps.<command>``, or a console script ``rl-laof-<command>``) imports
+    for seconds before ``run``: rl_laof's package catches a Ctrl-C there, and only there (not for a library import, a
+    test or a worker process)."""
     import rl_laof
 
     def command(argv, orig):
@@ -84,10 +85,12 @@ def test_ctrl_c_among_the_imports_is_caught_only_for_a_command(monkeypatch):
         return rl_laof._command()
 
     python = sys.executable
-    assert command(["-m", "--out", "a b"], [python, "-u", "-m", "rl_laof.pretrain", "--out", "a b"]) == \
-        "python -m rl_laof.pretrain --out 'a b'"
+    assert command(["-m", "--out", "a b"], [python, "-u", "-m", "rl_laof.lam", "--out", "a b"]) == \
+        "python -m rl_laof.lam --out 'a b'"
     assert command(["-m", "-q"], [python, "-m", "sweeps.tune", "-q"]) == "python -m sweeps.tune -q"
     assert command(["-m", "-q"], [python, "-m", "pytest", "-q"]) is None
+    script = "/venv/bin/rl-laof-lam"  # a console script (setup.cfg): named as it was typed
+    assert command([script, "--out", "a b"], [python, script, "--out", "a b"]) == "rl-laof-lam --out 'a b'"
     assert command([str(ROOT / "rl_laof" / "collect.py")], [python, "-m", "rl_laof.collect"]) is None  # __mp_main__
     assert command(["-c", "--multiprocessing-fork"], [python, "-c", "...", "--multiprocessing-fork"]) is None
     assert rl_laof._stopped_while_starting.while_starting  # what cli.run looks for to hand Ctrl-C back
@@ -141,11 +144,11 @@ def test_the_probe_tells_a_full_disk_from_other_write_errors(tmp_path, monkeypat
 
 def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes(lam_dataset, tmp_path, monkeypatch,
                                                                                 capsys):
-    """torch.save falls short at pretrain's second checkpoint: one line naming the checkpoint, exit status 2, no
+    """torch.save falls short at lam's second checkpoint: one line naming the checkpoint, exit status 2, no
     temporary file, latest.json on the first checkpoint (intact), and the same command then resumes from it."""
     import torch
 
-    from rl_laof import pretrain
+    from rl_laof.commands import lam
 
     out = tmp_path / "lam"
     argv = ["--method", "lapo", "--dataset", str(lam_dataset), "--steps", "6", "--width", "8", "--batch-size", "8",
@@ -164,16 +167,16 @@ def test_a_full_disk_at_a_checkpoint_keeps_the_last_one_and_the_rerun_resumes(la
 
     monkeypatch.setattr(torch, "save", save)
     monkeypatch.setattr(runs, "no_space_left", lambda folder: len(saves) >= 2)
-    err = _stopped(pretrain.main, argv, capsys, 2)
+    err = _stopped(lam.main, argv, capsys, 2)
     ckpts = out / "checkpoints"
     assert "error: no space left on" in err and f"(writing {ckpts / 'step-00000004.pt'})" in err
-    assert f"`python -m rl_laof.pretrain {' '.join(argv)}`" in err
+    assert f"`python -m rl_laof.lam {' '.join(argv)}`" in err
     assert not _temporary_files(out) and not (ckpts / "step-00000004.pt").exists()
     assert runs.read_json(ckpts / "latest.json") == {"file": "step-00000002.pt", "step": 2}
     assert runs.load_torch(ckpts / "step-00000002.pt")["step"] == 2  # whole, checksum and all
     monkeypatch.undo()
-    report = pretrain.main(argv)
-    assert "pretrain lapo: resuming from step 2 of 6" in capsys.readouterr().err
+    report = lam.main(argv)
+    assert "lam lapo: resuming from step 2 of 6" in capsys.readouterr().err
     assert report["steps"] == 6 and (out / "model.pt").exists()
 
 
@@ -259,7 +262,7 @@ def _ctrl_c(proc: subprocess.Popen, ready=lambda: True, timeout: float = 240) ->
 @pytest.mark.slow
 def test_ctrl_c_while_starting_and_mid_training_then_the_rerun_resumes(lam_dataset, tmp_path):
     out = tmp_path / "lam"
-    args = ["rl_laof.pretrain", "--method", "lapo", "--dataset", str(lam_dataset), "--steps", "400", "--width", "8",
+    args = ["rl_laof.lam", "--method", "lapo", "--dataset", str(lam_dataset), "--steps", "400", "--width", "8",
             "--batch-size", "8", "--threads", "1", "--set", "eval_windows=16", "--set", "mlp_probe_steps=2",
             "--set", "eval_every=400", "--set", "checkpoint_every=5", "--no-progress", "--out", str(out)]
     command = "python -m " + " ".join(args)
@@ -271,7 +274,7 @@ def test_ctrl_c_while_starting_and_mid_training_then_the_rerun_resumes(lam_datas
     latest = out / "checkpoints" / "latest.json"
     code, err = _ctrl_c(_start(args), latest.exists)
     assert code == 130 and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert err.startswith("stopped by Ctrl-C in pretrain lapo at step ") and f"(run folder {out})" in err
+    assert err.startswith("stopped by Ctrl-C in lam lapo at step ") and f"(run folder {out})" in err
     assert f"`{command}` resumes" in err
     assert not _temporary_files(out) and not (out / "report.json").exists()
     step = runs.read_json(latest)["step"]
@@ -280,7 +283,7 @@ def test_ctrl_c_while_starting_and_mid_training_then_the_rerun_resumes(lam_datas
     done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
-    assert "pretrain lapo: resuming from step " in done.stderr and runs.read_json(out / "report.json")
+    assert "lam lapo: resuming from step " in done.stderr and runs.read_json(out / "report.json")
 
 
 @pytest.mark.slow
@@ -321,18 +324,18 @@ def small_disk(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_real_full_disk_is_one_line_for_collect_and_pretrain(lam_dataset, small_disk):
+def test_a_real_full_disk_is_one_line_for_collect_and_lam(lam_dataset, small_disk):
     """On a full 2 MB tmpfs: collect (its HDF5 writer segfaulted there) is refused before it starts, its estimated
-    size named against the free space (the write-time path is the monkeypatched test above); pretrain (torch's
+    size named against the free space (the write-time path is the monkeypatched test above); lam (torch's
     "enforce fail") ends with one line naming the disk, exit status 2, and resumes once the disk has room."""
     disk, grow = small_disk
     collect = ["rl_laof.collect", "--expert", "random", "--episodes", "3", "--eval-episodes", "1",
                "--heldout-bg-episodes", "1", "--val-episodes", "0", "--episode-steps", "200", "--image-size", "64",
                "--distractors", "hard", "--workers", "1", "--no-progress", "--out", str(disk / "ds")]
-    pretrain = ["rl_laof.pretrain", "--method", "lapo", "--dataset", str(lam_dataset), "--steps", "30", "--width", "8",
+    lam = ["rl_laof.lam", "--method", "lapo", "--dataset", str(lam_dataset), "--steps", "30", "--width", "8",
                 "--batch-size", "8", "--threads", "1", "--set", "eval_windows=16", "--set", "mlp_probe_steps=2",
                 "--set", "eval_every=30", "--set", "checkpoint_every=10", "--no-progress", "--out", str(disk / "lam")]
-    for args in (collect, pretrain):
+    for args in (collect, lam):
         r = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=_env(), capture_output=True, text=True,
                            timeout=600)
         err = r.stderr.strip()
@@ -345,6 +348,6 @@ def test_a_real_full_disk_is_one_line_for_collect_and_pretrain(lam_dataset, smal
     assert not list((disk / "ds" / "parts").glob("*.h5"))
     shutil.rmtree(disk / "ds", ignore_errors=True)
     grow(16)
-    r = subprocess.run([sys.executable, "-m", *pretrain], cwd=ROOT, env=_env(), capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", *lam], cwd=ROOT, env=_env(), capture_output=True, text=True,
                        timeout=600)
-    assert r.returncode == 0 and "pretrain lapo: resuming from step 10 of 30" in r.stderr, r.stderr
+    assert r.returncode == 0 and "lam lapo: resuming from step 10 of 30" in r.stderr, r.stderr

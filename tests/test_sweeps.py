@@ -59,7 +59,7 @@ def check_two_worker_study(storage, name: str, runs: Path, n_trials: int, result
     report = json.loads((folder / "trials" / f"{best.number:04d}" / "lam" / "report.json").read_text())
     assert math.isclose(report["probes"]["eval"]["linear_action_mse"], best.value, rel_tol=1e-9)
     cfg = json.loads((folder / "best.json").read_text())
-    assert cfg["source"]["trial"] == best.number and cfg["pretrain"]["lr"] == best.params["lr"]
+    assert cfg["source"]["trial"] == best.number and cfg["lam"]["lr"] == best.params["lr"]
     assert (folder / "trials.csv").read_text().count("\n") == n_trials + 1
     for png in ("history", "importance", "parallel"):
         assert (folder / f"{png}.png").stat().st_size > 1000
@@ -241,13 +241,13 @@ def test_a_trial_whose_training_loop_diverges_is_recorded_as_diverged(tmp_path):
     def objective(trial, report):
         x = trial.suggest_float("x", 0, 1)
         if trial.number == 0:
-            raise Diverged("pretrain: loss is nan at step 3; lower the learning rate")
+            raise Diverged("lam: loss is nan at step 3; lower the learning rate")
         return [x]
 
     run_worker(study, cfg, objective, log=lambda m: None)
     first, second = study.get_trials()
     assert first.state == TrialState.FAIL and second.state == TrialState.COMPLETE
-    assert first.user_attrs["fail_reason"] == "diverged: pretrain: loss is nan at step 3; lower the learning rate"
+    assert first.user_attrs["fail_reason"] == "diverged: lam: loss is nan at step 3; lower the learning rate"
     assert "traceback" not in first.user_attrs
 
 
@@ -332,24 +332,24 @@ def test_every_target_space_fits_its_preset():
             "max_grad_norm", "vf_coef", "n_epochs"} <= ppo
 
 
-def test_best_config_feeds_pretrain_and_train(tmp_path):
+def test_best_config_feeds_lam_and_train(tmp_path):
+    from rl_laof.commands.lam import build_parser as lam_parser
+    from rl_laof.commands.lam import config_from_args as lam_config
+    from rl_laof.commands.train import build_parser as train_parser
+    from rl_laof.commands.train import config_from_args as train_config
     from rl_laof.config_file import write_config_file
-    from rl_laof.pretrain import build_parser as pretrain_parser
-    from rl_laof.pretrain import config_from_args as pretrain_config
-    from rl_laof.train import build_parser as train_parser
-    from rl_laof.train import config_from_args as train_config
 
     best = write_config_file(tmp_path / "best.json",
-                             {"pretrain": {"method": "laof-action", "flow_weight": 0.3, "lr": 7e-4},
+                             {"lam": {"method": "laof-action", "flow_weight": 0.3, "lr": 7e-4},
                               "train": {"learning_rate": 1e-4, "algo_kwargs": {"max_grad_norm": 0.7}}})
-    cfg = pretrain_config(pretrain_parser().parse_args(["--config", str(best), "--set", "lr=1e-3"]))
+    cfg = lam_config(lam_parser().parse_args(["--config", str(best), "--set", "lr=1e-3"]))
     assert (cfg.method, cfg.flow_weight, cfg.lr) == ("laof-action", 0.3, 1e-3)  # --set wins over the file
     tcfg = train_config(train_parser().parse_args(["--config", str(best)]))
     assert tcfg.latent == "laof-action" and tcfg.learning_rate == 1e-4
     assert tcfg.resolved_algo_kwargs()["max_grad_norm"] == 0.7
-    (tmp_path / "bad.json").write_text(json.dumps({"format": "rl_laof-config/1", "pretrain": {"flow_wieght": 1}}))
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "rl_laof-config/1", "lam": {"flow_wieght": 1}}))
     with pytest.raises(ValueError, match="no field.*flow_wieght"):
-        pretrain_config(pretrain_parser().parse_args(["--config", str(tmp_path / "bad.json")]))
+        lam_config(lam_parser().parse_args(["--config", str(tmp_path / "bad.json")]))
     only_train = write_config_file(tmp_path / "ppo.json", {"train": {"gamma": 0.98}})
-    with pytest.raises(ValueError, match="no 'pretrain' section"):
-        pretrain_config(pretrain_parser().parse_args(["--config", str(only_train)]))
+    with pytest.raises(ValueError, match="no 'lam' section"):
+        lam_config(lam_parser().parse_args(["--config", str(only_train)]))

@@ -30,7 +30,7 @@ TINY_TRAIN = dict(num_envs=2, n_steps=32, batch_size=32, n_epochs=1, width=4, fe
 
 
 @pytest.fixture(scope="module")
-def latent_agents(lam_dataset, tmp_path_factory):
+def latent_policies(lam_dataset, tmp_path_factory):
     """Imitation runs (latent BC and LAFP) on a tiny LAOF model of the test dataset."""
     from rl_laof.imitation.training import imitate
     from rl_laof.lam.config import LAMConfig
@@ -47,15 +47,15 @@ def latent_agents(lam_dataset, tmp_path_factory):
 
 
 def _cfg(policy: str, agents: dict, **kw) -> TrainConfig:
-    return TrainConfig(latent="laof", latent_policy=policy, latent_agent=agents[policy], **{**TINY_TRAIN, **kw})
+    return TrainConfig(latent="laof", policy=policy, latent_policy=agents[policy], **{**TINY_TRAIN, **kw})
 
 
 @pytest.mark.parametrize("policy", ["bc", "lafp"])
-def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_agents, policy):
+def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_policies, policy):
     from agents.training import load_latent_space, make_env
 
-    cfg = _cfg(policy, latent_agents, residual_pcs=0)
-    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    cfg = _cfg(policy, latent_policies, residual_pcs=0)
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_policy))
     venv = make_env(cfg, 2, 0, agent, meta)
     try:
         bound = 3.0 if policy == "lafp" else 1.0
@@ -77,14 +77,14 @@ def test_latent_env_decodes_exactly_what_the_decoder_gives_within_bounds(latent_
         venv.close()
 
 
-def test_the_agent_starts_from_the_latent_bc_policy(latent_agents):
+def test_the_agent_starts_from_the_latent_bc_policy(latent_policies):
     from stable_baselines3 import PPO
 
     from agents.policy import init_from_latent_policy, policy_kwargs
     from agents.training import load_latent_space, make_env
 
-    cfg = _cfg("bc", latent_agents, residual_pcs=0)
-    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    cfg = _cfg("bc", latent_policies, residual_pcs=0)
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_policy))
     venv = make_env(cfg, 2, 0, agent, meta)
     try:
         model = PPO("MlpPolicy", venv, n_steps=32, batch_size=32, policy_kwargs=policy_kwargs(cfg), device="cpu")
@@ -99,17 +99,17 @@ def test_the_agent_starts_from_the_latent_bc_policy(latent_agents):
 
 
 def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the_principal_directions(
-        latent_agents, tmp_path):
+        latent_policies, tmp_path):
     from stable_baselines3 import PPO
 
     from agents.policy import policy_kwargs, zero_mean
     from agents.training import load_latent_space, make_env
-    from rl_laof.imitation.agent import ImitationAgent
+    from rl_laof.imitation.policy import LatentPolicy
     from rl_laof.pipeline import agent as train
 
-    cfg = _cfg("bc", latent_agents, residual_pcs=4)
+    cfg = _cfg("bc", latent_policies, residual_pcs=4)
     assert cfg.residual and cfg.tag.startswith("ppo-laof-bc-res4-")
-    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_policy))
     venv = make_env(cfg, 2, 0, agent, meta)
     try:
         assert venv.action_space.shape == (4,) and venv.observation_space.shape == (16,)  # the features
@@ -117,8 +117,8 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
         obs_pixels = venv.pixels
         with torch.no_grad():
             np.testing.assert_allclose(obs, agent.policy.encoder(torch.from_numpy(obs_pixels)).numpy(), atol=1e-6)
-        bc_actions = ImitationAgent(agent.policy, agent.decoder)(obs_pixels)
-        venv.step(np.zeros((2, 4), np.float32))  # no residual: exactly the imitation agent
+        bc_actions = LatentPolicy(agent.policy, agent.decoder)(obs_pixels)
+        venv.step(np.zeros((2, 4), np.float32))  # no residual: exactly the latent policy
         np.testing.assert_allclose(venv.last_env_actions, bc_actions, atol=1e-6)
         pca = venv.pca
         assert pca.k == 4 and torch.all(pca.std[:-1] >= pca.std[1:])
@@ -145,24 +145,24 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
     report = train(dataclasses.replace(cfg, total_steps=64), tmp_path / "res", progress=False)
     assert report["initialised"][0] == "mean=0" and report["eval_history"][0]["step"] == 0
     with pytest.raises(ValueError, match="residual_pcs=64"):
-        train(_cfg("bc", latent_agents, residual_pcs=64), tmp_path / "too-many", progress=False)
+        train(_cfg("bc", latent_policies, residual_pcs=64), tmp_path / "too-many", progress=False)
 
 
-def test_a_latent_policy_of_another_distractor_level_is_refused(latent_agents):
+def test_a_latent_policy_of_another_distractor_level_is_refused(latent_policies):
     from agents.training import load_latent_space
 
-    cfg = _cfg("bc", latent_agents)
-    _, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    cfg = _cfg("bc", latent_policies)
+    _, meta = load_latent_space(cfg, Path(cfg.latent_policy))
     assert meta["distractors"] == "hard"
     with pytest.raises(ValueError, match="hard distractors \\(not none\\); pass --rebuild"):
-        load_latent_space(_cfg("bc", latent_agents, distractors="none"), Path(cfg.latent_agent))
+        load_latent_space(_cfg("bc", latent_policies, distractors="none"), Path(cfg.latent_policy))
 
 
 @pytest.mark.slow
-def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_agents, tmp_path):
+def test_a_resumed_run_continues_its_steps_and_learning_rate_schedule(latent_policies, tmp_path):
     from rl_laof.pipeline import agent as train
 
-    cfg = _cfg("bc", latent_agents, total_steps=192)
+    cfg = _cfg("bc", latent_policies, total_steps=192)
     full = train(cfg, tmp_path / "full", progress=False)
     stopped = train(cfg, tmp_path / "cut", progress=False, stop_at=64)
     assert stopped["checkpoint_step"] == 64
@@ -241,29 +241,29 @@ def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
 
 
 @pytest.mark.slow
-def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_agents, tmp_path):
+def test_a_run_that_overshoots_its_steps_ends_on_the_floor(latent_policies, tmp_path):
     """100 steps in 64-step rollouts end at 128: the last update runs past the total at the floor rate."""
     from rl_laof.pipeline import agent as train
 
-    report = train(_cfg("bc", latent_agents, total_steps=100, learning_rate_end=1e-5), tmp_path, progress=False)
+    report = train(_cfg("bc", latent_policies, total_steps=100, learning_rate_end=1e-5), tmp_path, progress=False)
     assert report["steps"] == 128
     lrs = [h["lr"] for h in report["eval_history"]]
     assert lrs[-1] == pytest.approx(1e-5) and min(lrs) >= 1e-5
 
 
 @pytest.mark.slow
-def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_agents, tmp_path):
+def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_policies, tmp_path):
     """freeze_encoder keeps the latent policy's encoder; during the critic warm-up the actor (MLP, mean, log
     std) keeps the latent BC policy's weights too; after it, the actor learns."""
     from stable_baselines3 import PPO
 
-    from rl_laof.imitation.agent import load_agent
+    from rl_laof.imitation.policy import load_latent_policy
     from rl_laof.pipeline import agent as train
 
-    bc = load_agent(latent_agents["bc"])[0].policy
+    bc = load_latent_policy(latent_policies["bc"])[0].policy
 
     def trained(**kw):  # three updates, at 64, 128 and 192 steps (the last one at learning rate 0)
-        report = train(_cfg("bc", latent_agents, total_steps=192, freeze_encoder=True, residual_pcs=0,
+        report = train(_cfg("bc", latent_policies, total_steps=192, freeze_encoder=True, residual_pcs=0,
                                **kw), tmp_path / str(kw),
                        progress=False)
         return report, PPO.load(Path(report["run_dir"]) / "final_model.zip", device="cpu").policy
@@ -284,12 +284,12 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_a
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["recurrent-ppo", "sac", "a2c"])
-def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_path, algo):
+def test_other_algorithms_train_through_the_same_registry(latent_policies, tmp_path, algo):
     """Each algorithm trains in the latent space on pixels; the recurrent policy gets the encoder only."""
     from rl_laof.pipeline import agent as train
 
     extra = dict(buffer_size=256, batch_size=16) if algo == "sac" else {}
-    cfg = _cfg("bc", latent_agents, algo=algo, total_steps=64, eval_every=64, checkpoint_every=64,
+    cfg = _cfg("bc", latent_policies, algo=algo, total_steps=64, eval_every=64, checkpoint_every=64,
                residual_pcs=0, **extra)
     report = train(cfg, tmp_path / algo, progress=False)
     assert report["steps"] >= 64 and np.isfinite(report["final"]["mean"])
@@ -307,8 +307,8 @@ def test_other_algorithms_train_through_the_same_registry(latent_agents, tmp_pat
     (["--task", "cheetah-fly", "--latent", "none"], "cheetah-run"),
     (["--resume", "--fresh"], "give one"),
     (["--set", "num_envs=0"], "num_envs=0"),
-    (["--latent-agent", "/nonexistent/agent"], "no agent.pt"),
-    (["--obs", "state", "--latent-policy", "lafp"], "use --obs pixels"),
+    (["--latent-policy", "/nonexistent/agent"], "no policy.pt"),
+    (["--obs", "state", "--policy", "lafp"], "use --obs pixels"),
 ])
 def test_bad_flags_give_clear_errors(args, message, tmp_path):
     # an empty runs root: the user's own runs (e.g. the main job's folder) must not change the answer
@@ -322,11 +322,11 @@ def test_bad_flags_give_clear_errors(args, message, tmp_path):
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "pretrained" / "cheetah-run").iterdir()))
 def test_shipped_latent_policies_load_and_record_their_command(name):
     from agents.training import load_latent_space
-    from rl_laof.pipeline import shipped_agent
+    from rl_laof.pipeline import shipped_policy
 
     latent, policy = name.rsplit("-", 1)
-    path = shipped_agent("cheetah-run", latent, policy)
-    agent, meta = load_latent_space(TrainConfig(latent=latent, latent_policy=policy), path)
+    path = shipped_policy("cheetah-run", latent, policy)
+    agent, meta = load_latent_space(TrainConfig(latent=latent, policy=policy), path)
     assert f"--latent {latent} --policy {policy}" in (path / "command.txt").read_text()
     actions = agent(np.zeros((2, 9, 64, 64), np.uint8))
     assert actions.shape == (2, 6) and np.isfinite(actions).all() and meta["out_dim"] == 128
@@ -340,27 +340,27 @@ def _flip_middle_byte(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_a_flipped_byte_in_a_model_a_latent_policy_or_a_checkpoint_is_refused_with_the_file_named(latent_agents,
+def test_a_flipped_byte_in_a_model_a_latent_policy_or_a_checkpoint_is_refused_with_the_file_named(latent_policies,
                                                                                                    tmp_path):
     """Model and checkpoint files carry a checksum (rl_laof.runs.save_torch): one byte changed in the middle of a
-    latent action model's model.pt, an imitation run's agent.pt or a checkpoint is refused by its loader in one
+    latent action model's model.pt, an imitation run's policy.pt or a checkpoint is refused by its loader in one
     line that names the file (torch's own reader checks nothing and would load the changed weights)."""
     import shutil
 
-    from rl_laof.imitation.agent import load_agent
+    from rl_laof.imitation.policy import load_latent_policy
     from rl_laof.lam.training import load_lam
     from rl_laof.loop import Checkpoints
     from rl_laof.runs import read_json
 
-    agent_dir = Path(latent_agents["bc"])
+    agent_dir = Path(latent_policies["bc"])
     lam_dir = Path(read_json(agent_dir / "report.json")["lam_run"])
     ckpt = Checkpoints(lam_dir / "checkpoints").latest()
     assert ckpt is not None and Checkpoints(lam_dir / "checkpoints").load()["step"] == 5  # intact: loads
     shutil.copytree(lam_dir / "checkpoints", tmp_path / "ckpt" / "checkpoints")
     cases = [(_flip_middle_byte(lam_dir / "model.pt", tmp_path / "lam" / "model.pt"),
               lambda: load_lam(tmp_path / "lam")),
-             (_flip_middle_byte(agent_dir / "agent.pt", tmp_path / "agent" / "agent.pt"),
-              lambda: load_agent(tmp_path / "agent")),
+             (_flip_middle_byte(agent_dir / "policy.pt", tmp_path / "agent" / "policy.pt"),
+              lambda: load_latent_policy(tmp_path / "agent")),
              (_flip_middle_byte(ckpt, tmp_path / "ckpt" / "checkpoints" / ckpt.name),
               lambda: Checkpoints(tmp_path / "ckpt" / "checkpoints").load())]
     for path, load in cases:
@@ -408,12 +408,12 @@ def test_a_diverging_agent_stops_with_one_line_and_never_saves_a_non_finite_poli
 
 @pytest.mark.slow
 @pytest.mark.parametrize("policy", ["bc", "lafp"])
-def test_the_agents_encoder_takes_the_latent_policys_size_whatever_the_config_says(latent_agents, tmp_path, policy):
+def test_the_agents_encoder_takes_the_latent_policys_size_whatever_the_config_says(latent_policies, tmp_path, policy):
     """A latent policy trained at another width than TrainConfig.width (the imitation preset's 32 vs the
     agent's 16) still hands its encoder over: the agent's encoder is sized like the policy's."""
     from agents.training import train
 
-    cfg = _cfg(policy, latent_agents, residual_pcs=0, width=8, features=32, total_steps=64)
+    cfg = _cfg(policy, latent_policies, residual_pcs=0, width=8, features=32, total_steps=64)
     report = train(cfg, tmp_path / "run", progress=False)
     assert "encoder" in report["initialised"]
 
@@ -421,7 +421,7 @@ def test_the_agents_encoder_takes_the_latent_policys_size_whatever_the_config_sa
 # --------------------------------------------------------------------------- raw-action residuals (issue 31)
 
 @pytest.fixture(scope="module")
-def labels_agent(lam_dataset, latent_agents, tmp_path_factory):
+def labels_agent(lam_dataset, latent_policies, tmp_path_factory):
     """BC on the labelled transitions only (an imitation run with latent none), the labels_residual's start."""
     from rl_laof.imitation.training import imitate
 
@@ -430,16 +430,16 @@ def labels_agent(lam_dataset, latent_agents, tmp_path_factory):
 
 
 def _residual_cfg(latent: str, agent_dir: str, **kw) -> TrainConfig:
-    return TrainConfig(latent=latent, latent_agent=agent_dir, **{**TINY_TRAIN, **kw})
+    return TrainConfig(latent=latent, latent_policy=agent_dir, **{**TINY_TRAIN, **kw})
 
 
 def _check_action_residual(cfg: TrainConfig) -> None:
-    """u = 0 executes the frozen policy's own action (ImitationAgent: policy, then decoder), to float precision;
+    """u = 0 executes the frozen policy's own action (LatentPolicy: policy, then decoder), to float precision;
     u moves it by scale x u (clipped to [-3, 3]), then the action bounds clip."""
     from agents.training import load_latent_space, make_env
-    from rl_laof.imitation.agent import ImitationAgent
+    from rl_laof.imitation.policy import LatentPolicy
 
-    agent, meta = load_latent_space(cfg, Path(cfg.latent_agent))
+    agent, meta = load_latent_space(cfg, Path(cfg.latent_policy))
     venv = make_env(cfg, 2, 0, agent, meta)
     try:
         assert venv.action_space.shape == (6,) and np.all(venv.action_space.high == 3.0)
@@ -447,11 +447,11 @@ def _check_action_residual(cfg: TrainConfig) -> None:
         with torch.no_grad():  # the agent observes the frozen policy's features
             np.testing.assert_allclose(obs, agent.policy.encoder(torch.from_numpy(venv.pixels)).numpy(), atol=1e-6)
         for _ in range(3):
-            own = np.clip(ImitationAgent(agent.policy, agent.decoder)(venv.pixels), -1, 1)
+            own = np.clip(LatentPolicy(agent.policy, agent.decoder)(venv.pixels), -1, 1)
             venv.step(np.zeros((2, 6), np.float32))
             np.testing.assert_allclose(venv.last_env_actions, own, atol=1e-6)
             np.testing.assert_allclose(venv.unwrapped.last_actions, own, atol=1e-6)  # what the simulator got
-        own = np.clip(ImitationAgent(agent.policy, agent.decoder)(venv.pixels), -1, 1)
+        own = np.clip(LatentPolicy(agent.policy, agent.decoder)(venv.pixels), -1, 1)
         u = np.array([[9.0, -1, 0, 0, 0, 0], [0, 0, 0.5, 0, 0, -2]], np.float32)  # 9: clipped to the bound, 3
         venv.step(u)
         expected = np.clip(own + cfg.action_residual_scale * np.clip(u, -3, 3), -1, 1)
@@ -462,13 +462,13 @@ def _check_action_residual(cfg: TrainConfig) -> None:
         venv.close()
 
 
-def test_an_action_residual_at_zero_acts_exactly_as_the_decoded_latent_policy(latent_agents):
-    cfg = _residual_cfg("action_residual", latent_agents["bc"])
+def test_an_action_residual_at_zero_acts_exactly_as_the_decoded_latent_policy(latent_policies):
+    cfg = _residual_cfg("action_residual", latent_policies["bc"])
     assert cfg.action_residual and not cfg.residual and cfg.tag.startswith("ppo-action_residual-pixels-")
     _check_action_residual(cfg)
     _check_action_residual(dataclasses.replace(cfg, action_residual_scale=0.1))
     with pytest.raises(ValueError, match="latent laof / bc"):  # BC on the labels is not the decoded latent policy
-        _check_action_residual(_residual_cfg("labels_residual", latent_agents["bc"]))
+        _check_action_residual(_residual_cfg("labels_residual", latent_policies["bc"]))
 
 
 def test_a_labels_residual_at_zero_acts_exactly_as_bc_on_the_labels(labels_agent):
@@ -503,24 +503,24 @@ def test_the_spread_ratio_is_measured_on_the_policys_own_states():
     assert out["spread"] == pytest.approx(executed.std(0).mean() / data_std.mean(), abs=1e-4) and out["spread"] > 0
 
 
-def test_an_imitation_report_records_its_spread_and_its_data(latent_agents):
+def test_an_imitation_report_records_its_spread_and_its_data(latent_policies):
     """imitate's report keeps the spread of the policy's actions on its own states (its evaluation's rollouts on
-    the data's backgrounds) over the data's; agent.pt keeps the data's env and action spread; run_spread measures
+    the data's backgrounds) over the data's; policy.pt keeps the data's env and action spread; run_spread measures
     a finished run the same way."""
     from rl_laof.imitation.evaluation import run_spread, spread_ratio
     from rl_laof.runs import load_torch, read_json
 
-    report = read_json(Path(latent_agents["bc"]) / "report.json")
-    data = load_torch(Path(latent_agents["bc"]) / "agent.pt")["data"]
+    report = read_json(Path(latent_policies["bc"]) / "report.json")
+    data = load_torch(Path(latent_policies["bc"]) / "policy.pt")["data"]
     assert data["env"]["action_repeat"] == 4 and data["env"]["frame_stack"] == 3 and data["env"]["image_size"] == 32
     assert report["spread"] == round(spread_ratio(report["returns"]["train"]["action_std"], data["action_std"]), 4)
     assert 0 < report["spread"] < 5
-    assert run_spread(latent_agents["bc"], seeds=1, episodes=1) == report["spread"]  # BC: deterministic
+    assert run_spread(latent_policies["bc"], seeds=1, episodes=1) == report["spread"]  # BC: deterministic
 
 
-def test_a_latent_policy_of_another_action_repeat_or_env_is_refused_naming_both_values(latent_agents):
+def test_a_latent_policy_of_another_action_repeat_or_env_is_refused_naming_both_values(latent_policies):
     from agents.training import env_mismatches, load_latent_space
-    from rl_laof.pipeline import shipped_agent
+    from rl_laof.pipeline import shipped_policy
 
     for kw, message in [(dict(action_repeat=2), "action repeat 4 \\(not 2\\)"),
                         (dict(frame_stack=2), "3 stacked frames \\(not 2\\)"),
@@ -529,52 +529,53 @@ def test_a_latent_policy_of_another_action_repeat_or_env_is_refused_naming_both_
                          "distractors with kinds=background,color,camera,objects \\(not background\\)"),
                         (dict(task="walker-walk"), "task cheetah-run \\(not walker-walk\\)")]:
         with pytest.raises(ValueError, match=f"the latent policy was made for {message}.*; pass --rebuild$"):
-            load_latent_space(_cfg("bc", latent_agents, **kw), Path(latent_agents["bc"]))
-    # the shipped policies keep their data's record beside agent.pt (data.json)
+            load_latent_space(_cfg("bc", latent_policies, **kw), Path(latent_policies["bc"]))
+    # the shipped policies keep their data's record beside policy.pt (data.json)
     with pytest.raises(ValueError, match="action repeat 4 \\(not 8\\); pass --rebuild"):
-        load_latent_space(TrainConfig(latent="action_residual", action_repeat=8), shipped_agent("cheetah-run", "laof",
+        load_latent_space(TrainConfig(latent="action_residual", action_repeat=8), shipped_policy("cheetah-run", "laof",
                                                                                                 "bc"))
-    # an agent.pt without a record still names its task, image size, frame stack and distractor level
+    # a policy.pt without a record still names its task, image size, frame stack and distractor level
     meta = {"task": "cheetah-run", "image_size": 32, "config": {"frame_stack": 3}, "distractors": "hard"}
-    assert env_mismatches(_cfg("bc", latent_agents, action_repeat=2), meta, None) == []
-    assert env_mismatches(_cfg("bc", latent_agents, distractors="easy"), meta, None) == ["hard distractors (not easy)"]
+    assert env_mismatches(_cfg("bc", latent_policies, action_repeat=2), meta, None) == []
+    assert env_mismatches(_cfg("bc", latent_policies, distractors="easy"), meta, None) == \
+        ["hard distractors (not easy)"]
 
 
 @pytest.fixture(scope="module")
-def per_seed_agents(lam_dataset, latent_agents, tmp_path_factory) -> str:
+def per_seed_policies(lam_dataset, latent_policies, tmp_path_factory) -> str:
     """Latent BC policies of imitation seeds 0 and 1 as ``<dir>/bc-s{seed}`` (one latent model)."""
     from rl_laof.imitation.training import imitate
     from rl_laof.runs import read_json
 
     root = tmp_path_factory.mktemp("per-seed")
-    lam = read_json(Path(latent_agents["bc"]) / "report.json")["lam_run"]
-    (root / "bc-s0").symlink_to(latent_agents["bc"])
+    lam = read_json(Path(latent_policies["bc"]) / "report.json")["lam_run"]
+    (root / "bc-s0").symlink_to(latent_policies["bc"])
     imitate(ImitationConfig(latent="laof", policy="bc", lam_run=lam, **{**TINY_IMITATION, "seed": 1}), lam_dataset,
             root / "bc-s1", progress=False)
     return str(root / "bc-s{seed}")
 
 
-def test_each_seed_loads_its_own_latent_policy(latent_agents, per_seed_agents):
-    """latent_agent "...-s{seed}": agent seed s loads imitation seed s, latent_seed picks another, and a policy of
+def test_each_seed_loads_its_own_latent_policy(latent_policies, per_seed_policies):
+    """latent_policy "...-s{seed}": agent seed s loads imitation seed s, latent_seed picks another, and a policy of
     another seed than latent_seed asks for is refused."""
     from agents.training import load_latent_space
 
     for seed, latent_seed, loaded in [(0, None, 0), (1, None, 1), (1, 0, 0)]:
-        cfg = _residual_cfg("action_residual", per_seed_agents, seed=seed, latent_seed=latent_seed)
-        _, meta = load_latent_space(cfg, Path(cfg.resolved_latent_agent))
+        cfg = _residual_cfg("action_residual", per_seed_policies, seed=seed, latent_seed=latent_seed)
+        _, meta = load_latent_space(cfg, Path(cfg.resolved_latent_policy))
         assert meta["config"]["seed"] == loaded
     with pytest.raises(ValueError, match="imitation seed 0 \\(not latent_seed 1\\)"):
-        load_latent_space(_cfg("bc", latent_agents, latent_seed=1), Path(latent_agents["bc"]))
+        load_latent_space(_cfg("bc", latent_policies, latent_seed=1), Path(latent_policies["bc"]))
 
 
 @pytest.mark.slow
-def test_an_action_residual_run_records_the_latent_seed_it_loaded_and_its_spread(per_seed_agents, tmp_path):
+def test_an_action_residual_run_records_the_latent_seed_it_loaded_and_its_spread(per_seed_policies, tmp_path):
     from rl_laof.pipeline import agent as train
     from rl_laof.runs import read_json
 
-    report = train(_residual_cfg("action_residual", per_seed_agents, seed=1, total_steps=64), tmp_path / "run",
+    report = train(_residual_cfg("action_residual", per_seed_policies, seed=1, total_steps=64), tmp_path / "run",
                    progress=False)
-    assert report["latent_seed"] == 1 and report["latent_agent"] == per_seed_agents.replace("{seed}", "1")
+    assert report["latent_seed"] == 1 and report["latent_policy"] == per_seed_policies.replace("{seed}", "1")
     assert read_json(tmp_path / "run" / "config.json")["latent_seed"] == 1
     assert report["initialised"][0] == "mean=0" and "action residual" in report["initialised"][1]
     assert 0 <= report["spread"] < 5 and report["eval_history"][0]["step"] == 0

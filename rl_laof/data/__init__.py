@@ -6,7 +6,7 @@
     for batch in unl.batches(256): ...
 
 Layout: :mod:`rl_laof.data.format`; collection: ``python -m rl_laof.collect``; a summary and a
-contact sheet: ``python -m rl_laof.data.inspect DIR``.
+contact sheet: ``python -m rl_laof.commands.inspect DIR``.
 """
 
 from rl_laof.data.config import WindowConfig

@@ -1,4 +1,5 @@
-"""Multi-task video data for one embodiment: ``python -m rl_laof.data.multitask --sources A B C --out DIR``.
+"""Multi-task video data for one embodiment: :func:`merge_datasets` (the command: ``python -m
+rl_laof.commands.multitask --sources A B C --out DIR``, ``rl-laof-multitask``).
 
 Merges single-task datasets of one domain (``walker-stand``, ``walker-walk``, ``walker-run``; each from
 ``rl_laof.collect`` with its own expert) into one dataset of the same layout (:mod:`rl_laof.data.format`):
@@ -23,7 +24,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rl_laof.cli import command_parser, run
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.runs import atomic_path, run_folder
@@ -132,16 +132,3 @@ def _copy_episodes(f, sets: list[VideoDataset], tasks: list[str], file_of) -> No
                     g = f[f"episodes/{split}/{name}"]
                     g.attrs.update(index=new, task=tasks[task_id], task_id=task_id, source_index=e.index)
                     new += 1
-
-
-def main(argv: list[str] | None = None) -> Path:
-    p = command_parser("rl_laof.data.multitask", __doc__)
-    p.add_argument("--sources", nargs="+", type=Path, required=True,
-                   help="single-task dataset folders of one domain (python -m rl_laof.collect)")
-    p.add_argument("--out", type=Path, required=True, help="folder of the merged dataset")
-    args = p.parse_args(argv)
-    return merge_datasets(args.sources, args.out)
-
-
-if __name__ == "__main__":
-    run(main)

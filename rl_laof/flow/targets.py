@@ -1,4 +1,5 @@
-"""Flow targets for a whole dataset: ``python -m rl_laof.flow --dataset DIR --method exact``.
+"""Flow targets for a whole dataset: :func:`fill_flow` (the command: ``python -m rl_laof.flow --dataset DIR
+--method exact``, in :mod:`rl_laof.commands.flow`).
 
 Writes ``DIR/flow-<method>.h5`` beside the dataset (which is never rewritten): per episode the raw
 flow of every transition, (T, 2, H, W) float16 in displayed pixels, and its validity (T, H, W).
@@ -23,10 +24,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from rl_laof.cli import command_parser
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
-from rl_laof.flow.backends import BACKENDS, estimate_flow, exact_flow, resolve_backend
+from rl_laof.flow.backends import estimate_flow, exact_flow, resolve_backend
 from rl_laof.flow.calibrate import FLOW_SOURCES, agent_speeds, masked_agent_flow, source_keys, speed_summary
 from rl_laof.flow.exact import FlowInputs
 from rl_laof.progress import progress_bar
@@ -148,19 +148,3 @@ def camfree_agent_flow(inputs: FlowInputs, agent_geoms: np.ndarray | None, backe
     ids = np.flatnonzero(np.asarray(agent_geoms, bool))
     mask = np.isin(inputs.geom_id[:, 0], ids) & v
     return f * mask[:, None], mask
-
-
-def main(argv: list[str] | None = None) -> Path:
-    p = command_parser("rl_laof.flow", __doc__)
-    p.add_argument("--dataset", type=Path, required=True, help="dataset folder (or its dataset.h5)")
-    p.add_argument("--method", default="exact", choices=list(fmt.FLOW_METHODS),
-                   help="exact: reprojection from the recorded depth and poses; estimate: from RGB only")
-    p.add_argument("--backend", default="auto", choices=list(BACKENDS), help="kernel backend")
-    p.add_argument("--batch", type=int, default=256, help="frame pairs per kernel call")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = p.parse_args(argv)
-    path = fill_flow(args.dataset, args.method, args.backend, args.batch, progress=not args.no_progress)
-    with fmt.open_h5(path) as f:
-        print(json.dumps(dict(flow_file=str(path), method=str(f.attrs["method"]),
-                              pairs_per_s=round(float(f.attrs["pairs_per_s"]), 1))))
-    return path

@@ -15,7 +15,7 @@ rgb         TV-L1 from RGB frames  none: every pixel's flow, background and    n
 =========== ====================== =========================================== ==========================
 
 The ``rgb`` tier's choice of "no mask" (rather than a mask estimated from pixels) is deliberate and measured
-(docs/latent-models.md): its target then also carries the distractors' motion, which is what a user without
+(docs/lam.md): its target then also carries the distractors' motion, which is what a user without
 a segmenter gets. Each tier maps to a flow file (``flow-<method>.h5``, ``python -m rl_laof.flow``) and an
 agent-flow source of :mod:`rl_laof.flow.calibrate`.
 """

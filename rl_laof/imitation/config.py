@@ -1,4 +1,4 @@
-"""The latent policy stage's config (``python -m rl_laof.imitate``) and its presets."""
+"""The latent policy stage's config (``python -m rl_laof.imitation``) and its presets."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ RELABEL_MODES = ("none", "idm")
 
 @dataclass(frozen=True)
 class ImitationConfig:
-    """A policy from pixels imitating the dataset, and its evaluation (``python -m rl_laof.imitate``).
+    """A policy from pixels imitating the dataset, and its evaluation (``python -m rl_laof.imitation``).
 
     ``latent`` = a latent action model (``lapo``, ``laof``, ``laof-action``...): the policy predicts that
     model's normalised pre-quantisation latent of (o_t, o_{t+1}), by behaviour cloning (``bc``) or flow

@@ -1,4 +1,4 @@
-"""How good an imitation agent is beyond its returns (``envs.rollout.policy_returns``): its action error on
+"""How good a latent policy is beyond its returns (``envs.rollout.policy_returns``): its action error on
 held-out transitions, the spread of its actions on its own states against the expert's on the data, its latency
 per action, and the bar chart of normalised returns."""
 
@@ -14,7 +14,7 @@ from envs.rollout import policy_returns, run_episodes
 from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
-from rl_laof.imitation.agent import ImitationAgent, load_agent, recorded_data
+from rl_laof.imitation.policy import LatentPolicy, load_latent_policy, recorded_data
 from rl_laof.runs import atomic_path
 
 
@@ -64,14 +64,14 @@ def action_spread(venv, act: Callable[[np.ndarray], np.ndarray], data_std,
 
 
 def run_spread(run_dir: str | Path, seeds: int, episodes: int) -> float:
-    """The spread (:func:`spread_ratio`) of a finished imitation run's agent under its report's protocol (the data's
-    env and backgrounds, ``seeds`` x ``episodes`` episodes of ``policy_returns``), for a report made before reports
-    kept it."""
-    agent, meta = load_agent(run_dir)
-    agent = ImitationAgent(agent.policy, agent.decoder, meta["config"]["seed"])  # as the run evaluated it
+    """The spread (:func:`spread_ratio`) of a finished imitation run's latent policy under its report's protocol (the
+    data's env and backgrounds, ``seeds`` x ``episodes`` episodes of ``policy_returns``), for a report made before
+    reports kept it."""
+    agent, meta = load_latent_policy(run_dir)
+    agent = LatentPolicy(agent.policy, agent.decoder, meta["config"]["seed"])  # as the run evaluated it
     data = recorded_data(run_dir, meta)
     if data is None:
-        raise FileNotFoundError(f"{run_dir}: its agent.pt keeps no data record and its dataset "
+        raise FileNotFoundError(f"{run_dir}: its policy.pt keeps no data record and its dataset "
                                 f"{meta.get('dataset')} is gone: the expert's action spread is unknown")
     env = {k: v for k, v in data["env"].items() if k != "frame_stack"}
     returns = policy_returns(agent, **env, frame_stack=data["env"]["frame_stack"], seeds=seeds, episodes=episodes,

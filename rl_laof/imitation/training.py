@@ -22,9 +22,9 @@ from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
 from rl_laof.fit import fit
-from rl_laof.imitation.agent import ImitationAgent, data_record, distractor_level, make_policy
 from rl_laof.imitation.config import ImitationConfig
 from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns, spread_ratio
+from rl_laof.imitation.policy import LatentPolicy, data_record, distractor_level, make_policy
 from rl_laof.lam.evaluation import latents
 from rl_laof.lam.training import lam_input, load_lam
 from rl_laof.models.policy import (
@@ -51,7 +51,7 @@ from rl_laof.runs import (
 #: config fields that change only the evaluation: finished training stages are reused when they change
 _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
               "checkpoint_every")
-PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent agent
+PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent policy
 TARGETS_FILE = "targets.pt"  # the latent targets of a run, kept once computed
 
 
@@ -92,10 +92,10 @@ def latent_targets(cfg: ImitationConfig, ds: VideoDataset, data: Transitions, ru
     lam_run = lam_run if lam_run is not None else cfg.lam_run
     if lam_run is None:
         raise ValueError(f"latent {cfg.latent!r} needs a latent action model: set lam_run, or run through "
-                         "rl_laof.pipeline.latent_policy (it finds or trains the preset's)")
+                         "rl_laof.pipeline.imitation (it finds or trains the preset's)")
     lam_run = Path(lam_run)
     if not (lam_run / "model.pt").exists():
-        raise FileNotFoundError(f"{lam_run}: no model.pt; train it with python -m rl_laof.pretrain --method "
+        raise FileNotFoundError(f"{lam_run}: no model.pt; train it with python -m rl_laof.lam --method "
                                 f"{cfg.latent} --dataset {ds.path.parent} --out {lam_run}")
     lam = load_lam(lam_run)
     saved_meta = load_torch(lam_run / "model.pt")
@@ -213,7 +213,7 @@ def check_inputs(cfg: ImitationConfig, ds: VideoDataset) -> None:
                          f"{ds.image_shape[-1]} px: use --set encoder=halving")
     if cfg.latent != "none" and cfg.lam_run is not None and not (Path(cfg.lam_run) / "model.pt").exists():
         raise FileNotFoundError(f"--lam {cfg.lam_run}: no trained latent action model there (no model.pt); make "
-                                f"one with python -m rl_laof.pretrain --method {cfg.latent} --out {cfg.lam_run}")
+                                f"one with python -m rl_laof.lam --method {cfg.latent} --out {cfg.lam_run}")
 
 
 def open_run(cfg: ImitationConfig, ds: VideoDataset, out: str | Path | None = None) -> tuple[Path, dict | None]:
@@ -256,7 +256,7 @@ def add_normalised_returns(cfg: ImitationConfig, ds: VideoDataset, report: dict[
 def save_agent(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, policy: BCPolicy | FlowPolicy,
                decoder: ActionDecoder | None, norm: LatentNormalizer | None, targets: torch.Tensor,
                lam_run: str | None) -> dict[str, Any]:
-    """``agent.pt``: the policy, decoder and normaliser with what the PPO stage checks and uses (the data's env and
+    """``policy.pt``: the policy, decoder and normaliser with what the PPO stage checks and uses (the data's env and
     action spread, the training latents' principal directions); returns the data record."""
     data_rec = data_record(ds, cfg.frame_stack)
     save_torch({"config": json.loads(json.dumps(cfg.to_dict())), "out_dim": int(targets.shape[1]),
@@ -267,7 +267,7 @@ def save_agent(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, policy: BC
                 "normalizer": norm.state_dict() if norm is not None else None,
                 # the training latents' principal directions: the residual action space of rl_laof.train
                 "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
-                               if cfg.latent != "none" else None)}, run_dir / "agent.pt")
+                               if cfg.latent != "none" else None)}, run_dir / "policy.pt")
     return data_rec
 
 
@@ -275,7 +275,7 @@ def imitate(cfg: ImitationConfig, dataset: str | Path, out: str | Path | None = 
             lam: str | Path | None = None) -> dict[str, Any]:
     """Train (or resume, or find finished) one imitation run, evaluate it, and return its report. ``lam``: the
     run folder of the (trained) latent action model a latent policy imitates when ``cfg.lam_run`` does not name
-    one; ``rl_laof.pipeline.latent_policy`` finds or trains the preset's first, where :func:`needs_latent_model`."""
+    one; ``rl_laof.pipeline.imitation`` finds or trains the preset's first, where :func:`needs_latent_model`."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     ds = VideoDataset(dataset)
@@ -323,7 +323,7 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     writer.close()
 
     data_rec = save_agent(cfg, ds, run_dir, policy, decoder, norm, targets, lam_run)
-    agent = ImitationAgent(policy, decoder, cfg.seed)
+    agent = LatentPolicy(policy, decoder, cfg.seed)
     returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
                              seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)
     errors = {split: round(action_error(agent, ds, split, cfg.frame_stack), 4)

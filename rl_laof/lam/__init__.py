@@ -1,4 +1,4 @@
-"""Latent action models (LAPO, LAOM, LAOF): the stage library behind ``python -m rl_laof.pretrain``.
+"""Latent action models (LAPO, LAOM, LAOF): the stage library behind ``python -m rl_laof.lam``.
 
     config       LAMConfig and its presets
     training     train_lam (resumable, data-parallel), load_lam

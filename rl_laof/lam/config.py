@@ -1,4 +1,4 @@
-"""The latent action model stage's config (``python -m rl_laof.pretrain``) and its presets."""
+"""The latent action model stage's config (``python -m rl_laof.lam``) and its presets."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ PAPER_SIZES: dict[str, dict[str, int]] = {
 
 @dataclass(frozen=True)
 class LAMConfig:
-    """A latent action model and its training (``python -m rl_laof.pretrain``).
+    """A latent action model and its training (``python -m rl_laof.lam``).
 
     Fields left ``None`` take the method's published setting (:meth:`resolved`):
 

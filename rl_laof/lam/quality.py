@@ -1,6 +1,6 @@
 """The latent-quality study's bookkeeping: one record per trained model, choices on ``val``, figures on ``eval``.
 
-A pretrain report (``rl_laof.lam.training.train_lam``) holds probes on every held-out split. The study
+A lam report (``rl_laof.lam.training.train_lam``) holds probes on every held-out split. The study
 (``benchmarks/bench_latent_quality.py``) keeps of each run a small :func:`run_record`, and reads it in two
 strictly separate ways:
 
@@ -29,7 +29,7 @@ FEW_LABELS = "frac-0.01"
 
 
 def run_record(report: dict[str, Any]) -> dict[str, Any]:
-    """The figures of one pretrain report the study keeps, per held-out split (``val``, ``eval``,
+    """The figures of one lam report the study keeps, per held-out split (``val``, ``eval``,
     ``heldout_bg``): probe, probe_few, mlp probe, the untrained model's probe, all normalised; and the flow
     decoder's loss against its trivial predictors, the speed and the probe-vs-steps curve (on ``val``)."""
     out: dict[str, Any] = {"record_version": RECORD_VERSION, "splits": {}}

@@ -126,10 +126,10 @@ def make_optimizer(model: torch.nn.Module, cfg: LAMConfig) -> torch.optim.Optimi
 
 
 def load_lam(run_dir: str | Path) -> LatentActionModel | LAOMModel:
-    """The trained model of a pretrain run (``model.pt``), in eval mode."""
+    """The trained model of a lam run (``model.pt``), in eval mode."""
     path = Path(run_dir) / "model.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained latent action model (run python -m rl_laof.pretrain first)")
+        raise FileNotFoundError(f"{path}: no trained latent action model (run python -m rl_laof.lam first)")
     saved = load_torch(path)
     config = {**_BEFORE_RESOLUTIONS, **saved["config"]}
     model = build_lam(LAMConfig(**config), saved["image_size"], saved["action_dim"])
@@ -204,8 +204,8 @@ class LAMTraining(TrainingLoop):
                  progress: bool = True, stop_after: int | None = None,
                  on_eval: Callable[[int, dict[str, float]], None] | None = None):
         hint = f"lower the learning rate (--set lr=..., now {cfg.lr:g}) or the grad clip (now {cfg.grad_clip:g})"
-        super().__init__("pretrain", cfg.steps, Checkpoints(run_dir / "checkpoints"), cfg.checkpoint_every,
-                         eval_every=cfg.eval_every, hint=hint, desc=f"pretrain {cfg.method}", progress=progress,
+        super().__init__("lam", cfg.steps, Checkpoints(run_dir / "checkpoints"), cfg.checkpoint_every,
+                         eval_every=cfg.eval_every, hint=hint, desc=f"lam {cfg.method}", progress=progress,
                          on_eval=on_eval, stop_after=stop_after)
         self.cfg, self.ds, self.data, self.world = cfg, ds, data, world
         self.model = build_lam(cfg, ds.image_shape[-1], ds.action_dim)
@@ -313,7 +313,7 @@ def check_batch(cfg: LAMConfig, ds: VideoDataset) -> None:
 
 @dataclasses.dataclass
 class LAMRun:
-    """A pretrain run as found before anything is written: its config (flow sigma and label share resolved from
+    """A lam run as found before anything is written: its config (flow sigma and label share resolved from
     the dataset), the dataset, what the calibration saw, the folder, the config as recorded there, and the
     report of a finished run."""
 

@@ -27,8 +27,8 @@ from rl_laof.models.blocks import ConvDecoder, ConvEncoder, mlp
 from rl_laof.models.lam_model import to_float
 from rl_laof.models.policy import PixelEncoder
 
-if TYPE_CHECKING:  # the config of the stage above (rl_laof.sof) types the constructors, nothing more
-    from rl_laof.sof.config import SkillConfig
+if TYPE_CHECKING:  # the config of the stage above (rl_laof.skills) types the constructors, nothing more
+    from rl_laof.skills.config import SkillsConfig
 
 
 class FSQ(nn.Module):
@@ -96,7 +96,7 @@ def transformer(d: int, heads: int, layers: int) -> nn.TransformerEncoder:
 
 
 class SkillTokenizer(nn.Module):
-    def __init__(self, cfg: SkillConfig, image_size: int):
+    def __init__(self, cfg: SkillsConfig, image_size: int):
         super().__init__()
         d = cfg.d_model
         self.cfg = cfg
@@ -153,7 +153,7 @@ class SkillTokenizer(nn.Module):
 class SkillPrior(nn.Module):
     """p(token_0..n-1 | frame stack, task), autoregressive: [frame, task, tok_0 .. tok_{n-2}] -> logits."""
 
-    def __init__(self, cfg: SkillConfig, image_size: int, num_tasks: int):
+    def __init__(self, cfg: SkillsConfig, image_size: int, num_tasks: int):
         super().__init__()
         d = cfg.prior_d_model
         self.cfg, self.n = cfg, cfg.tokens
@@ -204,7 +204,7 @@ class Translator(nn.Module):
     """(skill, frame stack) -> the chunk's actions (B, H, A); the skill is FSQ codes (B, n, q) or a decoded
     flow window (B, H, 2, S, S), by ``cfg.translator_input``."""
 
-    def __init__(self, cfg: SkillConfig, image_size: int, action_dim: int):
+    def __init__(self, cfg: SkillsConfig, image_size: int, action_dim: int):
         super().__init__()
         self.cfg, self.action_dim = cfg, action_dim
         feats = cfg.translator_hidden

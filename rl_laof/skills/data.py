@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
 from rl_laof.models.skill_models import SkillTokenizer
-from rl_laof.sof.config import SkillConfig
+from rl_laof.skills.config import SkillsConfig
 
 
 def pooled_agent_flow(flow: np.ndarray, mask: np.ndarray, valid: np.ndarray, size: int
@@ -44,7 +44,7 @@ def _require_flow(ds: VideoDataset) -> None:
                          f"{ds.path.parent} (SOF learns skills from flow)")
 
 
-def check_chunk_data(ds: VideoDataset, cfg: SkillConfig) -> None:
+def check_chunk_data(ds: VideoDataset, cfg: SkillsConfig) -> None:
     """Refuse a dataset that the skills of ``cfg`` cannot be learned from, before a run folder is made or a stage
     trains: no flow targets, no label split ``cfg.label_split``, frames that ``flow_size`` or ``frame_size`` do
     not divide, no training episode as long as a chunk, or no chunk of labelled steps (the translator's data:
@@ -75,7 +75,7 @@ class ChunkData:
     its task, its actions and whether all of them are labelled. ``flow_scale`` (the std of the train split's
     agent flow) normalises flow for the tokenizer."""
 
-    def __init__(self, ds: VideoDataset, cfg: SkillConfig, split: str = "train", flow_scale: float | None = None):
+    def __init__(self, ds: VideoDataset, cfg: SkillsConfig, split: str = "train", flow_scale: float | None = None):
         if split == "train":
             check_chunk_data(ds, cfg)
         else:

@@ -1,6 +1,7 @@
-"""A trained imitation agent: the policy network a config describes, the agent acting with it (policy, then
-the action decoder where there is one), ``load_agent`` for an imitation run's ``agent.pt`` (what the PPO
-stage starts from), and ``recorded_data``: the env its data was collected in and the expert's action spread there."""
+"""A latent policy, what an imitation run makes: the policy network a config describes, :class:`LatentPolicy`
+acting with it (policy, then the action decoder where there is one), ``load_latent_policy`` for an imitation
+run's ``policy.pt`` (what the PPO stage starts from), and ``recorded_data``: the env its data was collected in
+and the expert's action spread there."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from rl_laof.imitation.config import ImitationConfig
 from rl_laof.models.policy import ActionDecoder, BCPolicy, FlowPolicy, PixelEncoder
 from rl_laof.runs import load_torch, read_json
 
-DATA_FILE = "data.json"  # beside an agent.pt made before agent.pt kept its data record (the shipped ones)
+DATA_FILE = "data.json"  # beside a policy.pt made before policy.pt kept its data record (the shipped ones)
 
 
 def make_policy(cfg: ImitationConfig, out_dim: int, image_size: int) -> BCPolicy | FlowPolicy:
@@ -25,7 +26,7 @@ def make_policy(cfg: ImitationConfig, out_dim: int, image_size: int) -> BCPolicy
     return BCPolicy(enc, out_dim, cfg.hidden)
 
 
-class ImitationAgent:
+class LatentPolicy:
     """uint8 observations (N, 3s, H, W) -> actions (N, A): policy, then the decoder where there is one."""
 
     def __init__(self, policy: BCPolicy | FlowPolicy, decoder: ActionDecoder | None, seed: int = 0):
@@ -46,12 +47,12 @@ def distractor_level(ds: VideoDataset) -> str | None:
     return d.get("difficulty") if isinstance(d, dict) else d
 
 
-def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict[str, Any]]:
-    """The trained agent of an imitation run (``agent.pt``) and its saved metadata (config, task, latent
+def load_latent_policy(run_dir: str | Path, seed: int = 0) -> tuple[LatentPolicy, dict[str, Any]]:
+    """The latent policy of an imitation run (``policy.pt``) and its saved metadata (config, task, latent
     normaliser, latent model run): what the PPO stage starts from."""
-    path = Path(run_dir) / "agent.pt"
+    path = Path(run_dir) / "policy.pt"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no trained agent (run python -m rl_laof.imitate first)")
+        raise FileNotFoundError(f"{path}: no latent policy (run python -m rl_laof.imitation first)")
     saved = load_torch(path)
     cfg = ImitationConfig(**{**saved["config"], "eval_backgrounds": tuple(saved["config"]["eval_backgrounds"])})
     policy = make_policy(cfg, saved["out_dim"], saved["image_size"])
@@ -60,7 +61,7 @@ def load_agent(run_dir: str | Path, seed: int = 0) -> tuple[ImitationAgent, dict
     if saved["decoder"] is not None:
         decoder = ActionDecoder(saved["out_dim"], saved["action_dim"], cfg.decoder_hidden)
         decoder.load_state_dict(saved["decoder"])
-    return ImitationAgent(policy, decoder, seed), saved
+    return LatentPolicy(policy, decoder, seed), saved
 
 
 def data_record(ds: VideoDataset, frame_stack: int) -> dict[str, Any]:
@@ -73,8 +74,8 @@ def data_record(ds: VideoDataset, frame_stack: int) -> dict[str, Any]:
 
 
 def recorded_data(run_dir: str | Path, meta: dict[str, Any]) -> dict[str, Any] | None:
-    """The data record (:func:`data_record`) of the imitation run in ``run_dir`` whose ``agent.pt`` holds ``meta``:
-    kept in ``agent.pt``, else in ``data.json`` beside it (the shipped policies, made before it was kept), else
+    """The data record (:func:`data_record`) of the imitation run in ``run_dir`` whose ``policy.pt`` holds ``meta``:
+    kept in ``policy.pt``, else in ``data.json`` beside it (the shipped policies, made before it was kept), else
     read from its dataset where that file is still there; None where none of them is."""
     if meta.get("data") is not None:
         return meta["data"]

@@ -27,22 +27,22 @@ from rl_laof.runs import (
     skills_dir,
     write_json,
 )
-from rl_laof.sof.config import SkillConfig
-from rl_laof.sof.data import ChunkData, all_tokens, check_chunk_data, flow_l1
+from rl_laof.skills.config import SkillsConfig
+from rl_laof.skills.data import ChunkData, all_tokens, check_chunk_data, flow_l1
 
 STAGES = ("pretrain", "prior", "translate")
 STAGE_FILES = {"pretrain": "tokenizer", "prior": "prior", "translate": "translator"}
 _NOT_IDENTITY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "threads", "checkpoint_every", "execute", "top_k")
 
 
-def _augment(cfg: SkillConfig, obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _augment(cfg: SkillsConfig, obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return random_shift(obs, gen) if cfg.augment else obs
 
 
 class SkillRun:
     """A skills run folder: its config, the dataset, and the trained models found there."""
 
-    def __init__(self, cfg: SkillConfig, dataset: str | Path, run_dir: str | Path | None = None,
+    def __init__(self, cfg: SkillsConfig, dataset: str | Path, run_dir: str | Path | None = None,
                  flow: str | None = "auto", write: bool = True):
         """``flow=None``: the dataset without its flow targets (loading trained models needs none). ``write``:
         the run is trained here, so this object holds the folder's lock (``rl_laof.runs.lock_run``) while it
@@ -155,7 +155,7 @@ class SkillRun:
         return tr.eval().requires_grad_(False)
 
 
-def skill_input(cfg: SkillConfig, tokenizer: SkillTokenizer, codes: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+def skill_input(cfg: SkillsConfig, tokenizer: SkillTokenizer, codes: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
     """What the translator reads: the codes, or the flow window the decoder makes of them."""
     return codes if cfg.translator_input == "tokens" else tokenizer.decode(codes, obs[:, -3:])
 
@@ -168,7 +168,7 @@ def load_skills(run_dir: str | Path) -> tuple[SkillTokenizer, SkillPrior, Transl
         raise FileNotFoundError(f"{run_dir}: not a finished skills run (missing {missing or ['config.json']}); "
                                 f"make one with python -m rl_laof.skills all --dataset DIR --out {run_dir}")
     meta = read_json(run_dir / "config.json")
-    run = SkillRun(SkillConfig(**meta["config"]), meta["dataset"], run_dir, flow=None, write=False)
+    run = SkillRun(SkillsConfig(**meta["config"]), meta["dataset"], run_dir, flow=None, write=False)
     ds = run.ds
     return run.tokenizer(False), run.prior(False), run.translator(False), {
         **meta, "image_size": run.image_size, "action_dim": ds.action_dim,

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from rl_laof.models.skill_models import SkillPrior, SkillTokenizer, Translator
-from rl_laof.sof.training import skill_input
+from rl_laof.skills.training import skill_input
 
 
 class SkillPolicy:

@@ -1,4 +1,4 @@
-"""Latent action models: ``python -m rl_laof.pretrain --method laof --dataset DIR``.
+"""Latent action models: ``python -m rl_laof.lam --method laof --dataset DIR``.
 
 Trains LAPO, LAOM or LAOF (``--method``, with ``-action`` for an action head on the labelled share
 given by ``--labels F`` or ``--labelled-trajectories N``) on a video dataset, with progress,
@@ -7,7 +7,7 @@ resume exactly, and a JSON report with the latent-quality probes (``rl_laof.lam.
 ``--dataset`` it uses the task's default dataset at the preset, collecting it (and its expert, and
 for LAOF the flow file of its tier: TV-L1 from RGB for the default `rgb`) first if it is missing.
 
-Data-parallel: ``torchrun --nproc_per_node=N -m rl_laof.pretrain ...`` (gloo on CPU, nccl on GPU);
+Data-parallel: ``torchrun --nproc_per_node=N -m rl_laof.lam ...`` (gloo on CPU, nccl on GPU);
 every process draws the same global batch and trains on its slice, so N processes reproduce one.
 """
 
@@ -26,7 +26,7 @@ from rl_laof.lam.training import train_lam
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = stage_parser("rl_laof.pretrain", __doc__, LAM_PRESETS,
+    p = stage_parser("rl_laof.lam", __doc__, LAM_PRESETS,
                      "quick: 1000 steps of batch 64, width 16 (minutes on 2 cores); paper: 50k steps of 128, width 64")
     p.add_argument("--method", default=None, choices=list(LAM_METHODS),
                    help="lapo / laom / laof (the default); -action adds an action head on the labelled windows")
@@ -41,12 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the batches, augmentation and model (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     add_run_flags(p, "run folder (default runs/lam/<task>/<dataset>/<run>)", LAMConfig, "flow_weight=0.5",
-                  "a config file's 'pretrain' section (e.g. a sweep's best.json); flags and --set win")
+                  "a config file's 'lam' section (e.g. a sweep's best.json); flags and --set win")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> LAMConfig:
-    return stage_config(LAMConfig, LAM_PRESETS, args.preset, file=config_section(args.config, "pretrain"),
+    return stage_config(LAMConfig, LAM_PRESETS, args.preset, file=config_section(args.config, "lam"),
                         flags=dict(method=args.method, labels=args.labels,
                                    labelled_trajectories=args.labelled_trajectories, latent=args.latent,
                                    steps=args.steps, batch_size=args.batch_size, width=args.width, seed=args.seed,
@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        "mean_action_mse": round(pr["eval"]["mean_action_mse"], 4),
                        "train_samples_per_s": report["train_samples_per_s"]})
     return report
+
+
+def main_entry() -> None:
+    """The console script ``rl-laof-lam``."""
+    run(main)
 
 
 if __name__ == "__main__":

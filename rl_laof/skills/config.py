@@ -13,7 +13,7 @@ MAX_CODES = 2 ** 16  # FSQ's largest codebook in its paper; the skill prior has 
 
 
 @dataclass(frozen=True)
-class SkillConfig:
+class SkillsConfig:
     """SOF skills from optical flow (``python -m rl_laof.skills pretrain|prior|translate|evaluate``).
 
     Tokenizer (QueST's, on flow): the agent's flow of each of the ``chunk`` steps of a window (flow x agent
@@ -120,7 +120,7 @@ class SkillConfig:
 
 
 # The dataclass defaults are the quick preset (~2-4 minutes per stage on 2 cores); paper: QueST's sizes.
-SKILL_PRESETS: dict[str, dict[str, Any]] = {
+SKILLS_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "paper": dict(chunk=32, downsample=2, flow_size=32, frame_size=64, d_model=256, encoder_layers=2, decoder_layers=4,
                   width=32, prior_d_model=384, prior_layers=6, tokenizer_steps=50_000, prior_steps=50_000,

@@ -231,7 +231,7 @@ def test_a_stage_killed_midway_resumes_to_the_same_weights(tmp_path, schedule):
 @pytest.mark.usefixtures("gl")
 def test_decoder_training_leaves_the_policy_frozen(lam_dataset, tmp_path):
     from rl_laof.data.dataset import VideoDataset
-    from rl_laof.imitation.agent import make_policy
+    from rl_laof.imitation.policy import make_policy
     from rl_laof.imitation.training import Transitions, train_decoder
     from rl_laof.models.policy import ActionDecoder
 
@@ -289,7 +289,7 @@ def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_datase
 ])
 def test_bad_flags_give_clear_errors(args, message, tmp_path):
     env = {**os.environ, "RL_LAOF_RUNS": str(tmp_path / "runs")}  # the user's own runs must not change the answer
-    proc = subprocess.run([sys.executable, "-m", "rl_laof.imitate", "--no-progress", *args], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "rl_laof.imitation", "--no-progress", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr

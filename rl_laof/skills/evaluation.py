@@ -11,9 +11,9 @@ import torch
 from envs.rollout import policy_returns
 from rl_laof.models.skill_models import SkillPrior, SkillTokenizer
 from rl_laof.runs import write_json
-from rl_laof.sof.data import ChunkData, all_tokens
-from rl_laof.sof.policy import SkillPolicy
-from rl_laof.sof.training import SkillRun
+from rl_laof.skills.data import ChunkData, all_tokens
+from rl_laof.skills.policy import SkillPolicy
+from rl_laof.skills.training import SkillRun
 
 
 def token_report(run: SkillRun, tok: SkillTokenizer, prior: SkillPrior | None) -> dict[str, Any]:

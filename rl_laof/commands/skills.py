@@ -1,7 +1,7 @@
 """SOF skills: ``python -m rl_laof.skills pretrain|prior|translate|evaluate|all --dataset DIR``.
 
 Skills from optical flow (SOF, Fang et al. 2025, on QueST's skill learner), on a multi-task dataset of one
-embodiment (``python -m rl_laof.data.multitask``):
+embodiment (``python -m rl_laof.commands.multitask``):
 
     pretrain   the tokenizer: the agent's flow over H-step windows -> n FSQ tokens; decoder (tokens + first
                frame -> flow window), L1. Unlabelled video only.
@@ -27,26 +27,26 @@ from envs import ensure_gl
 from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.config_file import config_section
 from rl_laof.runs import read_json
-from rl_laof.sof.config import SKILL_PRESETS, SkillConfig
-from rl_laof.sof.evaluation import write_report
-from rl_laof.sof.training import STAGES, SkillRun
+from rl_laof.skills.config import SKILLS_PRESETS, SkillsConfig
+from rl_laof.skills.evaluation import write_report
+from rl_laof.skills.training import STAGES, SkillRun
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = stage_parser("rl_laof.skills", __doc__, SKILL_PRESETS,
+    p = stage_parser("rl_laof.skills", __doc__, SKILLS_PRESETS,
                      "quick: minutes per stage on 2 cores; paper: QueST's sizes", task=False)
     p.add_argument("stage", choices=[*STAGES, "evaluate", "all"],
                    help="pretrain: tokenizer; prior; translate; evaluate: per-task returns; all: every stage")
     p.add_argument("--dataset", type=Path, help="a (multi-task) dataset with flow targets; default: the run's")
     p.add_argument("--seed", type=int, default=None, help="seed of the models and batches (default 0)")
-    add_run_flags(p, "run folder (default runs/skills/<task>/<dataset>/...)", SkillConfig, None,
+    add_run_flags(p, "run folder (default runs/skills/<task>/<dataset>/...)", SkillsConfig, None,
                   "a config file's 'skills' section (e.g. a sweep's best.json); --seed and --set win")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> SkillConfig:
+def config_from_args(args: argparse.Namespace) -> SkillsConfig:
     sets = args.set if args.seed is None else [*args.set, f"seed={args.seed}"]  # --seed wins over --set seed=...
-    return stage_config(SkillConfig, SKILL_PRESETS, args.preset, file=config_section(args.config, "skills"),
+    return stage_config(SkillsConfig, SKILLS_PRESETS, args.preset, file=config_section(args.config, "skills"),
                         sets=sets)
 
 
@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out["seconds"] = round(time.time() - t0, 1)
     print_summary({k: v for k, v in out.items() if k not in ("config",)})
     return out
+
+
+def main_entry() -> None:
+    """The console script ``rl-laof-skills``."""
+    run(main)
 
 
 if __name__ == "__main__":

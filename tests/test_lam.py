@@ -106,7 +106,7 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, tmp_path, method):
 
 def _cli(dataset, out, *extra, method: str = "laof-action") -> list[str]:
     laom = [a for k, v in TINY_LAOM.items() for a in ("--set", f"{k}={v}")] if method.startswith("laom") else []
-    return ["-m", "rl_laof.pretrain", "--method", method, "--dataset", str(dataset), "--out", str(out),
+    return ["-m", "rl_laof.lam", "--method", method, "--dataset", str(dataset), "--out", str(out),
             "--steps", "8", "--batch-size", "16", "--width", "8", "--labels", "0.1", "--threads", "1",
             "--set", "labelled_batch_size=8", "--set", "eval_windows=64", "--set", "mlp_probe_steps=20",
             "--set", "eval_every=4", "--no-progress", *laom, *extra]
@@ -147,7 +147,7 @@ def test_torchrun_two_processes_match_one(dataset, tmp_path, method):
 
 
 def test_bad_input_is_named(dataset, tmp_path):
-    from rl_laof.pretrain import main
+    from rl_laof.commands.lam import main
 
     with pytest.raises(ValueError, match="Unknown method"):
         LAMConfig(method="lapa")
@@ -169,7 +169,7 @@ def test_a_diverging_run_stops_at_once_and_never_saves_a_non_finite_value(datase
 
     cfg = tiny("laof", lr=1e9, steps=30, checkpoint_every=1, eval_every=30)
     for _ in range(2):
-        with pytest.raises(Diverged, match=r"pretrain: (loss|grad norm) is (nan|inf|-inf) at step \d+; lower the "
+        with pytest.raises(Diverged, match=r"lam: (loss|grad norm) is (nan|inf|-inf) at step \d+; lower the "
                                            r"learning rate"):
             train_lam(cfg, dataset, tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "model.pt").exists() and not (tmp_path / "run" / "report.json").exists()

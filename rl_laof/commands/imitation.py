@@ -1,4 +1,4 @@
-"""Latent policies: ``python -m rl_laof.imitate --latent laof --policy lafp --dataset DIR``.
+"""Latent policies: ``python -m rl_laof.imitation --latent laof --policy lafp --dataset DIR``.
 
 Imitates a video dataset from pixels through a latent action model's latents, with a few action labels:
 the policy predicts the model's normalised latent of each transition by behaviour cloning (``bc``) or by
@@ -11,7 +11,7 @@ and seeds, and normalised by BC on all labels (trained too when missing); latenc
 
 Stages (latent targets, IDM, policy, decoder) checkpoint every ``checkpoint_every`` steps and are kept when
 done, so an interrupted run continues where it stopped. Writes ``report.json``, ``returns.png`` and
-TensorBoard logs under ``runs/imitate/<task>/<dataset>/<run>``.
+TensorBoard logs under ``runs/imitation/<task>/<dataset>/<run>``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from rl_laof.lam.config import LAM_METHODS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = stage_parser("rl_laof.imitate", __doc__, IMITATION_PRESETS,
+    p = stage_parser("rl_laof.imitation", __doc__, IMITATION_PRESETS,
                      "quick: 2000 policy steps of batch 64, width 16 (minutes on 2 cores); "
                      "paper: 50k steps of 256, width 32")
     p.add_argument("--latent", default="laof", choices=["none", *LAM_METHODS],
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the networks and batches; also picks the latent model of that seed (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--no-normalise", action="store_true", help="skip BC on all labels (the normaliser)")
-    add_run_flags(p, "run folder (default runs/imitate/<task>/<dataset>/<run>)", ImitationConfig, "decoder_steps=500")
+    add_run_flags(p, "run folder (default runs/imitation/<task>/<dataset>/<run>)", ImitationConfig, "decoder_steps=500")
     return p
 
 
@@ -75,13 +75,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         flow = cfg.latent.removesuffix("-action") == "laof"
         dataset = pipeline.default_dataset(args.task, args.preset, flow, progress=not args.no_progress)
-    report = pipeline.latent_policy(cfg, dataset, args.out, progress=not args.no_progress)
+    report = pipeline.imitation(cfg, dataset, args.out, progress=not args.no_progress)
     summary = {"run": report["run_dir"], "tag": report["tag"], "ms_per_action": report["ms_per_action"],
                **{f"return_{bg}": round(r["mean"], 1) for bg, r in report["returns"].items()}}
     if "normalised" in report:
         summary.update({f"normalised_{bg}": round(r["mean"], 3) for bg, r in report["normalised"].items()})
     print_summary(summary)
     return report
+
+
+def main_entry() -> None:
+    """The console script ``rl-laof-imitation``."""
+    run(main)
 
 
 if __name__ == "__main__":

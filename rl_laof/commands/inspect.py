@@ -1,4 +1,4 @@
-"""``python -m rl_laof.data.inspect DIR``: what a dataset holds, and a contact sheet to look at.
+"""``python -m rl_laof.commands.inspect DIR`` (``rl-laof-inspect``): what a dataset holds, and a contact sheet.
 
 Prints a JSON summary (episodes, frames, label counts, returns per split, provenance) after a
 full integrity check, and writes ``DIR/contact_sheet.png``: sample frames of each split, the
@@ -61,7 +61,7 @@ def contact_sheet(ds: VideoDataset, path: Path, per_split: int = 6, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = command_parser("rl_laof.data.inspect", __doc__)
+    p = command_parser("rl_laof.commands.inspect", __doc__)
     p.add_argument("dir", type=Path, help="dataset folder (or its dataset.h5)")
     p.add_argument("--samples", type=int, default=6, help="frames per split in the contact sheet")
     p.add_argument("--out", type=Path, default=None, help="PNG path (default DIR/contact_sheet.png)")
@@ -75,6 +75,11 @@ def main(argv: list[str] | None = None) -> dict:
     summary["contact_sheet"] = str(contact_sheet(ds, out, args.samples))
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def main_entry() -> None:
+    """The console script ``rl-laof-inspect``."""
+    run(main)
 
 
 if __name__ == "__main__":

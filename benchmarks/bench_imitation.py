@@ -254,11 +254,12 @@ def kept_rows(old: dict, methods: list[str], args: argparse.Namespace, datasets:
 
 
 def targets(result: dict, summary: dict) -> dict:
-    """The issue's targets, each True / False (None where a figure is missing)."""
+    """The issue's targets, each True / False (None where a figure, or an interval, is missing)."""
     def lo_gt_hi(a: str, b: str) -> bool | None:
         if f"ret_{a}" not in summary or f"ret_{b}" not in summary:
             return None
-        return bool(summary[f"ret_{a}"]["lo"] > summary[f"ret_{b}"]["hi"])
+        lo, hi = summary[f"ret_{a}"]["lo"], summary[f"ret_{b}"]["hi"]
+        return bool(lo > hi) if np.isfinite(lo) and np.isfinite(hi) else None  # one seed: no interval
 
     def both(a: str, b: str) -> bool:
         return a in result and b in result

@@ -176,8 +176,11 @@ def main() -> dict:
     if "laof" in per:
         result["sps_laof_vs_env_only"] = round(result["sps_laof"] / result["sps_env_only"], 3)
 
-    def lo_gt_hi(a: str, b: str) -> bool | None:
-        return bool(summary[f"ret_{a}"]["lo"] > summary[f"ret_{b}"]["hi"]) if a in per and b in per else None
+    def lo_gt_hi(a: str, b: str) -> bool | None:  # None: a row missing, or one seed (no interval)
+        if a not in per or b not in per:
+            return None
+        lo, hi = summary[f"ret_{a}"]["lo"], summary[f"ret_{b}"]["hi"]
+        return bool(lo > hi) if np.isfinite(lo) and np.isfinite(hi) else None
 
     result["targets"] = {
         "ret_laof_lo_gt_ret_action_residual_hi": lo_gt_hi("laof", "action_residual"),

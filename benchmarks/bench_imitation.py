@@ -1,11 +1,12 @@
-"""Imitation from video with 1 % action labels: do latent policies beat BC on the labels? Three seeds,
-bootstrap intervals.
+"""Imitation from video with 1 % action labels: do latent policies beat BC on the labels? Five seeds, each with
+its own dataset, bootstrap intervals and Holm-adjusted permutation tests.
 
-    python benchmarks/bench_imitation.py [--quick] [--level laom] [--seeds 3]
+    python benchmarks/bench_imitation.py [--quick] [--level laom] [--seeds 5] [--methods ...]
 
-On cheetah-run at the benchmark's distractor level (``bench_latent_quality``'s dataset: 32 training
-episodes of 250 steps at action repeat 4, 80 labelled transitions = 1 %), with the same encoder, budget
-(the ``quick`` imitation preset) and labels:
+On cheetah-run at the benchmark's distractor level, seed s trains on data seed s's dataset of the latent-quality
+study (``bench_latent_quality.dataset``: 32 training episodes of 250 steps at action repeat 4 by the task's
+expert, 80 labelled transitions = 1 %), with the same encoder, budget (the ``quick`` imitation preset) and
+labels for every method:
 
   bc_all           BC on every transition with its true action (the ceiling; not a 1 % method)
   bc_all_128       the same on a 4x bigger dataset (128 training episodes, same expert, level and preset)
@@ -20,21 +21,33 @@ episodes of 250 steps at action repeat 4, 80 labelled transitions = 1 %), with t
   laof_action_lafp LAFP on LAOF-Action's latents (action-decoder regularisation in pretraining)
   random           uniform random actions (the floor; no training)
 
-Seed s of a method uses a latent model of seed s on this dataset (the lam stage's defaults at 1000 steps: LAOF on
-the library's default flow tier, ``lam_flow_tier`` in the JSON; trained here if missing) and imitation seed s.
-Each policy is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out
-background videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Returns
-are divided by the data's mean return (the expert's, with its action noise), so ``ret_bc_all_512`` is
-``ret_bc_all_vs_data``; each figure is the mean over seeds with its 95 % bootstrap interval
-(``rl_laof.stats``). ``action_mse_*``: the policy's action MSE on the held-out episodes over the
-mean-action MSE. ``spread_*``: the per-dimension std of the actions the policy executed on its own states (the
-data's backgrounds' evaluation episodes), averaged, over the same of the data's actions (0: one action
-whatever the state; ``rl_laof.imitation.evaluation.spread_ratio``). ``ms_bc`` / ``ms_lafp``: median ms per
-action (one observation, policy + decoder) of laof_bc / laof_lafp (seed 0), measured here, interleaved.
-Targets: ret_bc_all_512 >= 0.6; ret_laof_lafp >= ret_laof_bc >= ret_lapo_bc, decided only where the intervals
-separate; ms_lafp < 2 x ms_bc. Writes ``benchmarks/results/imitation.json`` (a full run; ``--methods`` re-runs
-those rows and keeps the others' per-seed values from the committed JSON, ``rows_kept``); the last line is one
-JSON object.
+Variant rows (:data:`VARIANTS`, e.g. ``laof_bc_sample``: latent BC on LAOF with the decoder trained on the
+policy's own outputs) run only when ``--methods`` names them; they are not in the default plan.
+
+What seed s uses: its dataset (``datasets[s]``), the latent-quality study's model of seed s on it
+(``bench_latent_quality.lam_run_dir``: ``lapo``, LAOF at the study's default flow tier ``laof_<tier>`` and
+``laof_action_1pct``; trained there if missing) and imitation seed s. The big-data BC rows (``bc_all_128`` /
+``bc_all_512``) keep their one big dataset (data seed 0; no flow): their seeds vary training only. Each policy
+is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out background
+videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Each seed's returns are divided by its own
+dataset's mean training return (the expert's, with its action noise; ``data_returns`` per seed, ``data_return``
+their mean; a big-data row by its dataset's), so ``ret_bc_all_512`` is ``ret_bc_all_vs_data``; each figure is
+the mean over seeds with its 95 % bootstrap interval (``rl_laof.stats``; ``_lo`` / ``_hi``; per seed
+``_seeds``). ``action_mse_*``: the policy's action MSE on the held-out episodes over the mean-action MSE.
+``spread_*``: the per-dimension std of the actions the policy executed on its own states (the data's backgrounds'
+evaluation episodes), averaged, over the same of the data's actions (0: one action whatever the state;
+``rl_laof.imitation.evaluation.spread_ratio``). ``ms_bc`` / ``ms_lafp``: median ms per action (one
+observation, policy + decoder) of laof_bc / laof_lafp (seed 0), measured here, interleaved. ``p_<a>_vs_<b>``:
+one-sided exact permutation test over seeds (unpaired) that ret_a > ret_b, Holm-adjusted across the three
+claims (``p_raw_*`` unadjusted).
+
+Targets (``targets``): ret_laof_bc_lo > ret_lapo_bc_hi; ret_laof_bc_lo > ret_bc_labels_hi; spread_laof_bc >= 0.7;
+ret_laof_lafp >= 0.5 x ret_bc_all; ms_lafp < 2 x ms_bc; and ret_bc_all_vs_data >= 0.6. Runs go seed-major (every
+method of seed 0, then seed 1, ...: a stopped run leaves whole seeds) into ``runs/bench/imitation/full-lq/<level>``
+and resume run by run. A full run (every default method, >= 5 seeds) writes ``benchmarks/results/imitation.json``,
+any other non-smoke run ``imitation_partial.json`` (``--methods`` re-runs those rows and keeps the others' per-seed
+values from the committed JSON, ``rows_kept``, when it was made on the same datasets); the last line is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -46,8 +59,9 @@ import os
 import time
 from pathlib import Path
 
+import bench_latent_quality as lq  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_args import seed_count, subset  # noqa: E402
+from bench_args import seed_count, subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
@@ -59,74 +73,114 @@ from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig  # noqa:
 from rl_laof.imitation.evaluation import latency_ms, plot_normalised_returns, run_spread  # noqa: E402
 from rl_laof.imitation.policy import load_latent_policy  # noqa: E402
 from rl_laof.imitation.training import imitate  # noqa: E402
-from rl_laof.lam.config import LAMConfig  # noqa: E402
 from rl_laof.presets import from_preset  # noqa: E402
-from rl_laof.runs import atomic_path, dataset_dir, read_json, runs_root, write_json  # noqa: E402
+from rl_laof.runs import dataset_dir, read_json, runs_root, write_json  # noqa: E402
 
 TASK = "cheetah-run"
-METHODS = {  # name -> (ImitationConfig fields, latent-quality run providing the latents)
-    "bc_all": (dict(latent="none", labels=1.0), None),
-    "bc_all_128": (dict(latent="none", labels=1.0), None),
-    "bc_all_512": (dict(latent="none", labels=1.0), None),
-    "bc_labels": (dict(latent="none"), None),
-    "idm_bc": (dict(latent="none", relabel="idm"), None),
-    "lapo_bc": (dict(latent="lapo", policy="bc"), "lapo"),
-    "laof_bc": (dict(latent="laof", policy="bc"), "laof"),
-    "laof_lafp": (dict(latent="laof", policy="lafp"), "laof"),
-    "laof_action_lafp": (dict(latent="laof-action", policy="lafp"), "laof_action_1pct"),
+#: the default rows: name -> ImitationConfig fields (a latent one's latents: the study model of :data:`LAMS`)
+METHODS: dict[str, dict] = {
+    "bc_all": dict(latent="none", labels=1.0),
+    "bc_all_128": dict(latent="none", labels=1.0),
+    "bc_all_512": dict(latent="none", labels=1.0),
+    "bc_labels": dict(latent="none"),
+    "idm_bc": dict(latent="none", relabel="idm"),
+    "lapo_bc": dict(latent="lapo", policy="bc"),
+    "laof_bc": dict(latent="laof", policy="bc"),
+    "laof_lafp": dict(latent="laof", policy="lafp"),
+    "laof_action_lafp": dict(latent="laof-action", policy="lafp"),
 }
+#: rows run only by name (``--methods``), never in the default plan: one field changed against a default row
+VARIANTS: dict[str, dict] = {
+    "laof_bc_sample": dict(latent="laof", policy="bc", decoder="sample"),
+}
+ALL_METHODS = {**METHODS, **VARIANTS}
+#: ImitationConfig.latent -> the latent-quality study's method whose models give the latents ("laof": its tier)
+LAMS = {"lapo": "lapo", "laof": "laof", "laof-action": "laof_action_1pct"}
 BIG_DATA_METHODS = {"bc_all_128": 128, "bc_all_512": 512}  # method -> training episodes of its big_dataset()
 BC_ALL_TARGET = "bc_all_512"  # the row that decides "BC on all labels reaches 0.6 x the data"
+DEFAULT_SEEDS = 5
 QUICK = dict(steps=400, decoder_steps=400, idm_steps=400, eval_episodes=4, eval_seeds=1)
 RESULTS = Path(__file__).resolve().parent / "results" / "imitation.json"
 BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
+#: one-sided claims over seeds (ret of the first > ret of the second), one Holm family
+CLAIMS = {"laof_bc_vs_lapo_bc": ("laof_bc", "lapo_bc"), "laof_bc_vs_bc_labels": ("laof_bc", "bc_labels"),
+          "laof_lafp_vs_laof_bc": ("laof_lafp", "laof_bc")}
 
 
-#: the latent models the policies stand on: the lam stage's defaults at the 1000-step budget this benchmark's figures
-#: were measured with (issue 18), before the latent-quality study moved to per-seed datasets (issue 30)
-LAM_FIELDS = {"lapo": dict(method="lapo"), "laof": dict(method="laof"),
-              "laof_action_1pct": dict(method="laof-action", labels=0.01)}
-LAM_BUDGET = dict(steps=1000, eval_every=250, checkpoint_every=500, mlp_probe_steps=500)
-LAM_QUICK_BUDGET = dict(steps=60, eval_every=30, checkpoint_every=30, mlp_probe_steps=50, eval_windows=256)
+def cell(level: str) -> str:
+    """The latent-quality cell of this benchmark's task at distractor ``level`` (its datasets and models)."""
+    for name, (task, cell_level, _) in lq.CELLS.items():
+        if task == TASK and cell_level == level:
+            return name
+    raise ValueError(f"no latent-quality cell of {TASK} at level {level!r} (bench_latent_quality.CELLS): "
+                     f"use one of {sorted(lv for t, lv, _ in lq.CELLS.values() if t == TASK)}")
 
 
-def dataset(level: str, quick: bool, progress: bool = True) -> Path:
-    """The benchmark's dataset at distractor ``level``: the quick collection preset (a smoke run: 8 + 4 + 2
-    episodes), with exact flow, collected if missing."""
-    from rl_laof import pipeline
-    from rl_laof.flow.targets import fill_flow
-
-    size = dict(episodes=8, eval_episodes=4, heldout_bg_episodes=2) if quick else {}
-    cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
-                      **size)
-    path = dataset_dir(TASK, cfg.name + ("-smoke" if quick else ""))
-    pipeline.dataset(cfg, path, progress=progress)
-    fill_flow(path, LAMConfig().flow_method, progress=progress)
-    return path
-
-
-def lam_run(name: str, data, quick: bool, progress: bool = True, seed: int = 0, level: str = "hard") -> dict:
-    """The latent action model ``name`` of :data:`LAM_FIELDS` at ``seed`` on ``data`` (trained if missing)."""
-    from rl_laof.lam.training import train_lam
-
-    cfg = LAMConfig(seed=seed, **LAM_FIELDS[name], **(LAM_QUICK_BUDGET if quick else LAM_BUDGET))
-    tag = f"{name}-{cfg.flow_tier}" if cfg.base == "laof" else name  # each flow tier its own run
-    out = runs_root() / "bench" / "imitation-lam" / ("quick" if quick else "full") / level / f"{tag}-s{seed}"
-    return train_lam(cfg, data, out, progress=progress)
+def dataset(level: str, seed: int, quick: bool, progress: bool = True) -> Path:
+    """Seed ``seed``'s dataset: the latent-quality study's of data seed ``seed`` (collected if missing)."""
+    return lq.dataset(cell(level), seed, quick, progress)
 
 
 def big_dataset(level: str, quick: bool, episodes: int, progress: bool = True) -> Path:
-    """The benchmark's dataset with ``episodes`` training episodes (the smoke run: its own small one),
-    collected if missing; no flow (only BC uses it)."""
+    """The big-data BC rows' one dataset with ``episodes`` training episodes (data seed 0, the quick collection
+    preset at ``level``), collected if missing; no flow (only BC uses it). The smoke run: seed 0's small one."""
     from rl_laof import pipeline
 
     if quick:
-        return dataset(level, quick, progress)
+        return dataset(level, 0, quick, progress)
     cfg = from_preset(CollectConfig, COLLECT_PRESETS, "quick", task=TASK, distractors=DistractorConfig.parse(level),
                       episodes=episodes)
     path = dataset_dir(TASK, f"{level}-ar{cfg.action_repeat}-{episodes}ep-s{cfg.seed}")
     pipeline.dataset(cfg, path, progress=progress)
     return path
+
+
+def training_data(name: str, seed: int, level: str, quick: bool, progress: bool = True) -> Path:
+    """The dataset method ``name`` trains on at ``seed``: the big one of a big-data row, else seed's own."""
+    if name in BIG_DATA_METHODS:
+        return big_dataset(level, quick, BIG_DATA_METHODS[name], progress)
+    return dataset(level, seed, quick, progress)
+
+
+def mean_return(data: Path) -> float:
+    """The mean return of a dataset's training episodes (what its seed's returns are divided by)."""
+    return float(np.mean([e.ret for e in VideoDataset(data).episodes["train"]]))
+
+
+def base_config(quick: bool) -> ImitationConfig:
+    return from_preset(ImitationConfig, IMITATION_PRESETS, "quick", **(QUICK if quick else {}))
+
+
+def lam_dir(name: str, seed: int, level: str, quick: bool, progress: bool = True) -> Path | None:
+    """The latent model method ``name`` imitates at ``seed`` (None for the methods on actions)."""
+    latent = ALL_METHODS[name]["latent"]
+    return None if latent == "none" else lq.lam_run_dir(cell(level), LAMS[latent], seed, quick, progress)
+
+
+def method_config(name: str, seed: int, level: str, quick: bool, progress: bool = True) -> ImitationConfig:
+    """Method ``name``'s imitation config at ``seed`` (its latent model found or trained first)."""
+    lam = lam_dir(name, seed, level, quick, progress)
+    return dataclasses.replace(base_config(quick), lam_run=None if lam is None else str(lam), normalise=False,
+                               seed=seed, **ALL_METHODS[name])
+
+
+def run_root(level: str, quick: bool) -> Path:
+    return runs_root() / "bench" / "imitation" / ("quick-lq" if quick else "full-lq") / level
+
+
+def run_dir(name: str, seed: int, level: str = "laom", quick: bool = False) -> Path:
+    """Where method ``name``'s imitation run of seed ``seed`` lives (``bench_train``'s PPO seed s acts around
+    seed s's)."""
+    return run_root(level, quick) / f"{name}-s{seed}"
+
+
+def imitation_run(name: str, seed: int, level: str = "laom", quick: bool = False, progress: bool = True) -> dict:
+    """The report of method ``name``'s imitation run of seed ``seed`` (trained, resumed, or found finished)."""
+    cfg = method_config(name, seed, level, quick, progress)
+    if progress:
+        print(f"== {name} seed {seed}: {cfg.tag}", flush=True)
+    return imitate(cfg, training_data(name, seed, level, quick, progress), run_dir(name, seed, level, quick),
+                   progress=progress)
 
 
 def random_returns(data, cfg: ImitationConfig, root: Path, progress: bool) -> dict:
@@ -158,26 +212,69 @@ def latencies(reports: dict[str, dict], frame_stack: int) -> dict[str, float]:
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def one_sided_claims(values: dict[str, list[float]], pairs: dict[str, tuple[str, str]]) -> dict[str, float]:
+    """``p_<claim>``: the one-sided exact permutation test over seeds (unpaired) that mean(values[a]) >
+    mean(values[b]) for each claim (a, b) of ``pairs`` with two or more seeds on both sides, Holm-adjusted across
+    those claims; ``p_raw_<claim>`` unadjusted. (Paired by dataset, 5 seeds could not go below p = 1/32.)"""
+    raw = {k: stats.permutation_test(values[a], values[b], alternative="greater")
+           for k, (a, b) in pairs.items() if a in values and b in values and min(len(values[a]), len(values[b])) > 1}
+    adjusted = stats.holm(raw) if raw else {}
+    out: dict[str, float] = {}
+    for k in raw:
+        out[f"p_{k}"] = float(f"{adjusted[k]:.3g}")
+        out[f"p_raw_{k}"] = float(f"{raw[k]:.3g}")
+    return out
+
+
 def previous_result() -> dict:
     """The committed imitation.json (empty if there is none)."""
     return read_json(RESULTS) if RESULTS.exists() else {}
 
 
-def kept_rows(old: dict, methods: list[str], args: argparse.Namespace, data: Path, seeds: int
+def same_datasets(a: list[str] | None, b: list[str]) -> bool:
+    """Whether two runs' per-seed datasets are the same (by their task and name; the runs root may differ)."""
+    return a is not None and [Path(p).parts[-2:] for p in a] == [Path(p).parts[-2:] for p in b]
+
+
+def kept_rows(old: dict, methods: list[str], args: argparse.Namespace, datasets: list[str], seeds: int
               ) -> dict[str, dict[str, list]]:
     """The per-seed values of the methods this run does not re-run, from the committed JSON, so that re-running
     some rows (``--methods``: e.g. the latent rows after the default flow tier changed) rewrites the table
-    without re-running the rest. Only from ``old`` (the committed JSON) of the same dataset, level and seeds."""
-    if args.quick or set(methods) == set(METHODS) or not old:
+    without re-running the rest. Only from ``old`` (the committed JSON) of the same per-seed datasets, level
+    and seeds: a JSON of other data (the one-dataset rows before issue 31, with no ``datasets``) is refused."""
+    if args.quick or set(METHODS) <= set(methods) or not old:
         return {}
-    same_data = Path(old.get("dataset", "")).parts[-2:] == Path(data).parts[-2:]
-    if not same_data or (old.get("level"), old.get("seeds")) != (args.level, seeds):
-        raise SystemExit(f"--methods re-runs some rows of {RESULTS.name}, which was made on {old.get('dataset')} "
-                         f"(level {old.get('level')}, {old.get('seeds')} seeds), not {data} ({args.level}, {seeds}): "
-                         "run every method")
-    keys = ("ret", "raw_ret", "ret_heldout", "raw_ret_heldout", "action_mse", "spread")  # spread: since issue 31
+    if not same_datasets(old.get("datasets"), datasets) or (old.get("level"), old.get("seeds")) != (args.level,
+                                                                                                   seeds):
+        raise SystemExit(f"--methods re-runs some rows of {RESULTS.name}, which was made on "
+                         f"{old.get('datasets') or old.get('dataset')} (level {old.get('level')}, {old.get('seeds')} "
+                         f"seeds), not {datasets} ({args.level}, {seeds}): run every method")
+    keys = ("ret", "raw_ret", "ret_heldout", "raw_ret_heldout", "action_mse", "spread")
     return {name: {k: old[f"{k}_{name}_seeds"] for k in keys if f"{k}_{name}_seeds" in old}
-            for name in METHODS if name not in methods}
+            for name in ALL_METHODS if name not in methods and f"ret_{name}_seeds" in old}
+
+
+def targets(result: dict, summary: dict) -> dict:
+    """The issue's targets, each True / False (None where a figure, or an interval, is missing)."""
+    def lo_gt_hi(a: str, b: str) -> bool | None:
+        if f"ret_{a}" not in summary or f"ret_{b}" not in summary:
+            return None
+        lo, hi = summary[f"ret_{a}"]["lo"], summary[f"ret_{b}"]["hi"]
+        return bool(lo > hi) if np.isfinite(lo) and np.isfinite(hi) else None  # one seed: no interval
+
+    def both(a: str, b: str) -> bool:
+        return a in result and b in result
+
+    return {
+        "ret_laof_bc_lo_gt_ret_lapo_bc_hi": lo_gt_hi("laof_bc", "lapo_bc"),
+        "ret_laof_bc_lo_gt_ret_bc_labels_hi": lo_gt_hi("laof_bc", "bc_labels"),
+        "spread_laof_bc_ge_0.7": result["spread_laof_bc"] >= 0.7 if "spread_laof_bc" in result else None,
+        "ret_laof_lafp_ge_0.5_ret_bc_all": (result["ret_laof_lafp"] >= 0.5 * result["ret_bc_all"]
+                                            if both("ret_laof_lafp", "ret_bc_all") else None),
+        "ms_lafp_lt_2x_ms_bc": result["ms_lafp"] < 2 * result["ms_bc"] if both("ms_lafp", "ms_bc") else None,
+        "ret_bc_all_vs_data_ge_0.6": (result["ret_bc_all_vs_data"] >= 0.6 if "ret_bc_all_vs_data" in result
+                                      else None),
+    }
 
 
 def main() -> dict:
@@ -185,61 +282,74 @@ def main() -> dict:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: tiny data, 400 training steps per stage, 4 evaluation episodes, 2 seeds")
     p.add_argument("--level", default="laom", help="distractor level of the data and the evaluation")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per method (default 3; --quick 2)")
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ", ".join(METHODS))
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"seeds per method, each with its own dataset (default {DEFAULT_SEEDS}; --quick 2)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help="comma-separated, from " + ", ".join(METHODS) + "; variants (only by name): "
+                        + ", ".join(VARIANTS))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    methods = subset(p, args.methods, METHODS, "methods")
-    seeds = seed_count(p, args.seeds, args.quick)
+    methods = subset(p, args.methods, ALL_METHODS, "methods")
+    seeds = seed_count(p, DEFAULT_SEEDS if args.seeds is None and not args.quick else args.seeds, args.quick)
+    try:
+        cell(args.level)
+    except ValueError as exc:
+        p.error(str(exc))
     progress = not args.no_progress
     t0 = time.perf_counter()
-    data = dataset(args.level, args.quick, progress)
-    ds = VideoDataset(data)
-    data_return = float(np.mean([e.ret for e in ds.episodes["train"]]))
+    root = run_root(args.level, args.quick)
+    base = base_config(args.quick)
     big = {n: big_dataset(args.level, args.quick, BIG_DATA_METHODS[n], progress)
            for n in methods if n in BIG_DATA_METHODS}
-    big_return = {n: float(np.mean([e.ret for e in VideoDataset(path).episodes["train"]])) for n, path in big.items()}
-    root = runs_root() / "bench" / "imitation" / ("quick" if args.quick else "full") / args.level
-    base = from_preset(ImitationConfig, IMITATION_PRESETS, "quick", **(QUICK if args.quick else {}))
-    result: dict = {"task": TASK, "quick": args.quick, "level": args.level, "dataset": str(data), "seeds": seeds,
-                    "data_return": round(data_return, 1), "big_datasets": {n: str(path) for n, path in big.items()},
-                    "big_data_returns": {n: round(r, 1) for n, r in big_return.items()},
-                    "episodes_per_background": base.eval_seeds * base.eval_episodes}
+    big_return = {n: mean_return(path) for n, path in big.items()}
+    datasets: list[str] = []
+    data_returns: list[float] = []
+    lam_runs: dict[str, list[str]] = {}
     per_seed: dict[str, dict[str, list[float]]] = {}
     reports0: dict[str, dict] = {}
-    for name in methods:
-        fields, lam_name = METHODS[name]
-        for seed in range(seeds):
-            lam = lam_run(lam_name, data, args.quick, progress, seed=seed, level=args.level)["run_dir"] \
-                if lam_name else None
-            cfg = dataclasses.replace(base, lam_run=lam, normalise=False, seed=seed, **fields)
-            if progress:
-                print(f"== {name} seed {seed}: {cfg.tag}", flush=True)
-            rep = imitate(cfg, big.get(name, data), root / f"{name}-s{seed}", progress=progress)
+    for seed in range(seeds):  # seed-major: a stopped run leaves whole seeds
+        data = dataset(args.level, seed, args.quick, progress)
+        datasets.append(str(data))
+        data_returns.append(mean_return(data))
+        for name in methods:
+            rep = imitation_run(name, seed, args.level, args.quick, progress)
+            lam = rep["config"].get("lam_run")
+            if lam is not None:
+                lam_runs.setdefault(LAMS[ALL_METHODS[name]["latent"]], []).append(str(lam))
             if seed == 0:
                 reports0[name] = rep
+            norm = big_return.get(name, data_returns[seed])
             row = per_seed.setdefault(name, {})
             for bg, key in BACKGROUNDS:
-                row.setdefault(key, []).append(rep["returns"][bg]["mean"] / big_return.get(name, data_return))
+                row.setdefault(key, []).append(rep["returns"][bg]["mean"] / norm)
                 row.setdefault(f"raw_{key}", []).append(rep["returns"][bg]["mean"])
             row.setdefault("action_mse", []).append(rep["action_mse"]["eval"])
             spread = rep.get("spread")  # a report made before reports kept it: measured now, the same protocol
             if spread is None:
-                spread = run_spread(rep["run_dir"], cfg.eval_seeds, cfg.eval_episodes)
+                spread = run_spread(rep["run_dir"], base.eval_seeds, base.eval_episodes)
             row.setdefault("spread", []).append(spread)
+    data_return = float(np.mean(data_returns))
+    result: dict = {"task": TASK, "quick": args.quick, "level": args.level, "cell": cell(args.level),
+                    "datasets": datasets, "seeds": seeds, "data_returns": [round(r, 1) for r in data_returns],
+                    "data_return": round(data_return, 1), "big_datasets": {n: str(path) for n, path in big.items()},
+                    "big_data_returns": {n: round(r, 1) for n, r in big_return.items()},
+                    "lam_runs": {k: sorted(set(v)) for k, v in lam_runs.items()},
+                    "episodes_per_background": base.eval_seeds * base.eval_episodes}
     previous = previous_result()
-    kept = kept_rows(previous, methods, args, data, seeds)
+    kept = kept_rows(previous, methods, args, datasets, seeds)
     per_seed.update(kept)
     if kept:
-        if abs(previous["data_return"] - result["data_return"]) > 0.1:
-            raise SystemExit(f"the dataset's return is {result['data_return']}, the kept rows were normalised by "
-                             f"{previous['data_return']}: the data changed, run every method")
+        old = previous.get("data_returns", [])
+        if len(old) != len(data_returns) or any(abs(a - b) > 0.1 for a, b in zip(old, result["data_returns"],
+                                                                                   strict=False)):
+            raise SystemExit(f"the datasets' returns are {result['data_returns']}, the kept rows were normalised by "
+                             f"{old}: the data changed, run every method")
         for key in ("big_datasets", "big_data_returns"):
-            result[key] = {**{n: v for n, v in previous[key].items() if n in kept}, **result[key]}
+            result[key] = {**{n: v for n, v in previous.get(key, {}).items() if n in kept}, **result[key]}
     result["rows_rerun"] = methods
     if kept:
         result["rows_kept"] = {n: "per-seed values of the previous imitation.json" for n in kept}
-    result["lam_flow_tier"] = LAMConfig().flow_tier
+    result["lam_flow_tier"] = lq.DEFAULT_TIER
     summary: dict[str, dict] = {}
     for name, row in per_seed.items():
         for key, values in row.items():
@@ -250,7 +360,8 @@ def main() -> dict:
                 result[f"{key}_{name}_lo"] = round(s["lo"], digits)
                 result[f"{key}_{name}_hi"] = round(s["hi"], digits)
             result[f"{key}_{name}_seeds"] = [round(v, digits) for v in values]
-    rand = random_returns(data, base, root, progress)
+    result.update(one_sided_claims({name: row["ret"] for name, row in per_seed.items() if "ret" in row}, CLAIMS))
+    rand = random_returns(datasets[0], base, root, progress)
     for bg, key in BACKGROUNDS:
         result[f"{key}_random"] = round(rand[bg]["mean"] / data_return, 3)
         result[f"raw_{key}_random"] = round(rand[bg]["mean"], 1)
@@ -265,30 +376,20 @@ def main() -> dict:
     for key in ("ms_bc", "ms_lafp", "lafp_vs_bc_latency", "ms_bc_pixels"):  # the kept rows' latencies
         if key not in result and kept and key in previous:
             result[key] = previous[key]
-
-    def verdict(a: str, b: str) -> str | None:
-        return stats.verdict(summary[f"ret_{a}"], summary[f"ret_{b}"]) if f"ret_{a}" in summary and \
-            f"ret_{b}" in summary else None
-
-    result["targets"] = {
-        "bc_all_ge_0.6_data": ((summary[f"ret_{BC_ALL_TARGET}"]["lo"] >= 0.6 if seeds > 1 else
-                                result[f"ret_{BC_ALL_TARGET}"] >= 0.6) if f"ret_{BC_ALL_TARGET}" in summary else None),
-        "laof_lafp_vs_laof_bc": verdict("laof_lafp", "laof_bc"),
-        "laof_bc_vs_lapo_bc": verdict("laof_bc", "lapo_bc"),
-        "ms_lafp_lt_2x_ms_bc": result["ms_lafp"] < 2 * result["ms_bc"] if "ms_lafp" in result else None,
-    }
+    result["targets"] = targets(result, summary)
     rows = {name: {bg: {"mean": summary[f"{key}_{name}"]["mean"],
                         "std": float(np.std(per_seed[name][key]))} for bg, key in BACKGROUNDS}
             for name in per_seed}
     rows["random"] = {bg: {"mean": rand[bg]["mean"] / data_return, "std": 0.0} for bg, _ in BACKGROUNDS}
-    plot = RESULTS.parent / "imitation_returns.png" if not args.quick else root / "returns.png"
+    full = not args.quick and set(METHODS) <= set(per_seed) and seeds >= DEFAULT_SEEDS
+    plot = (RESULTS.parent / ("imitation_returns.png" if full else "imitation_partial_returns.png")
+            if not args.quick else root / "returns.png")
     plot_normalised_returns(rows, plot, f"{TASK}, {args.level} distractors, 1 % labels: return / data's return",
                             ylabel="return / data's return")
     result["plot"] = os.path.relpath(plot, RESULTS.parents[2])  # repo-relative: the JSON is committed
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    if not args.quick and set(per_seed) == set(METHODS):
-        with atomic_path(RESULTS) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
+    if not args.quick:
+        write_result("imitation" if full else "imitation_partial", result)
     print(json.dumps(result))
     return result
 

@@ -189,6 +189,21 @@ def run(cell: str, name: str, seed: int, quick: bool, progress: bool = True, sam
     return rec
 
 
+def lam_run_dir(cell: str, name: str, seed: int, quick: bool = False, progress: bool = True) -> Path:
+    """The run folder of method ``name``'s model at ``seed`` in ``cell`` (``"laof"``: the study's default tier,
+    ``laof_<DEFAULT_TIER>``), trained through :func:`run` if its record is missing or stale, so that other
+    benchmarks stand on exactly this study's models. A record whose folder lacks the model (a fresh clone with
+    the committed records) has the model trained again in that folder, at the record's config."""
+    from rl_laof.lam.training import train_lam
+
+    name = f"laof_{DEFAULT_TIER}" if name == "laof" else name
+    run(cell, name, seed, quick, progress)
+    out = runs_root() / "bench" / "latent_quality" / ("quick" if quick else "full") / cell / f"{name}-s{seed}"
+    if not (out / "model.pt").exists() or not (out / "report.json").exists():
+        train_lam(lam_config(name, seed, quick), dataset(cell, seed, quick, progress), out, progress=progress)
+    return out
+
+
 def load_records(cells: list[str], names: list[str], seeds: list[int], quick: bool) -> list[dict]:
     out = []
     for cell in cells:

@@ -1,23 +1,39 @@
-"""The main job, measured: PPO on pixels with distractors in raw actions and in LAPO's / LAOF's latent action
-spaces, at equal budgets, over seeds.
+"""The main job, measured: PPO on pixels with distractors in LAOF's latent action space against the same start in
+raw actions, LAPO's space, raw actions from scratch and DrQ-v2, at equal environment frames, over five seeds
+(each PPO seed on its own imitation seed's latent policy, each of those on its own data seed).
 
-    python benchmarks/bench_train.py [--quick] [--seeds 3] [--latents none,lapo,laof] [--latents drq]
+    python benchmarks/bench_train.py [--quick] [--seeds 5] [--latents laof,action_residual,...]
 
-cheetah-run with the main job's distractors, the ``quick`` train preset (20k agent steps at action repeat 4,
-8 envs; ``--quick``: 4096 steps, 2 seeds: a smoke run). ``lapo`` / ``laof`` act through the shipped latent
-policies and decoders (``pretrained/``; built when missing) and start from latent BC; ``none`` is PPO on raw
-actions with the same encoder. Seeds vary PPO (its initialisation where it has one, exploration, the env
-seeds); the latent policy it starts from is the shipped one, as in the main job. ``drq`` (not a default row) is
-the pixel baseline a user would pick instead, DrQ-v2 (``--algo drq --latent none``: its CPU preset,
-``agents.config.DrQConfig``), at the same env, frames and seeds.
+cheetah-run with the main job's distractors (LAOM's level), the ``quick`` train preset (20k agent steps at action
+repeat 4 = 80k frames, 8 envs; ``--quick``: 4096 steps, 2 seeds: a smoke run). Rows (issue 31):
 
-Reported per latent (mean over seeds and its 95 % bootstrap interval, ``rl_laof.stats``): ``ret_*`` the final
-evaluation (8 episodes), ``first_eval_*`` the evaluation at step 0 (the policy PPO starts from), ``best_*``,
-and ``sps_*`` training throughput in agent steps/s (rollouts and updates; evaluations excluded).
-``sps_env_only``: the same pixel env (8 envs, frame stack, distractors) stepped with random actions and
-nothing else, measured in this process before the runs. Targets: ``ret_laof >= 1.25 x first_eval_laof``
-and ``ret_laof > ret_none``, each only where the intervals separate; ``sps_laof >= 0.7 x sps_env_only``.
-Writes ``benchmarks/results/train.json`` (a full run); the last line is one JSON object.
+  laof             the main job: PPO in LAOF's residual latent space on the LAOF policy it starts from
+                   (TrainConfig's default ``policy``: ``bc``, bench_imitation's ``laof_bc``)
+  laof_lafp        PPO in the LAFP flow policy's noise space (``--policy lafp``, bench_imitation's ``laof_lafp``)
+  action_residual  the same LAOF latent BC run, decoded: PPO acts in raw actions around it (same start, same
+                   features, the other action space; ``--latent action_residual``)
+  labels_residual  the same around BC on the 80 labelled transitions (bench_imitation's ``bc_labels``)
+  lapo             PPO in LAPO's residual latent space (bench_imitation's ``lapo_bc``)
+  none             PPO on raw actions from scratch, the same pixel encoder
+  drq              DrQ-v2 on raw actions from scratch (``--algo drq --latent none``: its CPU preset,
+                   ``agents.config.DrQConfig``), the pixel baseline a user would pick instead
+
+PPO seed s acts around bench_imitation's run of seed s (``runs/bench/imitation/full-lq/laom/<method>-s<s>``:
+data seed s's dataset and latent model; ``latent_policy`` is that folder, ``latent_seed`` s), built by
+bench_imitation's code when missing. Every row runs the same ``total_steps`` at the same action repeat: ``frames``.
+
+Reported per row (mean over seeds with its 95 % bootstrap interval ``_lo`` / ``_hi``, ``rl_laof.stats``; per seed
+``_seeds``): ``ret_*`` the final evaluation (8 episodes), ``first_eval_*`` the evaluation at step 0 (the policy
+the agent starts from), ``best_*``, and ``sps_*`` training throughput in agent steps/s (rollouts and updates;
+evaluations excluded). ``sps_env_only``: the same pixel env (8 envs, frame stack, distractors) stepped with
+random actions and nothing else, measured in this process before the runs. ``p_laof_vs_<row>``: one-sided exact
+permutation test over seeds (unpaired) that ret_laof > ret_<row>, Holm-adjusted across the four claims
+(``p_raw_*`` unadjusted). Targets: ret_laof_lo > ret_action_residual_hi; ret_laof_lo > ret_drq_hi;
+ret_laof >= 1.25 x first_eval_laof; sps_laof >= 0.7 x sps_env_only.
+
+Runs go seed-major (every row of seed 0, then seed 1, ...: a stopped run leaves whole seeds) into
+``runs/bench/train/full-lq/<row>-s<s>`` and resume there. A full run (every row, >= 5 seeds) writes
+``benchmarks/results/train.json``; any other non-smoke run ``train_partial.json``. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -28,21 +44,39 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-from bench_args import seed_count, subset
+import bench_imitation  # noqa: E402
+import numpy as np  # noqa: E402
+from bench_args import seed_count, subset, write_result  # noqa: E402
 
-import envs  # noqa: F401  (loads EGL before anything imports envpool)
-from agents.config import TRAIN_PRESETS, TrainConfig
-from rl_laof import stats
-from rl_laof.pipeline import agent as train
-from rl_laof.presets import from_preset
-from rl_laof.runs import atomic_path, runs_root
+import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
+from agents.config import TRAIN_PRESETS, TrainConfig  # noqa: E402
+from rl_laof import stats  # noqa: E402
+from rl_laof.pipeline import agent as train  # noqa: E402
+from rl_laof.presets import from_preset  # noqa: E402
+from rl_laof.runs import runs_root  # noqa: E402
 
 TASK = "cheetah-run"
-LATENTS = ("none", "lapo", "laof")  # the default rows
-ROWS = {"none": {}, "lapo": {}, "laof": {}, "drq": dict(algo="drq", latent="none")}  # row -> config changes
+LEVEL = "laom"  # the latent policies' data (bench_imitation --level) and the agents' env
+#: the policy type the main job starts from (TrainConfig's default: "bc" -> bench_imitation's laof_bc)
+MAIN_POLICY = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "policy")
+ROWS: dict[str, dict] = {  # row -> TrainConfig changes
+    "laof": dict(latent="laof"),
+    "laof_lafp": dict(latent="laof"),  # the LAFP-noise space around the LAOF flow policy (issue 31: the better of
+    #                                    the two LAOF spaces becomes the main job's default)
+    "action_residual": dict(latent="action_residual"),
+    "labels_residual": dict(latent="labels_residual"),
+    "lapo": dict(latent="lapo"),
+    "none": dict(latent="none"),
+    "drq": dict(algo="drq", latent="none"),
+}
+#: row -> the bench_imitation method whose run of seed s PPO seed s acts around (the rows from scratch: none)
+IMITATION = {"laof": f"laof_{MAIN_POLICY}", "laof_lafp": "laof_lafp", "action_residual": "laof_bc",
+             "labels_residual": "bc_labels", "lapo": "lapo_bc"}
+DEFAULT_SEEDS = 5
 QUICK = dict(total_steps=4096, eval_every=2048, checkpoint_every=2048)
 RESULTS = Path(__file__).resolve().parent / "results" / "train.json"
+#: one-sided claims over seeds (ret of the first > ret of the second), one Holm family
+CLAIMS = {f"laof_vs_{row}": ("laof", row) for row in ("action_residual", "drq", "none", "lapo")}
 
 
 def env_only_sps(cfg: TrainConfig, steps: int = 2048) -> float:
@@ -64,64 +98,105 @@ def env_only_sps(cfg: TrainConfig, steps: int = 2048) -> float:
         venv.close()
 
 
+def latent_policy(row: str, seed: int, quick: bool, progress: bool = True) -> Path | None:
+    """The imitation run PPO seed ``seed`` of ``row`` acts around: bench_imitation's run of that seed (built by
+    bench_imitation when it has not finished); None for the rows from scratch."""
+    method = IMITATION.get(row)
+    if method is None:
+        return None
+    path = bench_imitation.run_dir(method, seed, LEVEL, quick)
+    if not (path / "report.json").exists():
+        bench_imitation.imitation_run(method, seed, LEVEL, quick, progress)
+    return path
+
+
+def row_config(base: TrainConfig, row: str, seed: int, policy: Path | None) -> TrainConfig:
+    """PPO seed ``seed``'s config of ``row``: on the latent policy folder ``policy`` of imitation seed ``seed``."""
+    cfg = dataclasses.replace(base, **ROWS[row], seed=seed)
+    if policy is None:
+        return cfg
+    return dataclasses.replace(cfg, latent_policy=str(policy), latent_seed=seed,
+                               policy=bench_imitation.ALL_METHODS[IMITATION[row]].get("policy", "bc"))
+
+
+def run_root(quick: bool) -> Path:
+    return runs_root() / "bench" / "train" / ("quick-lq" if quick else "full-lq")
+
+
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: 4096 agent steps per run, 2 seeds")
-    p.add_argument("--seeds", type=int, default=None, help="PPO seeds per latent (default 3; --quick 2)")
-    p.add_argument("--latents", default=",".join(LATENTS),
-                   help="comma-separated rows, from none, lapo, laof and drq (DrQ-v2 on raw actions)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"PPO seeds per row, seed s on imitation seed s (default {DEFAULT_SEEDS}; --quick 2)")
+    p.add_argument("--latents", default=",".join(ROWS), help="comma-separated rows, from " + ", ".join(ROWS))
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
-    latents = subset(p, args.latents, ROWS, "latents")
-    seeds = seed_count(p, args.seeds, args.quick)
+    rows = subset(p, args.latents, ROWS, "latents")
+    seeds = seed_count(p, DEFAULT_SEEDS if args.seeds is None and not args.quick else args.seeds, args.quick)
+    progress = not args.no_progress
     t0 = time.perf_counter()
-    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=TASK, **(QUICK if args.quick else {}))
-    out_root = runs_root() / "bench" / "train" / ("quick" if args.quick else "full")
-    result: dict = {"task": TASK, "quick": args.quick, "total_steps": base.total_steps, "seeds": seeds,
-                    "distractors": base.distractors, "num_envs": base.num_envs}
+    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=TASK, distractors=LEVEL,
+                       **(QUICK if args.quick else {}))
+    out_root = run_root(args.quick)
+    result: dict = {"task": TASK, "quick": args.quick, "total_steps": base.total_steps,
+                    "action_repeat": base.resolved_action_repeat,
+                    "frames": base.total_steps * base.resolved_action_repeat, "seeds": seeds,
+                    "distractors": base.distractors, "num_envs": base.num_envs, "rows": rows,
+                    "main_latent_policy": MAIN_POLICY}
     result["sps_env_only"] = round(env_only_sps(base), 1)  # first, on a quiet machine
     per: dict[str, dict[str, list[float]]] = {}
     curves: dict[str, list[list[dict]]] = {}
-    for latent in latents:
-        for seed in range(seeds):
-            cfg = dataclasses.replace(base, **{"latent": latent, **ROWS[latent]}, seed=seed)
-            rep = train(cfg, out_root / f"{latent}-s{seed}", resume=True, progress=not args.no_progress)
+    latent_policies: dict[str, list[str]] = {}
+    for seed in range(seeds):  # seed-major: a stopped run leaves whole seeds
+        for row in rows:
+            policy = latent_policy(row, seed, args.quick, progress)
+            cfg = row_config(base, row, seed, policy)
+            if policy is not None:
+                latent_policies.setdefault(row, []).append(str(policy))
+            if progress:
+                print(f"== {row} seed {seed}", flush=True)
+            rep = train(cfg, out_root / f"{row}-s{seed}", resume=True, progress=progress)
             hist = rep["eval_history"]
-            row = per.setdefault(latent, {"ret": [], "first_eval": [], "best": [], "sps": []})
-            row["ret"].append(rep["final"]["mean"])
-            row["first_eval"].append(hist[0]["mean"] if hist and hist[0]["step"] == 0 else float("nan"))
-            row["best"].append(rep["best_eval"]["mean"])
-            row["sps"].append(rep["steps_per_s"])
-            curves.setdefault(latent, []).append([{"step": h["step"], "mean": h["mean"]} for h in hist])
+            r = per.setdefault(row, {"ret": [], "first_eval": [], "best": [], "sps": []})
+            r["ret"].append(rep["final"]["mean"])
+            r["first_eval"].append(hist[0]["mean"] if hist and hist[0]["step"] == 0 else float("nan"))
+            r["best"].append(rep["best_eval"]["mean"])
+            r["sps"].append(rep["steps_per_s"])
+            curves.setdefault(row, []).append([{"step": h["step"], "mean": h["mean"]} for h in hist])
+    result["latent_policies"] = latent_policies
     summary = {}
-    for latent, row in per.items():
-        for key, values in row.items():
+    for row, values_by_key in per.items():
+        for key, values in values_by_key.items():
             finite = [v for v in values if np.isfinite(v)]
             if not finite:
                 continue
-            s = summary[f"{key}_{latent}"] = stats.interval(finite)
-            result[f"{key}_{latent}"] = round(s["mean"], 1)
-            result[f"{key}_{latent}_lo"] = round(s["lo"], 1)
-            result[f"{key}_{latent}_hi"] = round(s["hi"], 1)
-            result[f"{key}_{latent}_seeds"] = [round(v, 1) for v in values]
+            s = summary[f"{key}_{row}"] = stats.interval(finite)
+            result[f"{key}_{row}"] = round(s["mean"], 1)
+            result[f"{key}_{row}_lo"] = round(s["lo"], 1)
+            result[f"{key}_{row}_hi"] = round(s["hi"], 1)
+            result[f"{key}_{row}_seeds"] = [round(v, 1) for v in values]
+    result.update(bench_imitation.one_sided_claims({row: v["ret"] for row, v in per.items()}, CLAIMS))
     if "laof" in per:
-        first = summary["first_eval_laof"]
-        target = {k: 1.25 * first[k] for k in ("mean", "lo", "hi")}
         result["sps_laof_vs_env_only"] = round(result["sps_laof"] / result["sps_env_only"], 3)
-        result["targets"] = {
-            "ret_laof_ge_1.25_first_eval": stats.verdict(summary["ret_laof"], target),
-            "ret_laof_gt_ret_none": (stats.verdict(summary["ret_laof"], summary["ret_none"])
-                                     if "none" in per else None),
-            "sps_laof_ge_0.7_env_only": result["sps_laof_vs_env_only"] >= 0.7,
-        }
-        if "lapo" in per:
-            result["ret_laof_vs_ret_lapo"] = stats.verdict(summary["ret_laof"], summary["ret_lapo"])
+
+    def lo_gt_hi(a: str, b: str) -> bool | None:  # None: a row missing, or one seed (no interval)
+        if a not in per or b not in per:
+            return None
+        lo, hi = summary[f"ret_{a}"]["lo"], summary[f"ret_{b}"]["hi"]
+        return bool(lo > hi) if np.isfinite(lo) and np.isfinite(hi) else None
+
+    result["targets"] = {
+        "ret_laof_lo_gt_ret_action_residual_hi": lo_gt_hi("laof", "action_residual"),
+        "ret_laof_lo_gt_ret_drq_hi": lo_gt_hi("laof", "drq"),
+        "ret_laof_ge_1.25_first_eval_laof": (result["ret_laof"] >= 1.25 * result["first_eval_laof"]
+                                             if "first_eval_laof" in result else None),
+        "sps_laof_ge_0.7_env_only": (result["sps_laof_vs_env_only"] >= 0.7 if "sps_laof_vs_env_only" in result
+                                     else None),
+    }
     result["curves"] = curves
     result["seconds"] = round(time.perf_counter() - t0, 1)
-    if not args.quick and set(latents) >= set(LATENTS):
-        RESULTS.parent.mkdir(exist_ok=True)
-        with atomic_path(RESULTS) as tmp:
-            Path(tmp).write_text(json.dumps(result, indent=1) + "\n")
+    if not args.quick:
+        write_result("train" if set(ROWS) <= set(rows) and seeds >= DEFAULT_SEEDS else "train_partial", result)
     print(json.dumps(result))
     return result
 

@@ -1,0 +1,198 @@
+"""The benchmarks' seeds (issue 31): each seed of bench_imitation on its own dataset and latent model, each PPO
+seed of bench_train on the latent policy of its own imitation seed, Holm-adjusted claims over seeds, and a
+partial run kept apart from the committed table. No training: the training functions are replaced."""
+
+import argparse
+import dataclasses
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from rl_laof import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def bench(monkeypatch, tmp_path):
+    """The benchmark modules (benchmarks/ on sys.path, as when run as scripts), runs under ``tmp_path``."""
+    monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    mods = argparse.Namespace(**{name: importlib.import_module(name)
+                                 for name in ("bench_latent_quality", "bench_imitation", "bench_train")})
+    yield mods
+
+
+def _run(monkeypatch, module, argv: list[str]) -> dict:
+    monkeypatch.setattr(sys, "argv", [f"benchmarks/{module.__name__}.py", *argv])
+    return module.main()
+
+
+ROWS = ["bc_labels", "lapo_bc", "laof_bc", "laof_lafp", "laof_bc_sample", "laof", "action_residual",
+        "labels_residual", "lapo", "none", "drq"]
+
+
+def _returns(name: str, seed: int) -> float:
+    """A made-up raw return per method and seed (distinct, with one decimal)."""
+    return round(100 + 10 * ROWS.index(name) + 3.1 * seed + (seed * seed) % 3, 1)
+
+
+def test_lam_run_dir_is_the_latent_quality_run_of_that_seed(bench, monkeypatch, tmp_path):
+    lq = bench.bench_latent_quality
+    ran, trained = [], []
+    monkeypatch.setattr(lq, "run", lambda cell, name, seed, quick, progress=True: ran.append((cell, name, seed)))
+    monkeypatch.setattr(lq, "dataset", lambda cell, seed, quick, progress=True: tmp_path / f"{cell}-d{seed}")
+    monkeypatch.setattr("rl_laof.lam.training.train_lam",
+                        lambda cfg, data, out, progress=True: trained.append((cfg.seed, data, out)))
+    path = lq.lam_run_dir("cheetah_laom", "laof", 3, quick=True, progress=False)
+    assert ran == [("cheetah_laom", f"laof_{lq.DEFAULT_TIER}", 3)]
+    runs = tmp_path / "runs" / "bench" / "latent_quality" / "quick" / "cheetah_laom"
+    assert path == runs / f"laof_{lq.DEFAULT_TIER}-s3"
+    assert trained == [(3, tmp_path / "cheetah_laom-d3", path)]  # no model in the folder yet: trained there
+    (path / "model.pt").parent.mkdir(parents=True)
+    (path / "model.pt").touch()
+    (path / "report.json").touch()
+    assert lq.lam_run_dir("cheetah_laom", "lapo", 1, quick=True) == path.with_name("lapo-s1")  # no model: trains
+    trained.clear()
+    assert lq.lam_run_dir("cheetah_laom", "laof", 3, quick=True) == path and trained == []  # finished: found
+
+
+def _fake_imitation(bench, monkeypatch, tmp_path):
+    """Replace bench_imitation's data, latent models and training; returns the list of imitate calls."""
+    bi, lq = bench.bench_imitation, bench.bench_latent_quality
+    calls = []
+    monkeypatch.setattr(lq, "dataset", lambda cell, seed, quick, progress=True: tmp_path / f"{cell}-data-s{seed}")
+    monkeypatch.setattr(lq, "lam_run_dir",
+                        lambda cell, name, seed, quick=False, progress=True: tmp_path / "lam" / f"{name}-s{seed}")
+    monkeypatch.setattr(bi, "mean_return", lambda data: 200.0 + int(str(data)[-1]))  # data seed s: 200 + s
+
+    def imitate(cfg, data, out, progress=True):
+        calls.append((cfg, Path(data), Path(out)))
+        name = Path(out).name.rsplit("-s", 1)[0]
+        ret = _returns(name, cfg.seed)
+        return {"run_dir": str(out), "config": json.loads(json.dumps(cfg.to_dict())),
+                "returns": {"train": {"mean": ret}, "eval": {"mean": ret - 1}}, "action_mse": {"eval": 0.5},
+                "spread": 0.8}
+
+    monkeypatch.setattr(bi, "imitate", imitate)
+    monkeypatch.setattr(bi, "random_returns", lambda data, cfg, root, progress: {"train": {"mean": 10.0},
+                                                                                 "eval": {"mean": 9.0}})
+    monkeypatch.setattr(bi, "latencies", lambda reports, frame_stack: {})
+    monkeypatch.setattr(bi, "plot_normalised_returns", lambda *a, **k: None)
+    return calls
+
+
+def test_imitation_seed_s_uses_its_own_dataset_and_latent_model(bench, monkeypatch, tmp_path):
+    bi = bench.bench_imitation
+    calls = _fake_imitation(bench, monkeypatch, tmp_path)
+    methods = ["bc_labels", "lapo_bc", "laof_bc", "laof_lafp"]
+    r = _run(monkeypatch, bi, ["--quick", "--no-progress", "--seeds", "3", "--methods", ",".join(methods)])
+    seed_major = [(s, f"{m}-s{s}") for s in range(3) for m in methods]
+    assert [(c[0].seed, c[2].name) for c in calls] == seed_major
+    lams = {"lapo_bc": "lapo", "laof_bc": "laof", "laof_lafp": "laof"}
+    for cfg, data, out in calls:
+        name = out.name.rsplit("-s", 1)[0]
+        assert data == tmp_path / f"cheetah_laom-data-s{cfg.seed}"
+        assert out == bi.run_dir(name, cfg.seed, "laom", quick=True)
+        assert cfg.lam_run == (str(tmp_path / "lam" / f"{lams[name]}-s{cfg.seed}") if name in lams else None)
+    assert r["datasets"] == [str(tmp_path / f"cheetah_laom-data-s{s}") for s in range(3)]
+    assert r["data_returns"] == [200.0, 201.0, 202.0] and r["data_return"] == 201.0
+    # each seed normalised by its own dataset's return
+    assert r["ret_laof_bc_seeds"] == [round(_returns("laof_bc", s) / (200 + s), 3) for s in range(3)]
+    # the claims: one-sided permutation tests over the seeds' values, Holm-adjusted as one family
+    values = {m: [_returns(m, s) / (200 + s) for s in range(3)] for m in methods}
+    raw = {k: stats.permutation_test(values[a], values[b], alternative="greater") for k, (a, b) in bi.CLAIMS.items()}
+    adjusted = stats.holm(raw)
+    assert len(raw) == 3
+    for k in raw:
+        assert r[f"p_raw_{k}"] == float(f"{raw[k]:.3g}")
+        assert r[f"p_{k}"] == float(f"{adjusted[k]:.3g}")
+    assert any(adjusted[k] > raw[k] for k in raw)  # adjusted, not the raw values again
+    assert r["spread_laof_bc"] == 0.8 and r["targets"]["spread_laof_bc_ge_0.7"] is True
+
+
+def test_imitation_variants_run_only_by_name(bench, monkeypatch, tmp_path):
+    bi = bench.bench_imitation
+    assert set(bi.VARIANTS).isdisjoint(bi.METHODS)
+    calls = _fake_imitation(bench, monkeypatch, tmp_path)
+    _run(monkeypatch, bi, ["--quick", "--no-progress", "--seeds", "1", "--methods", "laof_bc_sample"])
+    (cfg, _, out), = calls
+    assert (cfg.latent, cfg.policy, cfg.decoder, out.name) == ("laof", "bc", "sample", "laof_bc_sample-s0")
+
+
+def test_imitation_keeps_no_rows_of_other_datasets(bench):
+    bi = bench.bench_imitation
+    args = argparse.Namespace(quick=False, level="laom")
+    datasets = [f"runs/datasets/cheetah-run/laom-ar4-quick-s{s}-lq" for s in range(5)]
+    old_one_dataset = {"dataset": "runs/datasets/cheetah-run/laom-ar4-quick-s0", "level": "laom", "seeds": 5,
+                       "ret_bc_labels_seeds": [0.1] * 5}
+    with pytest.raises(SystemExit, match="run every method"):
+        bi.kept_rows(old_one_dataset, ["laof_bc"], args, datasets, 5)
+    same = {**old_one_dataset, "datasets": [f"/elsewhere/{d}" for d in datasets]}
+    assert bi.kept_rows(same, ["laof_bc"], args, datasets, 5) == {"bc_labels": {"ret": [0.1] * 5}}
+
+
+def _fake_train(bench, monkeypatch):
+    """Replace bench_train's env timing, imitation runs and PPO; returns (train calls, imitation_run calls)."""
+    bt, bi = bench.bench_train, bench.bench_imitation
+    runs, built = [], []
+    monkeypatch.setattr(bt, "env_only_sps", lambda cfg: 100.0)
+    monkeypatch.setattr(bi, "imitation_run",
+                        lambda name, seed, level="laom", quick=False, progress=True: built.append((name, seed, level)))
+
+    def train(cfg, out, resume=False, progress=True):
+        runs.append((cfg, Path(out)))
+        ret = _returns(Path(out).name.rsplit("-s", 1)[0], cfg.seed)
+        return {"eval_history": [{"step": 0, "mean": 10.0}, {"step": 2048, "mean": ret}], "final": {"mean": ret},
+                "best_eval": {"mean": ret}, "steps_per_s": 80.0}
+
+    monkeypatch.setattr(bt, "train", train)
+    written = []
+    monkeypatch.setattr(bt, "write_result", lambda name, result: written.append(name))
+    return runs, built, written
+
+
+def test_ppo_seed_s_acts_around_imitation_seed_s(bench, monkeypatch):
+    bt, bi = bench.bench_train, bench.bench_imitation
+    runs, built, written = _fake_train(bench, monkeypatch)
+    r = _run(monkeypatch, bt, ["--no-progress", "--seeds", "5"])
+    assert [(c.seed, out.name) for c, out in runs] == [(s, f"{row}-s{s}") for s in range(5) for row in bt.ROWS]
+    assert bt.IMITATION["laof"] == "laof_bc"  # the main job's start: TrainConfig's default latent policy
+    for cfg, out in runs:
+        row = out.name.rsplit("-s", 1)[0]
+        assert out.parent == bt.run_root(False)
+        if row in bt.IMITATION:
+            assert cfg.latent_policy == str(bi.run_dir(bt.IMITATION[row], cfg.seed, "laom", quick=False))
+            assert cfg.latent_seed == cfg.seed and cfg.resolved_latent_seed == cfg.seed
+            assert cfg.policy == bi.METHODS[bt.IMITATION[row]].get("policy", "bc")
+        else:
+            assert cfg.latent_policy is None and cfg.latent == "none"
+    assert sorted(built) == sorted((bt.IMITATION[row], s, "laom") for s in range(5) for row in bt.IMITATION)
+    assert written == ["train"]  # every row, 5 seeds: the table's file
+    assert r["frames"] == r["total_steps"] * r["action_repeat"] == 80_000
+    values = {row: [_returns(row, s) for s in range(5)] for row in bt.ROWS}
+    raw = {k: stats.permutation_test(values[a], values[b], alternative="greater") for k, (a, b) in bt.CLAIMS.items()}
+    adjusted = stats.holm(raw)
+    assert set(raw) == {"laof_vs_action_residual", "laof_vs_drq", "laof_vs_none", "laof_vs_lapo"}
+    for k in raw:
+        assert r[f"p_{k}"] == float(f"{adjusted[k]:.3g}") and r[f"p_raw_{k}"] == float(f"{raw[k]:.3g}")
+    assert r["ret_laof_seeds"] == values["laof"] and "ret_laof_lo" in r and "sps_env_only" in r
+    assert set(r["targets"]) == {"ret_laof_lo_gt_ret_action_residual_hi", "ret_laof_lo_gt_ret_drq_hi",
+                                 "ret_laof_ge_1.25_first_eval_laof", "sps_laof_ge_0.7_env_only"}
+
+
+def test_a_partial_train_run_does_not_write_train_json(bench, monkeypatch):
+    bt = bench.bench_train
+    runs, built, written = _fake_train(bench, monkeypatch)
+    _run(monkeypatch, bt, ["--no-progress", "--seeds", "2", "--latents", "laof,action_residual,none"])
+    assert written == ["train_partial"]
+    written.clear()
+    _run(monkeypatch, bt, ["--no-progress", "--seeds", "2"])  # every row, too few seeds
+    assert written == ["train_partial"]
+    written.clear()
+    _run(monkeypatch, bt, ["--quick", "--no-progress", "--latents", "laof"])  # a smoke run writes nothing
+    assert written == []
+    assert all(dataclasses.replace(c) == c for c, _ in runs)  # every config is valid

@@ -241,14 +241,15 @@ def kept_rows(old: dict, methods: list[str], args: argparse.Namespace, datasets:
     """The per-seed values of the methods this run does not re-run, from the committed JSON, so that re-running
     some rows (``--methods``: e.g. the latent rows after the default flow tier changed) rewrites the table
     without re-running the rest. Only from ``old`` (the committed JSON) of the same per-seed datasets, level
-    and seeds: a JSON of other data (the one-dataset rows before issue 31, with no ``datasets``) is refused."""
+    and seeds: a JSON of other data (the one-dataset rows before issue 31, with no ``datasets``) gives none."""
     if args.quick or set(METHODS) <= set(methods) or not old:
         return {}
     if not same_datasets(old.get("datasets"), datasets) or (old.get("level"), old.get("seeds")) != (args.level,
                                                                                                    seeds):
-        raise SystemExit(f"--methods re-runs some rows of {RESULTS.name}, which was made on "
-                         f"{old.get('datasets') or old.get('dataset')} (level {old.get('level')}, {old.get('seeds')} "
-                         f"seeds), not {datasets} ({args.level}, {seeds}): run every method")
+        print(f"{RESULTS.name} was made on {old.get('datasets') or old.get('dataset')} (level {old.get('level')}, "
+              f"{old.get('seeds')} seeds), not {datasets} ({args.level}, {seeds}): none of its rows is kept",
+              flush=True)
+        return {}
     keys = ("ret", "raw_ret", "ret_heldout", "raw_ret_heldout", "action_mse", "spread")
     return {name: {k: old[f"{k}_{name}_seeds"] for k in keys if f"{k}_{name}_seeds" in old}
             for name in ALL_METHODS if name not in methods and f"ret_{name}_seeds" in old}

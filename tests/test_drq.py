@@ -108,6 +108,7 @@ def _tiny_model(cfg: TrainConfig, venv):
     return DrQ(cfg, venv.observation_space, venv.action_space)
 
 
+@pytest.mark.slow  # 14 s idle: hundreds of env steps through the replay buffer
 def test_the_buffer_gives_back_the_stacks_the_env_observed(one_thread):
     """300 random steps of 2 pixel envs (125-step episodes, so two episode ends each) stored through DrQ.observe:
     every kept slot's stack is the env's observation there, the last ones of episodes their terminal observation,

@@ -117,7 +117,8 @@ class CountingSim:
         return getattr(self.sim, name)
 
 
-@pytest.mark.parametrize("backend", ["envpool", "dm_control"])
+# envpool: 17-27 s idle (a slow test); dm_control: 2-4 s
+@pytest.mark.parametrize("backend", [pytest.param("envpool", marks=pytest.mark.slow), "dm_control"])
 def test_truncation_terminal_observation_and_one_batched_reset(backend):
     venv = envs.make("cheetah-run", num_envs=3, backend=backend, action_repeat=50, monitor=False)
     venv.sim = CountingSim(venv.sim)
@@ -145,7 +146,8 @@ def test_truncation_terminal_observation_and_one_batched_reset(backend):
     venv.close()
 
 
-@pytest.mark.parametrize("backend", ["envpool", "dm_control"])
+# envpool: 17-27 s idle (a slow test); dm_control: 2-4 s
+@pytest.mark.parametrize("backend", [pytest.param("envpool", marks=pytest.mark.slow), "dm_control"])
 def test_an_env_returns_exactly_to_its_last_common_episode_start(backend):
     """What an agent's exact resume rests on (envs.vec_env): a new env sent back to the envs' last common episode
     start (the earlier resets replayed on a fresh pool, the distractors' state restored) and stepped with the

@@ -52,6 +52,7 @@ def _coverage(z: torch.Tensor) -> tuple[float, float]:
     return near[0], near[1]
 
 
+@pytest.mark.slow  # 9 s idle: two policies trained to convergence on a bimodal toy
 def test_flow_matching_covers_both_modes_where_bc_collapses_to_the_mean():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

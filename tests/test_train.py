@@ -98,6 +98,7 @@ def test_the_agent_starts_from_the_latent_bc_policy(latent_policies):
         venv.close()
 
 
+@pytest.mark.slow  # 16 s idle: a PPO update on the residual env
 def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the_principal_directions(
         latent_policies, tmp_path):
     from stable_baselines3 import PPO

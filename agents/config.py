@@ -121,6 +121,20 @@ EXPERT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def seeded_folder(folder: str | None, seed: int) -> str | None:
+    """An upstream run folder with ``{seed}`` replaced by ``seed`` (one run per seed); None stays None."""
+    return None if folder is None else folder.replace("{seed}", str(seed))
+
+
+def asked_seed(folder: str | None, explicit: int | None, agent_seed: int) -> int | None:
+    """The seed an upstream run folder given to the agent must record: the explicit one (``latent_seed``,
+    ``skills_seed``), else the agent's where the folder names ``{seed}`` (filled with it); None: no check (a
+    fixed folder, or one the pipeline finds or builds for the seed itself)."""
+    if explicit is not None:
+        return explicit
+    return agent_seed if folder is not None and "{seed}" in folder else None
+
+
 TRAIN_LATENTS = ("none", "lapo", "laom", "laof", "laof-action", "sof", "action_residual", "labels_residual")
 #: the raw-action residual spaces (``agents.latent_env.ResidualActionVecEnv``) -> the ``latent`` of the imitation
 #: run they act around: the decoded LAOF latent BC policy, or BC on the labelled transitions only
@@ -179,7 +193,9 @@ class TrainConfig:
     #                               held at its pretrained start while the value function catches up)
     # ---- SOF skills (latent "sof"): one decision per H-step chunk; steps, evaluations and checkpoints still
     # count environment steps, and the discount per decision is gamma^H
-    skills: str | None = None  # a skills run folder (python -m rl_laof.skills); None: runs/skills/<domain>-...
+    skills: str | None = None  # a skills run folder (python -m rl_laof.skills; "{seed}" = the skills seed); None:
+    #                            runs/skills/<domain>-... of the skills seed
+    skills_seed: int | None = None  # the skills run's seed; None: the agent's seed; skills of another seed are refused
     skill_action: str = "tokens"  # "tokens": multi-discrete FSQ codes; "continuous": the pre-quantisation code
     kl_coef: float = 0.0  # SPiRL-style: chunk reward -= kl_coef (log pi(tokens|o) - log prior(tokens|o, task))
     skill_init_steps: int = 300  # distillation steps that start the agent as the skill prior
@@ -324,14 +340,33 @@ class TrainConfig:
     def resolved_latent_policy(self) -> str | None:
         """``latent_policy`` with ``{seed}`` replaced by the latent seed (one imitation run per seed: e.g.
         ``runs/bench/imitation/full/laom/laof_bc-s{seed}``)."""
-        if self.latent_policy is None:
-            return None
-        return self.latent_policy.replace("{seed}", str(self.resolved_latent_seed))
+        return seeded_folder(self.latent_policy, self.resolved_latent_seed)
 
     @property
     def resolved_latent_seed(self) -> int:
         """The imitation seed of the latent policy the pipeline builds: ``latent_seed``, else the agent's."""
         return self.seed if self.latent_seed is None else self.latent_seed
+
+    @property
+    def asked_latent_seed(self) -> int | None:
+        """The imitation seed a given latent policy must have been trained with (:func:`asked_seed`)."""
+        return asked_seed(self.latent_policy, self.latent_seed, self.seed)
+
+    @property
+    def resolved_skills(self) -> str | None:
+        """``skills`` with ``{seed}`` replaced by the skills seed (one skills run per seed: e.g.
+        ``runs/bench/skills/full/sof-s{seed}``)."""
+        return seeded_folder(self.skills, self.resolved_skills_seed)
+
+    @property
+    def resolved_skills_seed(self) -> int:
+        """The seed of the skills run: ``skills_seed``, else the agent's."""
+        return self.seed if self.skills_seed is None else self.skills_seed
+
+    @property
+    def asked_skills_seed(self) -> int | None:
+        """The seed a given skills run must have been trained with (:func:`asked_seed`)."""
+        return asked_seed(self.skills, self.skills_seed, self.seed)
 
     @property
     def resolved_action_repeat(self) -> int:
@@ -344,6 +379,8 @@ class TrainConfig:
             latent += f"-res{self.residual_pcs}"
         if self.latent_seed is not None and self.latent_seed != self.seed:
             latent += f"-l{self.latent_seed}"
+        if self.latent == "sof" and self.skills_seed is not None and self.skills_seed != self.seed:
+            latent += f"-k{self.skills_seed}"
         return f"{self.algo}-{latent}-{self.obs}-{self.preset}-s{self.seed}"
 
     def resolved_algo_kwargs(self) -> dict[str, Any]:

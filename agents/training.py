@@ -124,7 +124,8 @@ def env_mismatches(cfg: TrainConfig, meta: dict, data: dict | None) -> list[str]
 
 def load_latent_space(cfg: TrainConfig, policy_dir: Path):
     """(the latent policy, its metadata), checked against the env the agent will see (:func:`env_mismatches`), the
-    latent and policy type its action space needs and, where ``cfg.latent_seed`` is set, the imitation seed. The
+    latent and policy type its action space needs and, where one is asked (``cfg.asked_latent_seed``), the
+    imitation seed. The
     metadata gains ``data``, the policy's data record (None where none is kept)."""
     policy, meta = load_latent_policy(policy_dir, cfg.seed)
     meta["data"] = recorded_data(policy_dir, meta)
@@ -134,11 +135,21 @@ def load_latent_space(cfg: TrainConfig, policy_dir: Path):
         problems.append(f"latent {icfg['latent']} / {icfg['policy']}")
     if cfg.latent == "labels_residual" and icfg.get("relabel", "none") != "none":
         problems.append(f"BC on {icfg['relabel']}-relabelled transitions (not on the labels)")
-    if cfg.latent_seed is not None and icfg["seed"] != cfg.latent_seed:
-        problems.append(f"imitation seed {icfg['seed']} (not latent_seed {cfg.latent_seed})")
+    problems += seed_mismatch("imitation", icfg["seed"], cfg.asked_latent_seed, cfg.latent_seed)
     if problems:
         raise ValueError(f"{policy_dir}: the latent policy was made for {', '.join(problems)}; pass --rebuild")
     return policy, meta
+
+
+def seed_mismatch(what: str, recorded: int, asked: int | None, explicit: int | None) -> list[str]:
+    """The problem, as "theirs (not ours)", when an upstream run given to the agent records another seed than the
+    one asked (``TrainConfig.asked_latent_seed`` / ``asked_skills_seed``: the explicit ``latent_seed`` /
+    ``skills_seed``, else the agent's where the folder names ``{seed}``); none when nothing is asked."""
+    if asked is None or int(recorded) == asked:
+        return []
+    field = {"imitation": "latent_seed", "skills": "skills_seed"}[what]
+    return [f"{what} seed {recorded} (not {field} {asked})" if explicit is not None
+            else f"{what} seed {recorded} (not the agent's seed {asked})"]
 
 
 def load_skill_space(cfg: TrainConfig, run: str | Path | None):
@@ -158,6 +169,9 @@ def load_skill_space(cfg: TrainConfig, run: str | Path | None):
         problems.append(f"action repeat {meta['action_repeat']}")
     if problems:
         raise ValueError(f"{run}: the skills were learned for {', '.join(problems)}; set the env to match")
+    if wrong := seed_mismatch("skills", meta["config"]["seed"], cfg.asked_skills_seed, cfg.skills_seed):
+        raise ValueError(f"{run}: the skills run is of {wrong[0]}: pass the skills run of that seed (skills "
+                         "'...-s{seed}' loads the agent's seed's) or set skills_seed")
     return SkillPolicy(tok, prior, translator, meta["tasks"].index(cfg.task), cfg.seed), {**meta, "run": str(run)}
 
 
@@ -414,7 +428,7 @@ def action_space(cfg: TrainConfig, latent_policy: str | Path | None, skills: str
     policy, meta = load_latent_space(cfg, policy_dir) if policy_dir is not None else (None, None)
     if cfg.latent != "sof":
         return ActionSpace(policy_dir, policy, meta)
-    skill_policy, skill_meta = load_skill_space(cfg, skills if skills is not None else cfg.skills)
+    skill_policy, skill_meta = load_skill_space(cfg, skills if skills is not None else cfg.resolved_skills)
     return ActionSpace(policy_dir, policy, meta, skill_policy, skill_meta, skill_policy.cfg.chunk)
 
 
@@ -550,6 +564,7 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
         "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run.dir),
         "latent_policy": _folder(space.latent_policy_dir), "initialised": start.copied,
         "latent_seed": space.meta["config"]["seed"] if space.meta else None,
+        "skills_seed": space.skill_meta["config"]["seed"] if space.skill_meta else None,
         # the final evaluation's executed actions: their spread over the expert's on the latent policy's data
         "spread": agent_spread(space.meta, executed),
         "train_seconds": round(train_s, 1), "eval_seconds": round(seconds["eval"], 1),

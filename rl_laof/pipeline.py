@@ -199,15 +199,16 @@ def tuned_latent_policy(cfg: TrainConfig, lam_overrides: dict[str, Any], imitati
 
 
 def skills(cfg: TrainConfig) -> Path | None:
-    """The skills run for an agent with latent "sof": ``cfg.skills``, else the newest finished skills run of
-    the preset and seed whose tasks include ``cfg.task`` (None if there is none: skills are built by hand, see
-    docs/skills.md). None for the other latents."""
+    """The skills run for an agent with latent "sof": ``cfg.skills`` (its ``{seed}`` filled with the skills seed),
+    else the newest finished skills run of the preset and skills seed whose tasks include ``cfg.task`` (None if
+    there is none: skills are built by hand, see docs/skills.md). None for the other latents."""
     if cfg.latent != "sof":
         return None
     if cfg.skills is not None:
-        return Path(cfg.skills)
+        return Path(cfg.resolved_skills)
     domain = cfg.task.split("-")[0]
-    runs = sorted(skills_dirs(f"{domain}-multitask", cfg.preset, cfg.seed), key=_modified, reverse=True)
+    runs = sorted(skills_dirs(f"{domain}-multitask", cfg.preset, cfg.resolved_skills_seed), key=_modified,
+                  reverse=True)
     for run in runs:
         if (run / "translator.pt").exists() and cfg.task in read_json(run / "config.json").get("tasks", []):
             return run

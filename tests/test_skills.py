@@ -304,6 +304,9 @@ def test_skills_cli_all_stages(skill_dataset, tmp_path):
     tokens = report["tokens"]
     assert tokens["zero_flow_l1"] > 0 and np.isfinite(tokens["flow_l1"]) and 1 <= tokens["codes_used"] <= 1000
     assert np.isfinite(tokens["prior_nll_per_token"])
+    assert tokens["split"] == "eval" and 0 < tokens["code_usage"] <= 1 and tokens["perplexity"] >= 1
+    assert np.isfinite(tokens["recon_vs_zero"]) and np.isfinite(tokens["recon_vs_mean"])
+    assert report["collapsed"] == tokens["collapsed"]
     for f in ("tokenizer.pt", "prior.pt", "translator.pt", "report.json", "config.json"):
         assert (out / f).exists()
     assert not (out / "checkpoints" / "tokenizer.pt").exists()  # finished stages leave no checkpoint

@@ -28,8 +28,8 @@ from rl_laof.lam.config import LAM_METHODS
 
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.imitation", __doc__, IMITATION_PRESETS,
-                     "quick: 2000 policy steps of batch 64, width 16 (minutes on 2 cores); "
-                     "paper: 50k steps of 256, width 32")
+                     "quick: 8000 policy steps of batch 64, width 32 (about 8 min on 2 cores); "
+                     "paper: 50k steps of 256, width 32, 512 features")
     p.add_argument("--latent", default="laof", choices=["none", *LAM_METHODS],
                    help="the latent action model whose latents the policy predicts; none: predict actions")
     p.add_argument("--policy", default="bc", choices=["bc", "lafp"], help="behaviour cloning or LAFP flow matching")

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from rl_laof import pipeline
-from rl_laof.cli import add_run_flags, given, print_summary, run, stage_config, stage_parser
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.commands._common import stage_dataset
 from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam.config import LAM_METHODS
 
@@ -69,12 +70,7 @@ def config_from_args(args: argparse.Namespace) -> ImitationConfig:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
-    dataset = args.dataset
-    if dataset is not None:
-        pipeline.check_dataset_task(dataset, args.task if given(args, "task") else None)
-    else:
-        flow = cfg.latent.removesuffix("-action") == "laof"
-        dataset = pipeline.default_dataset(args.task, args.preset, flow, progress=not args.no_progress)
+    dataset = stage_dataset(args, flow=cfg.latent.removesuffix("-action") == "laof")
     report = pipeline.imitation(cfg, dataset, args.out, progress=not args.no_progress)
     summary = {"run": report["run_dir"], "tag": report["tag"], "ms_per_action": report["ms_per_action"],
                **{f"return_{bg}": round(r["mean"], 1) for bg, r in report["returns"].items()}}

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rl_laof import distributed as dist
-from rl_laof import pipeline
-from rl_laof.cli import add_run_flags, given, print_summary, run, stage_config, stage_parser
+from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
+from rl_laof.commands._common import stage_dataset
 from rl_laof.config_file import config_section
 from rl_laof.lam.config import LAM_METHODS, LAM_PRESETS, LAMConfig
 from rl_laof.lam.training import train_lam
@@ -56,13 +56,7 @@ def config_from_args(args: argparse.Namespace) -> LAMConfig:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
-    dataset = args.dataset
-    if dataset is not None:
-        pipeline.check_dataset_task(dataset, args.task if given(args, "task") else None)
-    else:
-        dataset = pipeline.default_dataset(args.task, args.preset, cfg.flow_method if cfg.resolved().flow_weight > 0
-                                           else None,
-                                           progress=not args.no_progress)
+    dataset = stage_dataset(args, flow=cfg.flow_method if cfg.resolved().flow_weight > 0 else None)
     try:
         report = train_lam(cfg, dataset, args.out, progress=not args.no_progress)
         main_process = dist.is_main()

@@ -3,17 +3,22 @@ LAOF's latent space vs raw-action residuals, over five seeds, each with its own 
 
     python benchmarks/bench_skills.py [--quick] [--seeds 5]
 
-Multi-task walker (walker-stand, walker-walk, walker-run), hard distractors, 64 px, action repeat 2. Seed s uses
+Multi-task walker (walker-stand, walker-walk, walker-run), LAOM-level distractors, 64 px, action repeat 2. Seed s uses
 only its own runs, built first and cached under ``runs/`` (a rerun resumes them):
 
 1. data seed s: per task, a dataset collected with seed s (16 train + 4 eval + 2 held-out-background episodes of
    250 steps; ``--quick``: 6 + 2 + 0 of 100) by the task's expert (state PPO of seed 0, 1M agent steps;
-   ``--quick``: 300k; one expert per task for every seed), exact flow, merged into one multi-task dataset;
+   ``--quick``: 300k; one expert per task for every seed), exact and RGB-estimated flow, merged into one multi-task
+   dataset;
 2. the label budget, the same for every method: 2 whole labelled trajectories per task (``traj-2``);
-3. SOF (``rl_laof.skills``, quick preset, seed s) on the multi-task video. Its tokenizer is checked on the held-out
+3. SOF (``rl_laof.skills``, quick preset, seed s) on the multi-task video, twice: ``sof`` on the library's default
+   flow tier (``SkillsConfig().flow_tier``, ``rgb``: RGB flow, no mask, nothing from the simulator) and
+   ``sof_oracle`` on the oracle tier (the simulator's exact flow x agent mask: privileged, the upper bound). Each
+   tokenizer is checked on the held-out
    (eval split) windows first: a collapsed one (``collapsed`` in its report: one code, or a code usage below
    ``rl_laof.skills.evaluation.COLLAPSE_FLOOR``) stops the benchmark with an error naming the run and its usage;
-4. LAOF (``rl_laof.lam``, quick preset, seed s) on the same multi-task video, then per task latent BC
+4. LAOF (``rl_laof.lam``, quick preset, seed s, the library's default flow tier) on the same multi-task video, then
+   per task latent BC
    (``laof_bc``) and LAFP (``laof_lafp``) with their decoders on the task's labels, and BC on the labels only
    (``bc_labels``), each imitation seed s;
 5. each policy evaluated per task on EnvPool pixels with the data's backgrounds (``ret_*``) and held-out background
@@ -26,10 +31,11 @@ only its own runs, built first and cached under ``runs/`` (a rerun resumes them)
 
 Reported: each figure is the mean over seeds with its 95 % bootstrap interval (``rl_laof.stats.interval``: ``_lo``
 / ``_hi``; per seed ``_seeds``): ``sof_code_usage``, ``sof_perplexity``, ``sof_recon_vs_zero``,
-``sof_recon_vs_mean`` (held-out windows), ``ret_<method>`` (mean over the three tasks; per task
-``ret_<method>_<task>``; ``ret_heldout_*`` the same on held-out backgrounds) for sof, laof_bc, laof_lafp and
-bc_labels, ``ppo_<row>`` (final return, 8 episodes) with ``ppo_<row>_first_eval`` (at step 0). ``p_sof_vs_laof_bc``
-and ``p_ppo_sof_vs_action_residual``: one-sided exact permutation tests over seeds, Holm-adjusted together
+``sof_recon_vs_mean`` (held-out windows; ``sof_oracle_*`` the same for the oracle tier), ``ret_<method>`` (mean over
+the three tasks; per task ``ret_<method>_<task>``; ``ret_heldout_*`` the same on held-out backgrounds) for sof,
+sof_oracle, laof_bc, laof_lafp and bc_labels, ``ppo_<row>`` (final return, 8 episodes) with
+``ppo_<row>_first_eval`` (at step 0). ``p_sof_vs_laof_bc`` and ``p_ppo_sof_vs_action_residual``: one-sided exact
+permutation tests over seeds, Holm-adjusted together
 (``bench_imitation.one_sided_claims``). Targets: sof_code_usage >= 0.5; ret_sof_lo > ret_laof_bc_hi;
 ppo_sof_lo > ppo_action_residual_hi; ppo_sof >= 1.25 x ppo_sof_first_eval.
 
@@ -61,7 +67,7 @@ from rl_laof.skills.config import SKILLS_PRESETS, SkillsConfig
 
 TASKS = ("walker-stand", "walker-walk", "walker-run")
 PPO_TASK = "walker-walk"
-LEVEL = "hard"
+LEVEL = "laom"  # issue 32: the LAOM level, as the latent-quality benchmark's primary cell
 ACTION_REPEAT = 2
 LABEL_TRAJECTORIES = 2
 DEFAULT_SEEDS = 5
@@ -76,7 +82,9 @@ QUICK = dict(expert_steps=300_000, episodes=6, eval_episodes=2, heldout=0, episo
 #: imitation rows per task: name -> ImitationConfig changes
 IMITATION = {"laof_bc": dict(latent="laof", policy="bc"), "laof_lafp": dict(latent="laof", policy="lafp"),
              "bc_labels": dict(latent="none", policy="bc")}
-METHODS = ("sof", *IMITATION)
+#: SOF rows: name -> the flow tier its skills learn from (the library's default; the oracle, privileged, beside it)
+SOF_TIERS = {"sof": SkillsConfig().flow_tier, "sof_oracle": "oracle"}
+METHODS = (*SOF_TIERS, *IMITATION)
 #: PPO rows on walker-walk: name -> TrainConfig changes ("{seed}" folders filled with PPO seed s)
 PPO_ROWS = {"sof": dict(latent="sof"), "sof_kl": dict(latent="sof", kl_coef=KL_COEF),
             "laof": dict(latent="laof", policy="bc"), "action_residual": dict(latent="action_residual")}
@@ -125,22 +133,23 @@ def build_data(size: dict, tag: str, seed: int, progress: bool) -> tuple[dict[st
                              label_fractions=(0.0,), label_trajectories=(1, 2, 4), seed=seed)
         out = runs_root() / "datasets" / task / f"{LEVEL}-ar{ACTION_REPEAT}-skills-{tag}-s{seed}"
         pipeline.dataset(ccfg, out, progress=progress)
-        fill_flow(out, "exact", progress=progress)
+        for method in ("exact", "estimate"):  # the oracle tier's, and the default (rgb) tier's
+            fill_flow(out, method, progress=progress)
         datasets[task] = out
     merged = merge_datasets(list(datasets.values()), runs_root() / "datasets" / "walker-multitask" /
                             f"{LEVEL}-ar{ACTION_REPEAT}-skills-{tag}-s{seed}", progress=progress)
     return datasets, merged
 
 
-def sof_run(size: dict, merged: Path, root: Path, seed: int, progress: bool) -> dict:
-    """Seed ``seed``'s skills run (``sof-s<seed>``) and its report (cached as its report.json); refused when its
-    tokenizer collapsed."""
+def sof_run(size: dict, merged: Path, root: Path, seed: int, progress: bool, row: str = "sof") -> dict:
+    """Seed ``seed``'s skills run of SOF row ``row`` (``<row>-s<seed>``, on the row's flow tier) and its report
+    (cached as its report.json); refused when its tokenizer collapsed."""
     from rl_laof.skills.evaluation import token_report, write_report
     from rl_laof.skills.training import SkillRun
 
     cfg = from_preset(SkillsConfig, SKILLS_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES, seed=seed,
-                      **{**EVAL, **size["skills"]})
-    run = SkillRun(cfg, merged, root / f"sof-s{seed}")
+                      flow_tier=SOF_TIERS[row], **{**EVAL, **size["skills"]})
+    run = SkillRun(cfg, merged, root / f"{row}-s{seed}")
     path = run.dir / "report.json"
     if path.exists() and read_json(path).get("config") == json.loads(json.dumps(cfg.to_dict())):
         report = read_json(path)
@@ -185,17 +194,17 @@ def seed_values(size: dict, tag: str, root: Path, base: TrainConfig, seed: int, 
     t = time.perf_counter()
     datasets, merged = build_data(size, tag, seed, progress)
     lap = _lap(timings, "data_s", t)
-    sof = sof_run(size, merged, root, seed, progress)
+    sof = {row: sof_run(size, merged, root, seed, progress, row) for row in SOF_TIERS}
     lap = _lap(timings, "sof_s", lap)
-    tokens = sof["tokens"]
-    out = {f"sof_{k}": float(tokens[k]) for k in ("code_usage", "perplexity", "recon_vs_zero", "recon_vs_mean")}
+    out = {f"{row}_{k}": float(sof[row]["tokens"][k]) for row in SOF_TIERS
+           for k in ("code_usage", "perplexity", "recon_vs_zero", "recon_vs_mean")}
     lam, imitation = imitation_runs(size, datasets, merged, root, seed, progress)
     lap = _lap(timings, "laof_imitation_s", lap)
     out["laof_probe_linear_action_mse"] = float(lam["probes"]["eval"]["linear_action_mse"])
     out["laof_probe_mean_action_mse"] = float(lam["probes"]["eval"]["mean_action_mse"])
     for bg, prefix in BACKGROUNDS:
         for method in METHODS:
-            per_task = {task: (sof["returns"][task] if method == "sof" else imitation[task][method]["returns"])
+            per_task = {task: (sof[method]["returns"][task] if method in sof else imitation[task][method]["returns"])
                         [bg]["mean"] for task in TASKS}
             out.update({f"{prefix}_{method}_{task}": float(v) for task, v in per_task.items()})
             out[f"{prefix}_{method}"] = float(sum(per_task.values()) / len(TASKS))
@@ -269,7 +278,10 @@ def main() -> dict:
     per_seed = [seed_values(size, tag, root, base, seed, timings, progress) for seed in range(seeds)]  # seed-major
     result: dict = {"tasks": list(TASKS), "quick": args.quick, "seeds": seeds, "distractors": LEVEL,
                     "labels": f"traj-{LABEL_TRAJECTORIES} per task", "ppo_task": PPO_TASK,
-                    "ppo_frames": base.total_steps * ACTION_REPEAT, "kl_coef_sof_kl": KL_COEF}
+                    "ppo_frames": base.total_steps * ACTION_REPEAT, "kl_coef_sof_kl": KL_COEF,
+                    "flow_tier": SOF_TIERS["sof"], "sof_flow_tiers": SOF_TIERS, "laof_flow_tier": LAMConfig().flow_tier,
+                    "privileged": {"sof_oracle": "the simulator's exact flow and agent mask (the upper bound)",
+                                   "labels": f"{LABEL_TRAJECTORIES} whole labelled trajectories per task"}}
     values, summary = summarise(per_seed)
     result.update(values)
     result.update(one_sided_claims({k: [s[k] for s in per_seed] for pair in CLAIMS.values() for k in pair}, CLAIMS))

@@ -74,6 +74,23 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def strip_simulator(path) -> None:
+    """Make a dataset folder what a video without a simulator holds: frames, actions, rewards and the RGB flow
+    file; no simulator array (``rl_laof.flow.tiers.SIMULATOR_KEYS``) and no exact flow file."""
+    import h5py
+
+    from rl_laof.data import format as fmt
+    from rl_laof.flow.tiers import SIMULATOR_KEYS
+
+    with h5py.File(path / "dataset.h5", "a") as f:
+        for split in fmt.SPLITS:
+            for ep in f.get(f"episodes/{split}", {}).values():
+                for key in SIMULATOR_KEYS:
+                    if key in ep:
+                        del ep[key]
+    fmt.flow_path(path / "dataset.h5", "exact").unlink()
+
+
 def key_mask(frames: np.ndarray) -> np.ndarray:
     """(n,3,H,W) uint8 -> (n,H,W) bool: pixels in the exact sky key colour."""
     from envs.assets import KEY_COLOR

@@ -7,6 +7,7 @@ import shutil
 import h5py
 import numpy as np
 import pytest
+from conftest import strip_simulator
 
 from rl_laof.data import format as fmt
 from rl_laof.data.dataset import VideoDataset
@@ -38,17 +39,6 @@ def _targets(path, tier: str) -> np.ndarray:
     return AgentFlowTargets(ds, "train", 0.01, cfg.agent_flow_source, 16).target
 
 
-def _strip_simulator(path) -> None:
-    """What a video without a simulator holds: frames, actions, rewards; no exact flow file."""
-    with h5py.File(path / "dataset.h5", "a") as f:
-        for split in fmt.SPLITS:
-            for ep in f.get(f"episodes/{split}", {}).values():
-                for key in SIMULATOR_KEYS:
-                    if key in ep:
-                        del ep[key]
-    fmt.flow_path(path / "dataset.h5", "exact").unlink()
-
-
 def test_tier_names_their_inputs():
     assert [flow_method(t) for t in ("oracle", "estimated", "rgb")] == ["exact", "estimate", "estimate"]
     assert [agent_source(t) for t in ("oracle", "estimated", "rgb")] == ["observed", "observed", "unmasked"]
@@ -66,7 +56,7 @@ def test_rgb_tier_reads_no_simulator_array(both_flows, tmp_path):
     before = _targets(both_flows, "rgb")
     video = tmp_path / "video"
     shutil.copytree(both_flows, video)
-    _strip_simulator(video)
+    strip_simulator(video)
     ds = VideoDataset(video)
     assert not set(SIMULATOR_KEYS) & set(ds.keys) and ds.flow_path.name == "flow-estimate.h5"
     np.testing.assert_array_equal(_targets(video, "rgb"), before)

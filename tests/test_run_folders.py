@@ -133,17 +133,23 @@ def test_imitation_and_skill_runs_refuse_another_dataset_or_latent_model(lam_dat
     with pytest.raises(ValueError, match=r"made from an earlier latent model at .*model.pt \(since replaced\)"):
         imitation.open_run(cfg, ds, out)
 
+    from rl_laof.flow.targets import fill_flow
+
     skills = tmp_path / "skills"
-    run = SkillRun(SkillsConfig(), lam_dataset, skills)
-    assert json.loads((skills / "config.json").read_text())["inputs"]["flow_file"]["path"].endswith("flow-exact.h5")
+    run = SkillRun(SkillsConfig(), lam_dataset, skills)  # the default tier (rgb): the RGB flow file
+    assert json.loads((skills / "config.json").read_text())["inputs"]["flow_file"]["path"].endswith("flow-estimate.h5")
     del run  # its lock is released with it
+    other_with_flow = tmp_path / "other" / "ds"
+    shutil.copytree(other_dataset, other_with_flow)
+    fill_flow(other_with_flow, "estimate", progress=False)
     with pytest.raises(ValueError, match="made from dataset"):
-        SkillRun(SkillsConfig(), other_dataset, skills)
-    copy = tmp_path / "copy"  # the same dataset whose exact flow is gone: the estimated flow is another input
-    shutil.copytree(lam_dataset, copy)
-    (copy / "flow-exact.h5").unlink()
-    with pytest.raises(ValueError, match="made from flow file .*flow-exact.h5, not .*flow-estimate.h5"):
-        SkillRun(SkillsConfig(), copy, skills)
+        SkillRun(SkillsConfig(), other_with_flow, skills)
+    # the same data through another flow tier (the exact flow file and the agent mask) is another run
+    with pytest.raises(ValueError, match=r"another config \(differs in \['flow_tier'\]\)"):
+        SkillRun(SkillsConfig(flow_tier="oracle"), lam_dataset, skills)
+    oracle = tmp_path / "skills-oracle"
+    SkillRun(SkillsConfig(flow_tier="oracle"), lam_dataset, oracle)
+    assert json.loads((oracle / "config.json").read_text())["inputs"]["flow_file"]["path"].endswith("flow-exact.h5")
 
 
 def test_a_flow_file_of_another_dataset_is_refused(lam_dataset, other_dataset, tmp_path, capsys):

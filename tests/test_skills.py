@@ -23,7 +23,8 @@ TINY = SkillsConfig(chunk=4, downsample=1, flow_size=8, d_model=32, heads=2, enc
 
 @pytest.fixture(scope="module")
 def skill_dataset(tmp_path_factory, gl):
-    """walker-stand + walker-walk, random actions, 2 + 1 episodes of 24 steps each, 32 px, exact flow, merged."""
+    """walker-stand + walker-walk, random actions, 2 + 1 episodes of 24 steps each, 32 px, exact and RGB-estimated
+    flow, merged."""
     from envs.config import DistractorConfig
     from rl_laof.data.collection import collect
     from rl_laof.data.config import CollectConfig
@@ -38,7 +39,8 @@ def skill_dataset(tmp_path_factory, gl):
                             episode_steps=24, image_size=32, distractors=DistractorConfig.parse("hard"), workers=1,
                             label_fractions=(0.0,), label_trajectories=(1,))
         collect(cfg, root / task, progress=False)
-        fill_flow(root / task, "exact", progress=False)
+        fill_flow(root / task, "exact", progress=False)  # the oracle tier's
+        fill_flow(root / task, "estimate", progress=False)  # the default (rgb) and estimated tiers'
         sources.append(root / task)
     return merge_datasets(sources, root / "multi", progress=False)
 
@@ -280,11 +282,45 @@ def test_translator_never_sees_unlabelled_actions(skill_dataset, tmp_path):
         run.tokenizer(progress=False)
         weights.append(run.translator(progress=False).state_dict())
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    data = ChunkData(VideoDataset(copy), TINY)
+    data = ChunkData(VideoDataset(copy, flow=TINY.flow_method), TINY)
     unlabelled = np.flatnonzero(~data.labelled)
     assert len(unlabelled) and data.labelled.sum() == 2 * (24 - TINY.chunk + 1)
     with pytest.raises(ValueError, match="unlabelled"):
         data.chunk_actions(unlabelled[:1])
+
+
+def test_each_flow_tier_builds_its_windows_from_only_what_it_may_read(skill_dataset, tmp_path):
+    """The rgb tier's windows are the same on a copy without any simulator array or exact flow, and a tokenizer
+    trains there; the oracle tier (exact flow x agent mask) differs and is zero off the agent; the tiers that need
+    the simulator say what is missing; a dataset opened with another flow file is refused."""
+    from conftest import strip_simulator
+
+    from rl_laof.data import VideoDataset
+    from rl_laof.data import format as fmt
+    from rl_laof.skills.data import ChunkData
+    from rl_laof.skills.training import SkillRun
+
+    tiers = {t: dataclasses.replace(TINY, flow_tier=t) for t in ("rgb", "estimated", "oracle")}
+    windows = {t: ChunkData(VideoDataset(skill_dataset, flow=c.flow_method), c) for t, c in tiers.items()}
+    assert windows["rgb"].agent.all()  # no mask: every cell is the agent's
+    assert not windows["oracle"].agent.all() and not windows["estimated"].agent.all()
+    oracle = windows["oracle"]
+    assert (oracle.flow.permute(1, 0, 2, 3)[:, ~oracle.agent] == 0).all()  # cut to the agent's cells
+    assert not torch.equal(windows["rgb"].flow, oracle.flow)
+    video = tmp_path / "video"
+    shutil.copytree(skill_dataset, video)
+    strip_simulator(video)
+    stripped = ChunkData(VideoDataset(video, flow="estimate"), tiers["rgb"])
+    assert torch.equal(stripped.flow, windows["rgb"].flow) and stripped.flow_scale == windows["rgb"].flow_scale
+    run = SkillRun(tiers["rgb"], video, tmp_path / "rgb-run")
+    run.tokenizer(progress=False)
+    assert run.ds.flow_path.name == "flow-estimate.h5"
+    with pytest.raises(fmt.DatasetError, match="no exact flow"):
+        SkillRun(tiers["oracle"], video, tmp_path / "oracle-run")
+    with pytest.raises(ValueError, match="no agent mask for flow_tier 'estimated'"):
+        SkillRun(tiers["estimated"], video, tmp_path / "estimated-run")
+    with pytest.raises(ValueError, match="reads flow-estimate.h5"):
+        ChunkData(VideoDataset(skill_dataset, flow="exact"), tiers["rgb"])
 
 
 @pytest.mark.slow
@@ -298,6 +334,7 @@ def test_skills_cli_all_stages(skill_dataset, tmp_path):
             *sum((["--set", s] for s in sets), [])]
     report = main(argv)
     assert report["config"]["fsq_levels"] == (5, 4, 3)
+    assert report["flow_tier"] == "rgb" and report["flow_file"].endswith("flow-estimate.h5")
     assert set(report["returns"]) == {"walker-stand", "walker-walk"}
     for task in report["returns"]:
         assert np.isfinite(report["returns"][task]["train"]["mean"])

@@ -174,6 +174,25 @@ def test_the_benchmark_gives_ppo_seed_s_the_models_of_seed_s(bench_skills, tmp_p
     assert bench_skills.ppo_config(base, "sof", 0, tmp_path).kl_coef == 0
 
 
+def test_each_sof_row_learns_its_skills_on_its_own_flow_tier(monkeypatch, bench_skills, tmp_path):
+    import rl_laof.skills.training as skills_training
+
+    made = {}
+
+    class Stop(Exception):
+        pass
+
+    def skill_run(cfg, dataset, run_dir):
+        made[Path(run_dir).name] = cfg.flow_tier
+        raise Stop
+
+    monkeypatch.setattr(skills_training, "SkillRun", skill_run)
+    for row in bench_skills.SOF_TIERS:
+        with pytest.raises(Stop):
+            bench_skills.sof_run(bench_skills.QUICK, tmp_path / "data", tmp_path, 3, False, row)
+    assert made == {"sof-s3": "rgb", "sof_oracle-s3": "oracle"}  # the PPO rows' "sof-s{seed}" is the default tier
+
+
 def test_a_run_of_five_seeds_writes_skills_json_and_fewer_the_partial_one(monkeypatch, bench_skills):
     order, written = [], []
 
@@ -192,6 +211,8 @@ def test_a_run_of_five_seeds_writes_skills_json_and_fewer_the_partial_one(monkey
         assert written[-1][0] == name and result["seeds"] == seeds and "seeded_from_readme" not in result
     assert order == [0, 1, 2, 3, 4, 0, 1, 2]
     result = written[0][1]
+    assert result["flow_tier"] == "rgb" and result["sof_flow_tiers"] == {"sof": "rgb", "sof_oracle": "oracle"}
+    assert result["distractors"] == "laom" and "sof_oracle" in result["privileged"]
     assert result["ret_sof_seeds"] == [80.0, 81.0, 82.0, 83.0, 84.0] and result["ret_sof_lo"] <= 82.0
     assert 0 < result["p_sof_vs_laof_bc"] < 0.05 and "p_ppo_sof_vs_action_residual" in result
     assert result["targets"] == {"sof_code_usage_ge_0.5": True, "ret_sof_lo_gt_ret_laof_bc_hi": True,

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from rl_laof.flow.tiers import check_tier, flow_method
 from rl_laof.presets import check_eval_backgrounds, check_ranges
 
 MAX_CODES = 2 ** 16  # FSQ's largest codebook in its paper; the skill prior has one logit per code
@@ -17,9 +18,10 @@ class SkillsConfig:
     """SOF skills from optical flow (``python -m rl_laof.skills pretrain|prior|translate|evaluate``).
 
     Tokenizer (QueST's, on flow): the agent's flow of each of the ``chunk`` steps of a window (flow x agent
-    mask x validity, average-pooled to ``flow_size``) -> per-step conv encoder -> ``downsample`` causal
-    temporal convolutions of stride 2 -> causal transformer -> FSQ with ``fsq_levels``: chunk / 2^downsample
-    tokens per window. Decoder: tokens + the window's first frame -> the flow window; L1 loss.
+    mask x validity, average-pooled to ``flow_size``; the flow and the mask as ``flow_tier`` allows) -> per-step
+    conv encoder -> ``downsample`` causal temporal convolutions of stride 2 -> causal transformer -> FSQ with
+    ``fsq_levels``: chunk / 2^downsample tokens per window. Decoder: tokens + the window's first frame -> the
+    flow window; L1 loss.
     Prior: autoregressive transformer over a window's tokens given the current frame stack and the task;
     top-k sampling; the agent replans after every executed chunk. Translator: (tokens or the decoded flow,
     frame stack) -> the chunk's actions, trained on the labelled windows only (whole labelled trajectories:
@@ -42,6 +44,10 @@ class SkillsConfig:
     frame_stack: int = 3  # the prior's and translator's observation (the decoder sees the window's first frame)
     frame_size: int = 32  # the decoder sees the window's first frame average-pooled to this size
     background_weight: float = 0.1  # L1 weight of flow cells that do not show the agent (1: a plain mean)
+    # what the flow windows are made of (rl_laof.flow.tiers), as LAMConfig.flow_tier: "rgb" (TV-L1 flow from RGB,
+    # every valid pixel: no simulator information), "estimated" (that flow x the simulator's agent mask),
+    # "oracle" (the simulator's exact flow x agent mask: privileged; every skills run before issue 32)
+    flow_tier: str = "rgb"
     tokenizer_steps: int = 1500
     # ---- prior
     prior_d_model: int = 128
@@ -96,6 +102,7 @@ class SkillsConfig:
                              f"heads={self.heads}.")
         if self.translator_input not in ("tokens", "flow"):
             raise ValueError(f"translator_input={self.translator_input!r}: use 'tokens' or 'flow'.")
+        check_tier(self.flow_tier)
         if self.execute is not None and not 1 <= self.execute <= self.chunk:
             raise ValueError(f"execute={self.execute}: between 1 and the chunk ({self.chunk}).")
 
@@ -110,6 +117,16 @@ class SkillsConfig:
     @property
     def codebook_size(self) -> int:
         return math.prod(self.fsq_levels)
+
+    @property
+    def flow_method(self) -> str:
+        """The flow file the tier's windows come from (``flow-<method>.h5``): exact or estimate."""
+        return flow_method(self.flow_tier)
+
+    @property
+    def masked(self) -> bool:
+        """Whether the flow windows are cut to the simulator's agent mask (not in the ``rgb`` tier)."""
+        return self.flow_tier != "rgb"
 
     @property
     def label_split(self) -> str:

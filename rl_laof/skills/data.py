@@ -1,5 +1,9 @@
 """What the SOF stages learn from: H-step windows of a (multi-task) dataset's agent flow, with the frame stack at
-each window's start, its task and (where labelled) its actions; and the flow loss in which the agent counts."""
+each window's start, its task and (where labelled) its actions; and the flow loss in which the agent counts.
+
+The flow windows are what the config's ``flow_tier`` allows (:mod:`rl_laof.flow.tiers`): the ``rgb`` tier reads the
+RGB-estimated flow of every valid pixel and no simulator array (no agent mask: every cell counts as the agent's);
+``estimated`` cuts that flow to the simulator's agent mask; ``oracle`` cuts the exact flow to it."""
 
 from __future__ import annotations
 
@@ -8,15 +12,16 @@ import torch
 import torch.nn.functional as F
 
 from rl_laof.data import VideoDataset, WindowConfig, WindowDataset
+from rl_laof.data import format as fmt
 from rl_laof.models.skill_models import SkillTokenizer
 from rl_laof.skills.config import SkillsConfig
 
 
-def pooled_agent_flow(flow: np.ndarray, mask: np.ndarray, valid: np.ndarray, size: int
+def pooled_agent_flow(flow: np.ndarray, mask: np.ndarray | None, valid: np.ndarray, size: int
                       ) -> tuple[np.ndarray, np.ndarray]:
-    """The agent's flow (flow x agent mask of the first frame x validity), average-pooled to ``size``^2 and
-    expressed in pooled pixels: (N, 2, H, W) -> (N, 2, size, size) float32; and which pooled cells show the
-    agent at all, (N, size, size) bool."""
+    """The agent's flow (flow x agent mask of the first frame x validity; ``mask`` None: no mask, every valid
+    pixel), average-pooled to ``size``^2 and expressed in pooled pixels: (N, 2, H, W) -> (N, 2, size, size)
+    float32; and which pooled cells show the agent at all, (N, size, size) bool."""
     h = flow.shape[-1]
     if h % size:
         raise ValueError(f"flow_size={size} must divide the frame size {h}")
@@ -24,7 +29,8 @@ def pooled_agent_flow(flow: np.ndarray, mask: np.ndarray, valid: np.ndarray, siz
     agent = np.empty((len(flow), size, size), bool)
     for s in range(0, len(flow), 1024):
         f = torch.from_numpy(flow[s:s + 1024].astype(np.float32))
-        keep = torch.from_numpy(mask[s:s + 1024] & valid[s:s + 1024])[:, None]
+        v = np.asarray(valid[s:s + 1024], bool)
+        keep = torch.from_numpy(v if mask is None else mask[s:s + 1024] & v)[:, None]
         out[s:s + 1024] = F.avg_pool2d(f * keep, h // size).numpy() / (h // size)
         agent[s:s + 1024] = F.max_pool2d(keep.float(), h // size)[:, 0].numpy() > 0
     return out, agent
@@ -38,10 +44,17 @@ def flow_l1(recon: torch.Tensor, target: torch.Tensor, agent: torch.Tensor, back
     return ((recon - target).abs() * w).sum() / (w.sum() * 2).clamp_min(1.0)
 
 
-def _require_flow(ds: VideoDataset) -> None:
+def _require_flow(ds: VideoDataset, cfg: SkillsConfig) -> None:
     if ds.flow_path is None:
         raise ValueError(f"{ds.path}: no flow targets; make them with python -m rl_laof.flow --dataset "
-                         f"{ds.path.parent} (SOF learns skills from flow)")
+                         f"{ds.path.parent} --method {cfg.flow_method} (SOF learns skills from flow; flow_tier "
+                         f"{cfg.flow_tier!r} reads flow-{cfg.flow_method}.h5)")
+    if ds.flow_path.name != fmt.flow_path(ds.path, cfg.flow_method).name:
+        raise ValueError(f"{ds.path}: flow_tier {cfg.flow_tier!r} reads flow-{cfg.flow_method}.h5, but the dataset "
+                         f"was opened with {ds.flow_path.name}: VideoDataset(path, flow={cfg.flow_method!r})")
+    if cfg.masked and "agent_mask" not in ds.keys:
+        raise ValueError(f"{ds.path}: no agent mask for flow_tier {cfg.flow_tier!r} (a video without the "
+                         "simulator's arrays): use flow_tier 'rgb'")
 
 
 def check_chunk_data(ds: VideoDataset, cfg: SkillsConfig) -> None:
@@ -49,7 +62,7 @@ def check_chunk_data(ds: VideoDataset, cfg: SkillsConfig) -> None:
     trains: no flow targets, no label split ``cfg.label_split``, frames that ``flow_size`` or ``frame_size`` do
     not divide, no training episode as long as a chunk, or no chunk of labelled steps (the translator's data:
     without it ``skills all`` would train two stages and then stop)."""
-    _require_flow(ds)
+    _require_flow(ds, cfg)
     if cfg.label_split not in ds.labels:
         raise ValueError(f"{ds.path}: no label split {cfg.label_split!r} (available: {', '.join(ds.labels)}); "
                          f"set label_trajectories to one of them")
@@ -79,14 +92,15 @@ class ChunkData:
         if split == "train":
             check_chunk_data(ds, cfg)
         else:
-            _require_flow(ds)
+            _require_flow(ds, cfg)
         label_split = cfg.label_split if split == "train" else "all"
-        wcfg = WindowConfig(frame_stack=cfg.frame_stack, max_offset=1, label_split=label_split, with_masks=True,
-                            with_states=False, with_flow=True)
+        wcfg = WindowConfig(frame_stack=cfg.frame_stack, max_offset=1, label_split=label_split,
+                            with_masks=cfg.masked, with_states=False, with_flow=True)
         self.windows = w = WindowDataset(ds, split, wcfg, None, seed=cfg.seed)
         d = w.data
         first_frame_rows = np.repeat(d.frame_start, d.lengths) + w.t
-        pooled, agent = pooled_agent_flow(d["flow"], d["agent_mask"][first_frame_rows], d["flow_valid"], cfg.flow_size)
+        mask = d["agent_mask"][first_frame_rows] if cfg.masked else None
+        pooled, agent = pooled_agent_flow(d["flow"], mask, d["flow_valid"], cfg.flow_size)
         # the scale of the agent's motion (cells that show it), not of a frame that is mostly zeros
         scale = pooled.transpose(1, 0, 2, 3)[:, agent].std() if agent.any() else 1.0
         self.flow_scale = float(flow_scale if flow_scale is not None else max(scale, 1e-6))

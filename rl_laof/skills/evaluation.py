@@ -113,8 +113,10 @@ def evaluate_skills(run: SkillRun, progress: bool = True) -> dict[str, Any]:
 
 
 def write_report(run: SkillRun, progress: bool = True) -> dict[str, Any]:
-    """Evaluate a run (:func:`evaluate_skills`) and write its ``report.json``, with the config, dataset and tasks."""
+    """Evaluate a run (:func:`evaluate_skills`) and write its ``report.json``, with the config, dataset, tasks and
+    the flow tier its skills were learned from (``oracle``: the simulator's exact flow and mask, privileged)."""
     report = evaluate_skills(run, progress)
-    report.update(config=run.cfg.to_dict(), dataset=str(run.ds.path), tasks=run.ds.tasks)
+    report.update(config=run.cfg.to_dict(), dataset=str(run.ds.path), tasks=run.ds.tasks,
+                  flow_tier=run.cfg.flow_tier, flow_file=str(run.ds.flow_path))
     write_json(run.dir / "report.json", report)
     return report

@@ -32,6 +32,8 @@ from rl_laof.skills.data import ChunkData, all_tokens, check_chunk_data, flow_l1
 
 STAGES = ("pretrain", "prior", "translate")
 STAGE_FILES = {"pretrain": "tokenizer", "prior": "prior", "translate": "translator"}
+#: skills runs saved before the flow tiers (issue 32) read the exact flow and agent mask: the oracle tier
+_BEFORE_TIERS = {"flow_tier": "oracle"}
 _NOT_IDENTITY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "threads", "checkpoint_every", "execute", "top_k")
 
 
@@ -43,19 +45,20 @@ class SkillRun:
     """A skills run folder: its config, the dataset, and the trained models found there."""
 
     def __init__(self, cfg: SkillsConfig, dataset: str | Path, run_dir: str | Path | None = None,
-                 flow: str | None = "auto", write: bool = True):
-        """``flow=None``: the dataset without its flow targets (loading trained models needs none). ``write``:
+                 flow: bool = True, write: bool = True):
+        """``flow``: the dataset with the flow file of the config's ``flow_tier`` (False: without flow targets;
+        loading trained models needs none). ``write``:
         the run is trained here, so this object holds the folder's lock (``rl_laof.runs.lock_run``) while it
         lives and records the config; False (loading a finished run) writes nothing."""
         self.cfg = cfg
-        self.ds = VideoDataset(dataset, flow=flow)
+        self.ds = VideoDataset(dataset, flow=cfg.flow_method if flow else None)
         self.dir = run_folder(run_dir if run_dir is not None
                               else skills_dir(self.ds.task, self.ds.path, cfg.preset, cfg.seed))
         config = json.loads(json.dumps(cfg.to_dict()))
         # the same config on another dataset or flow file is another run (not compared when only loading)
         inputs = self.ds.inputs(flow=True) if write else None
         refuse_other_config(self.dir, config, _NOT_IDENTITY, inputs=inputs)
-        if flow is not None:  # training: the data every stage needs, checked before the folder is made
+        if flow:  # training: the data every stage needs, checked before the folder is made
             check_chunk_data(self.ds, cfg)
         self.lock = lock_run(self.dir) if write else None
         if write:
@@ -168,7 +171,8 @@ def load_skills(run_dir: str | Path) -> tuple[SkillTokenizer, SkillPrior, Transl
         raise FileNotFoundError(f"{run_dir}: not a finished skills run (missing {missing or ['config.json']}); "
                                 f"make one with python -m rl_laof.skills all --dataset DIR --out {run_dir}")
     meta = read_json(run_dir / "config.json")
-    run = SkillRun(SkillsConfig(**meta["config"]), meta["dataset"], run_dir, flow=None, write=False)
+    run = SkillRun(SkillsConfig(**{**_BEFORE_TIERS, **meta["config"]}), meta["dataset"], run_dir, flow=False,
+                   write=False)
     ds = run.ds
     return run.tokenizer(False), run.prior(False), run.translator(False), {
         **meta, "image_size": run.image_size, "action_dim": ds.action_dim,

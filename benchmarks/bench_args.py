@@ -1,14 +1,20 @@
-"""Pieces the benchmarks share: a subset of named items, a seed count, and writing a run's final JSON."""
+"""Pieces the benchmarks share: a subset of named items, a seed count, writing a run's final JSON, and running one
+benchmark at a time on the machine (:func:`alone`)."""
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from rl_laof.runs import atomic_path
 
@@ -48,3 +54,61 @@ def write_result(name: str, result: dict) -> Path:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(json.dumps({**result, "source": source}, indent=1) + "\n")
     return path
+
+
+#: flags with which a benchmark trains nothing (it only aggregates records): it may run beside another
+READ_ONLY_FLAGS = ("--report-only", "--help", "-h")
+
+
+def lock_path() -> Path:
+    """The machine-wide benchmark lock (``RL_LAOF_BENCH_LOCK`` overrides it): one file for every worktree and
+    runs root, since they all share the same cores."""
+    return Path(os.environ.get("RL_LAOF_BENCH_LOCK") or Path(tempfile.gettempdir()) / "rl_laof-benchmark.lock")
+
+
+def lock_holder(path: Path | None = None) -> str | None:
+    """What holds the benchmark lock (its pid, command and start), or None when no benchmark runs."""
+    path = path or lock_path()
+    if not path.exists():
+        return None
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            return f.read().strip() or "another process"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def alone(main: Callable[[], Any], argv: list[str] | None = None) -> Any:
+    """Run a benchmark's ``main`` holding the machine-wide benchmark lock, or refuse at once, naming the one that
+    holds it. Two benchmarks (or a test run beside one) on 2 cores do not share them evenly: torch's and oneDNN's
+    threads wait on each other, and a step measured at 0.034 s alone took 0.58 s beside a running benchmark
+    (17x; issue 31's imitation step, bf16, 2 threads each). A run with one of :data:`READ_ONLY_FLAGS` takes no
+    lock; nor does a torchrun worker other than rank 0."""
+    argv = sys.argv[1:] if argv is None else argv
+    if any(flag in argv for flag in READ_ONLY_FLAGS) or os.environ.get("RANK", "0") != "0":
+        return main()  # aggregation only, or a torchrun worker beside rank 0 (which holds the lock)
+    path = lock_path()
+    with open(path, "a+") as f:
+        holder = None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+        if holder is not None:
+            raise SystemExit(f"another benchmark is running ({holder}; lock {path}): benchmarks share the cores and "
+                             "slow each other many times over, so they run one at a time. Wait for it, or stop it.")
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}: python {' '.join(shlex.quote(a) for a in [sys.argv[0], *argv])}, "
+                f"since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        f.flush()
+        try:
+            return main()
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_args import write_result
+from bench_args import alone, write_result
 
 import envs  # noqa: F401  (loads EGL first)
 from rl_laof.data import VideoDataset, WindowDataset
@@ -157,4 +157,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

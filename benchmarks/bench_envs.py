@@ -26,7 +26,7 @@ import os
 import time
 
 import numpy as np
-from bench_args import write_result
+from bench_args import alone, write_result
 
 import envs  # loads EGL before envpool is imported
 
@@ -167,4 +167,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

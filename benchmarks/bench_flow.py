@@ -27,7 +27,7 @@ import os
 import time
 
 import numpy as np
-from bench_args import write_result
+from bench_args import alone, write_result
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from rl_laof.data.collection import random_episode
@@ -133,4 +133,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

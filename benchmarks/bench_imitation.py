@@ -61,7 +61,7 @@ from pathlib import Path
 
 import bench_latent_quality as lq  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_args import seed_count, subset, write_result  # noqa: E402
+from bench_args import alone, seed_count, subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
@@ -396,4 +396,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 import torch
+from bench_args import alone
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from rl_laof import distributed as dist
@@ -197,4 +198,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

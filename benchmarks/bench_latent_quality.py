@@ -48,7 +48,7 @@ import time
 from pathlib import Path
 
 import numpy as np  # noqa: E402
-from bench_args import subset, write_result  # noqa: E402
+from bench_args import alone, subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
@@ -476,4 +476,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

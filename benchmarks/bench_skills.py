@@ -52,7 +52,7 @@ import json
 import time
 from pathlib import Path
 
-from bench_args import seed_count, write_result
+from bench_args import alone, seed_count, write_result
 from bench_imitation import one_sided_claims
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
@@ -295,4 +295,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_args import alone
+
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from rl_laof.runs import atomic_path, runs_root
 
@@ -131,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_args import subset
+from bench_args import alone, subset
 from bench_latent_quality import CELLS, RECORDS
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
@@ -59,4 +59,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_args import alone
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from rl_laof.data.dataset import VideoDataset
@@ -131,4 +132,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from bench_args import alone
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from envs.rollout import EVAL_SEED
@@ -160,4 +161,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_args import alone
 
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.imitation.config import ImitationConfig
@@ -116,4 +117,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

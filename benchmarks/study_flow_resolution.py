@@ -20,7 +20,7 @@ import json
 import time
 
 import numpy as np
-from bench_args import write_result
+from bench_args import alone, write_result
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from agents.expert import Expert
@@ -101,4 +101,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_args import alone
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from envs.rollout import run_episodes
@@ -96,4 +97,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    alone(main)

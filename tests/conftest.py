@@ -65,6 +65,18 @@ def _has_cuda() -> bool:
     return cuda_problem() is None
 
 
+def pytest_report_header(config):
+    """Say so when a benchmark is running on this machine: a test run beside it slows it many times over."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    try:
+        from bench_args import lock_holder
+    finally:
+        sys.path.pop(0)
+    holder = lock_holder()
+    return [f"warning: a benchmark is running ({holder}): this test run slows it many times over (pause it: "
+            "kill -STOP <pid>, then kill -CONT <pid>)"] if holder else []
+
+
 def pytest_collection_modifyitems(config, items):
     has_cuda = _has_cuda()
     if not has_cuda:

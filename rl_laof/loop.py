@@ -78,6 +78,13 @@ class Checkpoints:
                 old.unlink()
         return path
 
+    def prune(self, keep: int = 1) -> None:
+        """Keep only the newest ``keep`` numbered checkpoints (a finished run: the last one is what a longer run
+        resumes from; the ones before it are dead weight, 1.3 GB each for LAOM)."""
+        if not self.name:
+            for old in sorted(self.folder.glob("step-*.pt"))[:-keep]:
+                old.unlink()
+
     def clear(self) -> None:
         """Remove this stage's checkpoints (its finished model is kept elsewhere)."""
         if self.name:

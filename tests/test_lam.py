@@ -92,6 +92,8 @@ def test_resume_reproduces_an_uninterrupted_run(dataset, tmp_path, method):
 
     cfg = tiny(method, steps=12, eval_every=6, checkpoint_every=4)
     full = train_lam(cfg, dataset, tmp_path / "full", progress=False)
+    # a finished run keeps its last checkpoint only (what a run given more steps resumes from)
+    assert [p.name for p in (tmp_path / "full" / "checkpoints").glob("step-*.pt")] == ["step-00000012.pt"]
     assert train_lam(cfg, dataset, tmp_path / "cut", progress=False, stop_after=6) == {"steps_done": 6}
     assert not (tmp_path / "cut" / "report.json").exists()
     resumed = train_lam(cfg, dataset, tmp_path / "cut", progress=False)

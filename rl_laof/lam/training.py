@@ -414,5 +414,7 @@ def train_lam(cfg: LAMConfig, dataset: str | Path, out: str | Path | None = None
         if not loop.run():  # stopped early on purpose
             return {"steps_done": loop.step}
         report = lam_report(loop, run, world, t_start) if dist.is_main() else {}
+        if dist.is_main():  # the last checkpoint stays: a run given more steps resumes from it
+            loop.checkpoints.prune(1)
         dist.barrier()
     return report

@@ -545,7 +545,8 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
     """The final evaluation (``final_eval_episodes`` held-out episodes) and the run's report, learning curve and
     ``report.json``."""
     model, chunk = start.model, space.chunk
-    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + 1,
+    # seeds past the periodic evaluations' (seed + EVAL_SEED + [0, eval_episodes)): none of their episodes
+    final_env = _wrap_normalize(cfg, make_env(cfg, cfg.final_eval_episodes, cfg.seed + EVAL_SEED + cfg.eval_episodes,
                                               space.latent_policy, space.meta, space.skills, training=False),
                                 training=False)
     _sync_obs_stats(start.venv, final_env)

@@ -17,11 +17,16 @@ import numpy as np
 from envs import make
 from envs.config import DistractorConfig
 
-#: the one evaluation seed (defined here, the lowest layer, for every stage): :func:`policy_returns` evaluates on
-#: EVAL_SEED + 1000 * background index + seed index (the same for every method, so every policy meets the same
-#: episodes); an agent's periodic evaluation on its seed + EVAL_SEED, its final one on its seed + EVAL_SEED + 1
-#: (agents.training), an expert's periodic one on its seed + EVAL_SEED (agents.expert)
+#: the one evaluation seed (defined here, the lowest layer, for every stage). A pool of n envs made with seed s
+#: runs env i on seed s + i (EnvPool's and our dm_control backend's rule: env 1 of seed s starts where env 0 of
+#: seed s + 1 does), so evaluations that must not share episodes take seed blocks n apart:
+#: :func:`policy_returns` evaluates evaluation seed k of background b on EVAL_SEED + 1000 b + k n (the same for
+#: every method, so every policy meets the same episodes); an agent's periodic evaluation runs on its seed +
+#: EVAL_SEED, its final one on its seed + EVAL_SEED + eval_episodes (agents.training: episodes the periodic ones
+#: never saw), an expert's periodic one on its seed + EVAL_SEED (agents.expert)
 EVAL_SEED = 50_000
+#: the seeds of one background set in :func:`policy_returns` (seeds x episodes must fit in it)
+BACKGROUND_SEED_BLOCK = 1000
 
 
 def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], record: Callable[[np.ndarray], None] | None = None,
@@ -71,6 +76,9 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
     std of the actions the env executed in those episodes (the policy on its own states). A stateful
     ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
     dist = DistractorConfig.parse(distractors)
+    if seeds * episodes > BACKGROUND_SEED_BLOCK:
+        raise ValueError(f"{seeds} seeds x {episodes} episodes: at most {BACKGROUND_SEED_BLOCK} episodes per "
+                         "background set")
     out: dict[str, dict[str, Any]] = {}
     for b, background in enumerate(backgrounds):
         per_seed, executed = [], []
@@ -78,7 +86,7 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
             venv = make(task, num_envs=episodes, obs="pixels",
                         distractors=dataclasses.replace(dist, background_split=background),
                         image_size=image_size, frame_stack=frame_stack, action_repeat=action_repeat,
-                        seed=EVAL_SEED + 1000 * b + s, backend="envpool")
+                        seed=EVAL_SEED + BACKGROUND_SEED_BLOCK * b + s * episodes, backend="envpool")
             if hasattr(act, "reset"):
                 act.reset()
             try:

@@ -23,9 +23,10 @@ data seed s's dataset and latent model; ``latent_policy`` is that folder, ``late
 bench_imitation's code when missing. Every row runs the same ``total_steps`` at the same action repeat: ``frames``.
 
 Reported per row (mean over seeds with its 95 % bootstrap interval ``_lo`` / ``_hi``, ``rl_laof.stats``; per seed
-``_seeds``): ``ret_*`` the final evaluation (8 episodes), ``first_eval_*`` the evaluation at step 0 (the policy
-the agent starts from), ``best_*``, and ``sps_*`` training throughput in agent steps/s (rollouts and updates;
-evaluations excluded). ``sps_env_only``: the same pixel env (8 envs, frame stack, distractors) stepped with
+``_seeds``): ``ret_*`` the final evaluation (8 episodes), ``val_*`` the last periodic one (other episodes: the
+split the LAOF start of the main job is chosen on, ``start_choice``), ``first_eval_*`` the evaluation at step 0
+(the policy the agent starts from), ``best_*``, and ``sps_*`` training throughput in agent steps/s (rollouts and
+updates; evaluations excluded). ``sps_env_only``: the same pixel env (8 envs, frame stack, distractors) stepped with
 random actions and nothing else, measured in this process before the runs. ``p_laof_vs_<row>``: one-sided exact
 permutation test over seeds (unpaired) that ret_laof > ret_<row>, Holm-adjusted across the four claims
 (``p_raw_*`` unadjusted). Targets: ret_laof_lo > ret_action_residual_hi; ret_laof_lo > ret_drq_hi;
@@ -119,6 +120,19 @@ def row_config(base: TrainConfig, row: str, seed: int, policy: Path | None) -> T
                                policy=bench_imitation.ALL_METHODS[IMITATION[row]].get("policy", "bc"))
 
 
+def start_choice(per: dict[str, dict[str, list[float]]]) -> dict | None:
+    """Which LAOF start the main job should act around, chosen on ``val``: the mean over seeds of each start's last
+    periodic evaluation (env seeds seed + EVAL_SEED), never the reported final one (seed + EVAL_SEED +
+    eval_episodes: other episodes). None unless both LAOF rows ran."""
+    starts = {"bc": "laof", "lafp": "laof_lafp"}
+    if not set(starts.values()) <= set(per):
+        return None
+    val = {policy: round(float(np.nanmean(per[row]["val"])), 1) for policy, row in starts.items()}
+    chosen = max(val, key=val.get)
+    return {"split": "val: the last periodic evaluation of each seed", "val": val, "chosen": chosen,
+            "default": MAIN_POLICY, "agrees": chosen == MAIN_POLICY}
+
+
 def run_root(quick: bool) -> Path:
     return runs_root() / "bench" / "train" / ("quick-lq" if quick else "full-lq")
 
@@ -157,8 +171,9 @@ def main() -> dict:
                 print(f"== {row} seed {seed}", flush=True)
             rep = train(cfg, out_root / f"{row}-s{seed}", resume=True, progress=progress)
             hist = rep["eval_history"]
-            r = per.setdefault(row, {"ret": [], "first_eval": [], "best": [], "sps": []})
+            r = per.setdefault(row, {"ret": [], "val": [], "first_eval": [], "best": [], "sps": []})
             r["ret"].append(rep["final"]["mean"])
+            r["val"].append(hist[-1]["mean"] if hist else float("nan"))
             r["first_eval"].append(hist[0]["mean"] if hist and hist[0]["step"] == 0 else float("nan"))
             r["best"].append(rep["best_eval"]["mean"])
             r["sps"].append(rep["steps_per_s"])
@@ -176,6 +191,7 @@ def main() -> dict:
             result[f"{key}_{row}_hi"] = round(s["hi"], 1)
             result[f"{key}_{row}_seeds"] = [round(v, 1) for v in values]
     result.update(bench_imitation.one_sided_claims({row: v["ret"] for row, v in per.items()}, CLAIMS))
+    result["start_choice"] = start_choice(per)
     if "laof" in per:
         result["sps_laof_vs_env_only"] = round(result["sps_laof"] / result["sps_env_only"], 3)
 

@@ -144,8 +144,10 @@ def _fake_train(bench, monkeypatch):
 
     def train(cfg, out, resume=False, progress=True):
         runs.append((cfg, Path(out)))
-        ret = _returns(Path(out).name.rsplit("-s", 1)[0], cfg.seed)
-        return {"eval_history": [{"step": 0, "mean": 10.0}, {"step": 2048, "mean": ret}], "final": {"mean": ret},
+        row = Path(out).name.rsplit("-s", 1)[0]
+        ret = _returns(row, cfg.seed)
+        val = ret + (500.0 if row == "laof_lafp" else 0.0)  # the last periodic evaluation: the choice's split
+        return {"eval_history": [{"step": 0, "mean": 10.0}, {"step": 2048, "mean": val}], "final": {"mean": ret},
                 "best_eval": {"mean": ret}, "steps_per_s": 80.0}
 
     monkeypatch.setattr(bt, "train", train)
@@ -179,6 +181,9 @@ def test_ppo_seed_s_acts_around_imitation_seed_s(bench, monkeypatch):
     for k in raw:
         assert r[f"p_{k}"] == float(f"{adjusted[k]:.3g}") and r[f"p_raw_{k}"] == float(f"{raw[k]:.3g}")
     assert r["ret_laof_seeds"] == values["laof"] and "ret_laof_lo" in r and "sps_env_only" in r
+    # the main job's start is chosen on val (the last periodic evaluations), not on the reported final returns
+    assert r["start_choice"]["chosen"] == "lafp" and r["start_choice"]["default"] == "bc"
+    assert r["start_choice"]["agrees"] is False and r["val_laof_lafp"] > r["val_laof"]
     assert set(r["targets"]) == {"ret_laof_lo_gt_ret_action_residual_hi", "ret_laof_lo_gt_ret_drq_hi",
                                  "ret_laof_ge_1.25_first_eval_laof", "sps_laof_ge_0.7_env_only"}
 

@@ -20,13 +20,17 @@ from envs.config import DistractorConfig
 #: the one evaluation seed (defined here, the lowest layer, for every stage). A pool of n envs made with seed s
 #: runs env i on seed s + i (EnvPool's and our dm_control backend's rule: env 1 of seed s starts where env 0 of
 #: seed s + 1 does), so evaluations that must not share episodes take seed blocks n apart:
-#: :func:`policy_returns` evaluates evaluation seed k of background b on EVAL_SEED + 1000 b + k n (the same for
-#: every method, so every policy meets the same episodes); an agent's periodic evaluation runs on its seed +
-#: EVAL_SEED, its final one on its seed + EVAL_SEED + eval_episodes (agents.training: episodes the periodic ones
-#: never saw), an expert's periodic one on its seed + EVAL_SEED (agents.expert)
+#: :func:`policy_returns` evaluates evaluation seed k of evaluation set b (EVAL_SETS) on EVAL_SEED + 1000 b + k n
+#: (the same for every method, so every policy meets the same episodes); an agent's periodic evaluation runs on
+#: its seed + EVAL_SEED, its final one on its seed + EVAL_SEED + eval_episodes (agents.training: episodes the
+#: periodic ones never saw), an expert's periodic one on its seed + EVAL_SEED (agents.expert)
 EVAL_SEED = 50_000
-#: the seeds of one background set in :func:`policy_returns` (seeds x episodes must fit in it)
+#: the seeds of one evaluation set in :func:`policy_returns` (seeds x episodes must fit in it)
 BACKGROUND_SEED_BLOCK = 1000
+#: :func:`policy_returns`' evaluation sets: name -> (the distractors' background videos, its seed block b).
+#: "val" shows the data's background videos on episodes of its own: choices are made there, never on "train" /
+#: "eval", which report
+EVAL_SETS = {"train": ("train", 0), "eval": ("eval", 1), "val": ("train", 2)}
 
 
 def run_episodes(venv, act: Callable[[np.ndarray], np.ndarray], record: Callable[[np.ndarray], None] | None = None,
@@ -70,21 +74,25 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
                    frame_stack: int, action_repeat: int, backgrounds: Sequence[str] = ("train",), seeds: int = 1,
                    episodes: int = 8, progress: bool = True) -> dict[str, dict[str, Any]]:
     """Returns of a pixel policy on the EnvPool env with ``distractors`` (a level, a dict or a
-    :class:`DistractorConfig`), per background set (``train``: the training background videos, ``eval``: the
-    held-out ones) over ``seeds`` x ``episodes`` episodes (each seed's episodes run in parallel; every
-    episode's return is kept, seeds x episodes, so a bimodal spread shows), and ``action_std``, the per-dimension
-    std of the actions the env executed in those episodes (the policy on its own states). A stateful
-    ``act`` (one with ``reset()``, e.g. a skill policy executing chunks) is reset per env batch."""
+    :class:`DistractorConfig`), per evaluation set (:data:`EVAL_SETS`: ``train`` the training background videos,
+    ``eval`` the held-out ones, ``val`` the training videos on episodes of its own, for choices) over ``seeds`` x
+    ``episodes`` episodes (each seed's episodes run in parallel; every episode's return is kept, seeds x episodes,
+    so a bimodal spread shows), and ``action_std``, the per-dimension std of the actions the env executed in those
+    episodes (the policy on its own states). A stateful ``act`` (one with ``reset()``, e.g. a skill policy
+    executing chunks) is reset per env batch."""
     dist = DistractorConfig.parse(distractors)
     if seeds * episodes > BACKGROUND_SEED_BLOCK:
         raise ValueError(f"{seeds} seeds x {episodes} episodes: at most {BACKGROUND_SEED_BLOCK} episodes per "
                          "background set")
+    if unknown := [b for b in backgrounds if b not in EVAL_SETS]:
+        raise ValueError(f"evaluation sets {unknown}: use some of {', '.join(EVAL_SETS)}")
     out: dict[str, dict[str, Any]] = {}
-    for b, background in enumerate(backgrounds):
+    for background in backgrounds:
+        split, b = EVAL_SETS[background]
         per_seed, executed = [], []
         for s in range(seeds):
             venv = make(task, num_envs=episodes, obs="pixels",
-                        distractors=dataclasses.replace(dist, background_split=background),
+                        distractors=dataclasses.replace(dist, background_split=split),
                         image_size=image_size, frame_stack=frame_stack, action_repeat=action_repeat,
                         seed=EVAL_SEED + BACKGROUND_SEED_BLOCK * b + s * episodes, backend="envpool")
             if hasattr(act, "reset"):

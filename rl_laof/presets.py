@@ -31,13 +31,16 @@ def from_preset(cls, presets: dict[str, dict[str, Any]], preset: str, **override
     return cls(**values)
 
 
-EVAL_BACKGROUNDS = ("train", "eval")  # the background videos an evaluation may use; "eval": the held-out ones
+#: the evaluation sets an evaluation may use (envs.rollout.EVAL_SETS: their background videos and episodes):
+#: "train" the data's background videos, "eval" the held-out ones, "val" the data's videos on episodes of their
+#: own (what a choice is made on, so that "train" and "eval" stay untouched by it)
+EVAL_BACKGROUNDS = ("train", "eval", "val")
 
 
 def check_eval_backgrounds(value: tuple[str, ...]) -> None:
-    """The evaluation's backgrounds (imitation and skills alike): one or both of :data:`EVAL_BACKGROUNDS`."""
+    """The evaluation's backgrounds (imitation and skills alike): some of :data:`EVAL_BACKGROUNDS`."""
     if not value or any(b not in EVAL_BACKGROUNDS for b in value):
-        raise ValueError(f"eval_backgrounds={value}: use 'train' and / or 'eval' (at least one).")
+        raise ValueError(f"eval_backgrounds={value}: use some of 'train', 'eval' and 'val' (at least one).")
 
 
 def check_ranges(cfg, at_least_one: Iterable[str] = (), signed: Iterable[str] = ()) -> None:

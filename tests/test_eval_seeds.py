@@ -9,6 +9,7 @@ import pytest
 from agents.config import TrainConfig
 from envs import rollout
 from envs.rollout import EVAL_SEED
+from rl_laof.presets import EVAL_BACKGROUNDS
 
 
 def test_env_i_of_seed_s_is_env_0_of_seed_s_plus_i():
@@ -45,6 +46,17 @@ def test_policy_returns_gives_every_seed_and_background_episodes_of_its_own(monk
     seeds = [s for _, block in made for s in block]
     assert len(seeds) == len(set(seeds)) == 48  # no episode seed twice
     assert made[0] == ("train", list(range(EVAL_SEED, EVAL_SEED + 8)))
+    # "val": the data's background videos on episodes of its own (choices are made there)
+    made.clear()
+    rollout.policy_returns(lambda obs: obs, "cheetah-run", "laom", 64, 3, 4, backgrounds=("val", "train"), seeds=2,
+                           episodes=8, progress=False)
+    (val_split, val_seeds), (train_split, train_seeds) = made[0], made[2]
+    assert val_split == train_split == "train" and not set(val_seeds) & set(train_seeds)
+    assert train_seeds == list(range(EVAL_SEED, EVAL_SEED + 8))  # the order of the sets changes no seed
+    assert set(rollout.EVAL_SETS) == set(EVAL_BACKGROUNDS)  # what the configs accept is what the rollout knows
+    with pytest.raises(ValueError, match=r"evaluation sets \['test'\]"):
+        rollout.policy_returns(lambda obs: obs, "cheetah-run", "laom", 64, 3, 4, backgrounds=("test",),
+                               progress=False)
     with pytest.raises(ValueError, match="at most 1000 episodes per background set"):
         rollout.policy_returns(lambda obs: obs, "cheetah-run", "laom", 64, 3, 4, seeds=2, episodes=600,
                                progress=False)

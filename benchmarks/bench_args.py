@@ -72,12 +72,19 @@ def lock_holder(path: Path | None = None) -> str | None:
     if not path.exists():
         return None
     with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            return f.read().strip() or "another process"
-        fcntl.flock(f, fcntl.LOCK_UN)
+        holder = _take_lock(f)
+        if holder is None:
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return holder
+
+
+def _take_lock(f) -> str | None:
+    """Take the lock on the open lock file ``f``; None when taken, else what the holder wrote there."""
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        return f.read().strip() or "another process"
     return None
 
 
@@ -92,12 +99,7 @@ def alone(main: Callable[[], Any], argv: list[str] | None = None) -> Any:
         return main()  # aggregation only, or a torchrun worker beside rank 0 (which holds the lock)
     path = lock_path()
     with open(path, "a+") as f:
-        holder = None
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
+        holder = _take_lock(f)
         if holder is not None:
             raise SystemExit(f"another benchmark is running ({holder}; lock {path}): benchmarks share the cores and "
                              "slow each other many times over, so they run one at a time. Wait for it, or stop it.")

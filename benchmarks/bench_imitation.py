@@ -21,8 +21,10 @@ labels for every method:
   laof_action_lafp LAFP on LAOF-Action's latents (action-decoder regularisation in pretraining)
   random           uniform random actions (the floor; no training)
 
-Variant rows (:data:`VARIANTS`, e.g. ``laof_bc_sample``: latent BC on LAOF with the decoder trained on the
-policy's own outputs) run only when ``--methods`` names them; they are not in the default plan.
+The latent BC rows choose their decoder on the ``val`` episodes (ImitationConfig's ``decoder`` "val", bc's default:
+the IDM-latent decoder or the one fit on the policy's own outputs, whichever returns more there; ``decoder_<method>``
+counts the choices over seeds). Variant rows (:data:`VARIANTS`: ``laof_bc_idm`` / ``laof_bc_sample``, latent BC on
+LAOF with one decoder mode fixed) run only when ``--methods`` names them; they are not in the default plan.
 
 What seed s uses: its dataset (``datasets[s]``), the latent-quality study's model of seed s on it
 (``bench_latent_quality.lam_run_dir``: ``lapo``, LAOF at the study's default flow tier ``laof_<tier>`` and
@@ -91,6 +93,7 @@ METHODS: dict[str, dict] = {
 }
 #: rows run only by name (``--methods``), never in the default plan: one field changed against a default row
 VARIANTS: dict[str, dict] = {
+    "laof_bc_idm": dict(latent="laof", policy="bc", decoder="idm"),
     "laof_bc_sample": dict(latent="laof", policy="bc", decoder="sample"),
 }
 ALL_METHODS = {**METHODS, **VARIANTS}
@@ -307,6 +310,7 @@ def main() -> dict:
     data_returns: list[float] = []
     lam_runs: dict[str, list[str]] = {}
     per_seed: dict[str, dict[str, list[float]]] = {}
+    decoders: dict[str, list[str]] = {}  # method -> the decoder mode of each seed's run
     reports0: dict[str, dict] = {}
     for seed in range(seeds):  # seed-major: a stopped run leaves whole seeds
         data = dataset(args.level, seed, args.quick, progress)
@@ -329,6 +333,8 @@ def main() -> dict:
             if spread is None:
                 spread = run_spread(rep["run_dir"], base.eval_seeds, base.eval_episodes)
             row.setdefault("spread", []).append(spread)
+            if rep.get("decoder_mode") is not None:  # reports before issue 31's val choice do not name it
+                decoders.setdefault(name, []).append(rep["decoder_mode"])
     data_return = float(np.mean(data_returns))
     result: dict = {"task": TASK, "quick": args.quick, "level": args.level, "cell": cell(args.level),
                     "datasets": datasets, "seeds": seeds, "data_returns": [round(r, 1) for r in data_returns],
@@ -361,6 +367,9 @@ def main() -> dict:
                 result[f"{key}_{name}_lo"] = round(s["lo"], digits)
                 result[f"{key}_{name}_hi"] = round(s["hi"], digits)
             result[f"{key}_{name}_seeds"] = [round(v, digits) for v in values]
+    for name, modes in decoders.items():
+        result[f"decoder_{name}"] = {m: modes.count(m) for m in sorted(set(modes))}
+        result[f"decoder_{name}_seeds"] = modes
     result.update(one_sided_claims({name: row["ret"] for name, row in per_seed.items() if "ret" in row}, CLAIMS))
     rand = random_returns(datasets[0], base, root, progress)
     for bg, key in BACKGROUNDS:

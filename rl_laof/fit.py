@@ -93,17 +93,18 @@ class ModuleFit(TrainingLoop):
 def fit(stage: str, module: nn.Module, loss_fn: Callable[[np.random.Generator, torch.Generator], torch.Tensor],
         steps: int, lr: float, weight_decay: float, grad_clip: float, run_dir: Path, seed: int,
         checkpoint_every: int, writer=None, progress: bool = True, precision: str = "fp32",
-        schedule: str = "constant") -> list[dict[str, float]]:
+        schedule: str = "constant", record: str | None = None) -> list[dict[str, float]]:
     """Train ``module`` (its parameters that require grad) on ``loss_fn(rng, generator)`` for ``steps``, its
     forward passes at ``precision`` ("fp32" or "bf16" autocast), at learning rate ``lr`` (``schedule``
     "constant") or ``lr`` decayed to 0 along a half cosine ("cosine"; a function of the step, so a resumed
     stage continues the same schedule); returns the history of its training loss.
 
-    A finished stage is loaded from ``<run_dir>/<stage>.pt``; an unfinished one resumes from its checkpoint
-    with every random state, so an interrupted stage ends where an uninterrupted one would. A non-finite loss
-    or gradient stops it at once (``rl_laof.finite.Diverged``); no non-finite module is ever written.
+    A finished stage is loaded from ``<run_dir>/<record>`` (default ``<stage>.pt``); an unfinished one resumes
+    from its checkpoint with every random state, so an interrupted stage ends where an uninterrupted one would. A
+    non-finite loss or gradient stops it at once (``rl_laof.finite.Diverged``); no non-finite module is ever
+    written.
     """
-    done = run_dir / f"{stage}.pt"
+    done = run_dir / (record or f"{stage}.pt")
     if done.exists():
         saved = load_torch(done)
         module.load_state_dict(saved["model"])

@@ -3,6 +3,7 @@ interpolation starts the ODE where LAFP's formula says, stages resume exactly, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -159,7 +160,7 @@ def test_interpolation_starts_the_ode_at_the_formula(fixed_tau):
     first = []
     orig = fm.predict_x
     fm.predict_x = lambda f, z, t: (first.append((z.clone(), t.clone())) if not first else None) or orig(f, z, t)
-    decoder_inputs(cfg, fm, feats, z_t, torch.Generator().manual_seed(3))
+    decoder_inputs(cfg, "interp", fm, feats, z_t, torch.Generator().manual_seed(3))
     g = torch.Generator().manual_seed(3)  # the same draws, in the same order: z0, then tau_i
     z0 = torch.randn(6, 2, generator=g)
     tau = torch.full((6,), fixed_tau) if fixed_tau is not None else torch.rand(6, generator=g)
@@ -271,11 +272,56 @@ def test_imitation_runs_report_returns_normalised_by_bc_on_all_labels(lam_datase
     assert ref["tag"] == "bc-all" and ref["labelled_transitions"] == 120
     assert report["normalised"]["train"]["mean"] == pytest.approx(r["mean"] / ref["returns"]["train"]["mean"])
     assert report["ms_per_action"] > 0 and (tmp_path / "lafp" / "returns.png").exists()
-    assert [h["step"] for h in report["stages"]["decoder"]] == [20]
+    assert [h["step"] for h in report["stages"]["decoder"]] == [20] and report["decoder_mode"] == "interp"
+    # a run recorded before configs named their decoder mode (decoder None then meant interp for lafp) is this run
+    for name in ("config.json", "report.json"):
+        path = tmp_path / "lafp" / name
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "config": {**record["config"], "decoder": None}}))
+    assert imitate(cfg, lam_dataset, tmp_path / "lafp", progress=False)["returns"] == report["returns"]
+    # an evaluation-only change re-evaluates the finished run on its trained policy and decoder
+    again = imitate(dataclasses.replace(cfg, eval_episodes=2), lam_dataset, tmp_path / "lafp", progress=False)
+    assert again["returns"]["train"]["episodes"] == 2 and again["stages"]["policy"] == report["stages"]["policy"]
     # the IDM baseline relabels every transition
     idm = imitate(ImitationConfig(latent="none", relabel="idm", normalise=False, **TINY), lam_dataset,
                   tmp_path / "idm", progress=False)
     assert idm["train_transitions"] == 120 and "decoder" not in idm["stages"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("gl")
+def test_decoder_val_keeps_the_mode_that_returns_most_on_the_val_episodes(lam_dataset, tmp_path, monkeypatch):
+    from rl_laof.imitation import training
+    from rl_laof.imitation.policy import load_latent_policy
+
+    monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
+    seen: list[tuple] = []
+    real = training.policy_returns
+
+    def returns(act, *args, backgrounds, **kw):  # the val episodes score the sample decoder above the idm one
+        seen.append(tuple(backgrounds))
+        if tuple(backgrounds) != ("val",):
+            return real(act, *args, backgrounds=backgrounds, **kw)
+        out = real(act, *args, backgrounds=backgrounds, **kw)
+        out["val"]["mean"] = 1000.0 if len(seen) == 2 else -1000.0
+        return out
+
+    monkeypatch.setattr(training, "policy_returns", returns)
+    lam = tmp_path / "lam"
+    from rl_laof.lam.config import LAMConfig
+    from rl_laof.lam.training import train_lam
+    train_lam(LAMConfig(method="laof", width=8, batch_size=16, steps=10, eval_every=10, eval_windows=32,
+                        mlp_probe_steps=10), lam_dataset, lam, progress=False)
+    cfg = ImitationConfig(latent="laof", policy="bc", lam_run=str(lam), normalise=False, **TINY)
+    assert cfg.resolved_decoder == "val" and cfg.decoder_candidates == ("idm", "sample")
+    report = training.imitate(cfg, lam_dataset, tmp_path / "bc", progress=False)
+    assert seen[:2] == [("val",), ("val",)] and "val" not in seen[2]  # the choice first, then the reported sets
+    assert report["decoder_mode"] == "sample" and report["stages"]["decoder_val_returns"] == {"idm": -1000.0,
+                                                                                           "sample": 1000.0}
+    assert set(report["stages"]["decoder_histories"]) == {"idm", "sample"}
+    agent, _ = load_latent_policy(report["run_dir"])  # the saved decoder is the chosen one
+    chosen = training.load_torch(tmp_path / "bc" / "decoder-sample.pt")["model"]
+    assert all(torch.equal(v, agent.decoder.state_dict()[k]) for k, v in chosen.items())
 
 
 @pytest.mark.slow

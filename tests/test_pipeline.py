@@ -177,7 +177,7 @@ def test_a_built_latent_policy_is_the_agents_own_seeds_and_the_residuals_find_th
     shipped = pipeline.shipped_policy("cheetah-run", "laof", "bc")
     assert pipeline.latent_policy(TrainConfig(latent="laof", seed=2)) == shipped
     assert pipeline.latent_policy(TrainConfig(latent="action_residual", seed=1)) == shipped and log == []
-    assert pipeline.latent_policy(TrainConfig(latent="laof", seed=2), rebuild=True).name == "laof-bc-idm-frac-0.01-s2"
+    assert pipeline.latent_policy(TrainConfig(latent="laof", seed=2), rebuild=True).name == "laof-bc-val-frac-0.01-s2"
     assert log[-2] == ("dataset", dict(flow=True, distractors="laom", action_repeat=4))
     pipeline.latent_policy(TrainConfig(latent="action_residual", seed=2, latent_seed=1))  # not the shipped seed 0
     assert log[-1][1].seed == 1 and log[-1][1].latent == "laof"

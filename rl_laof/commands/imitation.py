@@ -3,8 +3,9 @@
 Imitates a video dataset from pixels through a latent action model's latents, with a few action labels:
 the policy predicts the model's normalised latent of each transition by behaviour cloning (``bc``) or by
 LAFP flow matching (``lafp``); it is then frozen and an action decoder is trained on the labelled
-transitions only (decoder modes: IDM latents, direct samples, inference-time interpolation). Baselines on
-the same labels: ``--latent none`` (BC on the labelled transitions) and ``--latent none --relabel idm``
+transitions only (decoder modes: IDM latents, direct samples, inference-time interpolation, or the best of
+those on validation episodes). Baselines on the same labels: ``--latent none`` (BC on the labelled
+transitions) and ``--latent none --relabel idm``
 (an inverse dynamics model trained on the labels relabels every transition, then BC). Returns are measured
 on the EnvPool pixel env with the data's distractors and with held-out backgrounds, over several episodes
 and seeds, and normalised by BC on all labels (trained too when missing); latency is ms per action.
@@ -23,7 +24,7 @@ from typing import Any
 from rl_laof import pipeline
 from rl_laof.cli import add_run_flags, print_summary, run, stage_config, stage_parser
 from rl_laof.commands._common import stage_dataset
-from rl_laof.imitation.config import IMITATION_PRESETS, ImitationConfig
+from rl_laof.imitation.config import DECODER_MODES, IMITATION_PRESETS, ImitationConfig
 from rl_laof.lam.config import LAM_METHODS
 
 
@@ -43,9 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--latent none only: idm = relabel every transition with an IDM trained on the labels")
     p.add_argument("--lam", default=None, metavar="RUN_DIR",
                    help="latent action model run (default: the preset's run for the dataset, trained if missing)")
-    p.add_argument("--decoder", choices=["idm", "sample", "interp"], default=None,
-                   help="decoder training: IDM latents, policy samples, or inference-time interpolation "
-                        "(default: interp for lafp, idm for bc)")
+    p.add_argument("--decoder", choices=list(DECODER_MODES), default=None,
+                   help="decoder training: IDM latents, policy samples, inference-time interpolation, or val: "
+                        "each of those the policy allows, keeping the best on the val episodes "
+                        "(default: interp for lafp, val for bc)")
     p.add_argument("--interp-tau", type=float, default=None, help="fixed tau_i for interp (default U(0, 1))")
     p.add_argument("--euler-steps", type=int, default=None, help="LAFP's K (default 3)")
     p.add_argument("--steps", type=int, default=None, help="policy training steps")

@@ -13,8 +13,10 @@ from rl_laof.precision import native_bf16
 from rl_laof.presets import check_eval_backgrounds, check_ranges
 
 POLICY_TYPES = ("bc", "lafp")
-DECODER_MODES = ("idm", "sample", "interp")
+DECODER_MODES = ("idm", "sample", "interp", "val")
 RELABEL_MODES = ("none", "idm")
+#: what ``decoder`` None meant for runs recorded before the ``val`` mode became bc's default (issue 31)
+DECODER_DEFAULT_BEFORE_VAL = {"bc": "idm", "lafp": "interp"}
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,14 @@ class ImitationConfig:
     reference every return is normalised by. A ``-action`` latent carries LAFP's action-decoder
     regularisation during pretraining (weight = labelled share).
 
-    Decoder training (``decoder``; None: ``interp`` for lafp, ``idm`` for bc):
+    Decoder training (``decoder``; None: ``interp`` for lafp, ``val`` for bc):
     ``idm`` on the IDM latents of labelled transitions; ``sample`` on the frozen policy's own outputs at
     labelled observations; ``interp`` (LAFP's inference-time interpolation, lafp only) on policy samples whose
     ODE starts at (1 - tau_i) z0 + tau_i z_t and runs from tau_i to 1, tau_i ~ U(0, 1) per sample or fixed
-    by ``interp_tau``. At deployment the flow policy always starts from pure noise.
+    by ``interp_tau``; ``val`` trains each of the policy's modes (:attr:`decoder_candidates`) and keeps the one
+    whose decoded policy returns most on the ``val`` evaluation set (the data's backgrounds on episodes no
+    reported figure uses; ``eval_seeds`` x ``eval_episodes`` of them per mode). At deployment the flow policy
+    always starts from pure noise.
     """
 
     latent: str = "laof"
@@ -122,7 +127,25 @@ class ImitationConfig:
     def resolved_decoder(self) -> str | None:
         if self.latent == "none":
             return None
-        return self.decoder or ("interp" if self.policy == "lafp" else "idm")
+        return self.decoder or ("interp" if self.policy == "lafp" else "val")
+
+    @staticmethod
+    def recorded_before_val(config: dict[str, Any]) -> dict[str, Any]:
+        """A config recorded before ``to_dict`` resolved the decoder (``decoder`` None), with the mode None meant
+        then: ``interp`` for lafp, ``idm`` for bc (:data:`DECODER_DEFAULT_BEFORE_VAL`)."""
+        if config.get("decoder") is not None or config.get("latent", "none") == "none":
+            return config
+        return {**config, "decoder": DECODER_DEFAULT_BEFORE_VAL[config.get("policy", "bc")]}
+
+    @property
+    def decoder_candidates(self) -> tuple[str, ...]:
+        """The decoder modes a run trains: the resolved one, or under ``val`` every mode the policy allows."""
+        mode = self.resolved_decoder
+        if mode is None:
+            return ()
+        if mode != "val":
+            return (mode,)
+        return ("idm", "sample", "interp") if self.policy == "lafp" else ("idm", "sample")
 
     @property
     def label_split(self) -> str:
@@ -140,7 +163,9 @@ class ImitationConfig:
         return f"{what}-{self.label_split}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The config as recorded with a run, the decoder mode resolved (``decoder`` None means a mode that depends
+        on the policy type, and that default has changed: the record names the mode the run used)."""
+        return {**dataclasses.asdict(self), "decoder": self.resolved_decoder}
 
 
 # The dataclass defaults are the quick preset: ~8 minutes of policy training on 2 idle cores (width 32, 8000

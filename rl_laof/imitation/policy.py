@@ -47,10 +47,14 @@ def distractor_level(ds: VideoDataset) -> str | None:
     return d.get("difficulty") if isinstance(d, dict) else d
 
 
+#: an imitation run's agent file: the policy, decoder and normaliser with what later stages check and use
+AGENT_FILE = "policy.pt"
+
+
 def load_latent_policy(run_dir: str | Path, seed: int = 0) -> tuple[LatentPolicy, dict[str, Any]]:
-    """The latent policy of an imitation run (``policy.pt``) and its saved metadata (config, task, latent
+    """The latent policy of an imitation run (:data:`AGENT_FILE`) and its saved metadata (config, task, latent
     normaliser, latent model run): what the PPO stage starts from."""
-    path = Path(run_dir) / "policy.pt"
+    path = Path(run_dir) / AGENT_FILE
     if not path.exists():
         raise FileNotFoundError(f"{path}: no latent policy (run python -m rl_laof.imitation first)")
     saved = load_torch(path)

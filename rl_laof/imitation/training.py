@@ -24,7 +24,7 @@ from rl_laof.data.windows import WindowDataset
 from rl_laof.fit import fit
 from rl_laof.imitation.config import ImitationConfig
 from rl_laof.imitation.evaluation import action_error, latency_ms, plot_normalised_returns, spread_ratio
-from rl_laof.imitation.policy import LatentPolicy, data_record, distractor_level, make_policy
+from rl_laof.imitation.policy import AGENT_FILE, LatentPolicy, data_record, distractor_level, make_policy
 from rl_laof.lam.evaluation import latents
 from rl_laof.lam.training import lam_input, load_lam
 from rl_laof.models.policy import (
@@ -53,6 +53,7 @@ _EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls"
               "checkpoint_every")
 PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent policy
 TARGETS_FILE = "targets.pt"  # the latent targets of a run, kept once computed
+POLICY_STAGE_FILE = "policy-stage.pt"  # the finished policy training stage (rl_laof.fit), beside the agent file
 
 
 class Transitions:
@@ -143,15 +144,28 @@ def train_policy(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, data: Tran
         obs = random_shift(obs, gen) if cfg.augment else obs
         return policy.loss(obs, targets[b], gen)
 
+    keep_finished_policy(run_dir)
     return fit("policy", policy, loss, cfg.steps, cfg.lr, cfg.weight_decay, cfg.grad_clip, run_dir, cfg.seed + 20,
-               cfg.checkpoint_every, writer, progress, cfg.resolved_precision, cfg.lr_schedule)
+               cfg.checkpoint_every, writer, progress, cfg.resolved_precision, cfg.lr_schedule,
+               record=POLICY_STAGE_FILE)
 
 
-def decoder_inputs(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, features: torch.Tensor,
+def keep_finished_policy(run_dir: Path) -> None:
+    """A run saved before the policy stage had a file of its own (:data:`POLICY_STAGE_FILE`) kept its finished
+    policy only in the agent file ``policy.pt``, which replaced the stage's: write the stage's file from it (with
+    the report's training history), so that re-evaluating such a run reuses its policy instead of failing."""
+    agent_file, stage_file = run_dir / AGENT_FILE, run_dir / POLICY_STAGE_FILE
+    if stage_file.exists() or not agent_file.exists():
+        return
+    agent = load_torch(agent_file)
+    report = read_json(run_dir / "report.json") if (run_dir / "report.json").exists() else {}
+    save_torch({"model": agent["policy"], "history": report.get("stages", {}).get("policy", [])}, stage_file)
+
+
+def decoder_inputs(cfg: ImitationConfig, mode: str, policy: BCPolicy | FlowPolicy, features: torch.Tensor,
                    z_idm: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """What the decoder is trained on for labelled transitions with policy features ``features`` and IDM
-    latents ``z_idm``, in the configured mode (the policy is frozen: nothing here has a gradient)."""
-    mode = cfg.resolved_decoder
+    latents ``z_idm``, in decoder mode ``mode`` (the policy is frozen: nothing here has a gradient)."""
     with torch.no_grad():
         if mode == "idm":
             return z_idm
@@ -165,9 +179,20 @@ def decoder_inputs(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, features
         return policy.sample_from(features, policy.interpolation_start(z0, z_idm, tau_i), tau_i)
 
 
+def decoder_stage(cfg: ImitationConfig, mode: str) -> str:
+    """The training stage of decoder mode ``mode`` (its checkpoint and finished file): ``decoder``, one per mode
+    under ``val``."""
+    return f"decoder-{mode}" if cfg.resolved_decoder == "val" else "decoder"
+
+
 def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: ActionDecoder, data: Transitions,
-                  z_norm: torch.Tensor, run_dir: Path, writer=None, progress: bool = True) -> list:
-    """The action decoder on the labelled transitions only, with the policy frozen."""
+                  z_norm: torch.Tensor, run_dir: Path, writer=None, progress: bool = True,
+                  mode: str | None = None) -> list:
+    """The action decoder on the labelled transitions only, with the policy frozen, in decoder mode ``mode``
+    (default: the config's, which must not be ``val``)."""
+    mode = mode or cfg.resolved_decoder
+    if mode not in ("idm", "sample", "interp"):
+        raise ValueError(f"train_decoder trains one decoder mode (idm, sample, interp), not {mode!r}")
     policy.eval().requires_grad_(False)
     lab = data.labelled
     features = _batched(lambda r: policy.encoder(data.obs(r)), lab)  # frozen: computed once
@@ -175,11 +200,38 @@ def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: 
 
     def loss(rng, gen):
         i = torch.from_numpy(rng.integers(0, len(lab), cfg.decoder_batch_size))
-        x = decoder_inputs(cfg, policy, features[i], z_lab[i], gen)
+        x = decoder_inputs(cfg, mode, policy, features[i], z_lab[i], gen)
         return F.mse_loss(decoder(x), a_lab[i])
 
-    return fit("decoder", decoder, loss, cfg.decoder_steps, cfg.decoder_lr, cfg.decoder_weight_decay, cfg.grad_clip,
-               run_dir, cfg.seed + 30, cfg.checkpoint_every, writer, progress, schedule=cfg.lr_schedule)
+    return fit(decoder_stage(cfg, mode), decoder, loss, cfg.decoder_steps, cfg.decoder_lr, cfg.decoder_weight_decay,
+               cfg.grad_clip, run_dir, cfg.seed + 30, cfg.checkpoint_every, writer, progress, schedule=cfg.lr_schedule)
+
+
+def choose_decoder(cfg: ImitationConfig, ds: VideoDataset, policy: BCPolicy | FlowPolicy, data: Transitions,
+                   targets: torch.Tensor, run_dir: Path, writer, progress: bool) -> tuple[ActionDecoder, dict]:
+    """Train the decoder of every mode of :attr:`ImitationConfig.decoder_candidates` on the frozen policy; with one
+    candidate that one, else the one whose decoded policy returns most on the ``val`` evaluation set (``eval_seeds``
+    x ``eval_episodes`` episodes each, none of them in a reported figure). Returns the decoder and its stage
+    record: ``decoder`` (its training history) and ``decoder_mode``; under ``val`` also every mode's history
+    (``decoder_histories``) and val return (``decoder_val_returns``)."""
+    trained: dict[str, tuple[ActionDecoder, list]] = {}
+    for mode in cfg.decoder_candidates:
+        decoder = ActionDecoder(targets.shape[1], ds.action_dim, cfg.decoder_hidden)
+        trained[mode] = decoder, train_decoder(cfg, policy, decoder, data, targets, run_dir, writer, progress, mode)
+    if len(trained) == 1:
+        mode, (decoder, history) = next(iter(trained.items()))
+        return decoder, {"decoder": history, "decoder_mode": mode}
+    val: dict[str, float] = {}
+    for mode, (decoder, _) in trained.items():
+        val[mode] = round(policy_returns(LatentPolicy(policy, decoder, cfg.seed), **ds.env_settings,
+                                         frame_stack=cfg.frame_stack, backgrounds=("val",), seeds=cfg.eval_seeds,
+                                         episodes=cfg.eval_episodes, progress=False)["val"]["mean"], 2)
+        if progress:
+            print(f"  decoder {mode}: return {val[mode]:.1f} on the val episodes", flush=True)
+    mode = max(val, key=lambda m: val[m])  # ties: the first candidate
+    return trained[mode][0], {"decoder": trained[mode][1], "decoder_mode": mode,
+                              "decoder_histories": {m: h for m, (_, h) in trained.items()},
+                              "decoder_val_returns": val}
 
 
 def default_run_dir(cfg: ImitationConfig, ds: VideoDataset) -> Path:
@@ -222,12 +274,28 @@ def open_run(cfg: ImitationConfig, ds: VideoDataset, out: str | Path | None = No
     unfinished run cannot use (:func:`check_inputs`)."""
     run_dir = run_folder(out if out is not None else default_run_dir(cfg, ds))
     config = json.loads(json.dumps(cfg.to_dict()))
+    resolve_recorded_decoder(run_dir)
     refuse_other_config(run_dir, config, _EVAL_ONLY, inputs=run_inputs(cfg, ds))
     report_file = run_dir / "report.json"
     if report_file.exists() and read_json(report_file)["config"] == config:
         return run_dir, read_json(report_file)
     check_inputs(cfg, ds)
     return run_dir, None
+
+
+def resolve_recorded_decoder(run_dir: Path) -> None:
+    """Rewrite the config of a run recorded before configs named their decoder mode (``decoder`` None) with the
+    mode it used (:meth:`ImitationConfig.recorded_before_val`), in ``config.json`` and ``report.json``, so that
+    the run is compared, resumed or refused by what it is."""
+    for name in ("config.json", "report.json"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        record = read_json(path)
+        if isinstance(record, dict) and isinstance(record.get("config"), dict):
+            resolved = ImitationConfig.recorded_before_val(record["config"])
+            if resolved is not record["config"]:
+                write_json(path, {**record, "config": resolved})
 
 
 def needs_latent_model(cfg: ImitationConfig, run_dir: Path) -> bool:
@@ -267,7 +335,7 @@ def save_agent(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, policy: BC
                 "normalizer": norm.state_dict() if norm is not None else None,
                 # the training latents' principal directions: the residual action space of rl_laof.train
                 "latent_pca": (LatentPCA.fit(targets, min(PCA_DIRECTIONS, targets.shape[1])).state_dict()
-                               if cfg.latent != "none" else None)}, run_dir / "policy.pt")
+                               if cfg.latent != "none" else None)}, run_dir / AGENT_FILE)
     return data_rec
 
 
@@ -317,8 +385,8 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     stages["policy_seconds"] = round(time.perf_counter() - t0, 1)
     if cfg.latent != "none":
         t0 = time.perf_counter()
-        decoder = ActionDecoder(targets.shape[1], ds.action_dim, cfg.decoder_hidden)
-        stages["decoder"] = train_decoder(cfg, policy, decoder, data, targets, run_dir, writer, progress)
+        decoder, record = choose_decoder(cfg, ds, policy, data, targets, run_dir, writer, progress)
+        stages.update(record)
         stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
     writer.close()
 
@@ -331,7 +399,7 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     report: dict[str, Any] = {
         "tag": cfg.tag, "task": ds.task, "dataset": str(ds.path), "run_dir": str(run_dir), "config": config,
         "lam_run": lam_run, "train_transitions": int(len(rows)), "labelled_transitions": int(len(data.labelled)),
-        "stages": stages, "returns": returns, "action_mse": errors,
+        "stages": stages, "decoder_mode": stages.get("decoder_mode"), "returns": returns, "action_mse": errors,
         # the action spread on its own states (the first background set's rollouts) over the expert's on the data
         "spread": round(spread_ratio(returns[cfg.eval_backgrounds[0]]["action_std"], data_rec["action_std"]), 4),
         "ms_per_action": round(latency_ms(agent, (3 * cfg.frame_stack, *ds.image_shape[1:]), cfg.latency_calls), 3),

@@ -123,7 +123,9 @@ def lam_config(name: str, seed: int, quick: bool, samples: int | None = None) ->
     samples = samples or (QUICK_SAMPLES if quick else SAMPLES)
     budget = QUICK_BUDGET if quick else BUDGET
     steps = max(1, samples // resolved.batch_size) * (2 if resolved.label_schedule == "alternate" else 1)
-    return LAMConfig(seed=seed, steps=steps, **fields, **budget)
+    # the floor (untrained) is read from the LAOF runs (their IDM is LAPO's); LAOM's 8192-d step-0 probes would
+    # add ~2.5 min to each of its runs for a figure the table does not use
+    return LAMConfig(seed=seed, steps=steps, untrained_probes=resolved.base != "laom", **fields, **budget)
 
 
 def unlabelled_windows(config: dict) -> int:

@@ -52,6 +52,17 @@ def test_every_method_trains_and_its_loss_falls(dataset, tmp_path, method):
     assert np.isfinite([pr["linear_action_mse"], pr["mlp_action_mse"], pr["state_change_mse"]]).all()
     assert set(pr["budget_curve"]) <= {"frac-0.1", "all"} and "all" in pr["budget_curve"]
     assert (tmp_path / method / "model.pt").exists() and report["train_samples_per_s"] > 0
+    assert report["untrained_probes"]["eval"]["linear_action_mse"] > 0  # the floor, probed at step 0
+
+
+def test_the_step_0_probes_can_be_left_out_and_the_run_is_the_same_run(dataset, tmp_path):
+    from rl_laof.lam.training import train_lam
+
+    report = train_lam(tiny("laom", steps=10, untrained_probes=False), dataset, tmp_path / "laom", progress=False)
+    assert report["untrained_probes"] is None and np.isfinite(report["probes"]["eval"]["linear_action_mse"])
+    # an evaluation-only field: the finished run is found, not refused, under the other value
+    again = train_lam(tiny("laom", steps=10), dataset, tmp_path / "laom", progress=False)
+    assert again["history"] == report["history"]
 
 
 def _batch(dataset, cfg: LAMConfig, rows) -> dict:

@@ -45,7 +45,7 @@ from rl_laof.runs import (
 )
 
 # config fields that do not change what a run computes (a resumed run may change them)
-_NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps")
+_NOT_IDENTITY = ("threads", "eval_every", "checkpoint_every", "steps", "untrained_probes")
 
 
 class Batches:
@@ -224,7 +224,7 @@ class LAMTraining(TrainingLoop):
         return self.cfg.batch_size + (self.cfg.labelled_batch_size if labelled else 0)
 
     def start(self) -> None:
-        if self.step == 0 and self.main:
+        if self.step == 0 and self.main and self.cfg.untrained_probes:
             self.model.eval()
             self.untrained = probe_report(self.model, self.ds, self.cfg, mlp=False)
         self.model.train()

@@ -31,7 +31,9 @@ over the mean action's MSE on them (1.0 = no information). Choices read ``val`` 
 the most realistic tier whose LAOF beats LAPO on val with separated intervals (``tier_choice``). Reported figures
 read ``eval`` (and ``heldout_bg_*``) only. Each figure: mean over seeds with a 95 % bootstrap interval (rliable;
 with fewer than 5 seeds the JSON calls it a seed range); each claim a one-sided exact permutation test over
-seeds (and Welch's t-test beside it), Holm-adjusted across the claims.
+seeds (and Welch's t-test beside it), Holm-adjusted across the claims. Keys of a cell other than cheetah-run at the
+LAOM level lead with its prefix (``hopper_probe_laof``, ``hard_probe_few_lapo``, ``hopper_p_laof_vs_lapo``,
+``hopper_flow_vs_zero_rgb``).
 
 Resumes run by run: each finished model leaves a small record in ``benchmarks/results/latent_quality_runs/``
 (committed, so a later session on a fresh clone continues where this one stopped); ``--report-only`` aggregates
@@ -251,7 +253,8 @@ def flat(key: str, values: list[float]) -> dict:
 
 
 def cell_figures(records: list[dict], cell: str) -> tuple[dict, dict]:
-    """(flat figures with the cell's prefix, per-method per-seed values) from the reported splits only."""
+    """(flat figures, each key led by the cell's prefix: ``probe_laof`` on cheetah-run at the LAOM level,
+    ``hopper_probe_laof``, ``hard_probe_laof``; per-method per-seed values) from the reported splits only."""
     prefix = CELLS[cell][2]
     recs = [r for r in records if r["cell"] == cell]
     fig = quality.reported_figures(recs)
@@ -264,25 +267,25 @@ def cell_figures(records: list[dict], cell: str) -> tuple[dict, dict]:
                 v = quality.per_method(fig.get(f"{split}/{figure}", {}), name)
                 if v:
                     values[f"{tag}{key}_{name}"] = v
-                    out.update(flat(f"{key}_{tag}{prefix}{name}", v))
+                    out.update(flat(f"{prefix}{key}_{tag}{name}", v))
         # the floor: the untrained model of the default LAOF runs (the same IDM as LAPO's)
         for figure, key in (("untrained", "probe"), ("untrained_few", "probe_few")):
             v = quality.per_method(fig.get(f"{split}/{figure}", {}), f"laof_{DEFAULT_TIER}")
             if v:
                 values[f"{tag}{key}_untrained"] = v
-                out.update(flat(f"{key}_{tag}{prefix}untrained", v))
+                out.update(flat(f"{prefix}{key}_{tag}untrained", v))
     # the default tier's LAOF is "laof"
     for key in list(out):
         for part in ("probe_", "probe_few_", "mlp_probe_", "probe_heldout_bg_", "probe_few_heldout_bg_",
                      "mlp_probe_heldout_bg_"):
-            stem = f"{part}{prefix}laof_{DEFAULT_TIER}"
+            stem = f"{prefix}{part}laof_{DEFAULT_TIER}"
             if key.startswith(stem) and key[len(stem):] in ("", "_lo", "_hi", "_n"):
-                out[f"{part}{prefix}laof{key[len(stem):]}"] = out[key]
+                out[f"{prefix}{part}laof{key[len(stem):]}"] = out[key]
     for tier in TIERS:
         v = [r["flow_vs_zero"] for r in sorted(recs, key=lambda r: r["seed"])
              if r["method"] == f"laof_{tier}" and "flow_vs_zero" in r]
         if v:
-            out.update(flat(f"flow_vs_zero_{prefix}{tier}", v))
+            out.update(flat(f"{prefix}flow_vs_zero_{tier}", v))
     return out, values
 
 
@@ -302,7 +305,8 @@ def tier_choice(records: list[dict], cell: str) -> dict:
 
 def claims(values_by_cell: dict[str, dict]) -> dict:
     """One-sided tests of the issue's claims over seeds (exact permutation; Welch beside), Holm-adjusted."""
-    family = {}
+    family: dict[str, tuple[list, list]] = {}  # "<cell prefix><claim>" -> (values a, values b)
+    named: dict[str, tuple[str, str]] = {}  # the same key -> (cell prefix, claim)
     pairs = {"laof_vs_lapo": ("probe_laof", "probe_lapo"), "laom_vs_lapo": ("probe_laom", "probe_lapo"),
              "few_laof_action_vs_few_laom_action": ("probe_few_laof_action_1pct", "probe_few_laom_action_1pct"),
              # every other tier against LAPO too: the target names any tier but the oracle, so each is a claim
@@ -313,15 +317,15 @@ def claims(values_by_cell: dict[str, dict]) -> dict:
                           if f"laof_{DEFAULT_TIER}" in k}}
         for claim, (a, b) in pairs.items():
             if a in v and b in v and min(len(v[a]), len(v[b])) >= 2:
-                family[f"{prefix}{claim}"] = (v[a], v[b])
+                family[f"{prefix}{claim}"], named[f"{prefix}{claim}"] = (v[a], v[b]), (prefix, claim)
     raw = {k: stats.permutation_test(a, b, alternative="less") for k, (a, b) in family.items()}
     welch = {k: stats.welch_test(a, b, alternative="less") for k, (a, b) in family.items()}
     adjusted = stats.holm(raw) if raw else {}
     out = {}
-    for k in family:
-        out[f"p_{k}"] = float(f"{adjusted[k]:.3g}")  # three significant digits: a tiny p stays readable
-        out[f"p_raw_{k}"] = float(f"{raw[k]:.3g}")
-        out[f"p_welch_{k}"] = float(f"{welch[k]:.3g}")
+    for k, (prefix, claim) in named.items():  # p_laof_vs_lapo, hopper_p_laof_vs_lapo (p_raw_ / p_welch_ beside)
+        out[f"{prefix}p_{claim}"] = float(f"{adjusted[k]:.3g}")  # three significant digits: a tiny p stays readable
+        out[f"{prefix}p_raw_{claim}"] = float(f"{raw[k]:.3g}")
+        out[f"{prefix}p_welch_{claim}"] = float(f"{welch[k]:.3g}")
     return out
 
 
@@ -332,30 +336,30 @@ def targets(r: dict) -> dict:
         def g(key: str, prefix: str = prefix) -> float | None:
             return r.get(key.replace("{p}", prefix))
 
-        if g("probe_{p}laof") is None or g("probe_{p}lapo") is None:
+        if g("{p}probe_laof") is None or g("{p}probe_lapo") is None:
             continue
         # "with a tier other than oracle": each non-oracle tier on its own figures and its own Holm-adjusted test
         verdicts = []
         for tier in TIERS[:-1]:
             claim = "laof" if tier == DEFAULT_TIER else f"laof_{tier}"
-            hi, p = g(f"probe_{{p}}laof_{tier}_hi"), r.get(f"p_{prefix}{claim}_vs_lapo")
+            hi, p = g(f"{{p}}probe_laof_{tier}_hi"), r.get(f"{prefix}p_{claim}_vs_lapo")
             if hi is None:
                 continue
-            met = hi < 0.5 * g("probe_{p}lapo_lo") and p is not None and p < 0.05
+            met = hi < 0.5 * g("{p}probe_lapo_lo") and p is not None and p < 0.05
             verdicts.append(f"{tier}: {'met' if met else 'not met'} (hi {hi} vs 0.5 x LAPO lo "
-                            f"{0.5 * g('probe_{p}lapo_lo'):.4f}, p {p})")
+                            f"{0.5 * g('{p}probe_lapo_lo'):.4f}, p {p})")
         if verdicts:
             out[f"{cell}/laof_half_lapo_non_oracle"] = ("met" if any(v.split(":")[1].startswith(" met")
                                                                for v in verdicts) else "not met") + \
                 " -- " + "; ".join(verdicts)
-        if g("probe_{p}laom_hi") is not None:
-            out[f"{cell}/laom_below_lapo"] = "met" if g("probe_{p}laom_hi") < g("probe_{p}lapo_lo") else "not met"
-        if g("probe_{p}laof_action_1pct") is not None:
-            out[f"{cell}/labels_do_not_hurt"] = ("met" if g("probe_{p}laof_action_1pct") <= g("probe_{p}laof")
+        if g("{p}probe_laom_hi") is not None:
+            out[f"{cell}/laom_below_lapo"] = "met" if g("{p}probe_laom_hi") < g("{p}probe_lapo_lo") else "not met"
+        if g("{p}probe_laof_action_1pct") is not None:
+            out[f"{cell}/labels_do_not_hurt"] = ("met" if g("{p}probe_laof_action_1pct") <= g("{p}probe_laof")
                                                  else "not met")
-        if g("probe_few_{p}laof_action_1pct") is not None and g("probe_few_{p}laom_action_1pct") is not None:
+        if g("{p}probe_few_laof_action_1pct") is not None and g("{p}probe_few_laom_action_1pct") is not None:
             out[f"{cell}/few_laof_action_below_few_laom_action"] = (
-                "met" if g("probe_few_{p}laof_action_1pct") < g("probe_few_{p}laom_action_1pct") else "not met")
+                "met" if g("{p}probe_few_laof_action_1pct") < g("{p}probe_few_laom_action_1pct") else "not met")
     return out
 
 

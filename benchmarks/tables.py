@@ -81,8 +81,8 @@ def latent_quality_cells(r: dict) -> str:
         row = [label]
         for c in cells:
             p = CELL_PREFIX.get(c, f"{c}_")
-            row += [_cell(r, f"probe_{p}{key}"), _cell(r, f"probe_few_{p}{key}"),
-                    _cell(r, f"probe_heldout_bg_{p}{key}")]
+            row += [_cell(r, f"{p}probe_{key}"), _cell(r, f"{p}probe_few_{key}"),
+                    _cell(r, f"{p}probe_heldout_bg_{key}")]
         if any(x != "–" for x in row[1:]):
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -188,8 +188,8 @@ def latent_quality_partial(r: dict) -> str:
             if not values:
                 continue
             seeds = f"{len(values)}" + (" ‡" if len(values) < 5 else "")
-            lines.append(f"| {CELL_LABELS.get(c, c)} | {label} | {seeds} | {_cell(r, f'probe_{p}{key}')} | "
-                         f"{_cell(r, f'probe_few_{p}{key}')} | {_cell(r, f'probe_heldout_bg_{p}{key}')} |")
+            lines.append(f"| {CELL_LABELS.get(c, c)} | {label} | {seeds} | {_cell(r, f'{p}probe_{key}')} | "
+                         f"{_cell(r, f'{p}probe_few_{key}')} | {_cell(r, f'{p}probe_heldout_bg_{key}')} |")
         choice = r.get(f"tier_choice_{c}", {})
         if choice.get("val_probe"):
             val = ", ".join(f"{k} {v:.3f}" for k, v in choice["val_probe"].items())

@@ -200,3 +200,30 @@ def test_a_partial_train_run_does_not_write_train_json(bench, monkeypatch):
     _run(monkeypatch, bt, ["--quick", "--no-progress", "--latents", "laof"])  # a smoke run writes nothing
     assert written == []
     assert all(dataclasses.replace(c) == c for c, _ in runs)  # every config is valid
+
+
+def test_latent_quality_keys_lead_with_the_cells_prefix(bench):
+    """cheetah-run at the LAOM level has bare keys, every other cell's lead with its prefix (the issue's names:
+    ``hopper_probe_laof``, ``hopper_p_laof_vs_lapo``), its tests Holm-adjusted in one family with the others."""
+    from rl_laof.lam import quality
+
+    lq = bench.bench_latent_quality
+    records, values = [], {}
+    for cell in ("cheetah_laom", "hopper_laom"):
+        for method, level in (("lapo", 0.9), (f"laof_{lq.DEFAULT_TIER}", 0.3)):
+            for seed in range(5):
+                p = level + 0.01 * seed
+                report = {"probes": {s: {"linear_action_mse": 2 * p, "mean_action_mse": 2.0,
+                                         "budget_curve": {"frac-0.01": 2 * p + 0.2}} for s in ("val", "eval")},
+                          "history": [], "config": {"batch_size": 64}}
+                records.append({"cell": cell, "method": method, "seed": seed, **quality.run_record(report)})
+    out = {}
+    for cell in ("cheetah_laom", "hopper_laom"):
+        figures, values[cell] = lq.cell_figures(records, cell)
+        out.update(figures)
+    out.update(lq.claims(values))
+    for key in ("probe_laof", "probe_lapo", "probe_few_laof", "p_laof_vs_lapo"):
+        assert key in out and f"hopper_{key}" in out, key
+    assert out["hopper_probe_laof"] == out["probe_laof"] == pytest.approx(0.32)
+    assert not any(k.startswith(("probe_hopper", "p_hopper", "probe_few_hopper")) for k in out)
+    assert out["p_laof_vs_lapo"] > out["p_raw_laof_vs_lapo"]  # adjusted over both cells' claims

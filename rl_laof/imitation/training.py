@@ -208,11 +208,11 @@ def train_decoder(cfg: ImitationConfig, policy: BCPolicy | FlowPolicy, decoder: 
 
 
 def choose_decoder(cfg: ImitationConfig, ds: VideoDataset, policy: BCPolicy | FlowPolicy, data: Transitions,
-                   targets: torch.Tensor, run_dir: Path, writer, progress: bool) -> tuple[ActionDecoder, dict]:
+                   targets: torch.Tensor, run_dir: Path, writer, progress: bool) -> tuple[ActionDecoder, str, dict]:
     """Train the decoder of every mode of :attr:`ImitationConfig.decoder_candidates` on the frozen policy; with one
     candidate that one, else the one whose decoded policy returns most on the ``val`` evaluation set (``eval_seeds``
-    x ``eval_episodes`` episodes each, none of them in a reported figure). Returns the decoder and its stage
-    record: ``decoder`` (its training history) and ``decoder_mode``; under ``val`` also every mode's history
+    x ``eval_episodes`` episodes each, none of them in a reported figure). Returns the decoder, its mode and its
+    stage record: ``decoder`` (its training history); under ``val`` also every mode's history
     (``decoder_histories``) and val return (``decoder_val_returns``)."""
     trained: dict[str, tuple[ActionDecoder, list]] = {}
     for mode in cfg.decoder_candidates:
@@ -220,7 +220,7 @@ def choose_decoder(cfg: ImitationConfig, ds: VideoDataset, policy: BCPolicy | Fl
         trained[mode] = decoder, train_decoder(cfg, policy, decoder, data, targets, run_dir, writer, progress, mode)
     if len(trained) == 1:
         mode, (decoder, history) = next(iter(trained.items()))
-        return decoder, {"decoder": history, "decoder_mode": mode}
+        return decoder, mode, {"decoder": history}
     val: dict[str, float] = {}
     for mode, (decoder, _) in trained.items():
         val[mode] = round(policy_returns(LatentPolicy(policy, decoder, cfg.seed), **ds.env_settings,
@@ -229,9 +229,9 @@ def choose_decoder(cfg: ImitationConfig, ds: VideoDataset, policy: BCPolicy | Fl
         if progress:
             print(f"  decoder {mode}: return {val[mode]:.1f} on the val episodes", flush=True)
     mode = max(val, key=lambda m: val[m])  # ties: the first candidate
-    return trained[mode][0], {"decoder": trained[mode][1], "decoder_mode": mode,
-                              "decoder_histories": {m: h for m, (_, h) in trained.items()},
-                              "decoder_val_returns": val}
+    return trained[mode][0], mode, {"decoder": trained[mode][1],
+                                    "decoder_histories": {m: h for m, (_, h) in trained.items()},
+                                    "decoder_val_returns": val}
 
 
 def default_run_dir(cfg: ImitationConfig, ds: VideoDataset) -> Path:
@@ -367,7 +367,7 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     writer = SummaryWriter(str(run_dir / "tb"))
     data = Transitions(ds, cfg)
     stages: dict[str, Any] = {}
-    lam_run, norm, decoder = None, None, None
+    lam_run, norm, decoder, decoder_mode = None, None, None, None
     t0 = time.perf_counter()
     if cfg.latent != "none":
         targets, norm, lam_run = latent_targets(cfg, ds, data, run_dir, lam)
@@ -385,7 +385,7 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     stages["policy_seconds"] = round(time.perf_counter() - t0, 1)
     if cfg.latent != "none":
         t0 = time.perf_counter()
-        decoder, record = choose_decoder(cfg, ds, policy, data, targets, run_dir, writer, progress)
+        decoder, decoder_mode, record = choose_decoder(cfg, ds, policy, data, targets, run_dir, writer, progress)
         stages.update(record)
         stages["decoder_seconds"] = round(time.perf_counter() - t0, 1)
     writer.close()
@@ -399,7 +399,7 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     report: dict[str, Any] = {
         "tag": cfg.tag, "task": ds.task, "dataset": str(ds.path), "run_dir": str(run_dir), "config": config,
         "lam_run": lam_run, "train_transitions": int(len(rows)), "labelled_transitions": int(len(data.labelled)),
-        "stages": stages, "decoder_mode": stages.get("decoder_mode"), "returns": returns, "action_mse": errors,
+        "stages": stages, "decoder_mode": decoder_mode, "returns": returns, "action_mse": errors,
         # the action spread on its own states (the first background set's rollouts) over the expert's on the data
         "spread": round(spread_ratio(returns[cfg.eval_backgrounds[0]]["action_std"], data_rec["action_std"]), 4),
         "ms_per_action": round(latency_ms(agent, (3 * cfg.frame_stack, *ds.image_shape[1:]), cfg.latency_calls), 3),

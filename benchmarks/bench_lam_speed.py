@@ -16,7 +16,8 @@ Each step is split into data (gathering the batch and its targets), forward, bac
 (with gradient clipping); the evaluation share is one held-out evaluation's time over ``eval_every``
 steps. FLOPs per step are counted by ``torch.utils.flop_counter`` (convolutions and matmuls, forward
 and backward), and the achieved FLOP/s is reported as a share of a dense 2048^2 matmul measured in the
-same run (fp32, and bf16 for the bf16 set-up). The last line is one JSON object.
+same run (fp32, and bf16 for the bf16 set-up). It writes ``benchmarks/results/lam_speed.json`` (the README's and
+docs/lam.md's speed rows); the last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import math
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -44,6 +46,7 @@ from rl_laof.lam.training import Batches, flow_calibration, make_optimizer
 from rl_laof.models import build_lam
 from rl_laof.precision import autocast
 
+RESULT = Path(__file__).resolve().parent / "results" / "lam_speed.json"
 PHASES = ("data", "forward", "backward", "optimiser")
 
 
@@ -192,6 +195,7 @@ def main() -> dict:
     args = p.parse_args()
     dataset = args.dataset or default_dataset("cheetah-run", "quick", flow=True, distractors="laom")
     r = measure(dataset, args.method, args.steps)
+    RESULT.write_text(json.dumps(r, indent=1))
     print(table(r), file=sys.stderr)
     print(json.dumps(r))
     return r

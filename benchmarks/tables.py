@@ -2,7 +2,7 @@
 
     python benchmarks/tables.py readme              # the README's results table: one row per headline figure
     python benchmarks/tables.py latent_quality      # held-out probes per method and level (docs/lam.md)
-    python benchmarks/tables.py lam_speed           # where a LAOF step's time goes (from the same file)
+    python benchmarks/tables.py lam_speed           # where a LAOF step's time goes (lam_speed.json)
     python benchmarks/tables.py imitation           # policies with 1 % labels (docs/imitation.md)
     python benchmarks/tables.py train               # the main job: PPO in latent action spaces (docs/train.md)
     python benchmarks/tables.py --write             # rewrite every generated table in README.md and docs/*.md
@@ -112,8 +112,8 @@ def latent_quality(r: dict) -> str:
 
 
 def lam_speed(r: dict) -> str:
-    """Where a LAOF training step's time goes, before and after (``speed_profile`` of latent_quality.json)."""
-    sp = {"before": r["speed_profile"]["before"], "after": r["speed_profile"]["after"]}
+    """Where a LAOF training step's time goes, before and after (``lam_speed.json``)."""
+    sp = {"before": r["before"], "after": r["after"]}
     lines = ["| per step (batch 64) | before | after |", "|---|---|---|"]
     for k in ("data", "forward", "backward", "optimiser"):
         lines.append(f"| {k} | {1000 * sp['before']['seconds_per_step'][k]:.1f} ms | "
@@ -205,7 +205,7 @@ def latent_quality_partial(r: dict) -> str:
 TABLES = {"latent_quality": latent_quality, "latent_quality_partial": latent_quality_partial, "lam_speed": lam_speed,
           "imitation": imitation, "train": train}
 SOURCE = {"latent_quality": "latent_quality", "latent_quality_partial": "latent_quality_partial",
-          "lam_speed": "latent_quality", "imitation": "imitation", "train": "train"}  # table -> results file
+          "lam_speed": "lam_speed", "imitation": "imitation", "train": "train"}  # table -> results file
 
 # --- the README's single results table ---------------------------------------------------------------------
 
@@ -214,6 +214,7 @@ COMMANDS = {  # results file -> the command that writes it; a file's own ``sourc
     "data": "python benchmarks/bench_data.py",
     "flow": "python benchmarks/bench_flow.py",
     "latent_quality": "python benchmarks/bench_latent_quality.py",
+    "lam_speed": "python benchmarks/bench_lam_speed.py",
     "imitation": "python benchmarks/bench_imitation.py",
     "train": "python benchmarks/bench_train.py",
     "skills": "python benchmarks/bench_skills.py",
@@ -283,7 +284,7 @@ HEADLINES = [
     Headline("latent_quality", "LAOF on held-out backgrounds, LAOM level", "probe_heldout_bg_laof"),
     Headline("latent_quality", "LAOF, hard level", "probe_hard_laof"),
     Headline("latent_quality", "LAOF's flow decoder / predicting no motion", "flow_vs_zero"),
-    Headline("latent_quality", "LAOF training samples/s, now / before issue 17", "speedup", 2, "×"),
+    Headline("lam_speed", "LAOF training samples/s, now / before issue 17", "speedup", 2, "×"),
     Headline("imitation", "BC on all labels, 512 episodes, return / data's return (target ≥ 0.6)", "ret_bc_all_512"),
     Headline("imitation", "BC on all labels, 128 episodes, the same", "ret_bc_all_128"),
     Headline("imitation", "BC on all labels, the 1 % methods' 32 episodes, the same", "ret_bc_all"),

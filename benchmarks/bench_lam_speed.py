@@ -45,6 +45,7 @@ from rl_laof.lam.evaluation import HeldOutEvaluation
 from rl_laof.lam.training import Batches, flow_calibration, make_optimizer
 from rl_laof.models import build_lam
 from rl_laof.precision import autocast
+from rl_laof.runs import atomic_path
 
 RESULT = Path(__file__).resolve().parent / "results" / "lam_speed.json"
 PHASES = ("data", "forward", "backward", "optimiser")
@@ -195,7 +196,8 @@ def main() -> dict:
     args = p.parse_args()
     dataset = args.dataset or default_dataset("cheetah-run", "quick", flow=True, distractors="laom")
     r = measure(dataset, args.method, args.steps)
-    RESULT.write_text(json.dumps(r, indent=1))
+    with atomic_path(RESULT) as tmp:  # an interrupted run leaves the committed file whole
+        Path(tmp).write_text(json.dumps(r, indent=1) + "\n")
     print(table(r), file=sys.stderr)
     print(json.dumps(r))
     return r

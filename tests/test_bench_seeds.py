@@ -227,3 +227,25 @@ def test_latent_quality_keys_lead_with_the_cells_prefix(bench):
     assert out["hopper_probe_laof"] == out["probe_laof"] == pytest.approx(0.32)
     assert not any(k.startswith(("probe_hopper", "p_hopper", "probe_few_hopper")) for k in out)
     assert out["p_laof_vs_lapo"] > out["p_raw_laof_vs_lapo"]  # adjusted over both cells' claims
+
+
+def test_latent_quality_holm_families_split_targets_from_the_rest(bench):
+    """The issue's target claims on the two LAOM-level cells form one Holm family; the oracle tier and the hard
+    cell another; one family of all the claims is reported beside."""
+    lq = bench.bench_latent_quality
+    good, bad = [0.3, 0.31, 0.32, 0.33, 0.34], [0.9, 0.91, 0.92, 0.93, 0.94]
+    cell_values = {f"probe_laof_{t}": good for t in lq.TIERS} | {"probe_lapo": bad, "probe_laom": bad,
+                                                                 "probe_few_laof_action_1pct": good,
+                                                                 "probe_few_laom_action_1pct": bad}
+    out = lq.claims({cell: cell_values for cell in lq.CELLS})
+    targets, reported = out["holm_families"]["targets"], out["holm_families"]["reported"]
+    assert set(targets) == {f"{p}{c}" for p in ("", "hopper_") for c in lq.TARGET_CLAIMS}
+    assert "laof_oracle_vs_lapo" in reported and "hard_laof_vs_lapo" in reported
+    assert not set(targets) & set(reported) and len(targets) + len(reported) == len(out["holm_one_family"])
+    floor = out["p_raw_laof_vs_lapo"]
+    assert floor == pytest.approx(1 / 252, rel=1e-2)  # the exact 5-vs-5 test's smallest p
+    # every target passes with 1/252 each: Holm over 8 claims, 8/252 = 0.032
+    assert out["p_laof_vs_lapo"] == pytest.approx(len(targets) / 252, rel=1e-2)
+    assert out["p_laof_vs_lapo"] < 0.05 < out["holm_one_family"]["laof_vs_lapo"]
+    assert out["holm_one_family"]["laof_vs_lapo"] == pytest.approx(len(out["holm_one_family"]) / 252, rel=1e-2)
+    assert out["p_laom_vs_lapo"] == 1.0 and out["hard_p_laof_vs_lapo"] < 0.05

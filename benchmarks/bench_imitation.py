@@ -46,7 +46,10 @@ claims (``p_raw_*`` unadjusted).
 Targets (``targets``): ret_laof_bc_lo > ret_lapo_bc_hi; ret_laof_bc_lo > ret_bc_labels_hi; spread_laof_bc >= 0.7;
 ret_laof_lafp >= 0.5 x ret_bc_all; ms_lafp < 2 x ms_bc; and ret_bc_all_vs_data >= 0.6. Runs go seed-major (every
 method of seed 0, then seed 1, ...: a stopped run leaves whole seeds) into ``runs/bench/imitation/full-lq/<level>``
-and resume run by run. A full run (every default method, >= 5 seeds) writes ``benchmarks/results/imitation.json``,
+and resume run by run; each finished run also leaves a small record in ``benchmarks/results/imitation_runs/<level>/``
+(committed: a later session on a fresh clone, without ``runs/``, continues where this one stopped, and a seed whose
+every run has its record needs neither its dataset nor its models again), as do the random policy's returns and the
+latencies. A full run (every default method, >= 5 seeds) writes ``benchmarks/results/imitation.json``,
 any other non-smoke run ``imitation_partial.json`` (``--methods`` re-runs those rows and keeps the others' per-seed
 values from the committed JSON, ``rows_kept``, when it was made on the same datasets); the last line is one JSON
 object.
@@ -59,6 +62,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import bench_latent_quality as lq  # noqa: E402
@@ -104,6 +108,7 @@ BC_ALL_TARGET = "bc_all_512"  # the row that decides "BC on all labels reaches 0
 DEFAULT_SEEDS = 5
 QUICK = dict(steps=400, decoder_steps=400, idm_steps=400, eval_episodes=4, eval_seeds=1)
 RESULTS = Path(__file__).resolve().parent / "results" / "imitation.json"
+RECORDS = RESULTS.parent / "imitation_runs"  # <level>/<method>-s<seed>.json: one finished run each (committed)
 BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
 #: one-sided claims over seeds (ret of the first > ret of the second), one Holm family
 CLAIMS = {"laof_bc_vs_lapo_bc": ("laof_bc", "lapo_bc"), "laof_bc_vs_bc_labels": ("laof_bc", "bc_labels"),
@@ -186,33 +191,108 @@ def imitation_run(name: str, seed: int, level: str = "laom", quick: bool = False
                    progress=progress)
 
 
-def random_returns(data, cfg: ImitationConfig, root: Path, progress: bool) -> dict:
-    """Returns of uniform random actions under the same evaluation protocol (cached beside the runs)."""
+def records_dir(level: str, quick: bool) -> Path:
+    """Where the runs' records live: committed for a full run, beside the runs for a smoke run."""
+    return run_root(level, quick) / "records" if quick else RECORDS / level
+
+
+def record_config(name: str, seed: int, quick: bool) -> dict:
+    """What a record must match to stand for method ``name``'s run of ``seed``: its imitation config (the latent
+    model's folder left out: a fresh clone trains it again elsewhere) and the latent-quality config of that model."""
+    cfg = dataclasses.replace(base_config(quick), lam_run=None, normalise=False, seed=seed, **ALL_METHODS[name])
+    latent = ALL_METHODS[name]["latent"]
+    lam = None if latent == "none" else lq.lam_config(lq_method(latent), seed, quick)
+    return json.loads(json.dumps({"imitation": cfg.to_dict(), "lam": None if lam is None else lam.to_dict()}))
+
+
+def lq_method(latent: str) -> str:
+    """The latent-quality study's method name of an ImitationConfig latent ("laof": ``laof_<DEFAULT_TIER>``)."""
+    name = LAMS[latent]
+    return f"laof_{lq.DEFAULT_TIER}" if name == "laof" else name
+
+
+def read_record(name: str, seed: int, level: str, quick: bool) -> dict | None:
+    """The record of method ``name``'s finished run of ``seed``, or None when there is none of its config."""
+    path = records_dir(level, quick) / f"{name}-s{seed}.json"
+    if not path.exists():
+        return None
+    rec = read_json(path)
+    return rec if rec.get("identity") == record_config(name, seed, quick) else None
+
+
+def write_record(name: str, seed: int, level: str, quick: bool, rep: dict, data: Path, data_return: float) -> dict:
+    """Keep what the table reads of one finished run (``rep``: its report), normalised by ``data_return``."""
+    rec = {"method": name, "seed": seed, "level": level, "dataset": str(data),
+           "data_return": round(float(data_return), 3), "identity": record_config(name, seed, quick),
+           "lam_run": rep["config"].get("lam_run"), "decoder_mode": rep.get("decoder_mode"),
+           "returns": {bg: round(float(rep["returns"][bg]["mean"]), 3) for bg, _ in BACKGROUNDS},
+           "action_mse": rep["action_mse"]["eval"], "spread": rep.get("spread"),
+           "ms_per_action": rep.get("ms_per_action"), "seconds": rep.get("seconds"), "run_dir": rep["run_dir"]}
+    path = records_dir(level, quick) / f"{name}-s{seed}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, rec)
+    return rec
+
+
+def method_record(name: str, seed: int, level: str, quick: bool, progress: bool, data: Callable[[], Path],
+                  data_return: Callable[[Path], float]) -> dict:
+    """Method ``name``'s record at ``seed``: the committed one, or its run trained (resumed, found), evaluated
+    and recorded. ``data`` gives the seed's dataset (collected only when a run is needed); ``data_return`` the
+    return the run is normalised by."""
+    rec = read_record(name, seed, level, quick)
+    if rec is not None:
+        return rec
+    rep = imitation_run(name, seed, level, quick, progress)
+    if rep.get("spread") is None:  # a report made before reports kept it: measured now, the same protocol
+        base = base_config(quick)
+        rep = {**rep, "spread": run_spread(rep["run_dir"], base.eval_seeds, base.eval_episodes)}
+    path = training_data(name, seed, level, quick, progress) if name in BIG_DATA_METHODS else data()
+    return write_record(name, seed, level, quick, rep, path, data_return(path))
+
+
+def random_returns(data: Callable[[], Path], cfg: ImitationConfig, root: Path, progress: bool) -> dict:
+    """Returns of uniform random actions under the same evaluation protocol (cached in ``root``, the records'
+    folder; ``data`` gives the dataset whose env it runs, only when not cached)."""
     path = root / f"random-{cfg.eval_seeds}x{cfg.eval_episodes}.json"
     if path.exists():
         return read_json(path)
-    ds = VideoDataset(data)
+    ds = VideoDataset(data())
     rng = np.random.default_rng(0)
     out = policy_returns(lambda obs: rng.uniform(-1, 1, (len(obs), ds.action_dim)), **ds.env_settings,
                          frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds, seeds=cfg.eval_seeds,
                          episodes=cfg.eval_episodes, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, out)
     return out
 
 
-def latencies(reports: dict[str, dict], frame_stack: int) -> dict[str, float]:
-    """Median ms per action of laof_bc, laof_lafp and bc_labels (seed 0), interleaved in this process."""
-    loaded = {k: load_latent_policy(reports[k]["run_dir"]) for k in ("laof_bc", "laof_lafp", "bc_labels")
-              if k in reports}
-    if not loaded:
+LATENCY_METHODS = ("laof_bc", "laof_lafp", "bc_labels")
+
+
+def latencies(records0: dict[str, dict], frame_stack: int, root: Path) -> dict[str, float]:
+    """Median ms per action of laof_bc, laof_lafp and bc_labels (seed 0), interleaved in one process: measured
+    where seed 0's three policies are on disk, and kept in ``root``/latency.json for a fresh clone whose runs
+    are gone (the figure of the same three records: their run times say which)."""
+    recs = {k: records0[k] for k in LATENCY_METHODS if k in records0}
+    key = {k: rec.get("seconds") for k, rec in recs.items()}
+    path = root / "latency.json"
+    on_disk = all((Path(rec["run_dir"]) / "report.json").exists() for rec in recs.values())
+    if not recs:
         return {}
+    if not on_disk or len(recs) < len(LATENCY_METHODS):
+        cached = read_json(path) if path.exists() else {}
+        return cached.get("ms", {}) if cached.get("records") == key else {}
+    loaded = {k: load_latent_policy(rec["run_dir"]) for k, rec in recs.items()}
     size = next(iter(loaded.values()))[1]["image_size"]
     shape = (3 * frame_stack, size, size)
     times: dict[str, list[float]] = {k: [] for k in loaded}
     for _ in range(5):
         for k, (agent, _) in loaded.items():
             times[k].append(latency_ms(agent, shape, 100))
-    return {k: float(np.median(v)) for k, v in times.items()}
+    ms = {k: float(np.median(v)) for k, v in times.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {"records": key, "ms": ms})
+    return ms
 
 
 def one_sided_claims(values: dict[str, list[float]], pairs: dict[str, tuple[str, str]]) -> dict[str, float]:
@@ -303,42 +383,51 @@ def main() -> dict:
     t0 = time.perf_counter()
     root = run_root(args.level, args.quick)
     base = base_config(args.quick)
-    big = {n: big_dataset(args.level, args.quick, BIG_DATA_METHODS[n], progress)
-           for n in methods if n in BIG_DATA_METHODS}
-    big_return = {n: mean_return(path) for n, path in big.items()}
+    records = records_dir(args.level, args.quick)
+    big: dict[str, str] = {}  # big-data method -> its dataset
+    big_return: dict[str, float] = {}  # ... and that dataset's return
     datasets: list[str] = []
     data_returns: list[float] = []
     lam_runs: dict[str, list[str]] = {}
     per_seed: dict[str, dict[str, list[float]]] = {}
     decoders: dict[str, list[str]] = {}  # method -> the decoder mode of each seed's run
-    reports0: dict[str, dict] = {}
+    records0: dict[str, dict] = {}
     for seed in range(seeds):  # seed-major: a stopped run leaves whole seeds
-        data = dataset(args.level, seed, args.quick, progress)
-        datasets.append(str(data))
-        data_returns.append(mean_return(data))
-        for name in methods:
-            rep = imitation_run(name, seed, args.level, args.quick, progress)
-            lam = rep["config"].get("lam_run")
-            if lam is not None:
-                lam_runs.setdefault(LAMS[ALL_METHODS[name]["latent"]], []).append(str(lam))
+        found: dict[str, Path] = {}
+
+        def data(seed: int = seed, found: dict = found) -> Path:  # the seed's dataset, collected only if needed
+            if "path" not in found:
+                found["path"] = dataset(args.level, seed, args.quick, progress)
+            return found["path"]
+
+        recs = {name: method_record(name, seed, args.level, args.quick, progress, data, mean_return)
+                for name in methods}
+        own = [r for n, r in recs.items() if n not in BIG_DATA_METHODS]
+        if own:
+            datasets.append(own[0]["dataset"])
+            data_returns.append(own[0]["data_return"])
+        else:  # only big-data rows: the seed's own dataset is still what the random row and the JSON name
+            datasets.append(str(data()))
+            data_returns.append(mean_return(data()))
+        for name, rec in recs.items():
+            if rec.get("lam_run") is not None:
+                lam_runs.setdefault(LAMS[ALL_METHODS[name]["latent"]], []).append(str(rec["lam_run"]))
+            if name in BIG_DATA_METHODS:
+                big[name], big_return[name] = rec["dataset"], rec["data_return"]
             if seed == 0:
-                reports0[name] = rep
-            norm = big_return.get(name, data_returns[seed])
+                records0[name] = rec
             row = per_seed.setdefault(name, {})
             for bg, key in BACKGROUNDS:
-                row.setdefault(key, []).append(rep["returns"][bg]["mean"] / norm)
-                row.setdefault(f"raw_{key}", []).append(rep["returns"][bg]["mean"])
-            row.setdefault("action_mse", []).append(rep["action_mse"]["eval"])
-            spread = rep.get("spread")  # a report made before reports kept it: measured now, the same protocol
-            if spread is None:
-                spread = run_spread(rep["run_dir"], base.eval_seeds, base.eval_episodes)
-            row.setdefault("spread", []).append(spread)
-            if rep.get("decoder_mode") is not None:  # reports before issue 31's val choice do not name it
-                decoders.setdefault(name, []).append(rep["decoder_mode"])
+                row.setdefault(key, []).append(rec["returns"][bg] / rec["data_return"])
+                row.setdefault(f"raw_{key}", []).append(rec["returns"][bg])
+            row.setdefault("action_mse", []).append(rec["action_mse"])
+            row.setdefault("spread", []).append(rec["spread"])
+            if rec.get("decoder_mode") is not None:  # reports before issue 31's val choice do not name it
+                decoders.setdefault(name, []).append(rec["decoder_mode"])
     data_return = float(np.mean(data_returns))
     result: dict = {"task": TASK, "quick": args.quick, "level": args.level, "cell": cell(args.level),
                     "datasets": datasets, "seeds": seeds, "data_returns": [round(r, 1) for r in data_returns],
-                    "data_return": round(data_return, 1), "big_datasets": {n: str(path) for n, path in big.items()},
+                    "data_return": round(data_return, 1), "big_datasets": dict(big),
                     "big_data_returns": {n: round(r, 1) for n, r in big_return.items()},
                     "lam_runs": {k: sorted(set(v)) for k, v in lam_runs.items()},
                     "episodes_per_background": base.eval_seeds * base.eval_episodes}
@@ -371,13 +460,13 @@ def main() -> dict:
         result[f"decoder_{name}"] = {m: modes.count(m) for m in sorted(set(modes))}
         result[f"decoder_{name}_seeds"] = modes
     result.update(one_sided_claims({name: row["ret"] for name, row in per_seed.items() if "ret" in row}, CLAIMS))
-    rand = random_returns(datasets[0], base, root, progress)
+    rand = random_returns(lambda: dataset(args.level, 0, args.quick, progress), base, records, progress)
     for bg, key in BACKGROUNDS:
         result[f"{key}_random"] = round(rand[bg]["mean"] / data_return, 3)
         result[f"raw_{key}_random"] = round(rand[bg]["mean"], 1)
     if BC_ALL_TARGET in per_seed:
         result["ret_bc_all_vs_data"] = result[f"ret_{BC_ALL_TARGET}"]
-    ms = latencies(reports0, base.frame_stack)
+    ms = latencies(records0, base.frame_stack, records)
     if "laof_bc" in ms and "laof_lafp" in ms:
         result["ms_bc"], result["ms_lafp"] = round(ms["laof_bc"], 3), round(ms["laof_lafp"], 3)
         result["lafp_vs_bc_latency"] = round(ms["laof_lafp"] / ms["laof_bc"], 2)

@@ -80,7 +80,7 @@ def _fake_imitation(bench, monkeypatch, tmp_path):
     monkeypatch.setattr(bi, "imitate", imitate)
     monkeypatch.setattr(bi, "random_returns", lambda data, cfg, root, progress: {"train": {"mean": 10.0},
                                                                                  "eval": {"mean": 9.0}})
-    monkeypatch.setattr(bi, "latencies", lambda reports, frame_stack: {})
+    monkeypatch.setattr(bi, "latencies", lambda records0, frame_stack, root: {})
     monkeypatch.setattr(bi, "plot_normalised_returns", lambda *a, **k: None)
     return calls
 
@@ -112,6 +112,42 @@ def test_imitation_seed_s_uses_its_own_dataset_and_latent_model(bench, monkeypat
         assert r[f"p_{k}"] == float(f"{adjusted[k]:.3g}")
     assert any(adjusted[k] > raw[k] for k in raw)  # adjusted, not the raw values again
     assert r["spread_laof_bc"] == 0.8 and r["targets"]["spread_laof_bc_ge_0.7"] is True
+
+
+def test_imitation_records_resume_a_fresh_clone_without_data_or_models(bench, monkeypatch, tmp_path):
+    """Each finished run leaves a record; a second invocation (runs/ gone, as on a fresh clone) rebuilds the same
+    table from the records alone, and a record of another config is not used."""
+    import shutil
+
+    bi, lq = bench.bench_imitation, bench.bench_latent_quality
+    calls = _fake_imitation(bench, monkeypatch, tmp_path)
+    argv = ["--quick", "--no-progress", "--seeds", "2", "--methods", "bc_labels,laof_bc"]
+    first = _run(monkeypatch, bi, argv)
+    assert len(calls) == 4
+    records = bi.records_dir("laom", quick=True)
+    assert sorted(p.name for p in records.glob("*-s*.json")) == [f"{m}-s{s}.json" for m in ("bc_labels", "laof_bc")
+                                                                for s in (0, 1)]
+    kept = tmp_path / "kept"
+    shutil.copytree(records, kept)
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone: no runs, no datasets, no models; the records come back
+    shutil.copytree(kept, records)
+
+    def refuse(*a, **k):
+        raise AssertionError("a recorded run needs neither data nor training")
+
+    monkeypatch.setattr(bi, "imitate", refuse)
+    monkeypatch.setattr(lq, "dataset", refuse)
+    monkeypatch.setattr(lq, "lam_run_dir", refuse)
+    second = _run(monkeypatch, bi, argv)
+    for key in ("ret_laof_bc_seeds", "ret_bc_labels_seeds", "datasets", "data_returns", "spread_laof_bc"):
+        assert second[key] == first[key], key
+    # a record of another config stands for nothing: that run trains again
+    rec = json.loads((records / "laof_bc-s1.json").read_text())
+    rec["identity"]["imitation"]["steps"] += 1
+    (records / "laof_bc-s1.json").write_text(json.dumps(rec))
+    calls = _fake_imitation(bench, monkeypatch, tmp_path)
+    _run(monkeypatch, bi, argv)
+    assert [out.name for _, _, out in calls] == ["laof_bc-s1"]
 
 
 def test_imitation_variants_run_only_by_name(bench, monkeypatch, tmp_path):

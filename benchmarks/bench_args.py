@@ -114,3 +114,20 @@ def alone(main: Callable[[], Any], argv: list[str] | None = None) -> Any:
             f.seek(0)
             f.truncate()
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def recorded(path: Path, identity: dict, make: Callable[[], dict]) -> dict:
+    """The committed record of one finished run at ``path`` when it stands for ``identity`` (what the run is:
+    its configs, JSON-comparable), else ``make()``'s, written there first with the identity inside. A benchmark's
+    runs live in ``runs/``, which a fresh clone lacks; these small records, committed beside the results, let the
+    next session continue where this one stopped."""
+    identity = json.loads(json.dumps(identity))
+    if path.exists():
+        rec = json.loads(path.read_text())
+        if rec.get("identity") == identity:
+            return rec
+    rec = {**make(), "identity": identity}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(rec, indent=1) + "\n")
+    return rec

@@ -67,7 +67,7 @@ from pathlib import Path
 
 import bench_latent_quality as lq  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_args import alone, seed_count, subset, write_result  # noqa: E402
+from bench_args import alone, recorded, seed_count, subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from envs.config import DistractorConfig  # noqa: E402
@@ -211,43 +211,29 @@ def lq_method(latent: str) -> str:
     return f"laof_{lq.DEFAULT_TIER}" if name == "laof" else name
 
 
-def read_record(name: str, seed: int, level: str, quick: bool) -> dict | None:
-    """The record of method ``name``'s finished run of ``seed``, or None when there is none of its config."""
-    path = records_dir(level, quick) / f"{name}-s{seed}.json"
-    if not path.exists():
-        return None
-    rec = read_json(path)
-    return rec if rec.get("identity") == record_config(name, seed, quick) else None
-
-
-def write_record(name: str, seed: int, level: str, quick: bool, rep: dict, data: Path, data_return: float) -> dict:
-    """Keep what the table reads of one finished run (``rep``: its report), normalised by ``data_return``."""
-    rec = {"method": name, "seed": seed, "level": level, "dataset": str(data),
-           "data_return": round(float(data_return), 3), "identity": record_config(name, seed, quick),
-           "lam_run": rep["config"].get("lam_run"), "decoder_mode": rep.get("decoder_mode"),
-           "returns": {bg: round(float(rep["returns"][bg]["mean"]), 3) for bg, _ in BACKGROUNDS},
-           "action_mse": rep["action_mse"]["eval"], "spread": rep.get("spread"),
-           "ms_per_action": rep.get("ms_per_action"), "seconds": rep.get("seconds"), "run_dir": rep["run_dir"]}
-    path = records_dir(level, quick) / f"{name}-s{seed}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, rec)
-    return rec
+def record(rep: dict, data: Path, data_return: float) -> dict:
+    """What the table reads of one finished run (``rep``: its report), with the return it is normalised by."""
+    return {"dataset": str(data), "data_return": round(float(data_return), 3), "lam_run": rep["config"].get("lam_run"),
+            "decoder_mode": rep.get("decoder_mode"),
+            "returns": {bg: round(float(rep["returns"][bg]["mean"]), 3) for bg, _ in BACKGROUNDS},
+            "action_mse": rep["action_mse"]["eval"], "spread": rep.get("spread"),
+            "ms_per_action": rep.get("ms_per_action"), "seconds": rep.get("seconds"), "run_dir": rep["run_dir"]}
 
 
 def method_record(name: str, seed: int, level: str, quick: bool, progress: bool, data: Callable[[], Path],
                   data_return: Callable[[Path], float]) -> dict:
-    """Method ``name``'s record at ``seed``: the committed one, or its run trained (resumed, found), evaluated
-    and recorded. ``data`` gives the seed's dataset (collected only when a run is needed); ``data_return`` the
-    return the run is normalised by."""
-    rec = read_record(name, seed, level, quick)
-    if rec is not None:
-        return rec
-    rep = imitation_run(name, seed, level, quick, progress)
-    if rep.get("spread") is None:  # a report made before reports kept it: measured now, the same protocol
-        base = base_config(quick)
-        rep = {**rep, "spread": run_spread(rep["run_dir"], base.eval_seeds, base.eval_episodes)}
-    path = training_data(name, seed, level, quick, progress) if name in BIG_DATA_METHODS else data()
-    return write_record(name, seed, level, quick, rep, path, data_return(path))
+    """Method ``name``'s record at ``seed`` (``bench_args.recorded``): the committed one, or its run trained
+    (resumed, found), evaluated and recorded. ``data`` gives the seed's dataset (collected only when a run is
+    needed); ``data_return`` the return the run is normalised by."""
+    def make() -> dict:
+        rep = imitation_run(name, seed, level, quick, progress)
+        if rep.get("spread") is None:  # a report made before reports kept it: measured now, the same protocol
+            base = base_config(quick)
+            rep = {**rep, "spread": run_spread(rep["run_dir"], base.eval_seeds, base.eval_episodes)}
+        path = training_data(name, seed, level, quick, progress) if name in BIG_DATA_METHODS else data()
+        return {"method": name, "seed": seed, "level": level, **record(rep, path, data_return(path))}
+
+    return recorded(records_dir(level, quick) / f"{name}-s{seed}.json", record_config(name, seed, quick), make)
 
 
 def random_returns(data: Callable[[], Path], cfg: ImitationConfig, root: Path, progress: bool) -> dict:

@@ -33,7 +33,9 @@ permutation test over seeds (unpaired) that ret_laof > ret_<row>, Holm-adjusted 
 ret_laof >= 1.25 x first_eval_laof; sps_laof >= 0.7 x sps_env_only.
 
 Runs go seed-major (every row of seed 0, then seed 1, ...: a stopped run leaves whole seeds) into
-``runs/bench/train/full-lq/<row>-s<s>`` and resume there. A full run (every row, >= 5 seeds) writes
+``runs/bench/train/full-lq/<row>-s<s>`` and resume there; each finished run leaves a small record in
+``benchmarks/results/train_runs/<row>-s<s>.json`` (committed: a fresh clone, without ``runs/``, continues from
+them; a record stands for its PPO config and its start's imitation config). A full run (every row, >= 5 seeds) writes
 ``benchmarks/results/train.json``; any other non-smoke run ``train_partial.json``. The last line is one JSON object.
 """
 
@@ -47,7 +49,7 @@ from pathlib import Path
 
 import bench_imitation  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_args import alone, seed_count, subset, write_result  # noqa: E402
+from bench_args import alone, recorded, seed_count, subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from agents.config import TRAIN_PRESETS, TrainConfig  # noqa: E402
@@ -76,6 +78,7 @@ IMITATION = {"laof": f"laof_{MAIN_POLICY}", "laof_lafp": "laof_lafp", "action_re
 DEFAULT_SEEDS = 5
 QUICK = dict(total_steps=4096, eval_every=2048, checkpoint_every=2048)
 RESULTS = Path(__file__).resolve().parent / "results" / "train.json"
+RECORDS = RESULTS.parent / "train_runs"  # <row>-s<seed>.json: one finished run each (committed)
 #: one-sided claims over seeds (ret of the first > ret of the second), one Holm family
 CLAIMS = {f"laof_vs_{row}": ("laof", row) for row in ("action_residual", "drq", "none", "lapo")}
 
@@ -137,6 +140,38 @@ def run_root(quick: bool) -> Path:
     return runs_root() / "bench" / "train" / ("quick-lq" if quick else "full-lq")
 
 
+def records_dir(quick: bool) -> Path:
+    """Where the runs' records live: committed for a full run, beside the runs for a smoke run."""
+    return run_root(quick) / "records" if quick else RECORDS
+
+
+def run_identity(base: TrainConfig, row: str, seed: int, quick: bool) -> dict:
+    """What a record must match: the row's PPO config (its start's folder left out) and its start's imitation
+    record identity (``bench_imitation.record_config``)."""
+    cfg = dataclasses.replace(row_config(base, row, seed, None), latent_policy=None)
+    method = IMITATION.get(row)
+    start = None if method is None else bench_imitation.record_config(method, seed, quick)
+    return {"train": cfg.to_dict(), "start": start}
+
+
+def run_record(base: TrainConfig, row: str, seed: int, quick: bool, progress: bool) -> dict:
+    """Row ``row``'s record at PPO seed ``seed``: the committed one, or its run trained (resumed, found)."""
+    def make() -> dict:
+        policy = latent_policy(row, seed, quick, progress)
+        if progress:
+            print(f"== {row} seed {seed}", flush=True)
+        rep = train(row_config(base, row, seed, policy), run_root(quick) / f"{row}-s{seed}", resume=True,
+                    progress=progress)
+        hist = rep["eval_history"]
+        return {"row": row, "seed": seed, "latent_policy": None if policy is None else str(policy),
+                "ret": rep["final"]["mean"], "val": hist[-1]["mean"] if hist else None,
+                "first_eval": hist[0]["mean"] if hist and hist[0]["step"] == 0 else None,
+                "best": rep["best_eval"]["mean"], "sps": rep["steps_per_s"],
+                "curve": [{"step": h["step"], "mean": h["mean"]} for h in hist]}
+
+    return recorded(records_dir(quick) / f"{row}-s{seed}.json", run_identity(base, row, seed, quick), make)
+
+
 def main() -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a smoke run: 4096 agent steps per run, 2 seeds")
@@ -151,7 +186,6 @@ def main() -> dict:
     t0 = time.perf_counter()
     base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=TASK, distractors=LEVEL,
                        **(QUICK if args.quick else {}))
-    out_root = run_root(args.quick)
     result: dict = {"task": TASK, "quick": args.quick, "total_steps": base.total_steps,
                     "action_repeat": base.resolved_action_repeat,
                     "frames": base.total_steps * base.resolved_action_repeat, "seeds": seeds,
@@ -163,21 +197,13 @@ def main() -> dict:
     latent_policies: dict[str, list[str]] = {}
     for seed in range(seeds):  # seed-major: a stopped run leaves whole seeds
         for row in rows:
-            policy = latent_policy(row, seed, args.quick, progress)
-            cfg = row_config(base, row, seed, policy)
-            if policy is not None:
-                latent_policies.setdefault(row, []).append(str(policy))
-            if progress:
-                print(f"== {row} seed {seed}", flush=True)
-            rep = train(cfg, out_root / f"{row}-s{seed}", resume=True, progress=progress)
-            hist = rep["eval_history"]
+            rec = run_record(base, row, seed, args.quick, progress)
+            if rec["latent_policy"] is not None:
+                latent_policies.setdefault(row, []).append(rec["latent_policy"])
             r = per.setdefault(row, {"ret": [], "val": [], "first_eval": [], "best": [], "sps": []})
-            r["ret"].append(rep["final"]["mean"])
-            r["val"].append(hist[-1]["mean"] if hist else float("nan"))
-            r["first_eval"].append(hist[0]["mean"] if hist and hist[0]["step"] == 0 else float("nan"))
-            r["best"].append(rep["best_eval"]["mean"])
-            r["sps"].append(rep["steps_per_s"])
-            curves.setdefault(row, []).append([{"step": h["step"], "mean": h["mean"]} for h in hist])
+            for key in r:
+                r[key].append(float("nan") if rec[key] is None else rec[key])
+            curves.setdefault(row, []).append(rec["curve"])
     result["latent_policies"] = latent_policies
     summary = {}
     for row, values_by_key in per.items():

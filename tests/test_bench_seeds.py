@@ -23,6 +23,8 @@ def bench(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     mods = argparse.Namespace(**{name: importlib.import_module(name)
                                  for name in ("bench_latent_quality", "bench_imitation", "bench_train")})
+    for name in ("bench_imitation", "bench_train"):  # a full run's records stay out of the committed results
+        monkeypatch.setattr(getattr(mods, name), "RECORDS", tmp_path / "records" / name)
     yield mods
 
 
@@ -190,6 +192,27 @@ def _fake_train(bench, monkeypatch):
     written = []
     monkeypatch.setattr(bt, "write_result", lambda name, result: written.append(name))
     return runs, built, written
+
+
+def test_train_records_resume_without_runs(bench, monkeypatch, tmp_path):
+    """Each PPO run leaves a committed record; a second invocation with runs/ gone trains nothing."""
+    bt = bench.bench_train
+    runs, built, _ = _fake_train(bench, monkeypatch)
+    argv = ["--no-progress", "--seeds", "2", "--latents", "laof,none"]
+    first = _run(monkeypatch, bt, argv)
+    assert sorted(p.name for p in bt.RECORDS.glob("*.json")) == ["laof-s0.json", "laof-s1.json", "none-s0.json",
+                                                                 "none-s1.json"]
+    runs.clear()
+    built.clear()
+    second = _run(monkeypatch, bt, argv)
+    assert runs == [] and built == []
+    for key in ("ret_laof_seeds", "ret_none_seeds", "first_eval_laof_seeds", "curves", "latent_policies"):
+        assert second[key] == first[key], key
+    rec = json.loads((bt.RECORDS / "none-s1.json").read_text())
+    rec["identity"]["train"]["total_steps"] += 1  # a record of another config stands for nothing
+    (bt.RECORDS / "none-s1.json").write_text(json.dumps(rec))
+    _run(monkeypatch, bt, argv)
+    assert [out.name for _, out in runs] == ["none-s1"]
 
 
 def test_ppo_seed_s_acts_around_imitation_seed_s(bench, monkeypatch):

@@ -158,6 +158,27 @@ def test_the_expert_is_found_or_trained_only_for_a_dataset_left_to_collect_and_h
     assert calls.names() == ["expert", "collect"]
 
 
+def test_a_shipped_expert_of_the_same_config_is_copied_in_not_trained(monkeypatch, tmp_path):
+    """Datasets on a fresh clone are rolled out by the shipped expert (pretrained/experts), not one trained again;
+    a shipped folder of another config is not used."""
+    from agents.config import EXPERT_PRESETS, ExpertConfig
+    from rl_laof.presets import from_preset
+
+    monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
+    trained = []
+    monkeypatch.setattr(pipeline, "train_expert", lambda cfg, run_dir, progress=True: trained.append(run_dir))
+    cfg = from_preset(ExpertConfig, EXPERT_PRESETS, "quick", task="cheetah-run", action_repeat=4)
+    shipped = pipeline.SHIPPED / "experts" / "cheetah-run" / "ppo-ar4-quick-s0"
+    assert pipeline.shipped_expert(tmp_path / "ppo-ar4-quick-s0", cfg) == shipped  # the one that ships
+    run_dir = pipeline.expert("cheetah-run", "quick", action_repeat=4, progress=False)
+    assert trained == [] and (run_dir / "best" / "model.zip").read_bytes() == (shipped / "best" /
+                                                                              "model.zip").read_bytes()
+    other = from_preset(ExpertConfig, EXPERT_PRESETS, "quick", task="cheetah-run", action_repeat=4, seed=1)
+    assert pipeline.shipped_expert(tmp_path / "ppo-ar4-quick-s0", other) is None  # another config: not it
+    pipeline.expert("cheetah-run", "quick", seed=1, action_repeat=4, progress=False)
+    assert [p.name for p in trained] == ["ppo-ar4-quick-s1"]  # none ships: trained
+
+
 def test_a_built_latent_policy_is_the_agents_own_seeds_and_the_residuals_find_their_start(monkeypatch, tmp_path):
     """Building, agent seed s gets imitation seed s (``latent_seed`` another); the shipped policies are seed 0's and
     serve every seed unless ``latent_seed`` asks for another; action_residual starts from LAOF's latent BC policy,

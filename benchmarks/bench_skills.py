@@ -40,8 +40,10 @@ permutation tests over seeds, Holm-adjusted together
 ppo_sof_lo > ppo_action_residual_hi; ppo_sof >= 1.25 x ppo_sof_first_eval.
 
 Runs go seed-major (everything of seed 0, then seed 1, ...: a stopped run leaves whole seeds) into
-``runs/bench/skills/<full|quick>``. A run of >= 5 seeds writes ``benchmarks/results/skills.json``, one of fewer
-``skills_partial.json``; ``--quick`` (2 seeds, a smoke run) writes nothing. The last line is one JSON object.
+``runs/bench/skills/<full|quick>``; each finished seed leaves a record in ``benchmarks/results/skills_runs/``
+(committed: a fresh clone, without ``runs/``, continues from them). A run of >= 5 seeds writes
+``benchmarks/results/skills.json``, one of fewer ``skills_partial.json``; ``--quick`` (2 seeds, a smoke run) writes
+nothing. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import json
 import time
 from pathlib import Path
 
-from bench_args import alone, seed_count, write_result
+from bench_args import alone, recorded, seed_count, write_result
 from bench_imitation import one_sided_claims
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
@@ -72,6 +74,7 @@ ACTION_REPEAT = 2
 LABEL_TRAJECTORIES = 2
 DEFAULT_SEEDS = 5
 KL_COEF = 0.01
+RECORDS = Path(__file__).resolve().parent / "results" / "skills_runs"  # s<seed>.json: one finished seed (committed)
 EVAL = dict(eval_episodes=8, eval_seeds=1, eval_backgrounds=("train", "eval"))
 BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
 FULL = dict(expert_steps=1_000_000, episodes=16, eval_episodes=4, heldout=2, episode_steps=250, ppo_steps=20_000,
@@ -115,7 +118,6 @@ def steps_tag(steps: int) -> str:
 def build_data(size: dict, tag: str, seed: int, progress: bool) -> tuple[dict[str, Path], Path]:
     """Data seed ``seed``: per task a dataset (with exact flow) by the task's expert, merged; returns (per-task
     dataset dirs, merged dir)."""
-    from agents.expert import train_expert
     from rl_laof import pipeline
     from rl_laof.data.multitask import merge_datasets
     from rl_laof.flow.targets import fill_flow
@@ -125,8 +127,9 @@ def build_data(size: dict, tag: str, seed: int, progress: bool) -> tuple[dict[st
         steps = size["expert_steps"]
         expert = runs_root() / "experts" / task / f"ppo-ar{ACTION_REPEAT}-{steps_tag(steps)}-s0"
         every = min(500_000, steps // 2)
-        train_expert(ExpertConfig(task=task, action_repeat=ACTION_REPEAT, total_steps=steps, eval_every=every,
-                                  checkpoint_every=every, final_eval_episodes=8), expert, progress=progress)
+        pipeline.trained_expert(ExpertConfig(task=task, action_repeat=ACTION_REPEAT, total_steps=steps,
+                                             eval_every=every, checkpoint_every=every, final_eval_episodes=8),
+                                expert, progress=progress)  # the shipped one where it ships
         ccfg = CollectConfig(task=task, expert=str(expert), episodes=size["episodes"],
                              eval_episodes=size["eval_episodes"], heldout_bg_episodes=size["heldout"],
                              episode_steps=size["episode_steps"], action_repeat=ACTION_REPEAT,
@@ -141,14 +144,52 @@ def build_data(size: dict, tag: str, seed: int, progress: bool) -> tuple[dict[st
     return datasets, merged
 
 
+def skills_config(size: dict, seed: int, row: str) -> SkillsConfig:
+    """SOF row ``row``'s skills config at seed ``seed``."""
+    return from_preset(SkillsConfig, SKILLS_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES, seed=seed,
+                       flow_tier=SOF_TIERS[row], **{**EVAL, **size["skills"]})
+
+
+def lam_config(size: dict, seed: int) -> LAMConfig:
+    """Seed ``seed``'s LAOF config on the multi-task video."""
+    return from_preset(LAMConfig, LAM_PRESETS, "quick", method="laof", seed=seed, **size["lam"])
+
+
+def imitation_config(size: dict, seed: int) -> ImitationConfig:
+    """Seed ``seed``'s imitation config before a row's changes (``IMITATION``)."""
+    return from_preset(ImitationConfig, IMITATION_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES,
+                       normalise=False, seed=seed, **{**EVAL, **size["imitation"]})
+
+
+def seed_identity(size: dict, base: TrainConfig, seed: int) -> dict:
+    """What a seed's record must match (``bench_args.recorded``): the benchmark's sizes and every config seed
+    ``seed`` trains (skills per SOF row, LAOF, imitation, PPO)."""
+    return {"size": size, "tasks": TASKS, "level": LEVEL, "action_repeat": ACTION_REPEAT,
+            "skills": {row: skills_config(size, seed, row).to_dict() for row in SOF_TIERS},
+            "lam": lam_config(size, seed).to_dict(), "imitation": imitation_config(size, seed).to_dict(),
+            "imitation_rows": IMITATION, "ppo": {row: ppo_config(base, row, seed, Path("runs")).to_dict()
+                                                  for row in PPO_ROWS}}
+
+
+def seed_record(size: dict, tag: str, root: Path, base: TrainConfig, seed: int, progress: bool) -> dict:
+    """Seed ``seed``'s values and timings: its committed record (``results/skills_runs/``), or everything of the
+    seed built (resumed) and recorded."""
+    def make() -> dict:
+        timings: dict[str, float] = {}
+        values = seed_values(size, tag, root, base, seed, timings, progress)
+        return {"seed": seed, "values": values, "timings": timings}
+
+    where = root / "records" if tag == "quick" else RECORDS
+    return recorded(where / f"s{seed}.json", seed_identity(size, base, seed), make)
+
+
 def sof_run(size: dict, merged: Path, root: Path, seed: int, progress: bool, row: str = "sof") -> dict:
     """Seed ``seed``'s skills run of SOF row ``row`` (``<row>-s<seed>``, on the row's flow tier) and its report
     (cached as its report.json); refused when its tokenizer collapsed."""
     from rl_laof.skills.evaluation import token_report, write_report
     from rl_laof.skills.training import SkillRun
 
-    cfg = from_preset(SkillsConfig, SKILLS_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES, seed=seed,
-                      flow_tier=SOF_TIERS[row], **{**EVAL, **size["skills"]})
+    cfg = skills_config(size, seed, row)
     run = SkillRun(cfg, merged, root / f"{row}-s{seed}")
     path = run.dir / "report.json"
     if path.exists() and read_json(path).get("config") == json.loads(json.dumps(cfg.to_dict())):
@@ -167,10 +208,8 @@ def imitation_runs(size: dict, datasets: dict[str, Path], merged: Path, root: Pa
     from rl_laof.imitation.training import imitate
     from rl_laof.lam.training import train_lam
 
-    lam_cfg = from_preset(LAMConfig, LAM_PRESETS, "quick", method="laof", seed=seed, **size["lam"])
-    lam = train_lam(lam_cfg, merged, root / f"laof-s{seed}", progress=progress)
-    base = from_preset(ImitationConfig, IMITATION_PRESETS, "quick", label_trajectories=LABEL_TRAJECTORIES,
-                       normalise=False, seed=seed, **{**EVAL, **size["imitation"]})
+    lam = train_lam(lam_config(size, seed), merged, root / f"laof-s{seed}", progress=progress)
+    base = imitation_config(size, seed)
     reports: dict[str, dict[str, dict]] = {}
     for task in TASKS:
         for name, changes in IMITATION.items():
@@ -274,8 +313,10 @@ def main() -> dict:
                        action_repeat=ACTION_REPEAT, total_steps=size["ppo_steps"], n_steps=250, batch_size=250,
                        eval_every=size["ppo_steps"] // 4, checkpoint_every=size["ppo_steps"] // 4)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
-    per_seed = [seed_values(size, tag, root, base, seed, timings, progress) for seed in range(seeds)]  # seed-major
+    records = [seed_record(size, tag, root, base, seed, progress) for seed in range(seeds)]  # seed-major
+    per_seed = [rec["values"] for rec in records]
+    timings = {k: round(sum(rec["timings"].get(k, 0.0) for rec in records), 1)
+               for k in sorted({k for rec in records for k in rec["timings"]})}
     result: dict = {"tasks": list(TASKS), "quick": args.quick, "seeds": seeds, "distractors": LEVEL,
                     "labels": f"traj-{LABEL_TRAJECTORIES} per task", "ppo_task": PPO_TASK,
                     "ppo_frames": base.total_steps * ACTION_REPEAT, "kl_coef_sof_kl": KL_COEF,

@@ -61,8 +61,15 @@ def expert(task: str, preset: str = "quick", algo: str = "ppo", seed: int = 0, p
     trained (or resumed) first where needed."""
     run_dir = expert_dir(task, algo, preset, seed, action_repeat)
     if not (run_dir / "report.json").exists():
-        cfg = from_preset(ExpertConfig, EXPERT_PRESETS, preset, task=task, algo=algo, seed=seed,
-                          action_repeat=action_repeat)
+        trained_expert(from_preset(ExpertConfig, EXPERT_PRESETS, preset, task=task, algo=algo, seed=seed,
+                                   action_repeat=action_repeat), run_dir, progress)
+    return run_dir
+
+
+def trained_expert(cfg: ExpertConfig, run_dir: Path, progress: bool = True) -> Path:
+    """``run_dir`` holding the finished expert ``cfg``: found, the shipped one copied in (``shipped_expert``), or
+    trained (resumed)."""
+    if not (run_dir / "report.json").exists():
         shipped = shipped_expert(run_dir, cfg)
         if shipped is not None and not run_dir.exists():
             shutil.copytree(shipped, run_dir)

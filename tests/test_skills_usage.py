@@ -107,7 +107,36 @@ def test_code_usage_below_the_floor_is_collapsed():
 def bench_skills(monkeypatch, tmp_path):
     monkeypatch.setenv("RL_LAOF_RUNS", str(tmp_path / "runs"))
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    return importlib.import_module("bench_skills")
+    module = importlib.import_module("bench_skills")
+    monkeypatch.setattr(module, "RECORDS", tmp_path / "records")  # a full run's records stay out of the results
+    return module
+
+
+def test_a_seed_s_record_stands_for_its_configs_and_spares_a_fresh_clone_its_runs(monkeypatch, bench_skills,
+                                                                                 tmp_path):
+    from agents.config import TRAIN_PRESETS
+    from rl_laof.presets import from_preset
+
+    built = []
+
+    def seed_values(size, tag, root, base, seed, timings, progress):
+        built.append(seed)
+        timings["sof_s"] = 1.5
+        return {"ret_sof": 10.0 + seed}
+
+    monkeypatch.setattr(bench_skills, "seed_values", seed_values)
+    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task="walker-walk", distractors="laom", action_repeat=2)
+    root = tmp_path / "runs" / "bench" / "skills" / "full"
+    rec = bench_skills.seed_record(bench_skills.FULL, "full", root, base, 1, False)
+    assert rec["values"] == {"ret_sof": 11.0} and rec["timings"] == {"sof_s": 1.5} and built == [1]
+    assert (tmp_path / "records" / "s1.json").exists()
+    assert bench_skills.seed_record(bench_skills.FULL, "full", root, base, 1, False) == rec and built == [1]
+    other = {**bench_skills.FULL, "ppo_steps": 40_000}  # another budget: the record stands for nothing
+    bench_skills.seed_record(other, "full", root, base, 1, False)
+    assert built == [1, 1]
+    identity = bench_skills.seed_identity(bench_skills.FULL, base, 2)
+    assert identity["lam"]["seed"] == identity["imitation"]["seed"] == 2
+    assert {row: c["seed"] for row, c in identity["skills"].items()} == {row: 2 for row in bench_skills.SOF_TIERS}
 
 
 def test_the_benchmark_refuses_a_collapsed_tokenizer(monkeypatch, bench_skills):
@@ -209,7 +238,7 @@ def test_a_run_of_five_seeds_writes_skills_json_and_fewer_the_partial_one(monkey
         monkeypatch.setattr(sys, "argv", ["benchmarks/bench_skills.py", "--seeds", str(seeds), "--no-progress"])
         result = bench_skills.main()
         assert written[-1][0] == name and result["seeds"] == seeds and "seeded_from_readme" not in result
-    assert order == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert order == [0, 1, 2, 3, 4]  # seed-major; the 3-seed run reads seeds 0-2 from their records
     result = written[0][1]
     assert result["flow_tier"] == "rgb" and result["sof_flow_tiers"] == {"sof": "rgb", "sof_oracle": "oracle"}
     assert result["distractors"] == "laom" and "sof_oracle" in result["privileged"]

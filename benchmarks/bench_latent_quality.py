@@ -136,15 +136,21 @@ def unlabelled_windows(config: dict) -> int:
     return config["steps"] * config["batch_size"] // (2 if config.get("label_schedule") == "alternate" else 1)
 
 
+#: how a run was executed, not what it is: "auto" precision resolves per CPU (bf16 where it is native), so records
+#: made on another machine stand (each record's ``resolved`` keeps the precision it trained at)
+EXECUTION_FIELDS = frozenset({"precision", "threads"})
+
+
 def same_config(rec: dict, cfg: LAMConfig) -> bool:
     """A record is of ``cfg`` when every resolved field both know agrees (a field added to LAMConfig later, at a
     default that keeps the old behaviour, does not void the records made before it; fields resolved from the data,
-    sigma and lambda, are the record's own)."""
+    sigma and lambda, are the record's own; ``EXECUTION_FIELDS`` are not compared)."""
     saved = rec.get("trained_config")
     if saved is None:
         return False
     now = json.loads(json.dumps(cfg.resolved().to_dict()))
-    return all(saved[k] == now[k] for k in saved.keys() & now.keys() - set(cfg.unused_fields) if now[k] is not None)
+    keys = saved.keys() & now.keys() - set(cfg.unused_fields) - EXECUTION_FIELDS
+    return all(saved[k] == now[k] for k in keys if now[k] is not None)
 
 
 def budget_dir(samples: int | None) -> str:

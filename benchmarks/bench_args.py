@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from rl_laof.runs import atomic_path
+from rl_laof.runs import atomic_path, read_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -123,7 +123,7 @@ def recorded(path: Path, identity: dict, make: Callable[[], dict]) -> dict:
     next session continue where this one stopped."""
     identity = json.loads(json.dumps(identity))
     if path.exists():
-        rec = json.loads(path.read_text())
+        rec = read_json(path)  # a damaged record is refused naming the file (delete it to run that run again)
         if rec.get("identity") == identity:
             return rec
     rec = {**make(), "identity": identity}

@@ -5,6 +5,7 @@
     python benchmarks/tables.py lam_speed           # where a LAOF step's time goes (lam_speed.json)
     python benchmarks/tables.py imitation           # policies with 1 % labels (docs/imitation.md)
     python benchmarks/tables.py train               # the main job: PPO in latent action spaces (docs/train.md)
+    python benchmarks/tables.py skills              # SOF skills vs single-step latents (docs/skills.md)
     python benchmarks/tables.py --write             # rewrite every generated table in README.md and docs/*.md
     python benchmarks/tables.py --check             # exit 1 if any of them differs from what the results give
 
@@ -148,31 +149,124 @@ IMITATION_ROWS = [  # (key, label)
 ]
 
 
+def _decoders(r: dict, key: str) -> str:
+    """The decoder modes ``val`` chose over the seeds of one method (``decoder_<method>``: mode -> count)."""
+    counts = r.get(f"decoder_{key}")
+    if not isinstance(counts, dict) or not counts:
+        return "–"
+    return ", ".join(f"{mode} {n}" if len(counts) > 1 else mode for mode, n in counts.items())
+
+
+def _claims(r: dict, claims: list[tuple[str, str]], what: str) -> list[str]:
+    """A line of the Holm-adjusted one-sided tests the results file holds (``p_<claim>`` and ``p_raw_<claim>``)."""
+    shown = [f"{label} p = {r[f'p_{key}']:.3g} (raw {r[f'p_raw_{key}']:.3g})" for key, label in claims
+             if f"p_{key}" in r and f"p_raw_{key}" in r]
+    if not shown:
+        return []
+    return ["", f"{what}: " + "; ".join(shown) + "."]
+
+
+IMITATION_CLAIMS = [("laof_bc_vs_lapo_bc", "latent BC LAOF > LAPO"), ("laof_bc_vs_bc_labels", "LAOF latent BC > BC on "
+                    "the 1 % labels"), ("laof_lafp_vs_laof_bc", "LAFP > latent BC (LAOF)")]
+
+
 def imitation(r: dict) -> str:
     """Per method: return / data's return on the data's and held-out backgrounds (mean [95 % CI] over seeds),
-    the raw return, and the held-out action MSE / mean action (``imitation.json``)."""
-    lines = ["| method | return / data, data's backgrounds | held-out backgrounds | raw return | "
-             "held-out action MSE / mean action |", "|---|---|---|---|---|"]
+    the raw return, the held-out action MSE / mean action, the action spread on the policy's own states / the
+    data's, and the decoder the ``val`` episodes chose (``imitation.json``), then the claims' tests."""
+    spread = any(f"spread_{key}" in r for key, _ in IMITATION_ROWS)
+    head = ["method", "return / data, data's backgrounds", "held-out backgrounds", "raw return",
+            "held-out action MSE / mean action"] + (["action spread / data's (own states)", "decoder (val)"]
+                                                    if spread else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label in IMITATION_ROWS:
         if f"ret_{key}" not in r:
             continue
-        lines.append(f"| {label} | {_cell(r, f'ret_{key}')} | {_cell(r, f'ret_heldout_{key}')} | "
-                     f"{r[f'raw_ret_{key}']:.1f} | {_cell(r, f'action_mse_{key}')} |")
-    lines.append(f"| uniform random actions | {r['ret_random']:.3f} | {r['ret_heldout_random']:.3f} | "
-                 f"{r['raw_ret_random']:.1f} | – |")
+        row = [label, _cell(r, f"ret_{key}"), _cell(r, f"ret_heldout_{key}"), f"{r[f'raw_ret_{key}']:.1f}",
+               _cell(r, f"action_mse_{key}")]
+        if spread:
+            row += [_cell(r, f"spread_{key}"), _decoders(r, key)]
+        lines.append("| " + " | ".join(row) + " |")
+    random = ["uniform random actions", f"{r['ret_random']:.3f}", f"{r['ret_heldout_random']:.3f}",
+              f"{r['raw_ret_random']:.1f}", "–"] + (["–", "–"] if spread else [])
+    lines.append("| " + " | ".join(random) + " |")
+    lines += _claims(r, IMITATION_CLAIMS, "One-sided exact permutation tests over seeds, Holm-adjusted")
     return "\n".join(lines)
 
 
+TRAIN_ROWS = [  # (key, label, what it starts from)
+    ("none", "raw actions, PPO from scratch", "–"),
+    ("drq", "raw actions, DrQ-v2 from scratch", "–"),
+    ("labels_residual", "raw-action residual around BC on the 80 labels", "BC on the labels"),
+    ("lapo", "LAPO's residual latent space", "LAPO latent BC"),
+    ("action_residual", "raw-action residual around the decoded LAOF policy", "LAOF latent BC"),
+    ("laof_lafp", "LAFP noise space (LAOF)", "LAOF LAFP"),
+    ("laof", "**LAOF's residual latent space** (the main job)", "LAOF latent BC"),
+]
+TRAIN_CLAIMS = [(f"laof_vs_{row}", f"LAOF > {row}") for row in ("action_residual", "drq", "none", "lapo")]
+
+
 def train(r: dict) -> str:
-    """The main job's benchmark: per action space, step-0 / final / best return and steps/s (``train.json``)."""
-    lines = ["| action space | return at step 0 | final return | best evaluation | agent steps/s |",
-             "|---|---|---|---|---|"]
-    for key, label in (("none", "raw actions"), ("lapo", "LAPO latents"), ("laof", "**LAOF latents**")):
+    """The main job's benchmark: per action space, step-0 / final / best return and steps/s (``train.json``),
+    then the claims' tests and the start the ``val`` evaluations chose."""
+    lines = ["| action space | start | return at step 0 | final return | best evaluation | agent steps/s |",
+             "|---|---|---|---|---|---|"]
+    for key, label, start in TRAIN_ROWS:
         if f"ret_{key}" not in r:
             continue
-        lines.append(f"| {label} | {_cell(r, f'first_eval_{key}', 1)} | {_cell(r, f'ret_{key}', 1)} | "
+        lines.append(f"| {label} | {start} | {_cell(r, f'first_eval_{key}', 1)} | {_cell(r, f'ret_{key}', 1)} | "
                      f"{_cell(r, f'best_{key}', 1)} | {_cell(r, f'sps_{key}', 1)} |")
-    lines.append(f"| the pixel env alone (random actions) | – | – | – | {r['sps_env_only']:.1f} |")
+    lines.append(f"| the pixel env alone (random actions) | – | – | – | – | {r['sps_env_only']:.1f} |")
+    lines += _claims(r, TRAIN_CLAIMS, "One-sided exact permutation tests over seeds that LAOF's final return is "
+                     "higher, Holm-adjusted")
+    choice = r.get("start_choice")
+    if isinstance(choice, dict) and choice.get("chosen"):
+        lines += ["", f"The main job's start, chosen on the `val` evaluations: `{choice['chosen']}`."]
+    return "\n".join(lines)
+
+
+SKILL_METHODS = [  # (key, label)
+    ("sof", "**SOF skill policy** (`rgb` flow)"),
+    ("sof_oracle", "SOF skill policy, `oracle` flow (privileged)"),
+    ("laof_lafp", "LAFP (LAOF)"),
+    ("laof_bc", "latent BC (LAOF)"),
+    ("bc_labels", "BC on the labels"),
+]
+SKILL_PPO_ROWS = [  # (key, label)
+    ("action_residual", "raw-action residual around the decoded LAOF latent BC policy"),
+    ("laof", "LAOF's residual latent space (the same start)"),
+    ("sof", "**SOF skill tokens**"),
+    ("sof_kl", "SOF skill tokens + KL to the skill prior (SPiRL)"),
+]
+SKILL_CLAIMS = [("sof_vs_laof_bc", "SOF > LAOF latent BC"),
+                ("ppo_sof_vs_action_residual", "skill PPO > raw-action residual")]
+
+
+def skills(r: dict) -> str:
+    """SOF vs single-step latents (per task and the mean over tasks) and PPO on walker-walk (``skills.json``)."""
+    tasks = r["tasks"]
+    head = ["method", "mean over tasks", *tasks, "held-out backgrounds (mean)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, label in SKILL_METHODS:
+        if f"ret_{key}" not in r:
+            continue
+        lines.append("| " + " | ".join([label, _cell(r, f"ret_{key}", 1),
+                                        *(_cell(r, f"ret_{key}_{t}", 1) for t in tasks),
+                                        _cell(r, f"ret_heldout_{key}", 1)]) + " |")
+    lines += ["", "| PPO on " + str(r.get("ppo_task", "walker-walk")) + " | return at step 0 | final return | "
+              "agent steps/s |", "|---|---|---|---|"]
+    for key, label in SKILL_PPO_ROWS:
+        if f"ppo_{key}" not in r:
+            continue
+        lines.append(f"| {label} | {_cell(r, f'ppo_{key}_first_eval', 1)} | {_cell(r, f'ppo_{key}', 1)} | "
+                     f"{_cell(r, f'ppo_{key}_sps', 1)} |")
+    tok = [f"{label} {_cell(r, key)}" for key, label in (
+        ("sof_code_usage", "share of codes used"), ("sof_perplexity", "perplexity"),
+        ("sof_recon_vs_zero", "flow error / no motion"), ("sof_recon_vs_mean", "/ the mean window"))
+        if key in r]
+    if tok:
+        lines += ["", "SOF tokenizer on held-out windows (`rgb`): " + "; ".join(tok) + "."]
+    lines += _claims(r, SKILL_CLAIMS, "One-sided exact permutation tests over seeds, Holm-adjusted")
     return "\n".join(lines)
 
 
@@ -203,9 +297,9 @@ def latent_quality_partial(r: dict) -> str:
 
 
 TABLES = {"latent_quality": latent_quality, "latent_quality_partial": latent_quality_partial, "lam_speed": lam_speed,
-          "imitation": imitation, "train": train}
-SOURCE = {"latent_quality": "latent_quality", "latent_quality_partial": "latent_quality_partial",
-          "lam_speed": "lam_speed", "imitation": "imitation", "train": "train"}  # table -> results file
+          "imitation": imitation, "train": train, "skills": skills}
+SOURCE = {"latent_quality": "latent_quality", "latent_quality_partial": "latent_quality_partial",  # table -> file
+          "lam_speed": "lam_speed", "imitation": "imitation", "train": "train", "skills": "skills"}
 
 # --- the README's single results table ---------------------------------------------------------------------
 
@@ -292,21 +386,41 @@ HEADLINES = [
     Headline("imitation", "latent BC (LAOF), the same", "ret_laof_bc"),
     Headline("imitation", "latent BC (LAPO), the same", "ret_lapo_bc"),
     Headline("imitation", "BC on the 1 % labels, the same", "ret_bc_labels"),
+    Headline("imitation", "latent BC (LAOF): decoded action spread on its own states / the data's (target ≥ 0.7)",
+             "spread_laof_bc"),
+    Headline("imitation", "latent BC LAOF > LAPO: one-sided permutation p over seeds, Holm", "p_laof_bc_vs_lapo_bc"),
     Headline("imitation", "ms per action, LAFP / latent BC (target < 2)", "lafp_vs_bc_latency", 2, "×"),
     Headline("train", "PPO in LAOF's residual latent space: return at step 0", "first_eval_laof", 1),
     Headline("train", "the same: **final return** after 20k agent steps", "ret_laof", 1),
+    Headline("train", "final return, raw-action residual around the same decoded LAOF policy", "ret_action_residual",
+             1),
+    Headline("train", "final return, LAFP noise space (LAOF)", "ret_laof_lafp", 1),
+    Headline("train", "final return, raw-action residual around BC on the 80 labels", "ret_labels_residual", 1),
     Headline("train", "final return, LAPO's residual latent space", "ret_lapo", 1),
-    Headline("train", "final return, raw actions", "ret_none", 1),
+    Headline("train", "final return, raw actions (PPO from scratch)", "ret_none", 1),
+    Headline("train", "final return, DrQ-v2 from scratch (CPU preset), the same frames", "ret_drq", 1),
+    Headline("train", "LAOF > raw-action residual: one-sided permutation p over seeds, Holm",
+             "p_laof_vs_action_residual"),
+    Headline("train", "LAOF > DrQ-v2: the same", "p_laof_vs_drq"),
     Headline("train", "agent steps/s in LAOF's space / the env alone (target ≥ 0.7)", "sps_laof_vs_env_only", 3),
     Headline("skills", "mean return over walker stand / walk / run, SOF skill policy", "ret_sof", 1),
+    Headline("skills", "the same, LAFP (LAOF)", "ret_laof_lafp", 1),
     Headline("skills", "the same, LAOF latent BC", "ret_laof_bc", 1),
     Headline("skills", "the same, BC on the labels", "ret_bc_labels", 1),
+    Headline("skills", "SOF > LAOF latent BC: one-sided permutation p over seeds, Holm", "p_sof_vs_laof_bc"),
+    Headline("skills", "PPO on walker-walk, 20k env steps, over SOF skill tokens: return at step 0",
+             "ppo_sof_first_eval", 1),
     Headline("skills", "PPO on walker-walk, 20k env steps, over SOF skill tokens", "ppo_sof", 1),
+    Headline("skills", "the same with SPiRL's KL to the skill prior", "ppo_sof_kl", 1),
+    Headline("skills", "the same in LAOF's residual latent space", "ppo_laof", 1),
     Headline("skills", "the same on raw actions", "ppo_raw", 1),
     Headline("skills", "the same, raw-action residuals around the decoded LAOF latent BC policy",
              "ppo_action_residual", 1),
     Headline("skills", "SOF tokenizer: share of the codebook used on held-out windows (target ≥ 0.5)",
              "sof_code_usage", 3),
+    Headline("skills", "SOF tokenizer: flow error on held-out windows / predicting no motion", "sof_recon_vs_zero", 3),
+    Headline("skills", "skill PPO > raw-action residual: one-sided permutation p over seeds, Holm",
+             "p_ppo_sof_vs_action_residual"),
     Headline("sweeps", "trials/h, 2 workers / 1 worker (target ≥ 1.6)", "scaling", 2),
     Headline("sweeps", "LAOF-Action probe MSE, tuned config", "probe_tuned"),
     Headline("sweeps", "the same, default config", "probe_default"),

@@ -145,3 +145,67 @@ def test_seeded_results_say_where_they_came_from():
             continue  # a real run has replaced the seed
         assert re.fullmatch(r"[0-9a-f]{40}", r["source"]["commit"]), f"{name}.json: source.commit"
         assert r["source"]["command"].startswith(f"python benchmarks/bench_{name}.py"), f"{name}.json: command"
+
+
+def _with_interval(keys: dict[str, float]) -> dict[str, float]:
+    """Results-file keys with a 95 % interval beside each value, as the seeded benchmarks write them."""
+    out = dict(keys)
+    for key, value in keys.items():
+        out[f"{key}_lo"], out[f"{key}_hi"] = value - 0.01, value + 0.01
+    return out
+
+
+def test_imitation_table_shows_the_spread_the_decoder_choice_and_the_tests():
+    tables = _tables()
+    r = {"ret_random": 0.02, "ret_heldout_random": 0.02, "raw_ret_random": 14.0,
+         "decoder_laof_bc": {"idm": 2, "sample": 3}, "decoder_lapo_bc": {"sample": 5},
+         "p_laof_bc_vs_lapo_bc": 0.5, "p_raw_laof_bc_vs_lapo_bc": 0.25}
+    for key in ("laof_bc", "lapo_bc"):
+        r.update(_with_interval({f"ret_{key}": 0.1, f"ret_heldout_{key}": 0.09, f"action_mse_{key}": 0.8,
+                                 f"spread_{key}": 0.68}))
+        r[f"raw_ret_{key}"] = 60.0
+    table = tables.imitation(r)
+    assert table.splitlines()[0].endswith("| action spread / data's (own states) | decoder (val) |")
+    assert "| latent BC (LAOF) | 0.100 [0.090, 0.110] |" in table
+    assert "| 0.680 [0.670, 0.690] | idm 2, sample 3 |" in table
+    assert "| 0.680 [0.670, 0.690] | sample |" in table  # one mode over every seed: its name alone
+    assert "latent BC LAOF > LAPO p = 0.5 (raw 0.25)" in table
+    del r["spread_laof_bc"], r["spread_lapo_bc"]  # a results file from before the spread: the old columns
+    assert "spread" not in tables.imitation(r)
+
+
+def test_train_table_has_every_action_space_its_start_and_the_tests():
+    tables = _tables()
+    r = {"sps_env_only": 100.0, "start_choice": {"chosen": "laof"},
+         "p_laof_vs_drq": 0.02, "p_raw_laof_vs_drq": 0.004}
+    for i, (key, _, _) in enumerate(tables.TRAIN_ROWS):
+        r.update(_with_interval({f"ret_{key}": 10.0 + i, f"first_eval_{key}": 1.0, f"best_{key}": 20.0,
+                                 f"sps_{key}": 90.0}))
+    table = tables.train(r)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:-1]
+    assert len(rows) == len(tables.TRAIN_ROWS) == 7
+    assert ("| raw-action residual around the decoded LAOF policy | LAOF latent BC | 1.0 [1.0, 1.0] | "
+            "14.0 [14.0, 14.0]") in table
+    assert "LAOF > drq p = 0.02 (raw 0.004)" in table
+    assert "chosen on the `val` evaluations: `laof`" in table
+
+
+def test_skills_table_per_task_and_ppo_rows():
+    tables = _tables()
+    tasks = ["walker-stand", "walker-walk", "walker-run"]
+    r = {"tasks": tasks, "ppo_task": "walker-walk"}
+    for key, _ in tables.SKILL_METHODS:
+        r.update(_with_interval({f"ret_{key}": 80.0, f"ret_heldout_{key}": 70.0,
+                                 **{f"ret_{key}_{t}": 50.0 + i for i, t in enumerate(tasks)}}))
+    for key, _ in tables.SKILL_PPO_ROWS:
+        r.update(_with_interval({f"ppo_{key}": 60.0, f"ppo_{key}_first_eval": 30.0, f"ppo_{key}_sps": 100.0}))
+    r.update(_with_interval({"sof_code_usage": 0.6, "sof_recon_vs_zero": 0.7}))
+    r.update({"p_sof_vs_laof_bc": 0.3, "p_raw_sof_vs_laof_bc": 0.15})
+    table = tables.skills(r)
+    assert "| method | mean over tasks | walker-stand | walker-walk | walker-run | held-out backgrounds (mean) |" \
+        in table
+    assert "| **SOF skill policy** (`rgb` flow) | 80.0 [80.0, 80.0] | 50.0 [50.0, 50.0] | 51.0 [51.0, 51.0] | " \
+           "52.0 [52.0, 52.0] | 70.0 [70.0, 70.0] |" in table
+    assert "| SOF skill tokens + KL to the skill prior (SPiRL) | 30.0 [30.0, 30.0] | 60.0 [60.0, 60.0] |" in table
+    assert "share of codes used 0.600 [0.590, 0.610]" in table
+    assert "SOF > LAOF latent BC p = 0.3 (raw 0.15)" in table

@@ -178,7 +178,8 @@ class DrQ:
         self.critic_opt.step()
         self.encoder_opt.step()
         h = h.detach()
-        actor_loss = -torch.min(*self.critic(h, noisy_action(self.policy.actor(h), std, d.std_clip, gen))).mean()
+        mu = self.policy.actor(h)
+        actor_loss = -torch.min(*self.critic(h, noisy_action(mu, std, d.std_clip, gen))).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -187,7 +188,10 @@ class DrQ:
                 t.lerp_(p, d.tau)  # t <- (1 - tau) t + tau p
         self.updates += 1
         metrics = {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "q": q1.mean().item(),
-                   "target_q": target.mean().item(), "std": std}
+                   "target_q": target.mean().item(), "std": std,
+                   # the share of the batch's mean actions within 0.01 of a bound: a saturated tanh actor (1.0) acts
+                   # the same whatever it sees, and its gradient through tanh vanishes
+                   "actor_saturation": (mu.detach().abs() > 0.99).float().mean().item()}
         check_step("drq", self.updates, HINT, critic_loss=metrics["critic_loss"], actor_loss=metrics["actor_loss"])
         return metrics
 
@@ -227,6 +231,20 @@ class DrQ:
 
 
 # --------------------------------------------------------------------------- checkpoints
+
+SATURATION_SAMPLE = 1024  # replayed observations the final policy's saturation is measured on
+
+
+@torch.no_grad()
+def actor_saturation(model: DrQ, samples: int = SATURATION_SAMPLE) -> float:
+    """The share of the policy's mean actions within 0.01 of a bound, over observations replayed from its buffer
+    (a generator of its own: the agent's are untouched). 1.0: a saturated tanh actor, one action whatever it sees."""
+    if model.buffer.transitions() <= model.d.n_step:
+        return float("nan")
+    b = model.buffer.sample(samples, model.d.n_step, model.cfg.gamma, np.random.default_rng(0))
+    mu = model.policy(torch.from_numpy(b["obs"]))
+    return round(float((mu.abs() > 0.99).float().mean()), 4)
+
 
 def save_checkpoint(model: DrQ, venv: ResumableVecEnv, run_dir: Path, history: list[dict]) -> Path:
     """``checkpoints/step-N/``: ``drq.pt`` (networks, optimisers, generators, counts, the envs' replay log),
@@ -398,6 +416,6 @@ def _learn_drq(cfg: TrainConfig, run: AgentRun, model: DrQ, venv: ResumableVecEn
     report = final_report(cfg, run, ActionSpace(), Start(model, venv, venv, history, [], loaded is not None),
                           seconds, t_start)
     report["drq"] = {"updates": model.updates, "replay_frames": model.buffer.transitions(),
-                     "final_std": round(model.std(), 4)}
+                     "final_std": round(model.std(), 4), "actor_saturation": actor_saturation(model)}
     write_json(run.dir / "report.json", report)
     return report

@@ -181,6 +181,7 @@ def test_a_short_drq_run_trains_and_writes_the_report_of_a_ppo_run(tmp_path, one
     # (400 steps x 8 frames - 800 seed frames) / 32 frames per update
     # each env: its first frame, 200 steps, one more first frame after its episode ended at step 125
     assert report["drq"]["updates"] == 75 and report["drq"]["replay_frames"] == 2 * (1 + 200 + 1)
+    assert 0.0 <= report["drq"]["actor_saturation"] <= 1.0  # the saturation diagnostic (docs/train.md, DrQ-v2)
     for name in ("config.json", "eval.json", "report.json", "learning_curve.png", "final_model.pt",
                  "best_model.pt", "checkpoints/latest.json"):
         assert (tmp_path / "run" / name).exists(), name

@@ -308,3 +308,39 @@ def test_latent_quality_holm_families_split_targets_from_the_rest(bench):
     assert out["p_laof_vs_lapo"] < 0.05 < out["holm_one_family"]["laof_vs_lapo"]
     assert out["holm_one_family"]["laof_vs_lapo"] == pytest.approx(len(out["holm_one_family"]) / 252, rel=1e-2)
     assert out["p_laom_vs_lapo"] == 1.0 and out["hard_p_laof_vs_lapo"] < 0.05
+
+
+def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_path):
+    """study_drq_budget: the cpu variant is bench_train's drq row in its own folder; the paper variant the same run
+    (env, frames, seed) with the paper's DrQConfig, and nothing else changed."""
+    import study_drq_budget as sd
+
+    from agents.config import DRQ_PRESETS, TRAIN_PRESETS, TrainConfig
+    from rl_laof.presets import from_preset
+
+    monkeypatch.setattr(sd, "RECORDS", tmp_path / "records" / "drq_budget")
+    runs = []
+
+    def train(cfg, out, resume=False, progress=True):
+        runs.append((cfg, Path(out)))
+        return {"eval_history": [{"step": 0, "mean": 2.0, "wall_s": 1.0}, {"step": 20_000, "mean": 4.0, "wall_s": 9.0}],
+                "final": {"mean": 4.1, "std": 1.0}, "steps_per_s": 14.0,
+                "drq": {"updates": 100, "actor_saturation": 1.0}}
+
+    monkeypatch.setattr(sd, "train", train)
+    written = []
+    monkeypatch.setattr(sd, "write_result", lambda name, result: written.append(name))
+    r = _run(monkeypatch, sd, ["--no-progress"])
+    assert written == ["study_drq_budget"]
+    (cpu, cpu_dir), (paper, _) = runs
+    assert cpu_dir == bench.bench_train.run_root(False) / "drq-s0"  # bench_train's own run
+    bt = bench.bench_train
+    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    assert cpu == bt.row_config(base, "drq", 0, None)
+    assert dataclasses.replace(paper, drq=cpu.drq) == cpu
+    assert {k: getattr(paper.drq, k) for k in DRQ_PRESETS["paper"]} == DRQ_PRESETS["paper"]
+    assert r["frames"] == 80_000 and r["variants"]["paper"]["samples"] == 100 * 256
+    assert r["variants"]["cpu"]["actor_saturation"] == 1.0
+    runs.clear()
+    _run(monkeypatch, sd, ["--no-progress"])  # the records stand for the finished runs
+    assert runs == []

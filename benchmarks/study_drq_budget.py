@@ -1,0 +1,85 @@
+"""Is DrQ-v2's failure at bench_train's budget the method or the CPU preset? DrQ-v2 on bench_train's env and frames
+(cheetah-run, LAOM distractors, 20k agent steps at action repeat 4 = 80k frames) at the CPU preset and at the
+paper's update rate and sizes (``DRQ_PRESETS["paper"]``: batch 256, an update every 4 frames, MLPs of 1024, fp32).
+
+    python benchmarks/study_drq_budget.py [--variants cpu,paper] [--seed 0]
+
+The ``cpu`` variant is bench_train's ``drq`` row itself (the same run folder, ``runs/bench/train/full-lq/drq-s<seed>``:
+a finished one is read, not retrained). Per variant: the final return (8 held-out episodes), the evaluation curve,
+the updates and the samples they drew (updates x batch), the actor's saturation at the end (``report.json``'s
+``drq.actor_saturation``: the share of mean actions within 0.01 of a bound), agent steps/s and wall time. One seed:
+a pointer to what DrQ-v2 needs here, not an interval. Writes ``benchmarks/results/study_drq_budget.json``; each
+finished variant leaves its record in ``benchmarks/results/study_drq_budget_runs/`` (a fresh clone continues).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import bench_train as bt
+from bench_args import alone, recorded, subset, write_result
+
+import envs  # noqa: F401  (loads EGL before anything imports envpool)
+from agents.config import DRQ_PRESETS, TRAIN_PRESETS, DrQConfig, TrainConfig
+from rl_laof.pipeline import agent as train
+from rl_laof.presets import from_preset
+from rl_laof.runs import read_json, runs_root
+
+VARIANTS = ("cpu", "paper")
+RECORDS = bt.RESULTS.parent / "study_drq_budget_runs"
+
+
+def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
+    """bench_train's drq row at PPO seed ``seed``; ``paper``: with the paper's DrQConfig (the frames unchanged)."""
+    cfg = bt.row_config(base, "drq", seed, None)
+    if variant == "paper":
+        cfg = dataclasses.replace(cfg, drq=DrQConfig.resolve("paper", None))
+    return cfg
+
+
+def run_dir(variant: str, seed: int):
+    return bt.run_root(False) / f"drq-s{seed}" if variant == "cpu" else \
+        runs_root() / "study" / "drq_budget" / f"{variant}-s{seed}"
+
+
+def variant_record(base: TrainConfig, variant: str, seed: int, progress: bool) -> dict:
+    cfg = variant_config(base, variant, seed)
+
+    def make() -> dict:
+        folder = run_dir(variant, seed)
+        rep = train(cfg, folder, resume=True, progress=progress)
+        d = cfg.drq  # resolved by TrainConfig for algo drq
+        drq = rep.get("drq") or read_json(folder / "report.json").get("drq", {})
+        hist = rep["eval_history"]
+        return {"variant": variant, "seed": seed, "drq": dataclasses.asdict(d), "ret": rep["final"]["mean"],
+                "ret_std": rep["final"]["std"], "curve": [{"step": h["step"], "mean": h["mean"]} for h in hist],
+                "updates": drq.get("updates"), "samples": (drq.get("updates") or 0) * d.batch_size,
+                "actor_saturation": drq.get("actor_saturation"), "sps": rep["steps_per_s"],
+                "wall_s": hist[-1]["wall_s"] if hist else None}
+
+    return recorded(RECORDS / f"{variant}-s{seed}.json", {"train": cfg.to_dict()}, make)
+
+
+def main() -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, from " + ", ".join(VARIANTS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args()
+    variants = subset(p, args.variants, VARIANTS, "variants")
+    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": args.seed,
+                    "frames": base.total_steps * base.resolved_action_repeat, "paper_preset": DRQ_PRESETS["paper"],
+                    "variants": {}}
+    for v in variants:
+        result["variants"][v] = variant_record(base, v, args.seed, not args.no_progress)
+    if set(VARIANTS) <= set(variants):
+        write_result("study_drq_budget", result)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    alone(main)

@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rl_laof import stats
@@ -344,3 +345,27 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
     runs.clear()
     _run(monkeypatch, sd, ["--no-progress"])  # the records stand for the finished runs
     assert runs == []
+
+
+def test_ppo_finetune_study_recovers_each_rollouts_mean_and_changes_only_its_fields(bench, tmp_path):
+    import study_ppo_finetune as sp
+
+    from agents.config import TRAIN_PRESETS, TrainConfig
+    from rl_laof.presets import from_preset
+
+    rollouts = [[60.0] * 8, [80.0] * 8, [70.0] * 8, [90.0] * 8]  # 8 episodes a rollout
+    seen: list[float] = []
+    window = []
+    for r in rollouts:
+        seen += r
+        window.append(float(np.mean(seen[-sp.WINDOW:])))
+    assert sp.per_rollout(window, 8) == [60.0, 80.0, 70.0, 90.0]
+    assert len(sp.per_rollout(window * 10, 8)) == sp.WINDOW // 8  # only while the window holds every episode
+    bt = bench.bench_train
+    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    for variant, (row, changes) in sp.VARIANTS.items():
+        cfg = sp.variant_config(base, variant, tmp_path)
+        plain = bt.row_config(base, row, sp.SEED, tmp_path)
+        assert dataclasses.replace(cfg, **{k: getattr(plain, k) for k in changes}) == plain
+        # an unchanged row is bench_train's own run, read rather than trained again
+        assert (sp.run_dir(variant) == bt.run_root(False) / f"{row}-s0") == (not changes)

@@ -13,23 +13,45 @@ from stable_baselines3.common.vec_env import VecNormalize
 from agents.algorithms import ALGOS
 from agents.config import TrainConfig
 from agents.drq import load_policy
+from agents.policy import zero_mean
 from agents.training import agent_returns, agent_spread, load_latent_space, load_skill_space, make_env
 from rl_laof.runs import read_json, write_json
+
+WHICH = ("final", "best", "start")
+
+
+def starts_at_zero_mean(cfg: TrainConfig) -> bool:
+    """Whether the agent's start is its action mean at 0 (``agents.policy.zero_mean``): a latent or raw-action
+    residual (0 = the frozen policy it corrects) or LAFP's noise space (0 = the flow policy's mean noise)."""
+    lafp_noise = cfg.policy == "lafp" and cfg.latent not in ("none", "sof") and not cfg.action_residual
+    return cfg.on_policy and (cfg.on_features or lafp_noise)
 
 
 def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", seed: int = 123,
                  video: bool = True) -> dict:
     """Replay the ``which`` model of an agent run for ``episodes`` episodes (deterministic actions); write
     ``evaluate_<which>.json`` and, for pixels, a video of the first episode. Returns the returns and, in a latent
-    action space, the ``spread`` of the executed actions (:func:`agents.training.agent_spread`)."""
+    action space, the ``spread`` of the executed actions (:func:`agents.training.agent_spread`).
+
+    ``which``: "final" (the model at the end of training), "best" (the best periodic evaluation's) or "start": the
+    policy the agent started from, for an agent whose start is its action mean at 0 (:func:`starts_at_zero_mean`):
+    the final model with its action mean zeroed acts exactly as the frozen policy it corrects, so the start and the
+    final model can be compared on the same episodes."""
+    if which not in WHICH:
+        raise ValueError(f"which={which!r}: use one of {', '.join(WHICH)}")
     run_dir = Path(run_dir)
-    model_file = run_dir / f"{which}_model.zip"
-    if not model_file.exists() and (run_dir / f"{which}_model.pt").exists():  # DrQ-v2's (agents.drq)
-        model_file = run_dir / f"{which}_model.pt"
+    stored = "final" if which == "start" else which
+    model_file = run_dir / f"{stored}_model.zip"
+    if not model_file.exists() and (run_dir / f"{stored}_model.pt").exists():  # DrQ-v2's (agents.drq)
+        model_file = run_dir / f"{stored}_model.pt"
     if not model_file.exists():
-        raise FileNotFoundError(f"{run_dir}: {why_no_model(run_dir, which)}")
+        raise FileNotFoundError(f"{run_dir}: {why_no_model(run_dir, stored)}")
     saved = read_json(run_dir / "config.json")
     cfg = TrainConfig(**saved["config"])
+    if which == "start" and not starts_at_zero_mean(cfg):
+        raise ValueError(f"{run_dir}: --which start replays the policy an agent started from, which only a residual "
+                         f"agent or one in LAFP's noise space has (its action mean at 0); this run is {cfg.algo} in "
+                         f"the {cfg.latent!r} space with policy {cfg.policy!r}")
     policy, meta = load_latent_space(cfg, Path(saved["latent_policy"])) if saved["latent_policy"] else (None, None)
     skills = None
     if cfg.latent == "sof":  # the video then holds one frame per skill (chunk)
@@ -40,12 +62,14 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
         venv.training, venv.norm_reward = False, False
     model = load_policy(model_file) if ALGOS[cfg.algo].native else ALGOS[cfg.algo].algo_class.load(model_file,
                                                                                                    device="cpu")
+    if which == "start" and not zero_mean(model):
+        raise ValueError(f"{run_dir}: the {cfg.algo} model has no action mean to zero")
     executed: list[np.ndarray] | None = [] if skills is None else None  # a skill's chunk is many env steps
     try:
         returns, frames = agent_returns(model, venv, record=video and cfg.obs == "pixels", executed=executed)
     finally:
         venv.close()
-    out = {"run": str(run_dir), "which": which, "episodes": episodes, "mean": float(returns.mean()),
+    out = {"run": str(run_dir), "which": which, "episodes": episodes, "seed": seed, "mean": float(returns.mean()),
            "std": float(returns.std()), "returns": returns.round(2).tolist(),
            # the executed actions' spread on the agent's own states over the expert's on its latent policy's data
            "spread": agent_spread(meta, executed)}

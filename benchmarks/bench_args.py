@@ -116,6 +116,13 @@ def alone(main: Callable[[], Any], argv: list[str] | None = None) -> Any:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def amend_record(path: Path, rec: dict) -> dict:
+    """Write ``rec`` (a record :func:`recorded` returned, with fields added) back to ``path``, its identity kept."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
+
+
 def recorded(path: Path, identity: dict, make: Callable[[], dict]) -> dict:
     """The committed record of one finished run at ``path`` when it stands for ``identity`` (what the run is:
     its configs, JSON-comparable), else ``make()``'s, written there first with the identity inside. A benchmark's
@@ -128,6 +135,4 @@ def recorded(path: Path, identity: dict, make: Callable[[], dict]) -> dict:
             return rec
     rec = {**make(), "identity": identity}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(rec, indent=1) + "\n")
-    return rec
+    return amend_record(path, rec)

@@ -32,6 +32,15 @@ permutation test over seeds (unpaired) that ret_laof > ret_<row>, Holm-adjusted 
 (``p_raw_*`` unadjusted). Targets: ret_laof_lo > ret_action_residual_hi; ret_laof_lo > ret_drq_hi;
 ret_laof >= 1.25 x first_eval_laof; sps_laof >= 0.7 x sps_env_only.
 
+Evaluations of 4 and 8 episodes spread widely here (per-episode std 50-80 around returns of ~100), so each run's
+final model is also replayed on 32 held-out episodes (``HELDOUT_SEED``: env seeds no run's own evaluation uses, the
+same for every row and seed; ``agents.replay.evaluate_run``), and, where the agent starts at action mean 0 (the
+residual rows and LAFP's noise space), so is its start on the same 32 episodes (``--which start``: the final model
+with its action mean zeroed is exactly the policy it started from): ``heldout_*``, ``start_heldout_*`` and the
+per-seed difference ``gain_heldout_*``; ``heldout_checks`` reads the 1.25x target and the laof / action_residual
+separation on them. A record made before this, whose run is still on disk, gains them when the benchmark next reads
+it; a smoke run (``--quick``) skips them.
+
 Runs go seed-major (every row of seed 0, then seed 1, ...: a stopped run leaves whole seeds) into
 ``runs/bench/train/full-lq/<row>-s<s>`` and resume there; each finished run leaves a small record in
 ``benchmarks/results/train_runs/<row>-s<s>.json`` (committed: a fresh clone, without ``runs/``, continues from
@@ -49,14 +58,16 @@ from pathlib import Path
 
 import bench_imitation  # noqa: E402
 import numpy as np  # noqa: E402
-from bench_args import alone, recorded, seed_count, subset, write_result  # noqa: E402
+from bench_args import alone, amend_record, recorded, seed_count, subset, write_result  # noqa: E402
 
 import envs  # noqa: E402,F401  (loads EGL before anything imports envpool)
 from agents.config import TRAIN_PRESETS, TrainConfig  # noqa: E402
+from agents.replay import evaluate_run, starts_at_zero_mean  # noqa: E402
+from envs.rollout import EVAL_SEED  # noqa: E402
 from rl_laof import stats  # noqa: E402
 from rl_laof.pipeline import agent as train  # noqa: E402
 from rl_laof.presets import from_preset  # noqa: E402
-from rl_laof.runs import runs_root  # noqa: E402
+from rl_laof.runs import read_json, runs_root  # noqa: E402
 
 TASK = "cheetah-run"
 LEVEL = "laom"  # the latent policies' data (bench_imitation --level) and the agents' env
@@ -76,6 +87,10 @@ ROWS: dict[str, dict] = {  # row -> TrainConfig changes
 IMITATION = {"laof": f"laof_{MAIN_POLICY}", "laof_lafp": "laof_lafp", "action_residual": "laof_bc",
              "labels_residual": "bc_labels", "lapo": "lapo_bc"}
 DEFAULT_SEEDS = 5
+#: every run's final model (and, where the agent starts at action mean 0, its start) on the same held-out episodes:
+#: 4x the final evaluation's 8, on env seeds none of the runs' own evaluations use, the same for every row and seed
+HELDOUT_EPISODES = 32
+HELDOUT_SEED = EVAL_SEED + 20_000
 QUICK = dict(total_steps=4096, eval_every=2048, checkpoint_every=2048)
 RESULTS = Path(__file__).resolve().parent / "results" / "train.json"
 RECORDS = RESULTS.parent / "train_runs"  # <row>-s<seed>.json: one finished run each (committed)
@@ -169,7 +184,28 @@ def run_record(base: TrainConfig, row: str, seed: int, quick: bool, progress: bo
                 "best": rep["best_eval"]["mean"], "sps": rep["steps_per_s"],
                 "curve": [{"step": h["step"], "mean": h["mean"]} for h in hist]}
 
-    return recorded(records_dir(quick) / f"{row}-s{seed}.json", run_identity(base, row, seed, quick), make)
+    path = records_dir(quick) / f"{row}-s{seed}.json"
+    rec = recorded(path, run_identity(base, row, seed, quick), make)
+    if rec.get("heldout") is None and not quick:  # a record made before it, where its run is still on disk
+        heldout = heldout_eval(run_root(quick) / f"{row}-s{seed}")
+        if heldout is not None:
+            rec = amend_record(path, {**rec, "heldout": heldout})
+    return rec
+
+
+def heldout_eval(folder: Path) -> dict | None:
+    """The run's final model on HELDOUT_EPISODES held-out episodes and, for an agent that starts at action mean 0
+    (a residual, LAFP's noise space: ``agents.replay.starts_at_zero_mean``), its start on the same episodes, so
+    that start and end are compared episode by episode. None where the run has no final model (not on disk)."""
+    if not any(folder.glob("final_model.*")):
+        return None
+    final = evaluate_run(folder, HELDOUT_EPISODES, "final", HELDOUT_SEED, video=False)
+    start = None
+    if starts_at_zero_mean(TrainConfig(**read_json(folder / "config.json")["config"])):
+        start = evaluate_run(folder, HELDOUT_EPISODES, "start", HELDOUT_SEED, video=False)
+    return {"episodes": HELDOUT_EPISODES, "seed": HELDOUT_SEED, "ret": final["mean"], "returns": final["returns"],
+            "start": None if start is None else start["mean"],
+            "start_returns": None if start is None else start["returns"]}
 
 
 def main() -> dict:
@@ -200,9 +236,13 @@ def main() -> dict:
             rec = run_record(base, row, seed, args.quick, progress)
             if rec["latent_policy"] is not None:
                 latent_policies.setdefault(row, []).append(rec["latent_policy"])
-            r = per.setdefault(row, {"ret": [], "val": [], "first_eval": [], "best": [], "sps": []})
+            r = per.setdefault(row, {"ret": [], "val": [], "first_eval": [], "best": [], "sps": [], "heldout": [],
+                                     "start_heldout": [], "gain_heldout": []})
+            held = rec.get("heldout") or {}
+            values = {**rec, "heldout": held.get("ret"), "start_heldout": held.get("start"),
+                      "gain_heldout": None if held.get("start") is None else held["ret"] - held["start"]}
             for key in r:
-                r[key].append(float("nan") if rec[key] is None else rec[key])
+                r[key].append(float("nan") if values[key] is None else values[key])
             curves.setdefault(row, []).append(rec["curve"])
     result["latent_policies"] = latent_policies
     summary = {}
@@ -221,10 +261,10 @@ def main() -> dict:
     if "laof" in per:
         result["sps_laof_vs_env_only"] = round(result["sps_laof"] / result["sps_env_only"], 3)
 
-    def lo_gt_hi(a: str, b: str) -> bool | None:  # None: a row missing, or one seed (no interval)
-        if a not in per or b not in per:
+    def lo_gt_hi(a: str, b: str, key: str = "ret") -> bool | None:  # None: a row missing, or no interval
+        if f"{key}_{a}" not in summary or f"{key}_{b}" not in summary:
             return None
-        lo, hi = summary[f"ret_{a}"]["lo"], summary[f"ret_{b}"]["hi"]
+        lo, hi = summary[f"{key}_{a}"]["lo"], summary[f"{key}_{b}"]["hi"]
         return bool(lo > hi) if np.isfinite(lo) and np.isfinite(hi) else None
 
     result["targets"] = {
@@ -234,6 +274,13 @@ def main() -> dict:
                                              if "first_eval_laof" in result else None),
         "sps_laof_ge_0.7_env_only": (result["sps_laof_vs_env_only"] >= 0.7 if "sps_laof_vs_env_only" in result
                                      else None),
+    }
+    # the same question as ret_laof >= 1.25 first_eval_laof on 32 held-out episodes shared by start and end (not an
+    # issue target: a lower-noise reading of it)
+    result["heldout_checks"] = {
+        "heldout_laof_ge_1.25_start_heldout_laof": (result["heldout_laof"] >= 1.25 * result["start_heldout_laof"]
+                                                    if "start_heldout_laof" in result else None),
+        "heldout_laof_lo_gt_heldout_action_residual_hi": lo_gt_hi("laof", "action_residual", "heldout"),
     }
     result["curves"] = curves
     result["seconds"] = round(time.perf_counter() - t0, 1)

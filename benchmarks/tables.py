@@ -219,6 +219,12 @@ def train(r: dict) -> str:
     lines.append(f"| the pixel env alone (random actions) | – | – | – | – | {r['sps_env_only']:.1f} |")
     lines += _claims(r, TRAIN_CLAIMS, "One-sided exact permutation tests over seeds that LAOF's final return is "
                      "higher, Holm-adjusted")
+    held = [(key, label) for key, label, _ in TRAIN_ROWS if f"heldout_{key}" in r]
+    if held:  # bench_train's replays of every run on the same 32 held-out episodes (train.json's newer key)
+        lines += ["", "| on 32 held-out episodes | start | final | final − start (per seed) |", "|---|---|---|---|"]
+        for key, label in held:
+            lines.append(f"| {label} | {_cell(r, f'start_heldout_{key}', 1)} | {_cell(r, f'heldout_{key}', 1)} | "
+                         f"{_cell(r, f'gain_heldout_{key}', 1)} |")
     choice = r.get("start_choice")
     if isinstance(choice, dict) and choice.get("chosen"):
         lines += ["", f"The main job's start, chosen on the `val` evaluations: `{choice['chosen']}`."]

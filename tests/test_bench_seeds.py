@@ -369,3 +369,47 @@ def test_ppo_finetune_study_recovers_each_rollouts_mean_and_changes_only_its_fie
         assert dataclasses.replace(cfg, **{k: getattr(plain, k) for k in changes}) == plain
         # an unchanged row is bench_train's own run, read rather than trained again
         assert (sp.run_dir(variant) == bt.run_root(False) / f"{row}-s0") == (not changes)
+
+
+def test_train_records_gain_the_heldout_replays_of_the_final_model_and_its_start(bench, monkeypatch, tmp_path):
+    """Each run's final model (and, for an agent that starts at action mean 0, its start) on the same 32 held-out
+    episodes: computed once for a record, kept in it, summarised per row with the per-seed gain."""
+    bt = bench.bench_train
+    runs, _, _ = _fake_train(bench, monkeypatch)
+    calls = []
+
+    def heldout_eval(folder):
+        calls.append(folder.name)
+        row, seed = folder.name.rsplit("-s", 1)
+        start = None if row == "none" else 50.0 + int(seed)
+        return {"episodes": 32, "seed": bt.HELDOUT_SEED, "ret": 60.0 + 2 * int(seed), "returns": [],
+                "start": start, "start_returns": []}
+
+    monkeypatch.setattr(bt, "heldout_eval", heldout_eval)
+    argv = ["--no-progress", "--seeds", "2", "--latents", "laof,none"]
+    r = _run(monkeypatch, bt, argv)
+    assert sorted(calls) == ["laof-s0", "laof-s1", "none-s0", "none-s1"]
+    assert r["heldout_laof_seeds"] == [60.0, 62.0] and r["start_heldout_laof_seeds"] == [50.0, 51.0]
+    assert r["gain_heldout_laof_seeds"] == [10.0, 11.0] and "start_heldout_none" not in r
+    assert r["heldout_checks"]["heldout_laof_ge_1.25_start_heldout_laof"] is False  # 61 < 1.25 x 50.5
+    assert json.loads((bt.RECORDS / "laof-s1.json").read_text())["heldout"]["ret"] == 62.0
+    calls.clear()
+    assert _run(monkeypatch, bt, argv)["heldout_laof_seeds"] == [60.0, 62.0] and calls == []  # kept in the records
+
+
+def test_heldout_eval_replays_the_start_only_where_the_agent_starts_at_mean_zero(bench, monkeypatch, tmp_path):
+    from agents.config import TrainConfig
+
+    bt = bench.bench_train
+    seen = []
+    monkeypatch.setattr(bt, "evaluate_run", lambda folder, episodes, which, seed, video: seen.append(
+        (folder.name, episodes, which, seed, video)) or {"mean": 1.0, "returns": [1.0]})
+    assert bt.heldout_eval(tmp_path / "missing") is None  # no final model: nothing to replay
+    for name, cfg in {"laof-s0": TrainConfig(latent="laof"), "none-s0": TrainConfig(latent="none")}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "final_model.zip").write_bytes(b"")
+        (tmp_path / name / "config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg)}))
+        out = bt.heldout_eval(tmp_path / name)
+        assert out["ret"] == 1.0 and (out["start"] is None) == (name == "none-s0")
+    assert seen == [("laof-s0", 32, "final", bt.HELDOUT_SEED, False), ("laof-s0", 32, "start", bt.HELDOUT_SEED, False),
+                    ("none-s0", 32, "final", bt.HELDOUT_SEED, False)]

@@ -188,6 +188,13 @@ def test_train_table_has_every_action_space_its_start_and_the_tests():
             "14.0 [14.0, 14.0]") in table
     assert "LAOF > drq p = 0.02 (raw 0.004)" in table
     assert "chosen on the `val` evaluations: `laof`" in table
+    assert "held-out episodes" not in table  # an older train.json: no replays, no second table
+    r.update(_with_interval({"heldout_laof": 80.0, "start_heldout_laof": 70.0, "gain_heldout_laof": 10.0,
+                             "heldout_none": 5.0}))
+    table = tables.train(r)
+    assert "| **LAOF's residual latent space** (the main job) | 70.0 [70.0, 70.0] | 80.0 [80.0, 80.0] | " \
+           "10.0 [10.0, 10.0] |" in table
+    assert "| raw actions, PPO from scratch | – | 5.0 [5.0, 5.0] | – |" in table
 
 
 def test_skills_table_per_task_and_ppo_rows():

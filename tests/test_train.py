@@ -149,6 +149,17 @@ def test_a_residual_agent_acts_as_the_latent_bc_policy_plus_its_offset_along_the
         train(_cfg("bc", latent_policies, residual_pcs=64), tmp_path / "too-many", progress=False)
 
 
+def test_only_an_agent_that_starts_at_mean_zero_replays_its_start():
+    from agents.replay import starts_at_zero_mean
+
+    assert starts_at_zero_mean(TrainConfig(latent="laof", policy="bc"))  # the latent residual
+    assert starts_at_zero_mean(TrainConfig(latent="action_residual"))
+    assert starts_at_zero_mean(TrainConfig(latent="laof", policy="lafp"))  # LAFP's noise space: the flow's mean
+    assert not starts_at_zero_mean(TrainConfig(latent="laof", policy="bc", residual_pcs=0))  # BC weights, not 0
+    assert not starts_at_zero_mean(TrainConfig(latent="none"))  # a fresh agent: no start to replay
+    assert not starts_at_zero_mean(TrainConfig(algo="drq", latent="none"))
+
+
 def test_a_latent_policy_of_another_distractor_level_is_refused(latent_policies):
     from agents.training import load_latent_space
 
@@ -580,3 +591,13 @@ def test_an_action_residual_run_records_the_latent_seed_it_loaded_and_its_spread
     assert read_json(tmp_path / "run" / "config.json")["latent_seed"] == 1
     assert report["initialised"][0] == "mean=0" and "action residual" in report["initialised"][1]
     assert 0 <= report["spread"] < 5 and report["eval_history"][0]["step"] == 0
+    # the start, replayed from the final model with its action mean zeroed, is the policy of the step-0 evaluation:
+    # the same return on the same episodes
+    from agents.replay import evaluate_run
+    from envs.rollout import EVAL_SEED
+
+    cfg = _residual_cfg("action_residual", per_seed_policies, seed=1, total_steps=64)
+    start = evaluate_run(tmp_path / "run", episodes=cfg.eval_episodes, which="start", seed=cfg.seed + EVAL_SEED,
+                         video=False)
+    assert start["mean"] == pytest.approx(report["eval_history"][0]["mean"], abs=1e-4)
+    assert (tmp_path / "run" / "evaluate_start.json").exists()

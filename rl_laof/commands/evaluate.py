@@ -1,4 +1,4 @@
-"""Replay a trained agent: ``python -m rl_laof.evaluate RUN_DIR [--episodes N] [--which final|best]``.
+"""Replay a trained agent: ``python -m rl_laof.evaluate RUN_DIR [--episodes N] [--which final|best|start]``.
 
 Rebuilds the run's env and action space (``agents.replay``), runs N episodes with deterministic actions,
 prints their returns as JSON and writes a video of the first episode (what the agent sees, upscaled) to
@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from agents.replay import evaluate_run
+from agents.replay import WHICH, evaluate_run
 from rl_laof.cli import command_parser, print_summary, run
 
 
@@ -19,8 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command_parser("rl_laof.evaluate", __doc__)
     p.add_argument("run_dir", type=Path, help="a run folder of python -m rl_laof.train")
     p.add_argument("--episodes", type=int, default=4, help="episodes to replay (deterministic actions)")
-    p.add_argument("--which", choices=["final", "best"], default="final",
-                   help="final: the model at the end of training; best: the best periodic evaluation's")
+    p.add_argument("--which", choices=list(WHICH), default="final",
+                   help="final: the model at the end of training; best: the best periodic evaluation's; start: the "
+                        "policy a residual (or LAFP noise-space) agent started from, its action mean at 0")
     p.add_argument("--seed", type=int, default=123, help="seed of the replay envs (not the training ones)")
     p.add_argument("--no-video", action="store_true", help="no replay.gif / replay.mp4")
     return p

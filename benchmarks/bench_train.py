@@ -98,6 +98,12 @@ RECORDS = RESULTS.parent / "train_runs"  # <row>-s<seed>.json: one finished run 
 CLAIMS = {f"laof_vs_{row}": ("laof", row) for row in ("action_residual", "drq", "none", "lapo")}
 
 
+def base_config(quick: bool = False) -> TrainConfig:
+    """Every row's TrainConfig before the row's changes: the ``quick`` train preset on TASK at LEVEL (``--quick``:
+    the smoke run's budget). The studies built on this benchmark's runs start from it too."""
+    return from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=TASK, distractors=LEVEL, **(QUICK if quick else {}))
+
+
 def env_only_sps(cfg: TrainConfig, steps: int = 2048) -> float:
     """Agent steps/s of the training env alone: the same EnvPool pixel env, random actions, no agent."""
     from agents.training import make_env
@@ -220,8 +226,7 @@ def main() -> dict:
     seeds = seed_count(p, DEFAULT_SEEDS if args.seeds is None and not args.quick else args.seeds, args.quick)
     progress = not args.no_progress
     t0 = time.perf_counter()
-    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=TASK, distractors=LEVEL,
-                       **(QUICK if args.quick else {}))
+    base = base_config(args.quick)
     result: dict = {"task": TASK, "quick": args.quick, "total_steps": base.total_steps,
                     "action_repeat": base.resolved_action_repeat,
                     "frames": base.total_steps * base.resolved_action_repeat, "seeds": seeds,

@@ -22,9 +22,8 @@ import bench_train as bt
 from bench_args import alone, recorded, subset, write_result
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
-from agents.config import DRQ_PRESETS, TRAIN_PRESETS, DrQConfig, TrainConfig
+from agents.config import DRQ_PRESETS, DrQConfig, TrainConfig
 from rl_laof.pipeline import agent as train
-from rl_laof.presets import from_preset
 from rl_laof.runs import read_json, runs_root
 
 VARIANTS = ("cpu", "paper")
@@ -69,7 +68,7 @@ def main() -> dict:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     variants = subset(p, args.variants, VARIANTS, "variants")
-    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    base = bt.base_config()
     result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": args.seed,
                     "frames": base.total_steps * base.resolved_action_repeat, "paper_preset": DRQ_PRESETS["paper"],
                     "variants": {}}

@@ -26,9 +26,8 @@ import bench_train as bt
 from bench_args import alone, recorded, subset, write_result
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
-from agents.config import TRAIN_PRESETS, TrainConfig
+from agents.config import TrainConfig
 from rl_laof.pipeline import agent as train
-from rl_laof.presets import from_preset
 from rl_laof.runs import runs_root
 
 SEED = 0
@@ -102,7 +101,7 @@ def main() -> dict:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     variants = subset(p, args.variants, VARIANTS, "variants")
-    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    base = bt.base_config()
     result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": SEED, "variants": {}}
     for v in variants:
         result["variants"][v] = variant_record(base, v, not args.no_progress)

@@ -316,8 +316,7 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
     (env, frames, seed) with the paper's DrQConfig, and nothing else changed."""
     import study_drq_budget as sd
 
-    from agents.config import DRQ_PRESETS, TRAIN_PRESETS, TrainConfig
-    from rl_laof.presets import from_preset
+    from agents.config import DRQ_PRESETS
 
     monkeypatch.setattr(sd, "RECORDS", tmp_path / "records" / "drq_budget")
     runs = []
@@ -336,7 +335,7 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
     (cpu, cpu_dir), (paper, _) = runs
     assert cpu_dir == bench.bench_train.run_root(False) / "drq-s0"  # bench_train's own run
     bt = bench.bench_train
-    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    base = bt.base_config()
     assert cpu == bt.row_config(base, "drq", 0, None)
     assert dataclasses.replace(paper, drq=cpu.drq) == cpu
     assert {k: getattr(paper.drq, k) for k in DRQ_PRESETS["paper"]} == DRQ_PRESETS["paper"]
@@ -350,8 +349,6 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
 def test_ppo_finetune_study_recovers_each_rollouts_mean_and_changes_only_its_fields(bench, tmp_path):
     import study_ppo_finetune as sp
 
-    from agents.config import TRAIN_PRESETS, TrainConfig
-    from rl_laof.presets import from_preset
 
     rollouts = [[60.0] * 8, [80.0] * 8, [70.0] * 8, [90.0] * 8]  # 8 episodes a rollout
     seen: list[float] = []
@@ -362,7 +359,7 @@ def test_ppo_finetune_study_recovers_each_rollouts_mean_and_changes_only_its_fie
     assert sp.per_rollout(window, 8) == [60.0, 80.0, 70.0, 90.0]
     assert len(sp.per_rollout(window * 10, 8)) == sp.WINDOW // 8  # only while the window holds every episode
     bt = bench.bench_train
-    base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=bt.TASK, distractors=bt.LEVEL)
+    base = bt.base_config()
     for variant, (row, changes) in sp.VARIANTS.items():
         cfg = sp.variant_config(base, variant, tmp_path)
         plain = bt.row_config(base, row, sp.SEED, tmp_path)

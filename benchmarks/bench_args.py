@@ -116,6 +116,17 @@ def alone(main: Callable[[], Any], argv: list[str] | None = None) -> Any:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def study_variants(name: str, result: dict, names: list[str], every: Iterable[str],
+                   record: Callable[[str], dict]) -> dict:
+    """A study's run: ``record(v)`` for each variant of ``names`` into ``result["variants"]``; written as
+    ``benchmarks/results/<name>.json`` once ``names`` covers ``every`` variant; the result printed as one JSON line."""
+    result["variants"] = {v: record(v) for v in names}
+    if set(every) <= set(names):
+        write_result(name, result)
+    print(json.dumps(result))
+    return result
+
+
 def amend_record(path: Path, rec: dict) -> dict:
     """Write ``rec`` (a record :func:`recorded` returned, with fields added) back to ``path``, its identity kept."""
     with atomic_path(path) as tmp:

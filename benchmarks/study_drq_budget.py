@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 import bench_train as bt
-from bench_args import alone, recorded, subset, write_result
+from bench_args import alone, recorded, study_variants, subset
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from agents.config import DRQ_PRESETS, DrQConfig, TrainConfig
@@ -70,14 +69,9 @@ def main() -> dict:
     variants = subset(p, args.variants, VARIANTS, "variants")
     base = bt.base_config()
     result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": args.seed,
-                    "frames": base.total_steps * base.resolved_action_repeat, "paper_preset": DRQ_PRESETS["paper"],
-                    "variants": {}}
-    for v in variants:
-        result["variants"][v] = variant_record(base, v, args.seed, not args.no_progress)
-    if set(VARIANTS) <= set(variants):
-        write_result("study_drq_budget", result)
-    print(json.dumps(result))
-    return result
+                    "frames": base.total_steps * base.resolved_action_repeat, "paper_preset": DRQ_PRESETS["paper"]}
+    return study_variants("study_drq_budget", result, variants, VARIANTS,
+                          lambda v: variant_record(base, v, args.seed, not args.no_progress))
 
 
 if __name__ == "__main__":

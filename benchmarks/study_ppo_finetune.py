@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import bench_train as bt
-from bench_args import alone, recorded, subset, write_result
+from bench_args import alone, recorded, study_variants, subset
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from agents.config import TrainConfig
@@ -102,13 +101,9 @@ def main() -> dict:
     args = p.parse_args()
     variants = subset(p, args.variants, VARIANTS, "variants")
     base = bt.base_config()
-    result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": SEED, "variants": {}}
-    for v in variants:
-        result["variants"][v] = variant_record(base, v, not args.no_progress)
-    if set(VARIANTS) <= set(variants):
-        write_result("study_ppo_finetune", result)
-    print(json.dumps(result))
-    return result
+    result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": SEED}
+    return study_variants("study_ppo_finetune", result, variants, VARIANTS,
+                          lambda v: variant_record(base, v, not args.no_progress))
 
 
 if __name__ == "__main__":

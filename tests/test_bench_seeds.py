@@ -329,7 +329,7 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
 
     monkeypatch.setattr(sd, "train", train)
     written = []
-    monkeypatch.setattr(sd, "write_result", lambda name, result: written.append(name))
+    monkeypatch.setattr(sys.modules["bench_args"], "write_result", lambda name, result: written.append(name))
     r = _run(monkeypatch, sd, ["--no-progress"])
     assert written == ["study_drq_budget"]
     (cpu, cpu_dir), (paper, _) = runs

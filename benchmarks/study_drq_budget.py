@@ -67,6 +67,8 @@ def main() -> dict:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     variants = subset(p, args.variants, VARIANTS, "variants")
+    if args.seed < 0:
+        p.error(f"--seed {args.seed}: a PPO / imitation seed is >= 0 (bench_train's seeds are 0-4)")
     base = bt.base_config()
     result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": args.seed,
                     "frames": base.total_steps * base.resolved_action_repeat, "paper_preset": DRQ_PRESETS["paper"]}

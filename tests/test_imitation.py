@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rl_laof.imitation.config import ImitationConfig
-from rl_laof.models.blocks import KeypointEncoder
+from rl_laof.models.blocks import ConvEncoder, KeypointEncoder
 from rl_laof.models.policy import ENCODERS, BCPolicy, FlowPolicy, PixelEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +82,22 @@ def test_every_pixel_encoder_maps_a_frame_stack_to_bounded_features_in_fp32_and_
     assert y.shape == (2, 32) and torch.isfinite(y).all() and y.abs().max() <= 1
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.isfinite(enc(x).float()).all()
+
+
+def test_the_conv_encoder_runs_channels_last_and_computes_the_nchw_function():
+    """The halving encoder converts its input to channels-last (the faster layout on CPU) but keeps its weights
+    contiguous, so inits that view weights flat (SB3's orthogonal init) still work, and its output is the
+    plain NCHW computation's up to float rounding, whatever layout comes in."""
+    torch.manual_seed(0)
+    enc = ConvEncoder(9, 32, 8, 64)
+    assert all(p.is_contiguous() for p in enc.parameters())
+    for p in enc.parameters():
+        if p.dim() >= 2:
+            torch.nn.init.orthogonal_(p)
+    x = torch.rand(4, 9, 64, 64)
+    plain = enc.head(enc.convs(x))  # the NCHW path
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        torch.testing.assert_close(enc(inp), plain, rtol=1e-4, atol=1e-5)
 
 
 def test_keypoint_encoder_places_each_point_at_its_heat_maps_peak():

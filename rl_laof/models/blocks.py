@@ -45,7 +45,12 @@ def channels(width: int, levels: int) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    """(C, H, W) images -> a feature vector: ``levels`` halvings down to 4x4, then a linear layer."""
+    """(C, H, W) images -> a feature vector: ``levels`` halvings down to 4x4, then a linear layer.
+
+    The input goes channels-last before the convs (oneDNN's own layout on CPU; the weights stay contiguous, so
+    any init, e.g. SB3's orthogonal one, works on them): a training step of the latent policy 1.11x and of the
+    LAOF model 1.19x faster, measured interleaved in one process on 2 cores. The same function, another
+    summation order: outputs agree with the NCHW path to float rounding, not bit for bit."""
 
     def __init__(self, cin: int, out_dim: int, width: int, image_size: int):
         super().__init__()
@@ -55,7 +60,8 @@ class ConvEncoder(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(ch[-1] * 16, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.convs(x))
+        # Flatten reads the logical (C, H, W) order whatever the layout, so the head sees what it saw before
+        return self.head(self.convs(x.contiguous(memory_format=torch.channels_last)))
 
 
 class SpatialConvEncoder(nn.Module):

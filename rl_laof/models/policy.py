@@ -124,7 +124,8 @@ class PixelEncoder(nn.Module):
         self.norm = nn.LayerNorm(features)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = to_float(obs) if obs.dtype == torch.uint8 else obs
+        # uint8 frames go channels-last before the float copy (the conv encoders' layout): one copy, not two
+        x = to_float(obs.contiguous(memory_format=torch.channels_last)) if obs.dtype == torch.uint8 else obs
         return torch.tanh(self.norm(self.conv(x)))
 
 

@@ -10,7 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.config import OBS_TYPES, DistractorConfig, EnvConfig
+from envs.config import BACKENDS, OBS_TYPES, DistractorConfig, EnvConfig, resolve_backend
 from envs.tasks import get_task
 from rl_laof.cli import describe, from_text, typed
 from rl_laof.imitation.config import POLICY_TYPES
@@ -176,6 +176,9 @@ class TrainConfig:
     action_repeat: int | None = None  # None: the task's pixel action repeat (envs.tasks), as its datasets
     image_size: int = 64
     frame_stack: int = 3
+    backend: str = "auto"  # the simulator (envs.config.BACKENDS); "auto" (envs.config.resolve_backend): dm_control for
+    #                        pixels at an action repeat above 1 (EnvPool renders every control step, dm_control only
+    #                        the observed one: 3.1-3.9x the env's steps/s at cheetah-run's repeat 4), else EnvPool
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
     residual_pcs: int = 8  # policy bc: > 0 = the frozen latent BC policy acts and the agent, on its pixel
     #                        features, adds a residual along this many leading principal directions of the
@@ -259,6 +262,8 @@ class TrainConfig:
                              f"kind is --policy {self.latent_policy} (--set policy={self.latent_policy}).")
         if self.obs not in OBS_TYPES:
             raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
+        if self.backend not in ("auto", *BACKENDS):
+            raise ValueError(f"Unknown backend {self.backend!r}; valid: auto, {', '.join(BACKENDS)}.")
         if self.obs == "state" and self.policy == "lafp" and self.latent != "none":
             raise ValueError("policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
         try:
@@ -371,6 +376,11 @@ class TrainConfig:
     @property
     def resolved_action_repeat(self) -> int:
         return self.action_repeat or get_task(self.task).pixel_action_repeat
+
+    @property
+    def resolved_backend(self) -> str:
+        """``backend`` with "auto" made concrete (:func:`envs.config.resolve_backend`)."""
+        return resolve_backend(self.backend, self.obs, self.resolved_action_repeat)
 
     @property
     def tag(self) -> str:

@@ -1,6 +1,6 @@
 """DrQ-v2 (Yarats et al. 2021), the pixel-RL method a user would pick instead of a latent action space:
 ``python -m rl_laof.train --algo drq --latent none``. Off-policy from pixels, from scratch, on the same env as the
-PPO agents (``agents.training.make_env``: EnvPool pixels, distractors, frame stack, action repeat), with the same
+PPO agents (``agents.training.make_env``: pixels, distractors, frame stack, action repeat, backend), with the same
 run folder, periodic evaluation, checkpoints, ``report.json`` and learning curve.
 
 What DrQ-v2 does, and where it is here:

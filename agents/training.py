@@ -208,12 +208,14 @@ def skill_dataset_frames(meta: dict, task: str, frame_stack: int, count: int = 2
 
 def make_env(cfg: TrainConfig, num_envs: int, seed: int, latent_policy=None, meta: dict | None = None, skills=None,
              training: bool = True):
-    """The agent's VecEnv: EnvPool pixels (or state) at the dataset's action repeat, with VecMonitor inside
-    (episode returns are the env's), wrapped in the latent or skill action space when there is one (the
-    skills' KL term only shapes the training env's rewards)."""
+    """The agent's VecEnv: pixels (or state) on ``cfg.resolved_backend`` at the dataset's action repeat, with
+    VecMonitor inside (episode returns are the env's), wrapped in the latent or skill action space when there is
+    one (the skills' KL term only shapes the training env's rewards). The dm_control backend renders the frame
+    only (no agent mask, depth or poses: ``exact_flow_info`` off)."""
     venv = envs.make(cfg.task, num_envs=num_envs, obs=cfg.obs, distractors=cfg.distractors,
                      image_size=cfg.image_size, frame_stack=cfg.frame_stack,
-                     action_repeat=cfg.resolved_action_repeat, seed=seed, backend="envpool")
+                     action_repeat=cfg.resolved_action_repeat, seed=seed, backend=cfg.resolved_backend,
+                     exact_flow_info=False)
     if skills is not None:
         return SkillVecEnv(venv, skills, cfg.skill_action, cfg.kl_coef if training else 0.0)
     if latent_policy is None:
@@ -318,7 +320,8 @@ RESERVED_ARGUMENTS = {
 #: 8 envs on 2 cores, agents.config's quick preset), so 64 envs a core take about 0.5 s a step and a rollout of
 #: n_steps = 256 steps over 2 minutes; 100000 envs on 2 cores take 7 minutes a step
 ENVS_PER_CPU = 64
-PIXEL_ENV_BYTES = 12 * 2 ** 20  # EnvPool pixel env at 64 px with LAOM's distractors, measured: 12.5 MiB each
+PIXEL_ENV_BYTES = 20 * 2 ** 20  # a pixel env at 64 px with LAOM's distractors, measured (RSS, 4 vs 16 envs): about
+#                                  14 MiB each on EnvPool, 18.5 on dm_control (an in-process physics and GL context)
 STATE_ENV_BYTES = 2 ** 20
 
 
@@ -562,7 +565,7 @@ def final_report(cfg: TrainConfig, run: AgentRun, space: ActionSpace, start: Sta
         "task": cfg.task, "algo": cfg.algo, "latent": cfg.latent, "policy": cfg.policy,
         "obs": cfg.obs, "preset": cfg.preset, "seed": cfg.seed, "steps": int(model.num_timesteps) * chunk,
         "decisions": int(model.num_timesteps), "chunk": chunk, "skills": skills_run,
-        "action_repeat": cfg.resolved_action_repeat, "run_dir": str(run.dir),
+        "action_repeat": cfg.resolved_action_repeat, "backend": cfg.resolved_backend, "run_dir": str(run.dir),
         "latent_policy": _folder(space.latent_policy_dir), "initialised": start.copied,
         "latent_seed": space.meta["config"]["seed"] if space.meta else None,
         "skills_seed": space.skill_meta["config"]["seed"] if space.skill_meta else None,

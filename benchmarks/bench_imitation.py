@@ -239,14 +239,14 @@ def method_record(name: str, seed: int, level: str, quick: bool, progress: bool,
 def random_returns(data: Callable[[], Path], cfg: ImitationConfig, root: Path, progress: bool) -> dict:
     """Returns of uniform random actions under the same evaluation protocol (cached in ``root``, the records'
     folder; ``data`` gives the dataset whose env it runs, only when not cached)."""
-    path = root / f"random-{cfg.eval_seeds}x{cfg.eval_episodes}.json"
+    path = root / f"random-{cfg.eval_backend}-{cfg.eval_seeds}x{cfg.eval_episodes}.json"  # before eval_backend: EnvPool
     if path.exists():
         return read_json(path)
     ds = VideoDataset(data())
     rng = np.random.default_rng(0)
     out = policy_returns(lambda obs: rng.uniform(-1, 1, (len(obs), ds.action_dim)), **ds.env_settings,
                          frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds, seeds=cfg.eval_seeds,
-                         episodes=cfg.eval_episodes, progress=progress)
+                         episodes=cfg.eval_episodes, progress=progress, backend=cfg.eval_backend)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, out)
     return out

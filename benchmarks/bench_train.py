@@ -105,7 +105,7 @@ def base_config(quick: bool = False) -> TrainConfig:
 
 
 def env_only_sps(cfg: TrainConfig, steps: int = 2048) -> float:
-    """Agent steps/s of the training env alone: the same EnvPool pixel env, random actions, no agent."""
+    """Agent steps/s of the training env alone: the same pixel env (backend included), random actions, no agent."""
     from agents.training import make_env
 
     venv = make_env(cfg, cfg.num_envs, cfg.seed + 123)

@@ -131,6 +131,19 @@ OBS_TYPES = ("pixels", "state")
 BACKENDS = ("envpool", "dm_control")
 
 
+def resolve_backend(backend: str, obs: str, action_repeat: int | None) -> str:
+    """``backend``, with ``"auto"`` made concrete: the faster simulator for ``obs`` at ``action_repeat``. EnvPool
+    renders a frame on every control step, so at an action repeat k > 1 it renders k frames per observation; the
+    dm_control backend renders only the observed one. Measured here (8 envs, LAOM distractors, random actions):
+    cheetah-run at repeat 4, 54-69 agent steps/s on EnvPool against 208-213 on dm_control; walker-walk at repeat 2,
+    115-140 against 189-205; at repeat 1 EnvPool is the faster (229 for cheetah-run), and for state too."""
+    if backend == "auto":
+        return "dm_control" if obs == "pixels" and (action_repeat or 1) > 1 else "envpool"
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; valid: auto, {', '.join(BACKENDS)}.")
+    return backend
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """One vectorised environment. ``envs.make(**fields)`` builds it."""

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from envs import make
-from envs.config import DistractorConfig
+from envs.config import DistractorConfig, resolve_backend
 
 #: the one evaluation seed (defined here, the lowest layer, for every stage). A pool of n envs made with seed s
 #: runs env i on seed s + i (EnvPool's and our dm_control backend's rule: env 1 of seed s starts where env 0 of
@@ -72,8 +72,9 @@ def executed_actions(venv) -> np.ndarray:
 
 def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distractors: Any, image_size: int,
                    frame_stack: int, action_repeat: int, backgrounds: Sequence[str] = ("train",), seeds: int = 1,
-                   episodes: int = 8, progress: bool = True) -> dict[str, dict[str, Any]]:
-    """Returns of a pixel policy on the EnvPool env with ``distractors`` (a level, a dict or a
+                   episodes: int = 8, progress: bool = True, backend: str = "auto") -> dict[str, dict[str, Any]]:
+    """Returns of a pixel policy on the pixel env of ``backend`` (``"auto"``: the faster one at ``action_repeat``,
+    :func:`envs.config.resolve_backend`) with ``distractors`` (a level, a dict or a
     :class:`DistractorConfig`), per evaluation set (:data:`EVAL_SETS`: ``train`` the training background videos,
     ``eval`` the held-out ones, ``val`` the training videos on episodes of its own, for choices) over ``seeds`` x
     ``episodes`` episodes (each seed's episodes run in parallel; every episode's return is kept, seeds x episodes,
@@ -81,6 +82,7 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
     episodes (the policy on its own states). A stateful ``act`` (one with ``reset()``, e.g. a skill policy
     executing chunks) is reset per env batch."""
     dist = DistractorConfig.parse(distractors)
+    backend = resolve_backend(backend, "pixels", action_repeat)
     if seeds * episodes > BACKGROUND_SEED_BLOCK:
         raise ValueError(f"{seeds} seeds x {episodes} episodes: at most {BACKGROUND_SEED_BLOCK} episodes per "
                          "background set")
@@ -94,7 +96,8 @@ def policy_returns(act: Callable[[np.ndarray], np.ndarray], task: str, distracto
             venv = make(task, num_envs=episodes, obs="pixels",
                         distractors=dataclasses.replace(dist, background_split=split),
                         image_size=image_size, frame_stack=frame_stack, action_repeat=action_repeat,
-                        seed=EVAL_SEED + BACKGROUND_SEED_BLOCK * b + s * episodes, backend="envpool")
+                        seed=EVAL_SEED + BACKGROUND_SEED_BLOCK * b + s * episodes, backend=backend,
+                        exact_flow_info=False)
             if hasattr(act, "reset"):
                 act.reset()
             try:

@@ -236,6 +236,31 @@ def test_a_resumed_agent_is_the_uninterrupted_one_bit_for_bit(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_pixel_agents_take_the_backend_that_renders_only_the_observed_frame():
+    """EnvPool renders every control step, so at an action repeat above 1 a pixel agent runs on the dm_control
+    backend (frames only: no mask or depth passes); state agents and repeat 1 stay on EnvPool; a named backend
+    is kept, an unknown one refused. make_env builds the resolved one."""
+    from agents.training import make_env
+    from envs.config import resolve_backend
+    from envs.simulators import DMControlSimulator, EnvpoolSimulator
+
+    assert resolve_backend("auto", "pixels", 4) == "dm_control"
+    assert resolve_backend("auto", "pixels", 1) == resolve_backend("auto", "state", 4) == "envpool"
+    assert resolve_backend("envpool", "pixels", 4) == "envpool"
+    assert TrainConfig().resolved_backend == "dm_control"  # cheetah-run's pixel action repeat is 4
+    assert TrainConfig(obs="state", latent="none", distractors="none").resolved_backend == "envpool"
+    with pytest.raises(ValueError, match="Unknown backend 'mujoco'; valid: auto, envpool, dm_control"):
+        TrainConfig(backend="mujoco")
+    for backend, kind in (("auto", DMControlSimulator), ("envpool", EnvpoolSimulator)):
+        venv = make_env(TrainConfig(latent="none", backend=backend), 2, 0)
+        try:
+            sim = venv.unwrapped.sim
+            assert isinstance(sim, kind)
+            assert not getattr(sim, "want_extras", False)  # one render pass per frame
+        finally:
+            venv.close()
+
+
 def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
     import cloudpickle
 

@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from envs.config import BACKENDS
 from rl_laof.fit import LR_SCHEDULES
 from rl_laof.lam.config import LAM_METHODS
 from rl_laof.models.policy import ENCODERS
@@ -79,6 +80,8 @@ class ImitationConfig:
     eval_episodes: int = 8  # per seed and background set, run in parallel
     eval_seeds: int = 2
     eval_backgrounds: tuple[str, ...] = ("train", "eval")  # "eval": the held-out background videos
+    eval_backend: str = "auto"  # the evaluation env's simulator; "auto": the faster at the data's action repeat
+    #                             (envs.config.resolve_backend: dm_control above 1, the backend the data comes from)
     latency_calls: int = 200
     normalise: bool = True  # divide returns by BC on all labels (trained too if missing)
     threads: int | None = None
@@ -90,6 +93,8 @@ class ImitationConfig:
                            'checkpoint_every', 'eval_episodes', 'eval_seeds', 'latency_calls',
                            'label_trajectories'))
         object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
+        if self.eval_backend not in ("auto", *BACKENDS):
+            raise ValueError(f"eval_backend={self.eval_backend!r}: use auto, {', '.join(BACKENDS)}.")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -49,8 +49,8 @@ from rl_laof.runs import (
 )
 
 #: config fields that change only the evaluation: finished training stages are reused when they change
-_EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "latency_calls", "normalise", "threads",
-              "checkpoint_every")
+_EVAL_ONLY = ("eval_episodes", "eval_seeds", "eval_backgrounds", "eval_backend", "latency_calls", "normalise",
+              "threads", "checkpoint_every")
 PCA_DIRECTIONS = 32  # principal directions of the training latents stored with a latent policy
 TARGETS_FILE = "targets.pt"  # the latent targets of a run, kept once computed
 POLICY_STAGE_FILE = "policy-stage.pt"  # the finished policy training stage (rl_laof.fit), beside the agent file
@@ -225,7 +225,8 @@ def choose_decoder(cfg: ImitationConfig, ds: VideoDataset, policy: BCPolicy | Fl
     for mode, (decoder, _) in trained.items():
         val[mode] = round(policy_returns(LatentPolicy(policy, decoder, cfg.seed), **ds.env_settings,
                                          frame_stack=cfg.frame_stack, backgrounds=("val",), seeds=cfg.eval_seeds,
-                                         episodes=cfg.eval_episodes, progress=False)["val"]["mean"], 2)
+                                         episodes=cfg.eval_episodes, progress=False,
+                                         backend=cfg.eval_backend)["val"]["mean"], 2)
         if progress:
             print(f"  decoder {mode}: return {val[mode]:.1f} on the val episodes", flush=True)
     mode = max(val, key=lambda m: val[m])  # ties: the first candidate
@@ -393,7 +394,8 @@ def _imitate(cfg: ImitationConfig, ds: VideoDataset, run_dir: Path, progress: bo
     data_rec = save_agent(cfg, ds, run_dir, policy, decoder, norm, targets, lam_run)
     agent = LatentPolicy(policy, decoder, cfg.seed)
     returns = policy_returns(agent, **ds.env_settings, frame_stack=cfg.frame_stack, backgrounds=cfg.eval_backgrounds,
-                             seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress)
+                             seeds=cfg.eval_seeds, episodes=cfg.eval_episodes, progress=progress,
+                             backend=cfg.eval_backend)
     errors = {split: round(action_error(agent, ds, split, cfg.frame_stack), 4)
               for split in ("train", "eval", "heldout_bg") if ds.episodes.get(split)}
     report: dict[str, Any] = {

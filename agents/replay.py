@@ -47,7 +47,7 @@ def evaluate_run(run_dir: str | Path, episodes: int = 4, which: str = "final", s
     if not model_file.exists():
         raise FileNotFoundError(f"{run_dir}: {why_no_model(run_dir, stored)}")
     saved = read_json(run_dir / "config.json")
-    cfg = TrainConfig(**saved["config"])
+    cfg = TrainConfig.from_recorded(saved["config"])
     if which == "start" and not starts_at_zero_mean(cfg):
         raise ValueError(f"{run_dir}: --which start replays the policy an agent started from, which only a residual "
                          f"agent or one in LAFP's noise space has (its action mean at 0); this run is {cfg.algo} in "

@@ -4,8 +4,8 @@ raw actions, LAPO's space, raw actions from scratch and DrQ-v2, at equal environ
 
     python benchmarks/bench_train.py [--quick] [--seeds 5] [--latents laof,action_residual,...]
 
-cheetah-run with the main job's distractors (LAOM's level), the ``quick`` train preset (20k agent steps at action
-repeat 4 = 80k frames, 8 envs; ``--quick``: 4096 steps, 2 seeds: a smoke run). Rows (issue 31):
+cheetah-run with the main job's distractors (LAOM's level), the ``quick`` train preset (60k agent steps at action
+repeat 4 = 240k frames, 8 envs, the dm_control backend; ``--quick``: 4096 steps, 2 seeds: a smoke run). Rows (issue 31):
 
   laof             the main job: PPO in LAOF's residual latent space on the LAOF policy it starts from
                    (TrainConfig's default ``policy``: ``bc``, bench_imitation's ``laof_bc``)
@@ -207,7 +207,7 @@ def heldout_eval(folder: Path) -> dict | None:
         return None
     final = evaluate_run(folder, HELDOUT_EPISODES, "final", HELDOUT_SEED, video=False)
     start = None
-    if starts_at_zero_mean(TrainConfig(**read_json(folder / "config.json")["config"])):
+    if starts_at_zero_mean(TrainConfig.from_recorded(read_json(folder / "config.json")["config"])):
         start = evaluate_run(folder, HELDOUT_EPISODES, "start", HELDOUT_SEED, video=False)
     return {"episodes": HELDOUT_EPISODES, "seed": HELDOUT_SEED, "ret": final["mean"], "returns": final["returns"],
             "start": None if start is None else start["mean"],

@@ -1,12 +1,13 @@
 """Is DrQ-v2's failure at bench_train's budget the method or the CPU preset? DrQ-v2 on bench_train's env and frames
-(cheetah-run, LAOM distractors, 20k agent steps at action repeat 4 = 80k frames) at the CPU preset and at the
-paper's update rate and sizes (``DRQ_PRESETS["paper"]``: batch 256, an update every 4 frames, MLPs of 1024, fp32).
+as they were when the study began (cheetah-run, LAOM distractors, 20k agent steps at action repeat 4 = 80k frames,
+EnvPool: :data:`SETTINGS`, pinned so that the study stays the one it was) at the CPU preset and at the paper's
+update rate and sizes (``DRQ_PRESETS["paper"]``: batch 256, an update every 4 frames, MLPs of 1024, fp32).
 
     python benchmarks/study_drq_budget.py [--variants cpu,paper] [--seed 0]
 
-The ``cpu`` variant is bench_train's ``drq`` row itself (the same run folder, ``runs/bench/train/full-lq/drq-s<seed>``:
-a finished one is read, not retrained). Per variant: the final return (8 held-out episodes), the evaluation curve,
-the updates and the samples they drew (updates x batch), the actor's saturation at the end (``report.json``'s
+The ``cpu`` variant is bench_train's ``drq`` row of that time (its committed record stands for it; run again, it
+trains in ``runs/study/drq_budget/cpu-s<seed>``). Per variant: the final return (8 held-out episodes), the evaluation
+curve, the updates and the samples they drew (updates x batch), the actor's saturation at the end (``report.json``'s
 ``drq.actor_saturation``: the share of mean actions within 0.01 of a bound), agent steps/s and wall time. One seed:
 a pointer to what DrQ-v2 needs here, not an interval. Writes ``benchmarks/results/study_drq_budget.json``; each
 finished variant leaves its record in ``benchmarks/results/study_drq_budget_runs/`` (a fresh clone continues).
@@ -27,6 +28,14 @@ from rl_laof.runs import read_json, runs_root
 
 VARIANTS = ("cpu", "paper")
 RECORDS = bt.RESULTS.parent / "study_drq_budget_runs"
+#: bench_train's budget, evaluations and simulator when the study began (before issue 31 moved the agents to 60k
+#: steps on the dm_control backend)
+SETTINGS = dict(total_steps=20_000, eval_every=5_000, checkpoint_every=5_000, backend="envpool")
+
+
+def study_base() -> TrainConfig:
+    """bench_train's base config with the study's :data:`SETTINGS`."""
+    return dataclasses.replace(bt.base_config(), **SETTINGS)
 
 
 def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
@@ -38,8 +47,7 @@ def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
 
 
 def run_dir(variant: str, seed: int):
-    return bt.run_root(False) / f"drq-s{seed}" if variant == "cpu" else \
-        runs_root() / "study" / "drq_budget" / f"{variant}-s{seed}"
+    return runs_root() / "study" / "drq_budget" / f"{variant}-s{seed}"
 
 
 def variant_record(base: TrainConfig, variant: str, seed: int, progress: bool) -> dict:
@@ -69,7 +77,7 @@ def main() -> dict:
     variants = subset(p, args.variants, VARIANTS, "variants")
     if args.seed < 0:
         p.error(f"--seed {args.seed}: a PPO / imitation seed is >= 0 (bench_train's seeds are 0-4)")
-    base = bt.base_config()
+    base = study_base()
     result: dict = {"task": bt.TASK, "distractors": base.distractors, "seed": args.seed,
                     "frames": base.total_steps * base.resolved_action_repeat, "paper_preset": DRQ_PRESETS["paper"]}
     return study_variants("study_drq_budget", result, variants, VARIANTS,

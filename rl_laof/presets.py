@@ -31,6 +31,24 @@ def from_preset(cls, presets: dict[str, dict[str, Any]], preset: str, **override
     return cls(**values)
 
 
+def recorded_dict(cfg, added: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` as a run records it (``dataclasses.asdict``), less each field of ``added`` that holds the value
+    ``added`` gives it. ``added`` names the fields a config gained after runs had been recorded, each with the value
+    every earlier run had in effect: a run recorded before the field existed and one made now with the field at
+    that value are the same config, so its folder, records and checks still stand for it."""
+    d = dataclasses.asdict(cfg)
+    for name, value in added.items():
+        if d.get(name) == value:
+            del d[name]
+    return d
+
+
+def from_recorded(cls, recorded: dict[str, Any], added: dict[str, Any], **changes: Any):
+    """The config a run recorded (:func:`recorded_dict`), each field of ``added`` it lacks at the value earlier runs
+    had in effect (not today's default), with ``changes`` applied."""
+    return cls(**{**added, **recorded, **changes})
+
+
 #: the evaluation sets an evaluation may use (envs.rollout.EVAL_SETS: their background videos and episodes):
 #: "train" the data's background videos, "eval" the held-out ones, "val" the data's videos on episodes of their
 #: own (what a choice is made on, so that "train" and "eval" stay untouched by it)

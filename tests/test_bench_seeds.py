@@ -233,7 +233,7 @@ def test_ppo_seed_s_acts_around_imitation_seed_s(bench, monkeypatch):
             assert cfg.latent_policy is None and cfg.latent == "none"
     assert sorted(built) == sorted((bt.IMITATION[row], s, "laom") for s in range(5) for row in bt.IMITATION)
     assert written == ["train"]  # every row, 5 seeds: the table's file
-    assert r["frames"] == r["total_steps"] * r["action_repeat"] == 80_000
+    assert r["frames"] == r["total_steps"] * r["action_repeat"] == 240_000
     values = {row: [_returns(row, s) for s in range(5)] for row in bt.ROWS}
     raw = {k: stats.permutation_test(values[a], values[b], alternative="greater") for k, (a, b) in bt.CLAIMS.items()}
     adjusted = stats.holm(raw)
@@ -312,8 +312,9 @@ def test_latent_quality_holm_families_split_targets_from_the_rest(bench):
 
 
 def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_path):
-    """study_drq_budget: the cpu variant is bench_train's drq row in its own folder; the paper variant the same run
-    (env, frames, seed) with the paper's DrQConfig, and nothing else changed."""
+    """study_drq_budget: the cpu variant is bench_train's drq row as it was when the study began (20k steps on
+    EnvPool: the study's pinned settings); the paper variant the same run (env, frames, seed) with the paper's
+    DrQConfig, and nothing else changed. The committed cpu record, made before ``backend`` existed, stands for it."""
     import study_drq_budget as sd
 
     from agents.config import DRQ_PRESETS
@@ -333,10 +334,11 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
     r = _run(monkeypatch, sd, ["--no-progress"])
     assert written == ["study_drq_budget"]
     (cpu, cpu_dir), (paper, _) = runs
-    assert cpu_dir == bench.bench_train.run_root(False) / "drq-s0"  # bench_train's own run
+    assert cpu_dir == sd.run_dir("cpu", 0) and cpu_dir.parent == sd.run_dir("paper", 0).parent
     bt = bench.bench_train
-    base = bt.base_config()
-    assert cpu == bt.row_config(base, "drq", 0, None)
+    base = dataclasses.replace(bt.base_config(), total_steps=20_000, eval_every=5_000, checkpoint_every=5_000,
+                               backend="envpool")
+    assert cpu == bt.row_config(base, "drq", 0, None) and cpu.resolved_backend == "envpool"
     assert dataclasses.replace(paper, drq=cpu.drq) == cpu
     assert {k: getattr(paper.drq, k) for k in DRQ_PRESETS["paper"]} == DRQ_PRESETS["paper"]
     assert r["frames"] == 80_000 and r["variants"]["paper"]["samples"] == 100 * 256
@@ -344,6 +346,8 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
     runs.clear()
     _run(monkeypatch, sd, ["--no-progress"])  # the records stand for the finished runs
     assert runs == []
+    committed = json.loads((bt.RESULTS.parent / "study_drq_budget_runs" / "cpu-s0.json").read_text())
+    assert committed["identity"] == {"train": cpu.to_dict()}  # recorded before backend existed: the same config
 
 
 def test_ppo_finetune_study_recovers_each_rollouts_mean_and_changes_only_its_fields(bench, tmp_path):

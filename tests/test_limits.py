@@ -75,8 +75,8 @@ def test_too_many_envs_for_the_cores_or_the_memory_are_refused(monkeypatch):
     training.check_config(TrainConfig(num_envs=128, eval_episodes=128, final_eval_episodes=128, n_steps=8))
     with pytest.raises(ValueError, match="num_envs=129: 2 CPU core"):
         training.check_config(TrainConfig(num_envs=129))
-    monkeypatch.setattr(training, "available_memory", lambda: 400 * 10 ** 6)  # less than raw actions' 455 MB
-    with pytest.raises(ValueError, match=r"num_envs=8 needs about 455 MB of memory .* more than the 400 MB "):
+    monkeypatch.setattr(training, "available_memory", lambda: 400 * 10 ** 6)  # less than raw actions' 555 MB
+    with pytest.raises(ValueError, match=r"num_envs=8 needs about 555 MB of memory .* more than the 400 MB "):
         training.check_config(TrainConfig(latent="none"))
     monkeypatch.setattr(training, "available_memory", lambda: None)  # unknown: nothing refused
     training.check_config(TrainConfig(latent="none"))

@@ -261,6 +261,22 @@ def test_pixel_agents_take_the_backend_that_renders_only_the_observed_frame():
             venv.close()
 
 
+def test_a_run_recorded_before_the_backend_existed_is_an_envpool_run():
+    """``backend`` came after runs were recorded, all of them on EnvPool: a config at backend envpool records
+    what they recorded (so their folders and benchmark records still stand for it), one read back without the
+    field is an EnvPool run (replays and held-out evaluations of old runs keep their simulator), and the new
+    default records itself."""
+    old = TrainConfig(backend="envpool")
+    assert "backend" not in old.to_dict() and TrainConfig.from_recorded(old.to_dict()) == old
+    assert TrainConfig.from_recorded(old.to_dict()).resolved_backend == "envpool"
+    new = TrainConfig()
+    assert new.to_dict()["backend"] == "auto" and TrainConfig.from_recorded(new.to_dict()) == new
+    imitation = ImitationConfig(eval_backend="envpool")
+    assert "eval_backend" not in imitation.to_dict()
+    assert ImitationConfig.from_recorded(imitation.to_dict()).eval_backend == "envpool"
+    assert ImitationConfig().to_dict()["eval_backend"] == "auto"
+
+
 def test_the_learning_rate_never_goes_below_its_floor_whatever_the_overshoot():
     import cloudpickle
 

@@ -37,7 +37,7 @@ from rl_laof.runs import clear_run, train_dir
 
 def build_parser() -> argparse.ArgumentParser:
     p = stage_parser("rl_laof.train", __doc__, TRAIN_PRESETS,
-                     "quick: 20k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
+                     "quick: 60k agent steps, 8 envs (~8 min on 2 cores); paper: 1M steps, 16 envs")
     p.add_argument("--algo", default="ppo", choices=list(TRAIN_ALGOS),
                    help="stable-baselines3 / sb3-contrib, or drq: DrQ-v2 from pixels, the baseline (--latent none)")
     p.add_argument("--latent", default=None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ from rl_laof.fit import LR_SCHEDULES
 from rl_laof.lam.config import LAM_METHODS
 from rl_laof.models.policy import ENCODERS
 from rl_laof.precision import native_bf16
-from rl_laof.presets import check_eval_backgrounds, check_ranges
+from rl_laof.presets import check_eval_backgrounds, check_ranges, from_recorded, recorded_dict
 
 POLICY_TYPES = ("bc", "lafp")
 DECODER_MODES = ("idm", "sample", "interp", "val")
@@ -167,10 +167,20 @@ class ImitationConfig:
             what = f"{self.latent}-{self.policy}-{self.resolved_decoder}"
         return f"{what}-{self.label_split}"
 
+    #: fields added after runs were recorded, with the value those runs had in effect (rl_laof.presets.recorded_dict):
+    #: before ``eval_backend`` every evaluation ran on EnvPool
+    ADDED_FIELDS: typing.ClassVar[dict[str, Any]] = {"eval_backend": "envpool"}
+
     def to_dict(self) -> dict[str, Any]:
         """The config as recorded with a run, the decoder mode resolved (``decoder`` None means a mode that depends
         on the policy type, and that default has changed: the record names the mode the run used)."""
-        return {**dataclasses.asdict(self), "decoder": self.resolved_decoder}
+        return {**recorded_dict(self, self.ADDED_FIELDS), "decoder": self.resolved_decoder}
+
+    @classmethod
+    def from_recorded(cls, recorded: dict[str, Any]) -> ImitationConfig:
+        """The config a run recorded (an evaluation recorded before ``eval_backend`` existed ran on EnvPool)."""
+        return from_recorded(cls, recorded, cls.ADDED_FIELDS,
+                             eval_backgrounds=tuple(recorded.get("eval_backgrounds", ("train", "eval"))))
 
 
 # The dataclass defaults are the quick preset: ~8 minutes of policy training on 2 idle cores (width 32, 8000

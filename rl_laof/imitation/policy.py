@@ -58,7 +58,7 @@ def load_latent_policy(run_dir: str | Path, seed: int = 0) -> tuple[LatentPolicy
     if not path.exists():
         raise FileNotFoundError(f"{path}: no latent policy (run python -m rl_laof.imitation first)")
     saved = load_torch(path)
-    cfg = ImitationConfig(**{**saved["config"], "eval_backgrounds": tuple(saved["config"]["eval_backgrounds"])})
+    cfg = ImitationConfig.from_recorded(saved["config"])
     policy = make_policy(cfg, saved["out_dim"], saved["image_size"])
     policy.load_state_dict(saved["policy"])
     decoder = None

@@ -172,9 +172,8 @@ class TrainConfig:
     preset: str = "quick"
     seed: int = 0
     num_envs: int = 8
-    total_steps: int = 60_000  # agent steps over all envs (benchmarks/study_ppo_finetune: from a good start PPO's
-    #                            training return is flat over 20k steps, and its 100-episode window goes from 61-65
-    #                            to 87-89 over 60k)
+    total_steps: int = 60_000  # agent steps over all envs: on the dm_control backend the time 20k took on EnvPool,
+    #                            3x the frames for PPO and DrQ-v2 (docs/train.md, "PPO from a good start")
     action_repeat: int | None = None  # None: the task's pixel action repeat (envs.tasks), as its datasets
     image_size: int = 64
     frame_stack: int = 3

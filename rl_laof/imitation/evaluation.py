@@ -14,6 +14,7 @@ from envs.rollout import policy_returns, run_episodes
 from rl_laof.data.config import WindowConfig
 from rl_laof.data.dataset import VideoDataset
 from rl_laof.data.windows import WindowDataset
+from rl_laof.imitation.config import ImitationConfig
 from rl_laof.imitation.policy import LatentPolicy, load_latent_policy, recorded_data
 from rl_laof.runs import atomic_path
 
@@ -74,8 +75,9 @@ def run_spread(run_dir: str | Path, seeds: int, episodes: int) -> float:
         raise FileNotFoundError(f"{run_dir}: its policy.pt keeps no data record and its dataset "
                                 f"{meta.get('dataset')} is gone: the expert's action spread is unknown")
     env = {k: v for k, v in data["env"].items() if k != "frame_stack"}
+    backend = ImitationConfig.from_recorded(meta["config"]).eval_backend  # the simulator its report's returns came from
     returns = policy_returns(agent, **env, frame_stack=data["env"]["frame_stack"], seeds=seeds, episodes=episodes,
-                             progress=False)
+                             progress=False, backend=backend)
     return round(spread_ratio(returns["train"]["action_std"], data["action_std"]), 4)
 
 

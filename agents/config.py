@@ -10,7 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from envs.config import BACKENDS, OBS_TYPES, DistractorConfig, EnvConfig, resolve_backend
+from envs.config import OBS_TYPES, DistractorConfig, EnvConfig, resolve_backend
 from envs.tasks import get_task
 from rl_laof.cli import describe, from_text, typed
 from rl_laof.imitation.config import POLICY_TYPES
@@ -177,7 +177,7 @@ class TrainConfig:
     action_repeat: int | None = None  # None: the task's pixel action repeat (envs.tasks), as its datasets
     image_size: int = 64
     frame_stack: int = 3
-    backend: str = "auto"  # the simulator (envs.config.BACKENDS); "auto" (envs.config.resolve_backend): dm_control for
+    backend: str = "auto"  # the simulator (envpool | dm_control); "auto" (envs.config.resolve_backend): dm_control for
     #                        pixels at an action repeat above 1 (EnvPool renders every control step, dm_control only
     #                        the observed one: 3.1-3.9x the env's steps/s at cheetah-run's repeat 4), else EnvPool
     init_policy: bool = True  # start from the pretrained latent policy where the action type allows
@@ -263,8 +263,7 @@ class TrainConfig:
                              f"kind is --policy {self.latent_policy} (--set policy={self.latent_policy}).")
         if self.obs not in OBS_TYPES:
             raise ValueError(f"Unknown obs type {self.obs!r}; valid: {', '.join(OBS_TYPES)}.")
-        if self.backend not in ("auto", *BACKENDS):
-            raise ValueError(f"Unknown backend {self.backend!r}; valid: auto, {', '.join(BACKENDS)}.")
+        resolve_backend(self.backend, self.obs, self.action_repeat)  # an unknown backend: refused with the valid ones
         if self.obs == "state" and self.policy == "lafp" and self.latent != "none":
             raise ValueError("policy 'lafp' runs the flow policy on pixels: use --obs pixels.")
         try:

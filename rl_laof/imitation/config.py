@@ -6,7 +6,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from envs.config import BACKENDS
+from envs.config import resolve_backend
 from rl_laof.fit import LR_SCHEDULES
 from rl_laof.lam.config import LAM_METHODS
 from rl_laof.models.policy import ENCODERS
@@ -93,8 +93,7 @@ class ImitationConfig:
                            'checkpoint_every', 'eval_episodes', 'eval_seeds', 'latency_calls',
                            'label_trajectories'))
         object.__setattr__(self, "eval_backgrounds", tuple(self.eval_backgrounds))
-        if self.eval_backend not in ("auto", *BACKENDS):
-            raise ValueError(f"eval_backend={self.eval_backend!r}: use auto, {', '.join(BACKENDS)}.")
+        resolve_backend(self.eval_backend, "pixels", None)  # an unknown backend: refused with the valid ones
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision={self.precision!r}: use 'auto', 'fp32' or 'bf16'.")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -414,3 +414,44 @@ def test_heldout_eval_replays_the_start_only_where_the_agent_starts_at_mean_zero
         assert out["ret"] == 1.0 and (out["start"] is None) == (name == "none-s0")
     assert seen == [("laof-s0", 32, "final", bt.HELDOUT_SEED, False), ("laof-s0", 32, "start", bt.HELDOUT_SEED, False),
                     ("none-s0", 32, "final", bt.HELDOUT_SEED, False)]
+
+
+def test_ppo_val_study_changes_only_its_fields_and_pairs_start_and_final_on_val_episodes(bench, monkeypatch,
+                                                                                          tmp_path):
+    """Each variant is the main job's config at a non-benchmark seed with only its own fields changed; start and final
+    are replayed on the same val episodes, outside every benchmark's test block; the record ignores threads."""
+    import study_ppo_val as sv
+    from envs.rollout import EVAL_SEED
+
+    bt = bench.bench_train
+    monkeypatch.setattr(sv, "RECORDS", tmp_path / "records")
+    assert not set(sv.SEEDS) & set(range(bt.DEFAULT_SEEDS))  # no bench_train PPO seed
+    val = set(range(sv.VAL_SEED, sv.VAL_SEED + sv.VAL_EPISODES))
+    assert not val & set(range(bt.HELDOUT_SEED, bt.HELDOUT_SEED + bt.HELDOUT_EPISODES))
+    for seed in (*sv.SEEDS, *range(bt.DEFAULT_SEEDS)):  # nor any run's own periodic / final evaluation episodes
+        assert not val & set(range(seed + EVAL_SEED, seed + EVAL_SEED + 4 + 8))
+    for variant, changes in sv.VARIANTS.items():
+        cfg = sv.variant_config(variant, 100)
+        assert cfg.latent == "laof" and cfg.latent_policy is None  # the main job's start: the shipped policy
+        assert dataclasses.replace(cfg, **{k: getattr(bt.base_config(), k) for k in changes}, seed=0) \
+            == bt.base_config()
+    trained, replays = [], []
+
+    def train(cfg, folder, resume=True, progress=True):
+        trained.append((cfg, folder.name))
+        return {"latent_policy": "shipped", "final": {"mean": 1.0}, "steps_per_s": 100.0,
+                "eval_history": [{"step": 0, "mean": 1.0}]}
+
+    def evaluate_run(folder, episodes, which, seed, video):
+        replays.append((folder.name, episodes, which, seed))
+        returns = [10.0, 20.0, 30.0] if which == "start" else [12.0, 26.0, 31.0]
+        return {"mean": float(np.mean(returns)), "returns": returns, "spread": 0.8}
+
+    monkeypatch.setattr(sv, "train", train)
+    monkeypatch.setattr(sv, "evaluate_run", evaluate_run)
+    rec = sv.run_record("std06", 100, progress=False, threads=1)
+    assert trained[0][0].log_std_init == -0.5 and trained[0][0].threads == 1 and trained[0][1] == "std06-s100"
+    assert replays == [("std06-s100", 32, "final", sv.VAL_SEED), ("std06-s100", 32, "start", sv.VAL_SEED)]
+    assert rec["gain"]["mean"] == 3.0 and rec["gain"]["lo"] <= 1.0 and rec["gain"]["hi"] >= 5.0  # paired: 2, 6, 1
+    trained.clear()
+    assert sv.run_record("std06", 100, progress=False, threads=None) == rec and trained == []  # threads: same run

@@ -1,6 +1,6 @@
 """Which PPO settings improve a good latent BC start within the main job's budget? Chosen on ``val`` episodes only.
 
-    python benchmarks/study_ppo_val.py [--variants base,epochs10_mb64,...] [--seeds 100,101]
+    python benchmarks/study_ppo_val.py [--variants base,epochs10_mb64,...] [--seeds 100,101,102]
 
 The main job (PPO in LAOF's residual latent space around the shipped ``laof-bc`` policy, quick preset: 60k agent
 steps) does not move its start on held-out episodes at seed 0 (65.3 -> 65.2 on 32 episodes; docs/train.md, "PPO
@@ -12,13 +12,14 @@ bench_train's EnvPool runs). Hypotheses, one variant each, every other setting t
                   is frozen, so an update costs an MLP's) -- too few updates per sample?
   std06           log_std_init -0.5 (std 0.61 of the data's spread along each direction, not 0.37) -- too little
                   exploration to find a better action?
+  std06_epochs10  both (added after the first two seeds showed each of them above base)
 
-Agent seeds 100 and 101 (no benchmark's: bench_train's PPO seeds are 0-4), on the shipped policy (the main job's
+Agent seeds 100-102 (no benchmark's: bench_train's PPO seeds are 0-4), on the shipped policy (the main job's
 start, no benchmark's test policy). Each run's final model and its start (the same model with its action mean zeroed
 = the frozen latent BC policy, ``agents.replay.evaluate_run(..., "start")``) are replayed on the same 32 ``val``
 episodes (env seeds from ``VAL_SEED`` = EVAL_SEED + 30000: no run's own evaluation and not bench_train's held-out
 block, EVAL_SEED + 20000), so the gain is paired episode by episode: ``gain`` = mean(final - start) with its 95 %
-bootstrap interval over episodes. Two seeds per variant: a screen for which setting bench_train should run, not a
+bootstrap interval over episodes. Three seeds per variant: a screen for which setting bench_train should run, not a
 claim; the claim is bench_train's, on its own test episodes.
 
 Writes ``benchmarks/results/study_ppo_val.json`` once every variant ran; each finished run leaves its record in
@@ -45,11 +46,12 @@ from rl_laof.runs import runs_root
 
 VAL_SEED = EVAL_SEED + 30_000
 VAL_EPISODES = 32
-SEEDS = (100, 101)
+SEEDS = (100, 101, 102)
 VARIANTS: dict[str, dict] = {
     "base": {},
     "epochs10_mb64": dict(n_epochs=10, batch_size=64),
     "std06": dict(log_std_init=-0.5),
+    "std06_epochs10": dict(log_std_init=-0.5, n_epochs=10, batch_size=64),
 }
 RECORDS = bt.RESULTS.parent / "study_ppo_val_runs"
 

@@ -421,6 +421,7 @@ def test_ppo_val_study_changes_only_its_fields_and_pairs_start_and_final_on_val_
     """Each variant is the main job's config at a non-benchmark seed with only its own fields changed; start and final
     are replayed on the same val episodes, outside every benchmark's test block; the record ignores threads."""
     import study_ppo_val as sv
+
     from envs.rollout import EVAL_SEED
 
     bt = bench.bench_train
@@ -455,3 +456,23 @@ def test_ppo_val_study_changes_only_its_fields_and_pairs_start_and_final_on_val_
     assert rec["gain"]["mean"] == 3.0 and rec["gain"]["lo"] <= 1.0 and rec["gain"]["hi"] >= 5.0  # paired: 2, 6, 1
     trained.clear()
     assert sv.run_record("std06", 100, progress=False, threads=None) == rec and trained == []  # threads: same run
+
+
+def test_residual_scale_study_measures_both_spaces_deviation_from_the_policys_own_action(bench):
+    """An identity decoder on 6-d latents whose 6 principal directions have spread 0.5: at a small std nothing
+    clips, so the latent space moves the executed action by 0.5 std RMS and the raw one by scale x std: they match
+    at scale 0.5."""
+    import study_residual_scale as rs
+    import torch
+    from torch import nn
+
+    from rl_laof.models.policy import LatentPCA
+
+    pol = argparse.Namespace(policy=argparse.Namespace(encoder=nn.Identity(), head=lambda f: f * 0),
+                             decoder=nn.Identity())
+    pca = LatentPCA.fit(torch.randn(4000, 6, generator=torch.Generator().manual_seed(0)), 6)
+    pca.std.fill_(0.5)
+    out = rs.deviations(pol, pca, np.zeros((20_000, 6), np.float32), log_std=float(np.log(0.1)))
+    assert out["std"] == pytest.approx(0.1) and out["latent"] == pytest.approx(0.05, rel=0.03)
+    assert out["raw_at_scale"]["0.3"] == pytest.approx(0.03, rel=0.03)
+    assert out["matching_scale"] == pytest.approx(0.5, abs=0.02)

@@ -327,7 +327,7 @@ def test_a_frozen_encoder_and_a_critic_warmup_hold_the_pretrained_start(latent_p
         assert torch.equal(held.features_extractor.encoder.state_dict()[name], p), name
     assert torch.equal(held.action_net.weight, bc.head[-1].weight)
     assert torch.equal(held.mlp_extractor.policy_net[0].weight, bc.head[0].weight)
-    assert torch.allclose(held.log_std, torch.full_like(held.log_std, -1.0))
+    assert torch.allclose(held.log_std, torch.full_like(held.log_std, TrainConfig().log_std_init))
     _, moved = trained(critic_warmup_steps=64)  # held for the first update only
     assert torch.equal(moved.features_extractor.encoder.conv.head[1].weight, bc.encoder.conv.head[1].weight)
     assert not torch.equal(moved.action_net.weight, bc.head[-1].weight)

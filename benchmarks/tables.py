@@ -322,6 +322,8 @@ COMMANDS = {  # results file -> the command that writes it; a file's own ``sourc
     "study_bc": "python benchmarks/study_bc.py",
     "study_decoder": "python benchmarks/study_decoder.py",
     "study_ppo_start": "python benchmarks/study_ppo_start.py",
+    "study_ppo_val": "python benchmarks/study_ppo_val.py",
+    "study_residual_scale": "python benchmarks/study_residual_scale.py",
 }
 STUDY_BC_128 = ("python benchmarks/study_bc.py --arms bf16,steps8k_bf16,steps16k_bf16 "
                 "--dataset runs/datasets/cheetah-run/laom-ar4-128ep-s0")
@@ -446,6 +448,14 @@ HEADLINES = [
              ("all_dims", "rows", "std=0.37", "action_noise")),
     Headline("study_ppo_start", "the same, noise in the 8 leading principal directions at the data's spread",
              ("pcs8", "rows", "std=1.0", "action_noise"), command="python benchmarks/study_ppo_start.py --pcs 8"),
+    Headline("study_ppo_val", "PPO from the main job's start, 60k steps: final − start on 32 val episodes, mean of 3 "
+             "seeds, the earlier preset (std 0.37, minibatch 256, 4 epochs)",
+             ("variants", "base", "summary", "gain_mean"), 1),
+    Headline("study_ppo_val", "the same, std 0.61, minibatch 64, 10 epochs (the preset since)",
+             ("variants", "std06_epochs10", "summary", "gain_mean"), 1),
+    Headline("study_residual_scale", "raw-action residual scale at which PPO's initial exploration moves the executed "
+             "actions as the latent residual's does (std 0.61; the default is 0.45)",
+             ("by_log_std", "-0.5", "matching_scale")),
 ]
 
 

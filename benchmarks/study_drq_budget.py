@@ -30,8 +30,11 @@ VARIANTS = ("cpu", "paper")
 RECORDS = bt.RESULTS.parent / "study_drq_budget_runs"
 #: bench_train's budget, evaluations and simulator when the study began (before issue 31 moved the agents to 60k
 #: steps on the dm_control backend)
-#: log_std_init: PPO's initial std, which DrQ does not use but its TrainConfig records (the default moved to -0.5 after)
-SETTINGS = dict(total_steps=20_000, eval_every=5_000, checkpoint_every=5_000, backend="envpool", log_std_init=-1.0)
+SETTINGS = dict(total_steps=20_000, eval_every=5_000, checkpoint_every=5_000, backend="envpool")
+#: PPO's settings when the study ran, which DrQ does not use (it has its own DrQConfig; TrainConfig refuses a drq run's
+#: batch_size other than the default) but its TrainConfig records: a record's identity keeps them at those values, so
+#: the study's records stand after PPO's defaults moved (issue 31: log std -0.5, 10 epochs, minibatch 64)
+PPO_FIELDS_THEN = dict(log_std_init=-1.0, n_epochs=4, batch_size=256)
 
 
 def study_base() -> TrainConfig:
@@ -66,7 +69,12 @@ def variant_record(base: TrainConfig, variant: str, seed: int, progress: bool) -
                 "actor_saturation": drq.get("actor_saturation"), "sps": rep["steps_per_s"],
                 "wall_s": hist[-1]["wall_s"] if hist else None}
 
-    return recorded(RECORDS / f"{variant}-s{seed}.json", {"train": cfg.to_dict()}, make)
+    return recorded(RECORDS / f"{variant}-s{seed}.json", record_identity(cfg), make)
+
+
+def record_identity(cfg: TrainConfig) -> dict:
+    """What a record stands for: the run's config, with the PPO fields DrQ ignores at their values of the study."""
+    return {"train": {**cfg.to_dict(), **PPO_FIELDS_THEN}}
 
 
 def main() -> dict:

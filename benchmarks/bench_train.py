@@ -199,19 +199,21 @@ def run_record(base: TrainConfig, row: str, seed: int, quick: bool, progress: bo
     return rec
 
 
-def heldout_eval(folder: Path) -> dict | None:
-    """The run's final model on HELDOUT_EPISODES held-out episodes and, for an agent that starts at action mean 0
-    (a residual, LAFP's noise space: ``agents.replay.starts_at_zero_mean``), its start on the same episodes, so
-    that start and end are compared episode by episode. None where the run has no final model (not on disk)."""
+def heldout_eval(folder: Path, episodes: int = HELDOUT_EPISODES, seed: int = HELDOUT_SEED) -> dict | None:
+    """The run's final model on ``episodes`` episodes from env seed ``seed`` (by default the held-out block) and, for
+    an agent that starts at action mean 0 (a residual, LAFP's noise space: ``agents.replay.starts_at_zero_mean``),
+    its start on the same episodes, so that start and end are compared episode by episode; ``spread`` /
+    ``start_spread``: the executed actions' spread ratio of each. None where the run has no final model."""
     if not any(folder.glob("final_model.*")):
         return None
-    final = evaluate_run(folder, HELDOUT_EPISODES, "final", HELDOUT_SEED, video=False)
+    final = evaluate_run(folder, episodes, "final", seed, video=False)
     start = None
     if starts_at_zero_mean(TrainConfig.from_recorded(read_json(folder / "config.json")["config"])):
-        start = evaluate_run(folder, HELDOUT_EPISODES, "start", HELDOUT_SEED, video=False)
-    return {"episodes": HELDOUT_EPISODES, "seed": HELDOUT_SEED, "ret": final["mean"], "returns": final["returns"],
-            "start": None if start is None else start["mean"],
-            "start_returns": None if start is None else start["returns"]}
+        start = evaluate_run(folder, episodes, "start", seed, video=False)
+    return {"episodes": episodes, "seed": seed, "ret": final["mean"], "returns": final["returns"],
+            "spread": final.get("spread"), "start": None if start is None else start["mean"],
+            "start_returns": None if start is None else start["returns"],
+            "start_spread": None if start is None else start.get("spread")}
 
 
 def main() -> dict:

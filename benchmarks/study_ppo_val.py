@@ -40,7 +40,6 @@ from bench_args import alone, recorded, subset, write_result
 
 import envs  # noqa: F401  (loads EGL before anything imports envpool)
 from agents.config import TrainConfig
-from agents.replay import evaluate_run
 from envs.rollout import EVAL_SEED
 from rl_laof import stats
 from rl_laof.pipeline import agent as train
@@ -75,13 +74,12 @@ def run_record(variant: str, seed: int, progress: bool, threads: int | None = No
     def make() -> dict:
         folder = runs_root() / "study" / "ppo_val" / f"{variant}-s{seed}"
         rep = train(cfg, folder, resume=True, progress=progress)
-        final = evaluate_run(folder, VAL_EPISODES, "final", VAL_SEED, video=False)
-        start = evaluate_run(folder, VAL_EPISODES, "start", VAL_SEED, video=False)
+        val = bt.heldout_eval(folder, VAL_EPISODES, VAL_SEED)  # final and start on the same val episodes
         return {"variant": variant, "seed": seed, "latent_policy": rep.get("latent_policy"),
-                "val_start": round(start["mean"], 2), "val_final": round(final["mean"], 2),
-                "val_start_returns": start["returns"], "val_final_returns": final["returns"],
-                "gain": paired_gain(final["returns"], start["returns"]),
-                "spread_final": final.get("spread"), "spread_start": start.get("spread"),
+                "val_start": round(val["start"], 2), "val_final": round(val["ret"], 2),
+                "val_start_returns": val["start_returns"], "val_final_returns": val["returns"],
+                "gain": paired_gain(val["returns"], val["start_returns"]),
+                "spread_final": val["spread"], "spread_start": val["start_spread"],
                 "final_8ep": round(rep["final"]["mean"], 2), "sps": rep["steps_per_s"],
                 "curve": [{"step": h["step"], "mean": round(h["mean"], 2)} for h in rep["eval_history"]]}
 
@@ -111,7 +109,12 @@ def main() -> dict:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args()
     variants = subset(p, args.variants, VARIANTS, "variants")
-    seeds = [int(s) for s in subset(p, args.seeds, [str(s) for s in range(100, 200)], "seeds (100-199)")]
+    seeds = [s.strip() for s in args.seeds.split(",") if s.strip()]
+    if not seeds or not all(s.isdigit() and 100 <= int(s) <= 199 for s in seeds):
+        p.error(f"--seeds {args.seeds}: agent seeds in 100-199, comma-separated (bench_train's test seeds are 0-4)")
+    seeds = [int(s) for s in seeds]
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads {args.threads}: at least 1")
     records = {v: [run_record(v, s, not args.no_progress, args.threads) for s in seeds] for v in variants}
     result = {"task": bt.TASK, "distractors": bt.LEVEL, "val_seed": VAL_SEED, "val_episodes": VAL_EPISODES,
               "variants": {v: {"summary": summary(recs), "runs": recs} for v, recs in records.items()}}

@@ -78,14 +78,22 @@ def main() -> dict:
     p.add_argument("--log-std", default="-1,-0.5", help="comma-separated initial log stds (default %(default)s)")
     p.add_argument("--states", type=int, default=1024)
     args = p.parse_args()
+    try:
+        log_stds = [float(s) for s in args.log_std.split(",")]
+    except ValueError:
+        p.error(f"--log-std {args.log_std}: comma-separated numbers, e.g. -1,-0.5")
+    if not all(-5 <= s <= 2 for s in log_stds):
+        p.error(f"--log-std {args.log_std}: each in [-5, 2] (std e^-5 to e^2)")
     cfg = bt.base_config()
+    if args.states < cfg.num_envs:
+        p.error(f"--states {args.states}: at least {cfg.num_envs} (one step of the {cfg.num_envs} envs)")
     folder = latent_policy(cfg, progress=False)
     policy, meta = load_latent_space(cfg, folder)
     pca = stored_pca(meta, cfg.residual_pcs)
     obs = own_states(cfg, policy, meta, args.states)
     result = {"latent_policy": str(folder), "states": len(obs), "residual_pcs": cfg.residual_pcs,
               "action_residual_scale": cfg.action_residual_scale,
-              "by_log_std": {s: deviations(policy, pca, obs, float(s)) for s in args.log_std.split(",")}}
+              "by_log_std": {f"{s:g}": deviations(policy, pca, obs, s) for s in log_stds}}
     write_result("study_residual_scale", result)
     print(json.dumps(result))
     return result

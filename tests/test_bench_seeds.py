@@ -442,6 +442,9 @@ def test_ppo_val_study_changes_only_its_fields_and_pairs_start_and_final_on_val_
 
     def train(cfg, folder, resume=True, progress=True):
         trained.append((cfg, folder.name))
+        folder.mkdir(parents=True)  # what a finished run leaves for the replays
+        (folder / "final_model.zip").write_bytes(b"")
+        (folder / "config.json").write_text(json.dumps({"config": dataclasses.asdict(cfg)}))
         return {"latent_policy": "shipped", "final": {"mean": 1.0}, "steps_per_s": 100.0,
                 "eval_history": [{"step": 0, "mean": 1.0}]}
 
@@ -451,7 +454,7 @@ def test_ppo_val_study_changes_only_its_fields_and_pairs_start_and_final_on_val_
         return {"mean": float(np.mean(returns)), "returns": returns, "spread": 0.8}
 
     monkeypatch.setattr(sv, "train", train)
-    monkeypatch.setattr(sv, "evaluate_run", evaluate_run)
+    monkeypatch.setattr(bt, "evaluate_run", evaluate_run)  # the replays are bench_train's paired heldout_eval
     rec = sv.run_record("std06", 100, progress=False, threads=1)
     assert trained[0][0].log_std_init == -0.5 and trained[0][0].threads == 1 and trained[0][1] == "std06-s100"
     assert replays == [("std06-s100", 32, "final", sv.VAL_SEED), ("std06-s100", 32, "start", sv.VAL_SEED)]

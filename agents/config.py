@@ -325,6 +325,12 @@ class TrainConfig:
         return self.algo not in OFF_POLICY
 
     @property
+    def unused_fields(self) -> tuple[str, ...]:
+        """Fields the chosen algorithm does not read: a run folder of a config that differs only there is the same
+        run (agents.training.open_run). DrQ-v2 takes its networks and optimisation from ``drq`` (DrQConfig)."""
+        return _SB3_ONLY if self.algo == "drq" else ()
+
+    @property
     def residual(self) -> bool:
         """The agent acts as a residual on the frozen latent BC policy's features (see ``residual_pcs``)."""
         return self.residual_pcs > 0 and self.latent not in ("none", "sof", *ACTION_RESIDUALS) \
@@ -438,6 +444,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 
 # --------------------------------------------------------------------------- DrQ-v2 (algo "drq")
 
+#: TrainConfig's fields that only stable-baselines3 agents read (DrQ-v2 ignores them: TrainConfig.unused_fields)
+_SB3_ONLY = ("log_std_init", "learning_rate", "learning_rate_end", "n_steps", "batch_size", "n_epochs", "gae_lambda",
+             "clip_range", "ent_coef", "normalize_reward", "buffer_size", "algo_kwargs")
 _DRQ_NAMES = {"learning_rate": "lr"}  # TrainConfig's SB3 field -> DrQConfig's
 
 

@@ -392,7 +392,8 @@ def open_run(cfg: TrainConfig, out: str | Path | None = None, resume: bool = Fal
     run_dir = run_folder(out if out is not None else train_dir(cfg.task, cfg.tag))
     config = json.loads(json.dumps(cfg.to_dict()))
     recorded = {}
-    if refuse_other_config(run_dir, config, _NOT_IDENTITY, "use another --out, or --fresh to start over there"):
+    fix = "use another --out, or --fresh to start over there"
+    if refuse_other_config(run_dir, config, _NOT_IDENTITY + cfg.unused_fields, fix):
         if not resume and (run_dir / "checkpoints").exists() and not (run_dir / "report.json").exists():
             raise ValueError(f"{run_dir} holds an unfinished run: pass --resume to continue it, --fresh to start "
                              "over, or --out for another folder.")

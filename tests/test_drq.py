@@ -223,3 +223,22 @@ def test_a_resumed_drq_run_is_the_uninterrupted_one(tmp_path, one_thread):
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
     assert a["rng"] == b["rng"] and torch.equal(a["generator"], b["generator"])
     assert all(np.array_equal(np.asarray(ra[k]), np.asarray(rb[k])) for k in ra if k != "cap")
+
+
+def test_a_drq_run_folder_ignores_the_ppo_fields_drq_does_not_read(tmp_path):
+    """A DrQ run recorded when PPO's defaults were other is the same run (it resumes); a change DrQ reads is not."""
+    import json
+
+    from agents.training import open_run
+
+    cfg = TrainConfig(**TINY_DRQ)
+    then = {**cfg.to_dict(), "log_std_init": -1.0, "n_epochs": 4, "batch_size": 256}
+    (tmp_path / "config.json").write_text(json.dumps({"config": then}))
+    assert open_run(cfg, tmp_path).recorded["config"]["n_epochs"] == 4
+    other = dataclasses.replace(cfg, drq=dataclasses.replace(cfg.drq, batch_size=32))
+    with pytest.raises(ValueError, match=r"another config \(differs in \['drq'\]\)"):
+        open_run(other, tmp_path)
+    ppo = TrainConfig(latent="none", num_envs=2)
+    (tmp_path / "config.json").write_text(json.dumps({"config": {**ppo.to_dict(), "n_epochs": 4}}))
+    with pytest.raises(ValueError, match=r"differs in \['n_epochs'\]"):  # PPO reads them: another run
+        open_run(ppo, tmp_path)

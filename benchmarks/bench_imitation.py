@@ -30,7 +30,8 @@ What seed s uses: its dataset (``datasets[s]``), the latent-quality study's mode
 (``bench_latent_quality.lam_run_dir``: ``lapo``, LAOF at the study's default flow tier ``laof_<tier>`` and
 ``laof_action_1pct``; trained there if missing) and imitation seed s. The big-data BC rows (``bc_all_128`` /
 ``bc_all_512``) keep their one big dataset (data seed 0; no flow): their seeds vary training only. Each policy
-is evaluated on the EnvPool pixel env with the data's distractors (``ret_*``) and with held-out background
+is evaluated on the pixel env (``eval_backend`` auto: dm_control at action repeat 4) with the data's distractors
+(``ret_*``) and with held-out background
 videos (``ret_heldout_*``) over eval_seeds x eval_episodes episodes. Each seed's returns are divided by its own
 dataset's mean training return (the expert's, with its action noise; ``data_returns`` per seed, ``data_return``
 their mean; a big-data row by its dataset's), so ``ret_bc_all_512`` is ``ret_bc_all_vs_data``; each figure is

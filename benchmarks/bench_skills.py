@@ -21,7 +21,8 @@ only its own runs, built first and cached under ``runs/`` (a rerun resumes them)
    per task latent BC
    (``laof_bc``) and LAFP (``laof_lafp``) with their decoders on the task's labels, and BC on the labels only
    (``bc_labels``), each imitation seed s;
-5. each policy evaluated per task on EnvPool pixels with the data's backgrounds (``ret_*``) and held-out background
+5. each policy evaluated per task on the pixel env (backend auto: dm_control at action repeat 2) with the data's
+   backgrounds (``ret_*``) and held-out background
    videos (``ret_heldout_*``), 8 episodes of 500 steps, the same env seeds for every method;
 6. PPO on walker-walk, PPO seed s on seed s's models, every row at the same env frames (20k agent steps at action
    repeat 2, rollouts of 8 x 250 steps; ``--quick``: 2000): ``sof`` (``--latent sof``, skills ``sof-s{seed}``),

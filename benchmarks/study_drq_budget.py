@@ -1,9 +1,10 @@
 """Is DrQ-v2's failure at bench_train's budget the method or the CPU preset? DrQ-v2 on bench_train's env and frames
 as they were when the study began (cheetah-run, LAOM distractors, 20k agent steps at action repeat 4 = 80k frames,
 EnvPool: :data:`SETTINGS`, pinned so that the study stays the one it was) at the CPU preset and at the paper's
-update rate and sizes (``DRQ_PRESETS["paper"]``: batch 256, an update every 4 frames, MLPs of 1024, fp32).
+update rate and sizes (``DRQ_PRESETS["paper"]``: batch 256, an update every 4 frames, MLPs of 1024, fp32); and, to
+tell the method's failure from the distractors', ``clean``: the CPU preset on the same env without distractors.
 
-    python benchmarks/study_drq_budget.py [--variants cpu,paper] [--seed 0]
+    python benchmarks/study_drq_budget.py [--variants cpu,paper,clean] [--seed 0]
 
 The ``cpu`` variant is bench_train's ``drq`` row of that time (its committed record stands for it; run again, it
 trains in ``runs/study/drq_budget/cpu-s<seed>``). Per variant: the final return (8 held-out episodes), the evaluation
@@ -26,7 +27,7 @@ from agents.config import DRQ_PRESETS, DrQConfig, TrainConfig
 from rl_laof.pipeline import agent as train
 from rl_laof.runs import read_json, runs_root
 
-VARIANTS = ("cpu", "paper")
+VARIANTS = ("cpu", "paper", "clean")
 RECORDS = bt.RESULTS.parent / "study_drq_budget_runs"
 #: bench_train's budget, evaluations and simulator when the study began (before issue 31 moved the agents to 60k
 #: steps on the dm_control backend)
@@ -43,10 +44,13 @@ def study_base() -> TrainConfig:
 
 
 def variant_config(base: TrainConfig, variant: str, seed: int) -> TrainConfig:
-    """bench_train's drq row at PPO seed ``seed``; ``paper``: with the paper's DrQConfig (the frames unchanged)."""
+    """bench_train's drq row at PPO seed ``seed``; ``paper``: with the paper's DrQConfig (the frames unchanged);
+    ``clean``: without distractors."""
     cfg = bt.row_config(base, "drq", seed, None)
     if variant == "paper":
         cfg = dataclasses.replace(cfg, drq=DrQConfig.resolve("paper", None))
+    elif variant == "clean":
+        cfg = dataclasses.replace(cfg, distractors="none")
     return cfg
 
 

@@ -314,7 +314,8 @@ def test_latent_quality_holm_families_split_targets_from_the_rest(bench):
 def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_path):
     """study_drq_budget: the cpu variant is bench_train's drq row as it was when the study began (20k steps on
     EnvPool: the study's pinned settings); the paper variant the same run (env, frames, seed) with the paper's
-    DrQConfig, and nothing else changed. The committed cpu record, made before ``backend`` existed, stands for it."""
+    DrQConfig, the clean variant the cpu run without distractors, and nothing else changed. The committed cpu
+    record, made before ``backend`` existed, stands for it."""
     import study_drq_budget as sd
 
     from agents.config import DRQ_PRESETS
@@ -333,13 +334,14 @@ def test_drq_budget_study_changes_only_drqs_settings(bench, monkeypatch, tmp_pat
     monkeypatch.setattr(sys.modules["bench_args"], "write_result", lambda name, result: written.append(name))
     r = _run(monkeypatch, sd, ["--no-progress"])
     assert written == ["study_drq_budget"]
-    (cpu, cpu_dir), (paper, _) = runs
+    (cpu, cpu_dir), (paper, _), (clean, _) = runs
     assert cpu_dir == sd.run_dir("cpu", 0) and cpu_dir.parent == sd.run_dir("paper", 0).parent
     bt = bench.bench_train
     base = dataclasses.replace(bt.base_config(), total_steps=20_000, eval_every=5_000, checkpoint_every=5_000,
                                backend="envpool")
     assert cpu == bt.row_config(base, "drq", 0, None) and cpu.resolved_backend == "envpool"
     assert dataclasses.replace(paper, drq=cpu.drq) == cpu
+    assert clean.distractors == "none" and dataclasses.replace(clean, distractors=cpu.distractors) == cpu
     assert {k: getattr(paper.drq, k) for k in DRQ_PRESETS["paper"]} == DRQ_PRESETS["paper"]
     assert r["frames"] == 80_000 and r["variants"]["paper"]["samples"] == 100 * 256
     assert r["variants"]["cpu"]["actor_saturation"] == 1.0

@@ -324,6 +324,7 @@ COMMANDS = {  # results file -> the command that writes it; a file's own ``sourc
     "study_ppo_start": "python benchmarks/study_ppo_start.py",
     "study_ppo_val": "python benchmarks/study_ppo_val.py",
     "study_residual_scale": "python benchmarks/study_residual_scale.py",
+    "study_drq_budget": "python benchmarks/study_drq_budget.py",
 }
 STUDY_BC_128 = ("python benchmarks/study_bc.py --arms bf16,steps8k_bf16,steps16k_bf16 "
                 "--dataset runs/datasets/cheetah-run/laom-ar4-128ep-s0")
@@ -456,6 +457,10 @@ HEADLINES = [
     Headline("study_residual_scale", "raw-action residual scale at which PPO's initial exploration moves the executed "
              "actions as the latent residual's does (std 0.61; the default is 0.45)",
              ("by_log_std", "-0.5", "matching_scale")),
+    Headline("study_drq_budget", "DrQ-v2, cheetah-run, 80k frames, LAOM distractors: final return, CPU preset (one "
+             "seed; uniform random 14.2)", ("variants", "cpu", "ret"), 1),
+    Headline("study_drq_budget", "the same at the paper's batch, update rate and MLPs", ("variants", "paper", "ret"), 1),
+    Headline("study_drq_budget", "the CPU preset without distractors", ("variants", "clean", "ret"), 1),
 ]
 
 

@@ -24,8 +24,9 @@ only its own runs, built first and cached under ``runs/`` (a rerun resumes them)
 5. each policy evaluated per task on the pixel env (backend auto: dm_control at action repeat 2) with the data's
    backgrounds (``ret_*``) and held-out background
    videos (``ret_heldout_*``), 8 episodes of 500 steps, the same env seeds for every method;
-6. PPO on walker-walk, PPO seed s on seed s's models, every row at the same env frames (20k agent steps at action
-   repeat 2, rollouts of 8 x 250 steps; ``--quick``: 2000): ``sof`` (``--latent sof``, skills ``sof-s{seed}``),
+6. PPO on walker-walk, PPO seed s on seed s's models, every row at the same env frames (60k agent steps at action
+   repeat 2, the main job's budget and PPO's val-chosen settings, rollouts of 8 x 256 steps; ``--quick``: 2000):
+   ``sof`` (``--latent sof``, skills ``sof-s{seed}``),
    ``sof_kl`` (the same with SPiRL's KL to the skill prior, ``kl_coef`` 0.01), ``laof`` (LAOF's residual latent
    space around seed s's walker-walk ``laof_bc``) and ``action_residual`` (raw-action residuals around the same
    decoded policy).
@@ -78,7 +79,7 @@ KL_COEF = 0.01
 RECORDS = Path(__file__).resolve().parent / "results" / "skills_runs"  # s<seed>.json: one finished seed (committed)
 EVAL = dict(eval_episodes=8, eval_seeds=1, eval_backgrounds=("train", "eval"))
 BACKGROUNDS = (("train", "ret"), ("eval", "ret_heldout"))
-FULL = dict(expert_steps=1_000_000, episodes=16, eval_episodes=4, heldout=2, episode_steps=250, ppo_steps=20_000,
+FULL = dict(expert_steps=1_000_000, episodes=16, eval_episodes=4, heldout=2, episode_steps=250, ppo_steps=60_000,
             skills={}, imitation={}, lam={})
 QUICK = dict(expert_steps=300_000, episodes=6, eval_episodes=2, heldout=0, episode_steps=100, ppo_steps=2000,
              skills=dict(tokenizer_steps=300, prior_steps=300, translator_steps=300, eval_episodes=4),
@@ -311,8 +312,8 @@ def main() -> dict:
     tag = "quick" if args.quick else "full"
     root = runs_root() / "bench" / "skills" / tag
     base = from_preset(TrainConfig, TRAIN_PRESETS, "quick", task=PPO_TASK, distractors=LEVEL,
-                       action_repeat=ACTION_REPEAT, total_steps=size["ppo_steps"], n_steps=250, batch_size=250,
-                       eval_every=size["ppo_steps"] // 4, checkpoint_every=size["ppo_steps"] // 4)
+                       action_repeat=ACTION_REPEAT, total_steps=size["ppo_steps"],
+                       eval_every=size["ppo_steps"] // 6, checkpoint_every=size["ppo_steps"] // 6)
     t0 = time.perf_counter()
     records = [seed_record(size, tag, root, base, seed, progress) for seed in range(seeds)]  # seed-major
     per_seed = [rec["values"] for rec in records]

@@ -459,7 +459,8 @@ HEADLINES = [
              ("by_log_std", "-0.5", "matching_scale")),
     Headline("study_drq_budget", "DrQ-v2, cheetah-run, 80k frames, LAOM distractors: final return, CPU preset (one "
              "seed; uniform random 14.2)", ("variants", "cpu", "ret"), 1),
-    Headline("study_drq_budget", "the same at the paper's batch, update rate and MLPs", ("variants", "paper", "ret"), 1),
+    Headline("study_drq_budget", "the same at the paper's batch, update rate and MLPs",
+             ("variants", "paper", "ret"), 1),
     Headline("study_drq_budget", "the CPU preset without distractors", ("variants", "clean", "ret"), 1),
 ]
 

@@ -336,7 +336,8 @@ class Headline:
 
     ``key`` is a top-level key, or a path into nested values; a path element ``"field=value"`` picks the item
     of a list whose ``field`` equals ``value``. The 95 % interval is read from ``<key>_lo`` / ``<key>_hi``
-    beside the value, where the file has them.
+    beside the value, where the file has them. ``figure`` may name top-level numbers of the file in braces
+    (``{total_steps}``), so that a budget it states is the file's own: they are written as counts (``60k``).
     """
 
     source: str
@@ -400,7 +401,7 @@ HEADLINES = [
     Headline("imitation", "latent BC LAOF > LAPO: one-sided permutation p over seeds, Holm", "p_laof_bc_vs_lapo_bc"),
     Headline("imitation", "ms per action, LAFP / latent BC (target < 2)", "lafp_vs_bc_latency", 2, "×"),
     Headline("train", "PPO in LAOF's residual latent space: return at step 0", "first_eval_laof", 1),
-    Headline("train", "the same: **final return** after 20k agent steps", "ret_laof", 1),
+    Headline("train", "the same: **final return** after {total_steps} agent steps", "ret_laof", 1),
     Headline("train", "final return, raw-action residual around the same decoded LAOF policy", "ret_action_residual",
              1),
     Headline("train", "final return, LAFP noise space (LAOF)", "ret_laof_lafp", 1),
@@ -417,9 +418,9 @@ HEADLINES = [
     Headline("skills", "the same, LAOF latent BC", "ret_laof_bc", 1),
     Headline("skills", "the same, BC on the labels", "ret_bc_labels", 1),
     Headline("skills", "SOF > LAOF latent BC: one-sided permutation p over seeds, Holm", "p_sof_vs_laof_bc"),
-    Headline("skills", "PPO on walker-walk, 20k env steps, over SOF skill tokens: return at step 0",
+    Headline("skills", "PPO on walker-walk, {ppo_sof_steps} env steps, over SOF skill tokens: return at step 0",
              "ppo_sof_first_eval", 1),
-    Headline("skills", "PPO on walker-walk, 20k env steps, over SOF skill tokens", "ppo_sof", 1),
+    Headline("skills", "PPO on walker-walk, {ppo_sof_steps} env steps, over SOF skill tokens", "ppo_sof", 1),
     Headline("skills", "the same with SPiRL's KL to the skill prior", "ppo_sof_kl", 1),
     Headline("skills", "the same in LAOF's residual latent space", "ppo_laof", 1),
     Headline("skills", "the same on raw actions", "ppo_raw", 1),
@@ -491,6 +492,19 @@ def _headline_value(r: dict, h: Headline) -> str | None:
     return text
 
 
+def _count(n: float) -> str:
+    """A budget as the README writes it: 60000 -> ``60k``, 20480 -> ``20.5k``, 512 -> ``512``."""
+    if n >= 1000:
+        return f"{n / 1000:.1f}".removesuffix(".0") + "k"
+    return f"{n:g}"
+
+
+def _figure(r: dict, h: Headline) -> str:
+    """``h.figure`` with its ``{key}`` fields filled from ``r``'s top-level numbers (KeyError: one it lacks)."""
+    fields = {k: _count(v) for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return h.figure.format_map(fields) if "{" in h.figure else h.figure
+
+
 def load_results(results: Path = RESULTS) -> dict[str, dict]:
     """Every ``<name>.json`` in ``results`` that parses, by name (a missing or unreadable file is skipped)."""
     out = {}
@@ -535,7 +549,7 @@ def readme(results: dict[str, dict] | None = None) -> str:
             name += " †"
             if h.source not in seeded:
                 seeded.append(h.source)
-        lines.append(f"| {name} | {h.figure} | {value} | `{command}` |")
+        lines.append(f"| {name} | {_figure(r, h)} | {value} | `{command}` |")
     notes = ["", "Values are from `benchmarks/results/<benchmark>.json`; an interval is shown where the file has "
              "one (mean over seeds, 95 % bootstrap interval), otherwise the figure is one run."]
     if seeded:

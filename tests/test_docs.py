@@ -124,6 +124,14 @@ def test_readme_table_skips_missing_results_and_shows_new_ones():
     assert f"| **LAFP (LAOF)** | {lafp} |" in tables.block("imitation", {"imitation": imitation})
 
 
+def test_a_budget_in_a_headline_is_the_results_files_own():
+    tables = _tables()
+    results = tables.load_results()
+    train = {**results["train"], "total_steps": 60000}
+    assert "| the same: **final return** after 60k agent steps |" in tables.readme({**results, "train": train})
+    assert [tables._count(n) for n in (60000, 20480, 512, 4096.0)] == ["60k", "20.5k", "512", "4.1k"]
+
+
 def test_write_replaces_only_what_is_between_the_markers():
     tables = _tables()
     results = tables.load_results()
